@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Quick start on a fresh Debian machine with Rust (no GPU needed):
+#   bash run.sh check   # the main job: GPU-versus-CPU cross-check of every mode and option
+#   bash run.sh test    # the test suite
+# Both install Mesa's software Vulkan driver (lavapipe) first when no Vulkan driver exists.
+# Extra arguments go to `metric-loss check` (e.g. --batch 128 --dim 64 --seed 3).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Mesa prints "XDG_RUNTIME_DIR is invalid or not set" without it; harmless, but confusing.
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+    export XDG_RUNTIME_DIR="${TMPDIR:-/tmp}/metric-loss-xdg-$(id -u)"
+    mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
+fi
+
+have_vulkan() {
+    local icd=0 loader=0
+    for d in /usr/share/vulkan/icd.d /etc/vulkan/icd.d; do
+        if compgen -G "$d/*.json" > /dev/null; then icd=1; fi
+    done
+    if ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'; then loader=1; fi
+    [ "$icd" = 1 ] && [ "$loader" = 1 ]
+}
+
+ensure_vulkan() {
+    if have_vulkan; then
+        return
+    fi
+    echo "run.sh: no Vulkan driver found; installing Mesa's (apt-get install mesa-vulkan-drivers)" >&2
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mesa-vulkan-drivers libvulkan1 > /dev/null
+    have_vulkan || { echo "run.sh: Vulkan driver still missing after install" >&2; exit 1; }
+}
+
+case "${1:-check}" in
+    check)
+        ensure_vulkan
+        shift || true
+        cargo run --release --quiet -- check "$@"
+        ;;
+    test)
+        ensure_vulkan
+        cargo test
+        ;;
+    *)
+        echo "usage: bash run.sh check [metric-loss check options] | bash run.sh test" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,44 @@
+// Pairwise distance pieces shared by every pairwise kernel.
+// Depends on no globals. Keep the kinds in sync with `DistanceKind` in src/gpu/params.rs.
+//
+// A distance is accumulated over the dimension with `dist_step` (in one fixed order,
+// so d(i, j) and d(j, i) are bitwise equal) and turned into d by `dist_finish`.
+// Cosine distance runs as "one minus dot" on rows the host has normalised first.
+
+const DIST_EUCLIDEAN: u32 = 0u;
+const DIST_SQUARED_EUCLIDEAN: u32 = 1u;
+const DIST_ONE_MINUS_DOT: u32 = 2u;
+
+fn dist_step(kind: u32, u: f32, v: f32) -> f32 {
+    if (kind == DIST_ONE_MINUS_DOT) {
+        return u * v;
+    }
+    // The difference form, not |u|² + |v|² − 2u·v: it stays exact near d = 0.
+    let t = u - v;
+    return t * t;
+}
+
+fn dist_finish(kind: u32, acc: f32) -> f32 {
+    if (kind == DIST_EUCLIDEAN) {
+        return sqrt(acc);
+    }
+    if (kind == DIST_SQUARED_EUCLIDEAN) {
+        return acc;
+    }
+    return 1.0 - acc;
+}
+
+// Factor w of the distance's gradient: dd/du = w·(u − v) for the difference forms,
+// dd/du = −w·v for one-minus-dot. By convention it is 0 where d = 0 (never NaN).
+fn dist_grad_factor(kind: u32, d: f32) -> f32 {
+    if (d == 0.0) {
+        return 0.0;
+    }
+    if (kind == DIST_EUCLIDEAN) {
+        return 1.0 / d;
+    }
+    if (kind == DIST_SQUARED_EUCLIDEAN) {
+        return 2.0;
+    }
+    return 1.0;
+}

@@ -1,0 +1,348 @@
+//! `metric-loss eval`: validate everything, then open the device, compute, print one JSON line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use metric_loss::{npy, Contrastive, Distance, Embeddings, Gpu, Grads, Hinge, Labels, Reduction};
+
+use crate::Failure;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LossName {
+    Contrastive,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DistanceArg {
+    Euclidean,
+    SquaredEuclidean,
+    Cosine,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum HingeArg {
+    Squared,
+    Linear,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ReductionArg {
+    Mean,
+    Sum,
+    MeanNonzero,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    Gpu,
+    Cpu,
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// The loss.
+    #[arg(long, value_enum)]
+    loss: LossName,
+    /// Pair mode: first rows (N×D .npy).
+    #[arg(long)]
+    a: Option<PathBuf>,
+    /// Pair mode: second rows (N×D .npy).
+    #[arg(long)]
+    b: Option<PathBuf>,
+    /// Pair mode: 1 similar, 0 dissimilar (N .npy).
+    #[arg(long)]
+    y: Option<PathBuf>,
+    /// Batch mode: embeddings (B×D .npy).
+    #[arg(long)]
+    embeddings: Option<PathBuf>,
+    /// Batch mode: integer class labels (B .npy).
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Negative margin m.
+    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
+    margin: f64,
+    /// Positive margin p.
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pos_margin: f64,
+    /// Distance between rows.
+    #[arg(long, value_enum, default_value = "euclidean")]
+    distance: DistanceArg,
+    /// Hinge shape.
+    #[arg(long, value_enum, default_value = "squared")]
+    hinge: HingeArg,
+    /// Reduction.
+    #[arg(long, value_enum, default_value = "mean")]
+    reduction: ReductionArg,
+    /// Divide each row by its norm first.
+    #[arg(long)]
+    normalize: bool,
+    /// Where the loss runs.
+    #[arg(long, value_enum, default_value = "gpu")]
+    device: DeviceArg,
+    /// Pair mode: write dL/dA here (float32 .npy).
+    #[arg(long)]
+    grad_a: Option<PathBuf>,
+    /// Pair mode: write dL/dB here (float32 .npy).
+    #[arg(long)]
+    grad_b: Option<PathBuf>,
+    /// Batch mode: write dL/dX here (float32 .npy).
+    #[arg(long)]
+    grad: Option<PathBuf>,
+}
+
+struct Matrix {
+    data: Vec<f32>,
+    rows: usize,
+    dim: usize,
+}
+
+enum Input {
+    Pairs {
+        a: Matrix,
+        b: Matrix,
+        similar: Vec<bool>,
+    },
+    Batch {
+        x: Matrix,
+        labels: Labels,
+    },
+}
+
+fn load(flag: &str, path: &Path) -> Result<npy::NpyArray, Failure> {
+    npy::read(path).map_err(|e| Failure::usage(format!("--{flag} {}: {e}", path.display())))
+}
+
+fn matrix(flag: &'static str, path: &Path) -> Result<Matrix, Failure> {
+    let arr = load(flag, path)?;
+    if arr.shape.len() != 2 {
+        return Err(Failure::usage(format!(
+            "--{flag} {}: expected a 2-D array (rows × dim), got shape {:?}",
+            path.display(),
+            arr.shape
+        )));
+    }
+    let (rows, dim) = (arr.shape[0], arr.shape[1]);
+    let data = arr
+        .to_f32()
+        .map_err(|e| Failure::usage(format!("--{flag} {}: {e}", path.display())))?;
+    // float64 values beyond f32's range become infinite here and are caught below.
+    Embeddings::new(flag, &data, rows, dim).map_err(|e| in_domain_message(flag, dim, e))?;
+    Ok(Matrix { data, rows, dim })
+}
+
+fn in_domain_message(flag: &str, dim: usize, e: metric_loss::Error) -> Failure {
+    match e {
+        metric_loss::Error::OutOfDomain { index, value, .. } => Failure::usage(format!(
+            "--{flag}: value {value} at row {}, column {} is outside the input domain \
+             (finite, |x| <= 1e15)",
+            index / dim.max(1),
+            index % dim.max(1)
+        )),
+        metric_loss::Error::EmptyInput { .. } => {
+            Failure::usage(format!("--{flag}: the array has no rows (empty batch)"))
+        }
+        metric_loss::Error::ZeroDim { .. } => {
+            Failure::usage(format!("--{flag}: the array has dimension 0 (D = 0)"))
+        }
+        other => Failure::from(other),
+    }
+}
+
+fn vector(flag: &str, path: &Path) -> Result<npy::NpyArray, Failure> {
+    let arr = load(flag, path)?;
+    if arr.shape.len() != 1 {
+        return Err(Failure::usage(format!(
+            "--{flag} {}: expected a 1-D array, got shape {:?}",
+            path.display(),
+            arr.shape
+        )));
+    }
+    Ok(arr)
+}
+
+fn rows_match(flag: &str, expected: usize, got: usize) -> Result<(), Failure> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(Failure::usage(format!(
+            "--{flag} has {got} rows but the embeddings have {expected}"
+        )))
+    }
+}
+
+fn read_input(args: &EvalArgs) -> Result<Input, Failure> {
+    let pairs = args.a.is_some() || args.b.is_some() || args.y.is_some();
+    let batch = args.embeddings.is_some() || args.labels.is_some();
+    match (pairs, batch) {
+        (true, true) => Err(Failure::usage(
+            "give either --a/--b/--y (pair mode) or --embeddings/--labels (batch mode), not both",
+        )),
+        (false, false) => Err(Failure::usage(
+            "no input: give --a/--b/--y (pair mode) or --embeddings/--labels (batch mode)",
+        )),
+        (true, false) => {
+            if args.grad.is_some() {
+                return Err(Failure::usage(
+                    "--grad applies to batch mode; in pair mode use --grad-a and --grad-b",
+                ));
+            }
+            let need = |p: &Option<PathBuf>, flag: &str| {
+                p.clone().ok_or_else(|| {
+                    Failure::usage(format!(
+                        "pair mode needs --a, --b and --y; --{flag} is missing"
+                    ))
+                })
+            };
+            let (pa, pb, py) = (
+                need(&args.a, "a")?,
+                need(&args.b, "b")?,
+                need(&args.y, "y")?,
+            );
+            let a = matrix("a", &pa)?;
+            let b = matrix("b", &pb)?;
+            rows_match("b", a.rows, b.rows)?;
+            if a.dim != b.dim {
+                return Err(Failure::usage(format!(
+                    "--b has dimension {} but --a has {}",
+                    b.dim, a.dim
+                )));
+            }
+            let y = vector("y", &py)?;
+            rows_match("y", a.rows, y.len())?;
+            let values = y
+                .to_f64_any()
+                .map_err(|e| Failure::usage(format!("--y {}: {e}", py.display())))?;
+            let similar = values
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| match v {
+                    1.0 => Ok(true),
+                    0.0 => Ok(false),
+                    v => Err(Failure::usage(format!(
+                        "--y[{i}] = {v}: pair labels must be 0 (dissimilar) or 1 (similar)"
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Input::Pairs { a, b, similar })
+        }
+        (false, true) => {
+            if args.grad_a.is_some() || args.grad_b.is_some() {
+                return Err(Failure::usage(
+                    "--grad-a/--grad-b apply to pair mode; in batch mode use --grad",
+                ));
+            }
+            let px = args.embeddings.clone().ok_or_else(|| {
+                Failure::usage(
+                    "batch mode needs --embeddings and --labels; --embeddings is missing",
+                )
+            })?;
+            let pl = args.labels.clone().ok_or_else(|| {
+                Failure::usage("batch mode needs --embeddings and --labels; --labels is missing")
+            })?;
+            let x = matrix("embeddings", &px)?;
+            let l = vector("labels", &pl)?;
+            if !matches!(l.dtype, npy::Dtype::Int(4) | npy::Dtype::Int(8)) {
+                return Err(Failure::usage(format!(
+                    "--labels {}: dtype {} is not int32 or int64",
+                    pl.display(),
+                    l.dtype.name()
+                )));
+            }
+            rows_match("labels", x.rows, l.len())?;
+            let ids = l
+                .to_i64()
+                .map_err(|e| Failure::usage(format!("--labels {}: {e}", pl.display())))?;
+            Ok(Input::Batch {
+                x,
+                labels: Labels::new(&ids),
+            })
+        }
+    }
+}
+
+fn config(args: &EvalArgs) -> Result<Contrastive, Failure> {
+    let cfg = Contrastive {
+        distance: match args.distance {
+            DistanceArg::Euclidean => Distance::Euclidean,
+            DistanceArg::SquaredEuclidean => Distance::SquaredEuclidean,
+            DistanceArg::Cosine => Distance::Cosine,
+        },
+        hinge: match args.hinge {
+            HingeArg::Squared => Hinge::Squared,
+            HingeArg::Linear => Hinge::Linear,
+        },
+        reduction: match args.reduction {
+            ReductionArg::Mean => Reduction::Mean,
+            ReductionArg::Sum => Reduction::Sum,
+            ReductionArg::MeanNonzero => Reduction::MeanNonzero,
+        },
+        normalize: args.normalize,
+        margin: args.margin as f32,
+        pos_margin: args.pos_margin as f32,
+    };
+    for (flag, v) in [("--margin", args.margin), ("--pos-margin", args.pos_margin)] {
+        if !(0.0..=metric_loss::MAX_ABS_VALUE).contains(&v) {
+            return Err(Failure::usage(format!(
+                "{flag} {v}: must be finite, >= 0 and <= 1e15"
+            )));
+        }
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+pub fn run(args: EvalArgs) -> Result<ExitCode, Failure> {
+    let LossName::Contrastive = args.loss;
+    let cfg = config(&args)?;
+    let input = read_input(&args)?;
+    let want = if args.grad.is_some() || args.grad_a.is_some() || args.grad_b.is_some() {
+        Grads::Compute
+    } else {
+        Grads::Skip
+    };
+    // All input is valid: only now open the device.
+    let gpu = match args.device {
+        DeviceArg::Gpu => Some(Gpu::new()?),
+        DeviceArg::Cpu => None,
+    };
+    let (out, shape) = match &input {
+        Input::Pairs { a, b, similar } => {
+            let ea = Embeddings::new("a", &a.data, a.rows, a.dim)?;
+            let eb = Embeddings::new("b", &b.data, b.rows, b.dim)?;
+            let out = match &gpu {
+                Some(g) => cfg.pairs(g, &ea, &eb, similar, want)?,
+                None => cfg.pairs_cpu(&ea, &eb, similar, want)?,
+            };
+            (out, [a.rows, a.dim])
+        }
+        Input::Batch { x, labels } => {
+            let ex = Embeddings::new("embeddings", &x.data, x.rows, x.dim)?;
+            let out = match &gpu {
+                Some(g) => cfg.batch(g, &ex, labels, want)?,
+                None => cfg.batch_cpu(&ex, labels, want)?,
+            };
+            (out, [x.rows, x.dim])
+        }
+    };
+    let targets: Vec<&Option<PathBuf>> = match input {
+        Input::Pairs { .. } => vec![&args.grad_a, &args.grad_b],
+        Input::Batch { .. } => vec![&args.grad],
+    };
+    for (path, grad) in targets.into_iter().zip(&out.grads) {
+        if let Some(p) = path {
+            npy::write_f32(p, &shape, grad)
+                .map_err(|e| Failure::runtime(format!("writing {}: {e}", p.display())))?;
+        }
+    }
+    let json = serde_json::json!({
+        "loss": out.loss,
+        "device": if gpu.is_some() { "gpu" } else { "cpu" },
+        "adapter": gpu.as_ref().map(|g| g.adapter().name.clone()),
+        "similar_pairs": out.counts.similar_pairs,
+        "dissimilar_pairs": out.counts.dissimilar_pairs,
+        "active_terms": out.counts.active_terms(),
+    });
+    println!("{json}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,323 @@
+//! CPU reference of the contrastive loss (mirrors contrastive.wgsl: forward terms and counts,
+//! the reduction's scales, then the backward pass), in f64.
+//!
+//! Cosine distance is computed from its definition here, while the GPU runs it as
+//! one-minus-dot on normalised rows: the two derivations check each other.
+
+use super::normalize;
+use crate::loss::contrastive::{
+    reduce, Contrastive, ContrastiveCounts, ContrastiveOutput, Distance, Hinge, Reduction,
+};
+use crate::loss::{Grads, LossOutput};
+use crate::shape::{Embeddings, Labels};
+
+/// An f64 result of the reference, with gradients in f64 (for finite-difference checks).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reference {
+    /// The loss.
+    pub loss: f64,
+    /// The counts.
+    pub counts: ContrastiveCounts,
+    /// Gradients as in [`LossOutput::grads`], in f64.
+    pub grads: Vec<Vec<f64>>,
+}
+
+/// Distance between rows u and v.
+pub fn distance(kind: Distance, u: &[f64], v: &[f64]) -> f64 {
+    match kind {
+        Distance::Euclidean => squared_diff(u, v).sqrt(),
+        Distance::SquaredEuclidean => squared_diff(u, v),
+        Distance::Cosine => 1.0 - cosine_similarity(u, v),
+    }
+}
+
+/// dd/du, with the convention that it is 0 where d = 0.
+pub fn distance_grad(kind: Distance, u: &[f64], v: &[f64]) -> Vec<f64> {
+    let d = distance(kind, u, v);
+    if d == 0.0 {
+        return vec![0.0; u.len()];
+    }
+    match kind {
+        Distance::Euclidean => u.iter().zip(v).map(|(a, b)| (a - b) / d).collect(),
+        Distance::SquaredEuclidean => u.iter().zip(v).map(|(a, b)| 2.0 * (a - b)).collect(),
+        Distance::Cosine => {
+            // d = 1 − s, s = u·v/(nu·nv), nu = max(|u|, eps):
+            // ds/du = v/(nu·nv) − [|u| > eps]·s·u/nu².
+            let (lu, lv) = (norm(u), norm(v));
+            let (nu, nv) = (lu.max(normalize::NORM_EPS), lv.max(normalize::NORM_EPS));
+            let s = dot(u, v) / (nu * nv);
+            let varies = if lu > normalize::NORM_EPS { 1.0 } else { 0.0 };
+            u.iter()
+                .zip(v)
+                .map(|(a, b)| -(b / (nu * nv) - varies * s * a / (nu * nu)))
+                .collect()
+        }
+    }
+}
+
+fn squared_diff(u: &[f64], v: &[f64]) -> f64 {
+    u.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum()
+}
+
+fn dot(u: &[f64], v: &[f64]) -> f64 {
+    u.iter().zip(v).map(|(a, b)| a * b).sum()
+}
+
+fn norm(u: &[f64]) -> f64 {
+    dot(u, u).sqrt()
+}
+
+fn cosine_similarity(u: &[f64], v: &[f64]) -> f64 {
+    dot(u, v) / (norm(u).max(normalize::NORM_EPS) * norm(v).max(normalize::NORM_EPS))
+}
+
+/// The hinge argument: d − p for similar pairs, m − d for dissimilar ones.
+fn hinge_arg(cfg: &Contrastive, similar: bool, d: f64) -> f64 {
+    if similar {
+        d - f64::from(cfg.pos_margin)
+    } else {
+        f64::from(cfg.margin) - d
+    }
+}
+
+fn hinge_value(kind: Hinge, x: f64) -> f64 {
+    let r = x.max(0.0);
+    match kind {
+        Hinge::Squared => r * r,
+        Hinge::Linear => r,
+    }
+}
+
+fn hinge_slope(kind: Hinge, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    match kind {
+        Hinge::Squared => 2.0 * x,
+        Hinge::Linear => 1.0,
+    }
+}
+
+/// dL/d(term) for similar and dissimilar terms, from the counts (mirrors contrastive_finalize).
+fn scales(reduction: Reduction, c: &ContrastiveCounts) -> (f64, f64) {
+    let inv = |n: u64| if n == 0 { 0.0 } else { 1.0 / n as f64 };
+    match reduction {
+        Reduction::Mean => (inv(c.pairs()), inv(c.pairs())),
+        Reduction::Sum => (1.0, 1.0),
+        Reduction::MeanNonzero => (inv(c.active_similar), inv(c.active_dissimilar)),
+    }
+}
+
+/// The rows the distance sees: after `normalize` when it is on.
+fn prepare(cfg: &Contrastive, x: &[f64], dim: usize) -> (Vec<f64>, Option<Vec<f64>>) {
+    if cfg.normalize {
+        let (xn, norms) = normalize::forward(x, dim);
+        (xn, Some(norms))
+    } else {
+        (x.to_vec(), None)
+    }
+}
+
+fn finish_grad(xn: &[f64], norms: Option<Vec<f64>>, g: Vec<f64>, dim: usize) -> Vec<f64> {
+    match norms {
+        Some(n) => normalize::backward(xn, &n, &g, dim),
+        None => g,
+    }
+}
+
+struct Terms {
+    sim: f64,
+    dis: f64,
+    counts: ContrastiveCounts,
+}
+
+impl Terms {
+    fn new() -> Self {
+        Self {
+            sim: 0.0,
+            dis: 0.0,
+            counts: ContrastiveCounts::default(),
+        }
+    }
+
+    fn add(&mut self, cfg: &Contrastive, similar: bool, d: f64) {
+        let x = hinge_arg(cfg, similar, d);
+        let term = hinge_value(cfg.hinge, x);
+        let active = u64::from(x > 0.0);
+        if similar {
+            self.sim += term;
+            self.counts.similar_pairs += 1;
+            self.counts.active_similar += active;
+        } else {
+            self.dis += term;
+            self.counts.dissimilar_pairs += 1;
+            self.counts.active_dissimilar += active;
+        }
+    }
+}
+
+/// dL/dd of one pair given the scales.
+fn slope(cfg: &Contrastive, similar: bool, d: f64, (s_sim, s_dis): (f64, f64)) -> f64 {
+    let h = hinge_slope(cfg.hinge, hinge_arg(cfg, similar, d));
+    if similar {
+        h * s_sim
+    } else {
+        -h * s_dis
+    }
+}
+
+/// Pair mode in f64: row i of `a` with row i of `b`.
+pub fn pairs_f64(
+    cfg: &Contrastive,
+    a: &[f64],
+    b: &[f64],
+    dim: usize,
+    similar: &[bool],
+    grads: Grads,
+) -> Reference {
+    let (an, a_norms) = prepare(cfg, a, dim);
+    let (bn, b_norms) = prepare(cfg, b, dim);
+    let mut terms = Terms::new();
+    for (i, &s) in similar.iter().enumerate() {
+        let d = distance(cfg.distance, row(&an, i, dim), row(&bn, i, dim));
+        terms.add(cfg, s, d);
+    }
+    let loss = reduce(cfg.reduction, terms.sim, terms.dis, &terms.counts);
+    if grads == Grads::Skip {
+        return Reference {
+            loss,
+            counts: terms.counts,
+            grads: Vec::new(),
+        };
+    }
+    let sc = scales(cfg.reduction, &terms.counts);
+    let mut ga = vec![0.0; an.len()];
+    let mut gb = vec![0.0; bn.len()];
+    for (i, &s) in similar.iter().enumerate() {
+        let (u, v) = (row(&an, i, dim), row(&bn, i, dim));
+        let c = slope(cfg, s, distance(cfg.distance, u, v), sc);
+        add_scaled(
+            &mut ga[i * dim..(i + 1) * dim],
+            c,
+            &distance_grad(cfg.distance, u, v),
+        );
+        add_scaled(
+            &mut gb[i * dim..(i + 1) * dim],
+            c,
+            &distance_grad(cfg.distance, v, u),
+        );
+    }
+    Reference {
+        loss,
+        counts: terms.counts,
+        grads: vec![
+            finish_grad(&an, a_norms, ga, dim),
+            finish_grad(&bn, b_norms, gb, dim),
+        ],
+    }
+}
+
+/// Batch mode in f64: every pair i < j of `x`, similar iff `classes` are equal.
+pub fn batch_f64(
+    cfg: &Contrastive,
+    x: &[f64],
+    dim: usize,
+    classes: &[u32],
+    grads: Grads,
+) -> Reference {
+    let (xn, norms) = prepare(cfg, x, dim);
+    let rows = classes.len();
+    let mut terms = Terms::new();
+    for i in 0..rows {
+        for j in i + 1..rows {
+            let d = distance(cfg.distance, row(&xn, i, dim), row(&xn, j, dim));
+            terms.add(cfg, classes[i] == classes[j], d);
+        }
+    }
+    let loss = reduce(cfg.reduction, terms.sim, terms.dis, &terms.counts);
+    if grads == Grads::Skip {
+        return Reference {
+            loss,
+            counts: terms.counts,
+            grads: Vec::new(),
+        };
+    }
+    let sc = scales(cfg.reduction, &terms.counts);
+    let mut g = vec![0.0; xn.len()];
+    for i in 0..rows {
+        for j in i + 1..rows {
+            let (u, v) = (row(&xn, i, dim), row(&xn, j, dim));
+            let similar = classes[i] == classes[j];
+            let c = slope(cfg, similar, distance(cfg.distance, u, v), sc);
+            add_scaled(
+                &mut g[i * dim..(i + 1) * dim],
+                c,
+                &distance_grad(cfg.distance, u, v),
+            );
+            add_scaled(
+                &mut g[j * dim..(j + 1) * dim],
+                c,
+                &distance_grad(cfg.distance, v, u),
+            );
+        }
+    }
+    Reference {
+        loss,
+        counts: terms.counts,
+        grads: vec![finish_grad(&xn, norms, g, dim)],
+    }
+}
+
+fn row(x: &[f64], i: usize, dim: usize) -> &[f64] {
+    &x[i * dim..(i + 1) * dim]
+}
+
+fn add_scaled(dst: &mut [f64], c: f64, src: &[f64]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d += c * s;
+    }
+}
+
+fn widen(x: &Embeddings<'_>) -> Vec<f64> {
+    x.data().iter().map(|&v| f64::from(v)).collect()
+}
+
+fn narrow(r: Reference) -> ContrastiveOutput {
+    LossOutput {
+        loss: r.loss,
+        counts: r.counts,
+        grads: r
+            .grads
+            .into_iter()
+            .map(|g| g.into_iter().map(|v| v as f32).collect())
+            .collect(),
+    }
+}
+
+/// Pair mode on validated input (see [`Contrastive::pairs_cpu`]).
+pub(crate) fn pairs(
+    cfg: &Contrastive,
+    a: &Embeddings<'_>,
+    b: &Embeddings<'_>,
+    similar: &[bool],
+    grads: Grads,
+) -> ContrastiveOutput {
+    narrow(pairs_f64(
+        cfg,
+        &widen(a),
+        &widen(b),
+        a.dim(),
+        similar,
+        grads,
+    ))
+}
+
+/// Batch mode on validated input (see [`Contrastive::batch_cpu`]).
+pub(crate) fn batch(
+    cfg: &Contrastive,
+    x: &Embeddings<'_>,
+    labels: &Labels,
+    grads: Grads,
+) -> ContrastiveOutput {
+    narrow(batch_f64(cfg, &widen(x), x.dim(), labels.ids(), grads))
+}

@@ -1,0 +1,127 @@
+//! The crate's one error type.
+
+use std::time::Duration;
+
+/// Everything that can go wrong in a loss call, from input validation to the device.
+///
+/// Each variant says what went wrong and, in its message, what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A buffer's length does not match the shape it was declared with, or two inputs that
+    /// must agree (rows of A and B, rows and labels) do not.
+    #[error("{what}: expected {expected} values, got {got}; check the array shapes")]
+    ShapeMismatch {
+        /// Which input, e.g. `"labels"`.
+        what: &'static str,
+        /// The length the other inputs imply.
+        expected: usize,
+        /// The length given.
+        got: usize,
+    },
+    /// An input has no rows.
+    #[error("{what} is empty (0 rows); pass at least one row")]
+    EmptyInput {
+        /// Which input.
+        what: &'static str,
+    },
+    /// Rows have zero columns.
+    #[error("{what} has dimension 0; embeddings need at least one column")]
+    ZeroDim {
+        /// Which input.
+        what: &'static str,
+    },
+    /// A value is NaN, infinite or larger in magnitude than [`crate::MAX_ABS_VALUE`].
+    #[error(
+        "{what}[{index}] = {value} is outside the input domain (finite, |x| <= 1e15); \
+         clean or rescale the input"
+    )]
+    OutOfDomain {
+        /// Which input.
+        what: &'static str,
+        /// Flat (row-major) index of the first offending value.
+        index: usize,
+        /// The offending value.
+        value: f64,
+    },
+    /// A loss option has a value outside its allowed range (a negative margin, a NaN).
+    #[error("invalid {name} = {value}: {rule}")]
+    InvalidOption {
+        /// The option's name as the CLI spells it, e.g. `"margin"`.
+        name: &'static str,
+        /// The value given.
+        value: f64,
+        /// What it must satisfy.
+        rule: &'static str,
+    },
+    /// The input needs more than the device allows (buffer size, binding size, dispatch size).
+    #[error(
+        "{what} needs {needed}, but the device allows at most {limit}; \
+         use a smaller batch or a device with larger limits"
+    )]
+    LimitExceeded {
+        /// Which limit, e.g. `"max_storage_buffer_binding_size (bytes) for the embeddings"`.
+        what: String,
+        /// What the call needs.
+        needed: u64,
+        /// What the device allows.
+        limit: u64,
+    },
+    /// No graphics adapter was found.
+    #[error(
+        "no GPU adapter found ({reason}); install a Vulkan driver (on Debian: \
+         apt-get install mesa-vulkan-drivers) or check WGPU_BACKEND"
+    )]
+    NoAdapter {
+        /// What wgpu reported.
+        reason: String,
+    },
+    /// `WGPU_ADAPTER_NAME` (or the option) names no available adapter.
+    #[error(
+        "no adapter name contains {wanted:?}; available: {available:?} (see `metric-loss info`)"
+    )]
+    AdapterNotFound {
+        /// The requested name fragment.
+        wanted: String,
+        /// The names of the adapters that were found.
+        available: Vec<String>,
+    },
+    /// The adapter refused to create a device with the requested limits or features.
+    #[error("the adapter refused to create a device: {0}; request lower limits")]
+    RequestDevice(#[from] wgpu::RequestDeviceError),
+    /// The device was lost (driver reset, `destroy()`, removal). The `Gpu` cannot be used again.
+    #[error("the GPU device was lost ({reason}); create a new Gpu")]
+    DeviceLost {
+        /// The reason the driver gave.
+        reason: String,
+    },
+    /// The device ran out of memory while allocating or running the call.
+    #[error("the GPU ran out of memory {during}; use a smaller batch")]
+    OutOfMemory {
+        /// What was being done.
+        during: &'static str,
+    },
+    /// wgpu rejected a command: this is a bug in metric-loss (or an invalid caller-owned buffer).
+    #[error("wgpu validation error {during}: {description}; please report this")]
+    Validation {
+        /// What was being done.
+        during: &'static str,
+        /// wgpu's description.
+        description: String,
+    },
+    /// Mapping a result buffer for reading failed.
+    #[error("reading results back from the GPU failed: {0}")]
+    MapFailed(#[from] wgpu::BufferAsyncError),
+    /// The GPU did not finish within the polling timeout.
+    #[error(
+        "the GPU did not finish within {timeout:?}; raise GpuOptions::timeout \
+         (software drivers are slow) or use a smaller batch"
+    )]
+    Timeout {
+        /// The timeout that expired.
+        timeout: Duration,
+    },
+}
+
+/// Shorthand for `Result<T, metric_loss::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

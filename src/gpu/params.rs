@@ -1,0 +1,61 @@
+//! Uniform and storage structs shared with WGSL. Each is `#[repr(C)]` + `Pod`, mirrored in a
+//! shader with a "keep in sync" note on both sides; a test checks sizes and offsets.
+
+use bytemuck::{Pod, Zeroable};
+
+/// Keep in sync with `ContrastiveParams` in shaders/contrastive.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub(crate) struct ContrastiveParams {
+    pub rows: u32,
+    pub dim: u32,
+    /// 0 euclidean, 1 squared euclidean, 2 one-minus-dot (shaders/common/distance.wgsl).
+    pub distance: u32,
+    /// 0 squared, 1 linear (shaders/common/hinge.wgsl).
+    pub hinge: u32,
+    /// 0 mean, 1 sum, 2 mean-nonzero (shaders/contrastive.wgsl).
+    pub reduction: u32,
+    pub _pad0: [u32; 3],
+    pub pos_margin: f32,
+    pub margin: f32,
+    pub _pad1: [f32; 2],
+}
+
+/// Keep in sync with `NormalizeParams` in shaders/normalize.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub(crate) struct NormalizeParams {
+    pub rows: u32,
+    pub dim: u32,
+    pub _pad: [u32; 2],
+}
+
+/// Keep in sync with `Partial` in shaders/common/reduce.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub(crate) struct Partial {
+    pub sim_sum: f32,
+    pub dis_sum: f32,
+    pub sim_pairs: u32,
+    pub dis_pairs: u32,
+    pub sim_active: u32,
+    pub dis_active: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    #[test]
+    fn layouts_match_wgsl() {
+        assert_eq!(size_of::<ContrastiveParams>(), 48);
+        assert_eq!(offset_of!(ContrastiveParams, reduction), 16);
+        assert_eq!(offset_of!(ContrastiveParams, pos_margin), 32);
+        assert_eq!(offset_of!(ContrastiveParams, margin), 36);
+        assert_eq!(size_of::<NormalizeParams>(), 16);
+        assert_eq!(size_of::<Partial>(), 24);
+        assert_eq!(offset_of!(Partial, sim_pairs), 8);
+        assert_eq!(offset_of!(Partial, dis_active), 20);
+    }
+}

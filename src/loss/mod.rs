@@ -1,0 +1,25 @@
+//! Loss configurations and their host-side dispatch, one file per family.
+
+pub mod contrastive;
+
+/// Whether a call also computes gradients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grads {
+    /// Loss and counts only: the backward kernels are not run.
+    Skip,
+    /// Loss, counts and the gradient of every differentiable input.
+    Compute,
+}
+
+/// The result of one loss call, on the GPU or the CPU reference.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossOutput<C> {
+    /// The loss value. GPU: per-row partial sums (f32, Kahan-compensated) added on the host
+    /// in f64; CPU reference: f64 throughout.
+    pub loss: f64,
+    /// The family's counts.
+    pub counts: C,
+    /// One row-major gradient per differentiable input, in argument order (pairs: A then
+    /// B; batch: X), each the input's shape. Empty with [`Grads::Skip`].
+    pub grads: Vec<Vec<f32>>,
+}

@@ -1,0 +1,464 @@
+//! The CLI: bad input exits 2 with one line on stderr and no panic; good input prints one
+//! JSON object and writes the gradients asked for.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("metric-loss-cli-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        Dir(p)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes an .npy with the given descr and shape; `bytes` is the raw data section.
+    fn npy(&self, name: &str, descr: &str, shape: &str, bytes: &[u8]) -> String {
+        let mut header =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(bytes);
+        let p = self.path(name);
+        std::fs::write(&p, out).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+
+    fn f32s(&self, name: &str, shape: &str, v: &[f32]) -> String {
+        let b: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.npy(name, "<f4", shape, &b)
+    }
+
+    fn i64s(&self, name: &str, v: &[i64]) -> String {
+        let b: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.npy(name, "<i8", &format!("({},)", v.len()), &b)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_metric-loss"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .unwrap()
+}
+
+fn assert_usage_error(args: &[&str], needle: &str) {
+    let out = cli(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: stderr {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "{args:?}: not one line: {stderr}"
+    );
+    assert!(
+        stderr.to_lowercase().contains(&needle.to_lowercase()),
+        "{args:?}: {stderr:?} does not mention {needle:?}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "{args:?}: printed {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn bad_input_exits_2_with_one_line() {
+    let d = Dir::new("bad");
+    let x = d.f32s("x.npy", "(3, 2)", &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    let l = d.i64s("l.npy", &[0, 1, 0]);
+    let l2 = d.i64s("l2.npy", &[0, 1]);
+    let a4 = d.f32s("a4.npy", "(3, 4)", &[0.0; 12]);
+    let nan = d.f32s("nan.npy", "(3, 2)", &[0.0, 1.0, 2.0, f32::NAN, 4.0, 5.0]);
+    let big = d.f32s("big.npy", "(3, 2)", &[0.0, 1.0, 2.0, 3.0, 2e15, 5.0]);
+    let empty = d.f32s("empty.npy", "(0, 2)", &[]);
+    let zero_d = d.f32s("zerod.npy", "(3, 0)", &[]);
+    let vec1 = d.f32s("v.npy", "(6,)", &[0.0; 6]);
+    let int_x = d.npy("ix.npy", "<i4", "(3, 2)", &[0u8; 24]);
+    let float_l = d.f32s("fl.npy", "(3,)", &[0.0, 1.0, 0.0]);
+    let y_bad = d.f32s("yb.npy", "(3,)", &[0.0, 2.0, 1.0]);
+    let y = d.f32s("y.npy", "(3,)", &[0.0, 1.0, 1.0]);
+    let garbage = d.path("garbage.npy");
+    std::fs::write(&garbage, b"this is not numpy").unwrap();
+    let garbage = garbage.to_string_lossy().into_owned();
+    let missing = d.path("missing.npy").to_string_lossy().into_owned();
+    let c = "contrastive";
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "eval",
+                "--loss",
+                c,
+                "--embeddings",
+                &missing,
+                "--labels",
+                &l,
+            ],
+            "missing.npy",
+        ),
+        (
+            vec![
+                "eval",
+                "--loss",
+                c,
+                "--embeddings",
+                &garbage,
+                "--labels",
+                &l,
+            ],
+            "not a .npy",
+        ),
+        (
+            vec!["eval", "--loss", c, "--embeddings", &int_x, "--labels", &l],
+            "int32",
+        ),
+        (
+            vec![
+                "eval",
+                "--loss",
+                c,
+                "--embeddings",
+                &x,
+                "--labels",
+                &float_l,
+            ],
+            "not int32 or int64",
+        ),
+        (
+            vec!["eval", "--loss", c, "--embeddings", &vec1, "--labels", &l],
+            "2-D",
+        ),
+        (
+            vec!["eval", "--loss", c, "--embeddings", &x, "--labels", &x],
+            "1-D",
+        ),
+        (
+            vec!["eval", "--loss", c, "--embeddings", &x, "--labels", &l2],
+            "rows",
+        ),
+        (
+            vec!["eval", "--loss", c, "--a", &x, "--b", &a4, "--y", &y],
+            "dimension",
+        ),
+        (
+            vec!["eval", "--loss", c, "--embeddings", &empty, "--labels", &l],
+            "empty",
+        ),
+        (
+            vec!["eval", "--loss", c, "--embeddings", &zero_d, "--labels", &l],
+            "dimension 0",
+        ),
+        (
+            vec!["eval", "--loss", c, "--embeddings", &nan, "--labels", &l],
+            "row 1, column 1",
+        ),
+        (
+            vec!["eval", "--loss", c, "--embeddings", &big, "--labels", &l],
+            "row 2, column 0",
+        ),
+        (
+            vec!["eval", "--loss", c, "--a", &x, "--b", &x, "--y", &y_bad],
+            "0 (dissimilar) or 1",
+        ),
+        (
+            vec![
+                "eval",
+                "--loss",
+                c,
+                "--embeddings",
+                &x,
+                "--labels",
+                &l,
+                "--margin",
+                "-1",
+            ],
+            "--margin",
+        ),
+        (
+            vec![
+                "eval",
+                "--loss",
+                c,
+                "--embeddings",
+                &x,
+                "--labels",
+                &l,
+                "--margin",
+                "nan",
+            ],
+            "--margin",
+        ),
+        (
+            vec![
+                "eval",
+                "--loss",
+                c,
+                "--embeddings",
+                &x,
+                "--labels",
+                &l,
+                "--pos-margin",
+                "inf",
+            ],
+            "--pos-margin",
+        ),
+        (
+            vec![
+                "eval",
+                "--loss",
+                c,
+                "--embeddings",
+                &x,
+                "--labels",
+                &l,
+                "--margin",
+                "abc",
+            ],
+            "abc",
+        ),
+        (
+            vec![
+                "eval",
+                "--loss",
+                c,
+                "--embeddings",
+                &x,
+                "--labels",
+                &l,
+                "--frobnicate",
+            ],
+            "frobnicate",
+        ),
+        (
+            vec![
+                "eval",
+                "--loss",
+                c,
+                "--embeddings",
+                &x,
+                "--labels",
+                &l,
+                "--distance",
+                "manhattan",
+            ],
+            "manhattan",
+        ),
+        (
+            vec![
+                "eval",
+                "--loss",
+                "arcface",
+                "--embeddings",
+                &x,
+                "--labels",
+                &l,
+            ],
+            "arcface",
+        ),
+        (
+            vec![
+                "eval",
+                "--loss",
+                c,
+                "--embeddings",
+                &x,
+                "--labels",
+                &l,
+                "--device",
+                "tpu",
+            ],
+            "tpu",
+        ),
+        (
+            vec![
+                "eval", "--loss", c, "--a", &x, "--b", &x, "--y", &y, "--grad", "g.npy",
+            ],
+            "--grad",
+        ),
+        (
+            vec![
+                "eval",
+                "--loss",
+                c,
+                "--embeddings",
+                &x,
+                "--labels",
+                &l,
+                "--grad-a",
+                "g.npy",
+            ],
+            "--grad-a",
+        ),
+        (
+            vec![
+                "eval",
+                "--loss",
+                c,
+                "--embeddings",
+                &x,
+                "--labels",
+                &l,
+                "--a",
+                &x,
+            ],
+            "not both",
+        ),
+        (vec!["eval", "--loss", c], "no input"),
+        (
+            vec!["eval", "--loss", c, "--a", &x, "--y", &y],
+            "--b is missing",
+        ),
+        (
+            vec!["eval", "--loss", c, "--embeddings", &x],
+            "--labels is missing",
+        ),
+        (vec!["eval", "--embeddings", &x, "--labels", &l], "--loss"),
+        (vec!["check", "--batch", "0"], "--batch"),
+        (vec!["frobnicate"], "frobnicate"),
+    ];
+    for (args, needle) in &cases {
+        assert_usage_error(args, needle);
+    }
+}
+
+fn json_field(line: &str, key: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    v[key].to_string()
+}
+
+#[test]
+fn eval_batch_on_cpu_and_gpu_with_gradients() {
+    let d = Dir::new("ok");
+    // The hand-worked batch: loss 25.25/3, 1 similar and 2 dissimilar pairs, 2 active.
+    let x = d.f32s("x.npy", "(3, 2)", &[0.0, 0.0, 3.0, 4.0, 0.0, 0.5]);
+    let l = d.npy(
+        "l.npy",
+        "<i4",
+        "(3,)",
+        &[7, 0, 0, 0, 7, 0, 0, 0, 1, 0, 0, 0],
+    );
+    let g = d.path("g.npy");
+    let mut devices = vec!["cpu"];
+    if common::gpu().is_some() {
+        devices.push("gpu");
+    }
+    for device in devices {
+        let out = cli(&[
+            "eval",
+            "--loss",
+            "contrastive",
+            "--embeddings",
+            &x,
+            "--labels",
+            &l,
+            "--device",
+            device,
+            "--grad",
+            g.to_str().unwrap(),
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{device}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout.trim_end();
+        assert_eq!(line.lines().count(), 1, "{stdout}");
+        let loss: f64 = json_field(line, "loss").parse().unwrap();
+        assert!((loss - 25.25 / 3.0).abs() < 1e-5, "{line}");
+        assert_eq!(json_field(line, "device"), format!("\"{device}\""));
+        assert_eq!(json_field(line, "similar_pairs"), "1");
+        assert_eq!(json_field(line, "dissimilar_pairs"), "2");
+        assert_eq!(json_field(line, "active_terms"), "2");
+        if device == "cpu" {
+            assert_eq!(json_field(line, "adapter"), "null");
+        }
+        let grad = metric_loss::npy::read(Path::new(&g)).unwrap();
+        assert_eq!(grad.shape, vec![3, 2]);
+        let gv = grad.to_f32().unwrap();
+        let want = [-2.0, -7.0 / 3.0, 2.0, 8.0 / 3.0, 0.0, -1.0 / 3.0];
+        for (a, b) in gv.iter().zip(want) {
+            assert!((f64::from(*a) - b).abs() < 1e-5, "{gv:?}");
+        }
+    }
+}
+
+#[test]
+fn eval_pairs_writes_both_gradients_and_accepts_float64() {
+    let d = Dir::new("pairs");
+    let a: Vec<u8> = [0.0f64, 0.0, 0.0, 0.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let a = d.npy("a.npy", "<f8", "(2, 2)", &a);
+    let b = d.f32s("b.npy", "(2, 2)", &[3.0, 4.0, 0.0, 0.5]);
+    let y = d.npy(
+        "y.npy",
+        "<i8",
+        "(2,)",
+        &[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
+    let (ga, gb) = (d.path("ga.npy"), d.path("gb.npy"));
+    let out = cli(&[
+        "eval",
+        "--loss",
+        "contrastive",
+        "--a",
+        &a,
+        "--b",
+        &b,
+        "--y",
+        &y,
+        "--device",
+        "cpu",
+        "--reduction",
+        "sum",
+        "--grad-a",
+        ga.to_str().unwrap(),
+        "--grad-b",
+        gb.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout);
+    // 25 + 0.25
+    assert_eq!(json_field(line.trim(), "loss"), "25.25");
+    for p in [&ga, &gb] {
+        assert_eq!(metric_loss::npy::read(p).unwrap().shape, vec![2, 2]);
+    }
+}
+
+#[test]
+fn check_passes_on_a_small_grid() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let out = cli(&["check", "--batch", "9", "--dim", "3", "--seed", "5"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("72 passed, 0 failed"), "{stdout}");
+    assert_eq!(stdout.matches("PASS").count(), 72);
+}

@@ -1,0 +1,183 @@
+//! Every error variant a user can reach, triggered and matched.
+
+mod common;
+
+use std::time::Duration;
+
+use metric_loss::{Contrastive, Embeddings, Error, Gpu, GpuOptions, Grads, Labels};
+
+#[test]
+fn shape_errors() {
+    assert!(matches!(
+        Embeddings::new("x", &[1.0; 5], 2, 3),
+        Err(Error::ShapeMismatch {
+            expected: 6,
+            got: 5,
+            ..
+        })
+    ));
+    assert!(matches!(
+        Embeddings::new("x", &[], 0, 3),
+        Err(Error::EmptyInput { .. })
+    ));
+    assert!(matches!(
+        Embeddings::new("x", &[], 3, 0),
+        Err(Error::ZeroDim { .. })
+    ));
+    let x = Embeddings::new("x", &[1.0; 6], 2, 3).unwrap();
+    let b = Embeddings::new("b", &[1.0; 9], 3, 3).unwrap();
+    let cfg = Contrastive::default();
+    assert!(matches!(
+        cfg.batch_cpu(&x, &Labels::new(&[0, 1, 2]), Grads::Skip),
+        Err(Error::ShapeMismatch {
+            what: "labels",
+            expected: 2,
+            got: 3
+        })
+    ));
+    assert!(matches!(
+        cfg.pairs_cpu(&x, &b, &[true, false], Grads::Skip),
+        Err(Error::ShapeMismatch {
+            what: "rows of B",
+            ..
+        })
+    ));
+    assert!(matches!(
+        cfg.pairs_cpu(&x, &x, &[true], Grads::Skip),
+        Err(Error::ShapeMismatch {
+            what: "pair labels",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn out_of_domain_values_name_the_first_index() {
+    for (bad, at) in [
+        (f32::NAN, 4),
+        (f32::INFINITY, 2),
+        (-2e15, 5),
+        (f32::NEG_INFINITY, 0),
+    ] {
+        let mut data = [0.5f32; 6];
+        data[at] = bad;
+        data[5] = if at == 5 { bad } else { 0.5 };
+        match Embeddings::new("embeddings", &data, 2, 3) {
+            Err(Error::OutOfDomain { index, what, .. }) => {
+                assert_eq!((index, what), (at, "embeddings"))
+            }
+            other => panic!("{bad}: expected OutOfDomain, got {other:?}"),
+        }
+    }
+    assert!(Embeddings::new("x", &[1e15, -1e15], 1, 2).is_ok());
+}
+
+#[test]
+fn invalid_options() {
+    for cfg in [
+        Contrastive::default().margin(-0.5),
+        Contrastive::default().margin(f32::NAN),
+        Contrastive::default().pos_margin(f32::INFINITY),
+        Contrastive::default().pos_margin(-1.0),
+    ] {
+        assert!(
+            matches!(cfg.validate(), Err(Error::InvalidOption { .. })),
+            "{cfg:?}"
+        );
+    }
+    let x = Embeddings::new("x", &[1.0; 4], 2, 2).unwrap();
+    let err = Contrastive::default()
+        .margin(-1.0)
+        .batch_cpu(&x, &Labels::new(&[0, 1]), Grads::Skip)
+        .unwrap_err();
+    assert!(err.to_string().contains("margin"), "{err}");
+}
+
+#[test]
+fn no_adapter_for_no_backend() {
+    let err = Gpu::with_options(GpuOptions {
+        backends: wgpu::Backends::empty(),
+        adapter_name: None,
+        ..Default::default()
+    })
+    .err()
+    .expect("no backends ⇒ no adapter");
+    assert!(matches!(err, Error::NoAdapter { .. }), "{err:?}");
+    assert!(err.to_string().contains("mesa-vulkan-drivers"));
+}
+
+#[test]
+fn unknown_adapter_name() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let err = Gpu::with_options(GpuOptions {
+        adapter_name: Some("no-such-adapter-xyz".into()),
+        ..Default::default()
+    })
+    .err()
+    .expect("no adapter has that name");
+    match err {
+        Error::AdapterNotFound { wanted, available } => {
+            assert_eq!(wanted, "no-such-adapter-xyz");
+            assert!(!available.is_empty());
+        }
+        other => panic!("expected AdapterNotFound, got {other:?}"),
+    }
+}
+
+#[test]
+fn device_refuses_limits_beyond_the_adapter() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut limits = gpu.limits().clone();
+    limits.max_compute_workgroups_per_dimension = u32::MAX;
+    let err = Gpu::with_options(GpuOptions {
+        limits: Some(limits),
+        ..Default::default()
+    })
+    .err()
+    .expect("limits beyond the adapter");
+    assert!(matches!(err, Error::RequestDevice(_)), "{err:?}");
+}
+
+#[test]
+fn lost_device_is_reported_on_the_next_call() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let gpu = Gpu::new().unwrap();
+    let data = common::normals(3, 32 * 4);
+    let x = Embeddings::new("x", &data, 32, 4).unwrap();
+    let l = Labels::new(&common::labels(3, 32, 4));
+    Contrastive::default()
+        .batch(&gpu, &x, &l, Grads::Compute)
+        .unwrap();
+    gpu.device().destroy();
+    for _ in 0..2 {
+        match Contrastive::default().batch(&gpu, &x, &l, Grads::Compute) {
+            Err(Error::DeviceLost { .. }) => {}
+            other => panic!("expected DeviceLost, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn timeout_is_an_error_and_the_gpu_stays_usable() {
+    let Some(shared) = common::gpu() else { return };
+    let mut gpu = Gpu::new().unwrap();
+    let (b, d) = (512, 32);
+    let data = common::normals(5, b * d);
+    let x = Embeddings::new("x", &data, b, d).unwrap();
+    let l = Labels::new(&common::labels(5, b, 16));
+    let cfg = Contrastive::default();
+    gpu.set_timeout(Duration::from_nanos(1));
+    match cfg.batch(&gpu, &x, &l, Grads::Compute) {
+        Err(Error::Timeout { timeout }) => assert_eq!(timeout, Duration::from_nanos(1)),
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    gpu.set_timeout(metric_loss::gpu::DEFAULT_TIMEOUT);
+    let again = cfg.batch(&gpu, &x, &l, Grads::Compute).unwrap();
+    let reference = cfg.batch(shared, &x, &l, Grads::Compute).unwrap();
+    assert_eq!(again, reference);
+    assert_eq!(gpu.uncaptured_errors(), 0);
+}

@@ -1,0 +1,130 @@
+//! The CPU reference's gradients against central finite differences in f64, for every
+//! option, at points whose terms sit well away from the hinge's kinks.
+
+use metric_loss::check::{self, clear_margin, median, Rng};
+use metric_loss::cpu::contrastive::{batch_f64, pairs_f64};
+use metric_loss::{Contrastive, Distance, Embeddings, Grads, Hinge, Reduction};
+
+const H: f64 = 1e-6;
+
+fn configs() -> Vec<Contrastive> {
+    let mut out = Vec::new();
+    for distance in [
+        Distance::Euclidean,
+        Distance::SquaredEuclidean,
+        Distance::Cosine,
+    ] {
+        for hinge in [Hinge::Squared, Hinge::Linear] {
+            for reduction in [Reduction::Mean, Reduction::Sum, Reduction::MeanNonzero] {
+                for normalize in [false, true] {
+                    out.push(Contrastive {
+                        distance,
+                        hinge,
+                        reduction,
+                        normalize,
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Margins clear of every distance by 1e-3 (a step of 1e-6 never crosses a kink).
+fn place(cfg: &mut Contrastive, d: &[f64]) {
+    let m = median(d);
+    cfg.pos_margin = clear_margin(d, 0.5 * m, 1e-3) as f32;
+    cfg.margin = clear_margin(d, 1.2 * m, 1e-3) as f32;
+}
+
+fn assert_fd(what: &str, analytic: &[f64], f: impl Fn(usize, f64) -> f64) {
+    let scale = analytic.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    for (k, &an) in analytic.iter().enumerate() {
+        let fd = (f(k, H) - f(k, -H)) / (2.0 * H);
+        assert!(
+            (fd - an).abs() <= 1e-6 * (1.0 + scale),
+            "{what}: d/dx[{k}] analytic {an} vs finite difference {fd}"
+        );
+    }
+}
+
+#[test]
+fn batch_gradients_match_finite_differences() {
+    let (rows, dim) = (7, 3);
+    let mut rng = Rng::new(42);
+    let x: Vec<f64> = (0..rows * dim).map(|_| rng.normal()).collect();
+    let classes = [0u32, 1, 0, 2, 1, 0, 2];
+    let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let x64: Vec<f64> = x32.iter().map(|&v| f64::from(v)).collect();
+    let e = Embeddings::new("x", &x32, rows, dim).unwrap();
+    for mut cfg in configs() {
+        let d = check::batch_distances(&cfg, &e);
+        place(&mut cfg, &d);
+        let r = batch_f64(&cfg, &x64, dim, &classes, Grads::Compute);
+        assert!(
+            r.counts.active_terms() > 0,
+            "{cfg:?}: nothing active, test is vacuous"
+        );
+        assert_fd(&format!("batch {cfg:?}"), &r.grads[0], |k, h| {
+            let mut p = x64.clone();
+            p[k] += h;
+            batch_f64(&cfg, &p, dim, &classes, Grads::Skip).loss
+        });
+    }
+}
+
+#[test]
+fn pair_gradients_match_finite_differences() {
+    let (n, dim) = (6, 4);
+    let mut rng = Rng::new(7);
+    let a: Vec<f32> = rng.normals(n * dim);
+    let b: Vec<f32> = rng.normals(n * dim);
+    let similar = [true, false, true, false, false, true];
+    let (a64, b64): (Vec<f64>, Vec<f64>) = (
+        a.iter().map(|&v| f64::from(v)).collect(),
+        b.iter().map(|&v| f64::from(v)).collect(),
+    );
+    let (ea, eb) = (
+        Embeddings::new("a", &a, n, dim).unwrap(),
+        Embeddings::new("b", &b, n, dim).unwrap(),
+    );
+    for mut cfg in configs() {
+        let d = check::pair_distances(&cfg, &ea, &eb);
+        place(&mut cfg, &d);
+        let r = pairs_f64(&cfg, &a64, &b64, dim, &similar, Grads::Compute);
+        assert_fd(&format!("pairs dA {cfg:?}"), &r.grads[0], |k, h| {
+            let mut p = a64.clone();
+            p[k] += h;
+            pairs_f64(&cfg, &p, &b64, dim, &similar, Grads::Skip).loss
+        });
+        assert_fd(&format!("pairs dB {cfg:?}"), &r.grads[1], |k, h| {
+            let mut p = b64.clone();
+            p[k] += h;
+            pairs_f64(&cfg, &a64, &p, dim, &similar, Grads::Skip).loss
+        });
+    }
+}
+
+#[test]
+fn gradient_below_the_norm_floor() {
+    // A row with norm below 1e-12 is divided by the constant 1e-12: d(x/eps)/dx = I/eps.
+    let cfg = Contrastive::default()
+        .normalize(true)
+        .margin(1.5)
+        .reduction(Reduction::Sum);
+    let a = [1e-14, 0.0];
+    let b = [0.0, 1.0];
+    let r = pairs_f64(&cfg, &a, &b, 2, &[false], Grads::Compute);
+    assert!(r.grads[0].iter().all(|v| v.is_finite()));
+    // Normalised a = (0.01, 0): step 1e-16 in a moves it by 1e-4.
+    let h = 1e-17;
+    let fd = (pairs_f64(&cfg, &[a[0] + h, 0.0], &b, 2, &[false], Grads::Skip).loss
+        - pairs_f64(&cfg, &[a[0] - h, 0.0], &b, 2, &[false], Grads::Skip).loss)
+        / (2.0 * h);
+    assert!(
+        (fd - r.grads[0][0]).abs() <= 1e-5 * fd.abs(),
+        "{fd} vs {}",
+        r.grads[0][0]
+    );
+}
