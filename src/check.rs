@@ -319,56 +319,65 @@ pub fn run_grid(gpu: &Gpu, rows: usize, dim: usize, seed: u64) -> Result<Vec<Cas
     let labels = Labels::new(&labels);
     let mut reports = Vec::new();
     for batch in [false, true] {
-        for distance in [
-            Distance::Euclidean,
-            Distance::SquaredEuclidean,
-            Distance::Cosine,
-        ] {
-            for hinge in [Hinge::Squared, Hinge::Linear] {
-                for reduction in [Reduction::Mean, Reduction::Sum, Reduction::MeanNonzero] {
-                    for normalize in [false, true] {
-                        let mut cfg = Contrastive {
-                            distance,
-                            hinge,
-                            reduction,
-                            normalize,
-                            ..Default::default()
-                        };
-                        let dists = if batch {
-                            batch_distances(&cfg, &x)
-                        } else {
-                            pair_distances(&cfg, &x, &b)
-                        };
-                        let median = median(&dists);
-                        clear_margins(&mut cfg, &dists, dim, 0.5 * median, 1.2 * median);
-                        let (g, r) = if batch {
-                            (
-                                cfg.batch(gpu, &x, &labels, Grads::Compute)?,
-                                cfg.batch_cpu(&x, &labels, Grads::Compute)?,
-                            )
-                        } else {
-                            (
-                                cfg.pairs(gpu, &x, &b, &similar, Grads::Compute)?,
-                                cfg.pairs_cpu(&x, &b, &similar, Grads::Compute)?,
-                            )
-                        };
-                        let name = format!(
-                            "{:<5} {:<17} {:<7} {:<12} {}",
-                            if batch { "batch" } else { "pairs" },
-                            format!("{distance:?}"),
-                            format!("{hinge:?}"),
-                            format!("{reduction:?}"),
-                            if normalize { "normalize" } else { "" }
-                        );
-                        let d_max = dists.iter().cloned().fold(0.0, f64::max);
-                        let len = if batch { rows as u64 } else { 1 };
-                        reports.push(compare_outputs(name, &cfg, &g, &r, dim, d_max, len));
-                    }
+        for base in option_grid() {
+            let mut cfg = base;
+            let dists = if batch {
+                batch_distances(&cfg, &x)
+            } else {
+                pair_distances(&cfg, &x, &b)
+            };
+            let median = median(&dists);
+            clear_margins(&mut cfg, &dists, dim, 0.5 * median, 1.2 * median);
+            let (g, r) = if batch {
+                (
+                    cfg.batch(gpu, &x, &labels, Grads::Compute)?,
+                    cfg.batch_cpu(&x, &labels, Grads::Compute)?,
+                )
+            } else {
+                (
+                    cfg.pairs(gpu, &x, &b, &similar, Grads::Compute)?,
+                    cfg.pairs_cpu(&x, &b, &similar, Grads::Compute)?,
+                )
+            };
+            let name = format!(
+                "{:<5} {:<17} {:<7} {:<12} {}",
+                if batch { "batch" } else { "pairs" },
+                format!("{:?}", cfg.distance),
+                format!("{:?}", cfg.hinge),
+                format!("{:?}", cfg.reduction),
+                if cfg.normalize { "normalize" } else { "" }
+            );
+            let d_max = dists.iter().cloned().fold(0.0, f64::max);
+            let len = if batch { rows as u64 } else { 1 };
+            reports.push(compare_outputs(name, &cfg, &g, &r, dim, d_max, len));
+        }
+    }
+    Ok(reports)
+}
+
+/// Every combination of distance, hinge, reduction and normalize (36), default margins.
+pub fn option_grid() -> Vec<Contrastive> {
+    let mut out = Vec::new();
+    for distance in [
+        Distance::Euclidean,
+        Distance::SquaredEuclidean,
+        Distance::Cosine,
+    ] {
+        for hinge in [Hinge::Squared, Hinge::Linear] {
+            for reduction in [Reduction::Mean, Reduction::Sum, Reduction::MeanNonzero] {
+                for normalize in [false, true] {
+                    out.push(Contrastive {
+                        distance,
+                        hinge,
+                        reduction,
+                        normalize,
+                        ..Default::default()
+                    });
                 }
             }
         }
     }
-    Ok(reports)
+    out
 }
 
 /// The median of `v` (0 for an empty slice).

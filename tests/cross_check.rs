@@ -12,27 +12,7 @@ const DIMS: [usize; 6] = [1, 3, 4, 5, 64, 129];
 
 /// The 36 option combinations, so that a sweep over sizes can rotate through them.
 fn configs() -> Vec<Contrastive> {
-    let mut out = Vec::new();
-    for distance in [
-        Distance::Euclidean,
-        Distance::SquaredEuclidean,
-        Distance::Cosine,
-    ] {
-        for hinge in [Hinge::Squared, Hinge::Linear] {
-            for reduction in [Reduction::Mean, Reduction::Sum, Reduction::MeanNonzero] {
-                for normalize in [false, true] {
-                    out.push(Contrastive {
-                        distance,
-                        hinge,
-                        reduction,
-                        normalize,
-                        ..Default::default()
-                    });
-                }
-            }
-        }
-    }
-    out
+    check::option_grid()
 }
 
 /// Margins near typical distances but clear of every kink.

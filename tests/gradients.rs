@@ -3,32 +3,12 @@
 
 use metric_loss::check::{self, clear_margin, median, Rng};
 use metric_loss::cpu::contrastive::{batch_f64, pairs_f64};
-use metric_loss::{Contrastive, Distance, Embeddings, Grads, Hinge, Reduction};
+use metric_loss::{Contrastive, Embeddings, Grads, Reduction};
 
 const H: f64 = 1e-6;
 
 fn configs() -> Vec<Contrastive> {
-    let mut out = Vec::new();
-    for distance in [
-        Distance::Euclidean,
-        Distance::SquaredEuclidean,
-        Distance::Cosine,
-    ] {
-        for hinge in [Hinge::Squared, Hinge::Linear] {
-            for reduction in [Reduction::Mean, Reduction::Sum, Reduction::MeanNonzero] {
-                for normalize in [false, true] {
-                    out.push(Contrastive {
-                        distance,
-                        hinge,
-                        reduction,
-                        normalize,
-                        ..Default::default()
-                    });
-                }
-            }
-        }
-    }
-    out
+    check::option_grid()
 }
 
 /// Margins clear of every distance by 1e-3 (a step of 1e-6 never crosses a kink).

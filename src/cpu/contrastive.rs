@@ -22,6 +22,16 @@ pub struct Reference {
     pub grads: Vec<Vec<f64>>,
 }
 
+impl Reference {
+    fn loss_only(loss: f64, counts: ContrastiveCounts) -> Self {
+        Self {
+            loss,
+            counts,
+            grads: Vec::new(),
+        }
+    }
+}
+
 /// Distance between rows u and v.
 pub fn distance(kind: Distance, u: &[f64], v: &[f64]) -> f64 {
     match kind {
@@ -184,11 +194,7 @@ pub fn pairs_f64(
     }
     let loss = reduce(cfg.reduction, terms.sim, terms.dis, &terms.counts);
     if grads == Grads::Skip {
-        return Reference {
-            loss,
-            counts: terms.counts,
-            grads: Vec::new(),
-        };
+        return Reference::loss_only(loss, terms.counts);
     }
     let sc = scales(cfg.reduction, &terms.counts);
     let mut ga = vec![0.0; an.len()];
@@ -236,11 +242,7 @@ pub fn batch_f64(
     }
     let loss = reduce(cfg.reduction, terms.sim, terms.dis, &terms.counts);
     if grads == Grads::Skip {
-        return Reference {
-            loss,
-            counts: terms.counts,
-            grads: Vec::new(),
-        };
+        return Reference::loss_only(loss, terms.counts);
     }
     let sc = scales(cfg.reduction, &terms.counts);
     let mut g = vec![0.0; xn.len()];
