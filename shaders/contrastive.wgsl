@@ -1,45 +1,49 @@
-// Contrastive loss: pair terms relu(d − p)^k for similar pairs and relu(m − d)^k for
-// dissimilar ones (k = 2 squared hinge, 1 linear), their partial sums and counts, and the
-// gradient with respect to the embeddings. Rows arrive already normalised when the host
-// asked for it (normalize.wgsl), and cosine distance arrives as one-minus-dot.
+// Contrastive loss: pair terms relu(d − p)^k (similar) and relu(m − d)^k (dissimilar),
+// k = 2 squared hinge or 1 linear, their per-row partial sums and counts, and the gradient
+// with respect to the embeddings. Rows arrive normalised when the host asked for it
+// (normalize.wgsl), cosine distance arrives as one-minus-dot, and rows are zero-padded to a
+// multiple of 4 values (vec4 loads; padding changes no distance and gets no gradient).
 //
-// Bindings (group 0):
-//   0 uniform        params    ContrastiveParams
-//   1 storage, read  emb_a     batch: X (rows × dim); pairs: A
-//   2 storage, read  classes   batch: dense class id per row; pairs: 1 similar, 0 dissimilar
-//   3 storage, rw    partials  one Partial per row (batch) or per pair (pairs)
-//   4 storage, rw    scales    [dL/dterm for similar terms, for dissimilar terms]
-//   5 storage, rw    grad_a    batch: dL/dX; pairs: dL/dA
-//   6 storage, read  emb_b     pairs: B
-//   7 storage, rw    grad_b    pairs: dL/dB
+// The host splits the rows into windows that fit one storage binding and one dispatch
+// (src/loss/plan.rs) and dispatches once per (row window, column window). Globals:
+//   0 uniform        params      ContrastiveParams (this dispatch's windows and flags)
+//   1 storage, read  rows        batch: X rows of the row window; pairs: A
+//   2 storage, read  cols        batch: X rows of the column window; pairs: B
+//   3 storage, read  row_class   class id per row (batch) / 1 similar, 0 not (pairs)
+//   4 storage, read  col_class   class id per row of the column window (batch)
+//   5 storage, rw    partials    one Partial per row of the row window (or per pair)
+//   6 storage, rw    scales      [dL/dterm similar, dissimilar] (+ u64 count totals)
+//   7 storage, rw    grad        dL/d(rows), row window, row-major f32, padded stride
+//   8 storage, rw    grad_b      pairs: dL/dB
 //
-// Invocation map:
-//   contrastive_batch_forward   16 × 16 invocations per 16-row tile; the workgroup walks the
-//                               column tiles at and right of its own, each invocation one
-//                               pair (i < j counted once); row owners (tx = 0) sum the tile
-//                               in a fixed order into a Kahan sum. No B×B buffer.
-//   contrastive_finalize        one workgroup of 256 sums the per-row counts (as u64) in a
-//                               fixed tree and writes the reduction's scales.
-//   contrastive_batch_backward  16 × 16 per 16-row tile, over all column tiles: distances
-//                               are recomputed, then invocation (ty, tx) owns dims
-//                               k ≡ tx (mod 16) of row ty's gradient. One owner per value.
-//   contrastive_pairs_forward   one invocation per pair, 64 per workgroup.
-//   contrastive_pairs_backward  one invocation per pair, writing both gradient rows.
+// Batch kernels: one workgroup of 8×8 invocations per 32-row tile; it walks the 32-column
+// tiles of the column window. Invocation (ty, tx) holds a 4×4 register block of pairs, rows
+// ty + 8r and columns tx + 8c, whose distances it accumulates from vec4 loads of its 4 rows
+// and 4 columns (8 loads per 64 pair-dims; no barrier, which software drivers pay dearly
+// for). The gradient phase shares the tile's 32×32 weights and a 32-dim chunk of the
+// column rows in workgroup memory; invocation (ty, tx) then owns rows ty + 8r and dims
+// k0 + tx + 8c. Every pair's term is evaluated; nothing is skipped on the data's account.
+// Sums run in a fixed order and every output value has one owner: no atomics, bitwise
+// deterministic.
 
 // Keep in sync with `ContrastiveParams` in src/gpu/params.rs.
 struct ContrastiveParams {
     rows: u32,
-    dim: u32,
+    dim4: u32,
     distance: u32,
     hinge: u32,
     reduction: u32,
+    row_start: u32,
+    col_start: u32,
+    window_rows: u32,
+    accumulate: u32,
+    last: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
     pos_margin: f32,
     margin: f32,
+    _pad2: f32,
     _pad3: f32,
-    _pad4: f32,
 }
 
 // Keep in sync with `Reduction` in src/gpu/params.rs.
@@ -47,23 +51,25 @@ const REDUCTION_MEAN: u32 = 0u;
 const REDUCTION_SUM: u32 = 1u;
 const REDUCTION_MEAN_NONZERO: u32 = 2u;
 
-const TILE: u32 = 16u;
+const TILE: u32 = 32u;
+const KC: u32 = 32u; // dims per staged chunk
+const KC4: u32 = 8u; // vec4s per staged chunk
 
 @group(0) @binding(0) var<uniform> params: ContrastiveParams;
-@group(0) @binding(1) var<storage, read> emb_a: array<f32>;
-@group(0) @binding(2) var<storage, read> classes: array<u32>;
-@group(0) @binding(3) var<storage, read_write> partials: array<Partial>;
-@group(0) @binding(4) var<storage, read_write> scales: array<f32>;
-@group(0) @binding(5) var<storage, read_write> grad_a: array<f32>;
-@group(0) @binding(6) var<storage, read> emb_b: array<f32>;
-@group(0) @binding(7) var<storage, read_write> grad_b: array<f32>;
+@group(0) @binding(1) var<storage, read> rows: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> cols: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> row_class: array<u32>;
+@group(0) @binding(4) var<storage, read> col_class: array<u32>;
+@group(0) @binding(5) var<storage, read_write> partials: array<Partial>;
+@group(0) @binding(6) var<storage, read_write> scales: array<u32>;
+@group(0) @binding(7) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(8) var<storage, read_write> grad_b: array<f32>;
 
-var<workgroup> row_tile: array<array<f32, TILE>, TILE>;
-var<workgroup> col_tile: array<array<f32, TILE>, TILE>;
-var<workgroup> tile_sim: array<array<f32, TILE>, TILE>;
-var<workgroup> tile_dis: array<array<f32, TILE>, TILE>;
-var<workgroup> tile_flags: array<array<u32, TILE>, TILE>;
-var<workgroup> red: array<Count64, 256>;
+var<workgroup> col_s: array<f32, 1024>; // [col][k] chunk of the column tile (gradients)
+var<workgroup> w_s: array<f32, 1024>;   // [row][col] dL/dd × distance factor
+var<workgroup> red_s: array<vec2<f32>, 256>; // [row][tx] per-invocation (sim, dis) sums
+var<workgroup> cnt_s: array<u32, 256>;        // [row][tx] four 8-bit counts, packed
+var<workgroup> fin_s: array<Count64, 64>;
 
 fn hinge_arg(similar: bool, d: f32) -> f32 {
     if (similar) {
@@ -72,242 +78,472 @@ fn hinge_arg(similar: bool, d: f32) -> f32 {
     return params.margin - d;
 }
 
-// Distance accumulator between row i (tile row ty) and row col_base + tx of emb_a, over
-// all dims in chunks of TILE. Every invocation of the workgroup must call it (barriers).
-fn tile_distance(i: u32, col_base: u32, ty: u32, tx: u32) -> f32 {
-    var acc = 0.0;
-    let j_load = col_base + ty;
-    for (var k0 = 0u; k0 < params.dim; k0 += TILE) {
-        let k = k0 + tx;
-        var u = 0.0;
-        var v = 0.0;
-        if (i < params.rows && k < params.dim) {
-            u = emb_a[i * params.dim + k];
-        }
-        if (j_load < params.rows && k < params.dim) {
-            v = emb_a[j_load * params.dim + k];
-        }
-        row_tile[ty][tx] = u;
-        col_tile[ty][tx] = v;
-        workgroupBarrier();
-        for (var kk = 0u; kk < TILE; kk++) {
-            acc += dist_step(params.distance, row_tile[ty][kk], col_tile[tx][kk]);
-        }
-        workgroupBarrier();
+// Row `local` of a window, vec4 `q`, or zeros past the batch or the row.
+fn load_row(from_rows: bool, local: u32, global: u32, q: u32) -> vec4<f32> {
+    if (global >= params.rows || q >= params.dim4) {
+        return vec4<f32>(0.0);
     }
-    return dist_finish(params.distance, acc);
+    if (from_rows) {
+        return rows[local * params.dim4 + q];
+    }
+    return cols[local * params.dim4 + q];
 }
 
-@compute @workgroup_size(16, 16)
+// A 4×4 register block: row ty + 8r of the tile is `rr`, its columns tx + 8c the lanes.
+// Four named vectors rather than an array, so that no local array is indexed dynamically.
+struct Block {
+    r0: vec4<f32>,
+    r1: vec4<f32>,
+    r2: vec4<f32>,
+    r3: vec4<f32>,
+}
+
+fn col_vec(base: u32, tx: u32) -> vec4<f32> {
+    return vec4<f32>(col_s[base + tx], col_s[base + tx + 8u], col_s[base + tx + 16u], col_s[base + tx + 24u]);
+}
+
+// Four dims' contributions of row u against columns v0..v3: u·v, or |u − v|².
+fn pair_terms4(dot_form: bool, u: vec4<f32>, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>) -> vec4<f32> {
+    if (dot_form) {
+        return vec4<f32>(dot(u, v0), dot(u, v1), dot(u, v2), dot(u, v3));
+    }
+    let t0 = u - v0;
+    let t1 = u - v1;
+    let t2 = u - v2;
+    let t3 = u - v3;
+    return vec4<f32>(dot(t0, t0), dot(t1, t1), dot(t2, t2), dot(t3, t3));
+}
+
+// The 4×4 block of distances of invocation (ty, tx) between the row tile at window row
+// `row_base` and the column tile at window row `col_base`.
+fn block_distances(row_base: u32, col_base: u32, ty: u32, tx: u32, lid: u32) -> Block {
+    var a0 = vec4<f32>(0.0);
+    var a1 = vec4<f32>(0.0);
+    var a2 = vec4<f32>(0.0);
+    var a3 = vec4<f32>(0.0);
+    let n = params.dim4;
+    let dot_form = params.distance == DIST_ONE_MINUS_DOT;
+    let r0 = (row_base + ty) * n;
+    let r1 = (row_base + ty + 8u) * n;
+    let r2 = (row_base + ty + 16u) * n;
+    let r3 = (row_base + ty + 24u) * n;
+    let c0 = (col_base + tx) * n;
+    let c1 = (col_base + tx + 8u) * n;
+    let c2 = (col_base + tx + 16u) * n;
+    let c3 = (col_base + tx + 24u) * n;
+    for (var q = 0u; q < n; q++) {
+        let u0 = rows[r0 + q];
+        let u1 = rows[r1 + q];
+        let u2 = rows[r2 + q];
+        let u3 = rows[r3 + q];
+        let v0 = cols[c0 + q];
+        let v1 = cols[c1 + q];
+        let v2 = cols[c2 + q];
+        let v3 = cols[c3 + q];
+        a0 += pair_terms4(dot_form, u0, v0, v1, v2, v3);
+        a1 += pair_terms4(dot_form, u1, v0, v1, v2, v3);
+        a2 += pair_terms4(dot_form, u2, v0, v1, v2, v3);
+        a3 += pair_terms4(dot_form, u3, v0, v1, v2, v3);
+    }
+    let k = params.distance;
+    return Block(dist_finish4(k, a0), dist_finish4(k, a1), dist_finish4(k, a2), dist_finish4(k, a3));
+}
+
+fn dist_finish4(kind: u32, acc: vec4<f32>) -> vec4<f32> {
+    if (kind == DIST_EUCLIDEAN) {
+        return sqrt(acc);
+    }
+    if (kind == DIST_SQUARED_EUCLIDEAN) {
+        return acc;
+    }
+    return vec4<f32>(1.0) - acc;
+}
+
+struct RowAcc {
+    sim: Kahan,
+    dis: Kahan,
+    counts: vec4<u32>, // sim pairs, dis pairs, sim active, dis active
+}
+
+// Writes one row's (sim, dis) sums and packed counts over the invocation's 4 columns
+// (pairs with j > i only) for the row owner to fold in.
+fn row_terms(rl: u32, d: vec4<f32>, row_base: u32, col_base: u32, tx: u32) {
+    let i = params.row_start + row_base + rl;
+    var sums = vec2<f32>(0.0); // sim, dis
+    var counts = 0u; // bytes: sim pairs, dis pairs, sim active, dis active
+    if (i < params.rows) {
+        let ci = row_class[row_base + rl];
+        for (var c = 0u; c < 4u; c++) {
+            let lj = col_base + tx + 8u * c;
+            let j = params.col_start + lj;
+            if (j < params.rows && j > i) {
+                let similar = ci == col_class[lj];
+                let x = hinge_arg(similar, d[c]);
+                let term = hinge_value(params.hinge, x);
+                let on = select(0u, 1u, x > 0.0);
+                if (similar) {
+                    sums.x += term;
+                    counts += 1u | (on << 16u);
+                } else {
+                    sums.y += term;
+                    counts += (1u << 8u) | (on << 24u);
+                }
+            }
+        }
+    }
+    red_s[rl * 8u + tx] = sums;
+    cnt_s[rl * 8u + tx] = counts;
+}
+
+// Adds this tile's terms of the invocation's block to the workgroup's per-row sums; the row
+// owner (lid < 32) folds them into `acc` in a fixed order.
+fn add_tile_terms(acc: RowAcc, d: Block, row_base: u32, col_base: u32, ty: u32, tx: u32, lid: u32) -> RowAcc {
+    row_terms(ty, d.r0, row_base, col_base, tx);
+    row_terms(ty + 8u, d.r1, row_base, col_base, tx);
+    row_terms(ty + 16u, d.r2, row_base, col_base, tx);
+    row_terms(ty + 24u, d.r3, row_base, col_base, tx);
+    workgroupBarrier();
+    var out = acc;
+    if (lid < TILE) {
+        var s = vec2<f32>(0.0);
+        for (var t = 0u; t < 8u; t++) {
+            s += red_s[lid * 8u + t];
+            let p = cnt_s[lid * 8u + t];
+            out.counts += vec4<u32>(p & 255u, (p >> 8u) & 255u, (p >> 16u) & 255u, p >> 24u);
+        }
+        out.sim = kahan_add(out.sim, s.x);
+        out.dis = kahan_add(out.dis, s.y);
+    }
+    workgroupBarrier();
+    return out;
+}
+
+fn load_row_acc(local: u32) -> RowAcc {
+    if (params.accumulate == 0u) {
+        return RowAcc(Kahan(0.0, 0.0), Kahan(0.0, 0.0), vec4<u32>(0u));
+    }
+    let p = partials[local];
+    return RowAcc(
+        Kahan(p.sim_sum, p.sim_carry),
+        Kahan(p.dis_sum, p.dis_carry),
+        vec4<u32>(p.sim_pairs, p.dis_pairs, p.sim_active, p.dis_active),
+    );
+}
+
+fn store_row_acc(local: u32, a: RowAcc) {
+    partials[local] = Partial(
+        a.sim.sum, a.sim.carry, a.dis.sum, a.dis.carry,
+        a.counts.x, a.counts.y, a.counts.z, a.counts.w,
+    );
+}
+
+fn tiles_in_window(start: u32) -> u32 {
+    let left = params.rows - min(params.rows, start);
+    return (min(left, params.window_rows) + TILE - 1u) / TILE;
+}
+
+// Loss terms and counts of the pairs i < j between the row window and the column window.
+@compute @workgroup_size(8, 8)
 fn contrastive_batch_forward(
     @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_id) lid3: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
 ) {
-    let tx = lid.x;
-    let ty = lid.y;
-    let i = wg.x * TILE + ty;
-    let n_tiles = (params.rows + TILE - 1u) / TILE;
-    var sim = Kahan(0.0, 0.0);
-    var dis = Kahan(0.0, 0.0);
-    var counts = vec4<u32>(0u);
-    for (var jt = wg.x; jt < n_tiles; jt++) {
-        let j = jt * TILE + tx;
-        let d = tile_distance(i, jt * TILE, ty, tx);
-        var s = 0.0;
-        var t = 0.0;
-        var flags = 0u;
-        if (i < params.rows && j < params.rows && j > i) {
-            let similar = classes[i] == classes[j];
-            let x = hinge_arg(similar, d);
-            let term = hinge_value(params.hinge, x);
-            let on = select(0u, 1u, x > 0.0);
-            if (similar) {
-                s = term;
-                flags = 1u | (on << 2u);
-            } else {
-                t = term;
-                flags = 2u | (on << 3u);
-            }
-        }
-        tile_sim[ty][tx] = s;
-        tile_dis[ty][tx] = t;
-        tile_flags[ty][tx] = flags;
-        workgroupBarrier();
-        if (tx == 0u) {
-            var ts = 0.0;
-            var td = 0.0;
-            for (var c = 0u; c < TILE; c++) {
-                ts += tile_sim[ty][c];
-                td += tile_dis[ty][c];
-                let f = tile_flags[ty][c];
-                counts += vec4<u32>(f & 1u, (f >> 1u) & 1u, (f >> 2u) & 1u, (f >> 3u) & 1u);
-            }
-            sim = kahan_add(sim, ts);
-            dis = kahan_add(dis, td);
-        }
-        workgroupBarrier();
+    let tx = lid3.x;
+    let ty = lid3.y;
+    let row_base = wg.x * TILE;
+    let own = lid < TILE && params.row_start + row_base + lid < params.rows;
+    var acc = RowAcc(Kahan(0.0, 0.0), Kahan(0.0, 0.0), vec4<u32>(0u));
+    if (own) {
+        acc = load_row_acc(row_base + lid);
     }
-    if (tx == 0u && i < params.rows) {
-        partials[i] = Partial(sim.sum, dis.sum, counts.x, counts.y, counts.z, counts.w);
+    // Column tiles wholly at or below the diagonal hold no pair with j > i.
+    var first = 0u;
+    if (params.col_start == params.row_start) {
+        first = wg.x;
+    }
+    let n_tiles = tiles_in_window(params.col_start);
+    for (var jt = first; jt < n_tiles; jt++) {
+        let d = block_distances(row_base, jt * TILE, ty, tx, lid);
+        acc = add_tile_terms(acc, d, row_base, jt * TILE, ty, tx, lid);
+    }
+    if (own) {
+        store_row_acc(row_base + lid, acc);
     }
 }
 
-@compute @workgroup_size(256)
-fn contrastive_finalize(@builtin(local_invocation_id) lid: vec3<u32>) {
+fn scale_of(similar: bool) -> f32 {
+    return bitcast<f32>(scales[select(1u, 0u, similar)]);
+}
+
+// dL/dd of one pair: the hinge's slope, signed and scaled by the reduction.
+fn term_slope(similar: bool, d: f32) -> f32 {
+    let slope = hinge_slope(params.hinge, hinge_arg(similar, d));
+    if (similar) {
+        return slope * scale_of(true);
+    }
+    return -slope * scale_of(false);
+}
+
+// The 4 weights w = dL/dd × distance factor of row `rl` against the invocation's columns
+// (0 for i = j and past the batch), written to w_s.
+fn row_weights(rl: u32, d: vec4<f32>, row_base: u32, col_base: u32, tx: u32) {
+    let i = params.row_start + row_base + rl;
+    for (var c = 0u; c < 4u; c++) {
+        let lj = col_base + tx + 8u * c;
+        let j = params.col_start + lj;
+        var w = 0.0;
+        if (i < params.rows && j < params.rows && i != j) {
+            let similar = row_class[row_base + rl] == col_class[lj];
+            w = term_slope(similar, d[c]) * dist_grad_factor(params.distance, d[c]);
+        }
+        w_s[rl * TILE + tx + 8u * c] = w;
+    }
+}
+
+// Row `rl`'s values at dims k0 + tx + 8c (zeros for one-minus-dot, whose gradient has no
+// x_i term, and past the row).
+fn row_dims(rl: u32, row_base: u32, k0: u32, tx: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    if (params.distance == DIST_ONE_MINUS_DOT) {
+        return v;
+    }
+    let li = row_base + rl;
+    for (var c = 0u; c < 4u; c++) {
+        let k = k0 + tx + 8u * c;
+        v[c] = load_row(true, li, params.row_start + li, k / 4u)[k % 4u];
+    }
+    return v;
+}
+
+// Adds row `rl`'s block of gradient (dims k0 + tx + 8c) into `grad`.
+fn store_grad(rl: u32, g: vec4<f32>, row_base: u32, k0: u32, tx: u32, first: bool) {
+    let li = row_base + rl;
+    if (params.row_start + li >= params.rows) {
+        return;
+    }
+    let stride = params.dim4 * 4u;
+    for (var c = 0u; c < 4u; c++) {
+        let k = k0 + tx + 8u * c;
+        if (k < stride) {
+            let idx = li * stride + k;
+            if (first) {
+                grad[idx] = g[c];
+            } else {
+                grad[idx] += g[c];
+            }
+        }
+    }
+}
+
+// Gradient of the row window's rows over the column window (all j ≠ i); with `with_loss`
+// it also accumulates the loss terms (j > i), so mean and sum need one pass.
+fn batch_backward(wg: vec3<u32>, lid3: vec3<u32>, lid: u32, with_loss: bool) {
+    let tx = lid3.x;
+    let ty = lid3.y;
+    let row_base = wg.x * TILE;
+    let own = lid < TILE && params.row_start + row_base + lid < params.rows;
+    var acc = RowAcc(Kahan(0.0, 0.0), Kahan(0.0, 0.0), vec4<u32>(0u));
+    if (with_loss && own) {
+        acc = load_row_acc(row_base + lid);
+    }
+    let n_tiles = tiles_in_window(params.col_start);
+    for (var jt = 0u; jt < n_tiles; jt++) {
+        let col_base = jt * TILE;
+        let d = block_distances(row_base, col_base, ty, tx, lid);
+        if (with_loss) {
+            acc = add_tile_terms(acc, d, row_base, col_base, ty, tx, lid);
+        }
+        row_weights(ty, d.r0, row_base, col_base, tx);
+        row_weights(ty + 8u, d.r1, row_base, col_base, tx);
+        row_weights(ty + 16u, d.r2, row_base, col_base, tx);
+        row_weights(ty + 24u, d.r3, row_base, col_base, tx);
+        let first = jt == 0u && params.accumulate == 0u;
+        // Stage each 32-dim chunk of the column tile as [col][k] and add
+        // Σ_j w_ij (x_ik − x_jk) (or −Σ_j w_ij x_jk for one-minus-dot) into the row's gradient.
+        for (var q0 = 0u; q0 < params.dim4; q0 += KC4) {
+            for (var t = 0u; t < 4u; t++) {
+                let idx = lid + 64u * t;
+                let cr = idx / KC4;
+                let q = idx % KC4;
+                let v = load_row(false, col_base + cr, params.col_start + col_base + cr, q0 + q);
+                col_s[cr * KC + 4u * q] = v.x;
+                col_s[cr * KC + 4u * q + 1u] = v.y;
+                col_s[cr * KC + 4u * q + 2u] = v.z;
+                col_s[cr * KC + 4u * q + 3u] = v.w;
+            }
+            workgroupBarrier();
+            let k0 = q0 * 4u;
+            let x0 = row_dims(ty, row_base, k0, tx);
+            let x1 = row_dims(ty + 8u, row_base, k0, tx);
+            let x2 = row_dims(ty + 16u, row_base, k0, tx);
+            let x3 = row_dims(ty + 24u, row_base, k0, tx);
+            var g0 = vec4<f32>(0.0);
+            var g1 = vec4<f32>(0.0);
+            var g2 = vec4<f32>(0.0);
+            var g3 = vec4<f32>(0.0);
+            for (var j = 0u; j < TILE; j++) {
+                let xj = col_vec(j * KC, tx);
+                g0 += w_s[ty * TILE + j] * (x0 - xj);
+                g1 += w_s[(ty + 8u) * TILE + j] * (x1 - xj);
+                g2 += w_s[(ty + 16u) * TILE + j] * (x2 - xj);
+                g3 += w_s[(ty + 24u) * TILE + j] * (x3 - xj);
+            }
+            store_grad(ty, g0, row_base, k0, tx, first);
+            store_grad(ty + 8u, g1, row_base, k0, tx, first);
+            store_grad(ty + 16u, g2, row_base, k0, tx, first);
+            store_grad(ty + 24u, g3, row_base, k0, tx, first);
+            workgroupBarrier();
+        }
+    }
+    if (with_loss && own) {
+        store_row_acc(row_base + lid, acc);
+    }
+}
+
+@compute @workgroup_size(8, 8)
+fn contrastive_batch_backward(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid3: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    batch_backward(wg, lid3, lid, false);
+}
+
+@compute @workgroup_size(8, 8)
+fn contrastive_batch_fused(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid3: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    batch_backward(wg, lid3, lid, true);
+}
+
+// Sums one window's counts into the u64 totals in `scales` (words 4..11) in a fixed tree;
+// the last window's dispatch turns them into the reduction's scales (words 0, 1).
+@compute @workgroup_size(64)
+fn contrastive_finalize(@builtin(local_invocation_index) lid: u32) {
     var acc = Count64(vec4<u32>(0u), vec4<u32>(0u));
-    for (var r = lid.x; r < params.rows; r += 256u) {
+    let n = min(params.window_rows, params.rows - min(params.rows, params.row_start));
+    for (var r = lid; r < n; r += 64u) {
         let p = partials[r];
         let v = vec4<u32>(p.sim_pairs, p.dis_pairs, p.sim_active, p.dis_active);
         acc = count64_add(acc, Count64(v, vec4<u32>(0u)));
     }
-    red[lid.x] = acc;
+    fin_s[lid] = acc;
     workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride >>= 1u) {
-        if (lid.x < stride) {
-            red[lid.x] = count64_add(red[lid.x], red[lid.x + stride]);
+    for (var stride = 32u; stride > 0u; stride >>= 1u) {
+        if (lid < stride) {
+            fin_s[lid] = count64_add(fin_s[lid], fin_s[lid + stride]);
         }
         workgroupBarrier();
     }
-    if (lid.x == 0u) {
-        let total = red[0];
-        var sim_scale = 1.0;
-        var dis_scale = 1.0;
-        if (params.reduction == REDUCTION_MEAN) {
-            let pairs = count64_add(
-                Count64(vec4<u32>(total.lo.x, 0u, 0u, 0u), vec4<u32>(total.hi.x, 0u, 0u, 0u)),
-                Count64(vec4<u32>(total.lo.y, 0u, 0u, 0u), vec4<u32>(total.hi.y, 0u, 0u, 0u)),
-            );
-            let n = count64_to_f32(pairs.lo.x, pairs.hi.x);
-            sim_scale = 0.0;
-            if (n > 0.0) {
-                sim_scale = 1.0 / n;
-            }
-            dis_scale = sim_scale;
-        } else if (params.reduction == REDUCTION_MEAN_NONZERO) {
-            let ns = count64_to_f32(total.lo.z, total.hi.z);
-            let nd = count64_to_f32(total.lo.w, total.hi.w);
-            sim_scale = 0.0;
-            dis_scale = 0.0;
-            if (ns > 0.0) {
-                sim_scale = 1.0 / ns;
-            }
-            if (nd > 0.0) {
-                dis_scale = 1.0 / nd;
-            }
-        }
-        scales[0] = sim_scale;
-        scales[1] = dis_scale;
+    if (lid != 0u) {
+        return;
     }
-}
-
-// dL/dd of one pair: the hinge's slope, signed (d − p grows with d, m − d shrinks) and
-// scaled by the reduction.
-fn term_slope(similar: bool, d: f32) -> f32 {
-    let slope = hinge_slope(params.hinge, hinge_arg(similar, d));
-    if (similar) {
-        return slope * scales[0];
+    var total = fin_s[0];
+    if (params.accumulate != 0u) {
+        let prev = Count64(
+            vec4<u32>(scales[4], scales[5], scales[6], scales[7]),
+            vec4<u32>(scales[8], scales[9], scales[10], scales[11]),
+        );
+        total = count64_add(prev, total);
     }
-    return -slope * scales[1];
-}
-
-@compute @workgroup_size(16, 16)
-fn contrastive_batch_backward(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
-) {
-    let tx = lid.x;
-    let ty = lid.y;
-    let i = wg.x * TILE + ty;
-    let n_tiles = (params.rows + TILE - 1u) / TILE;
-    let dot_form = params.distance == DIST_ONE_MINUS_DOT;
-    for (var jt = 0u; jt < n_tiles; jt++) {
-        let j = jt * TILE + tx;
-        let d = tile_distance(i, jt * TILE, ty, tx);
-        var w = 0.0;
-        if (i < params.rows && j < params.rows && j != i) {
-            let similar = classes[i] == classes[j];
-            w = term_slope(similar, d) * dist_grad_factor(params.distance, d);
+    scales[4] = total.lo.x;
+    scales[5] = total.lo.y;
+    scales[6] = total.lo.z;
+    scales[7] = total.lo.w;
+    scales[8] = total.hi.x;
+    scales[9] = total.hi.y;
+    scales[10] = total.hi.z;
+    scales[11] = total.hi.w;
+    if (params.last == 0u) {
+        return;
+    }
+    var sim_scale = 1.0;
+    var dis_scale = 1.0;
+    if (params.reduction == REDUCTION_MEAN) {
+        let pairs = count64_add(
+            Count64(vec4<u32>(total.lo.x, 0u, 0u, 0u), vec4<u32>(total.hi.x, 0u, 0u, 0u)),
+            Count64(vec4<u32>(total.lo.y, 0u, 0u, 0u), vec4<u32>(total.hi.y, 0u, 0u, 0u)),
+        );
+        let np = count64_to_f32(pairs.lo.x, pairs.hi.x);
+        sim_scale = 0.0;
+        if (np > 0.0) {
+            sim_scale = 1.0 / np;
         }
-        tile_sim[ty][tx] = w;
-        workgroupBarrier();
-        let j_load = jt * TILE + ty;
-        for (var k0 = 0u; k0 < params.dim; k0 += TILE) {
-            let k = k0 + tx;
-            var v = 0.0;
-            if (j_load < params.rows && k < params.dim) {
-                v = emb_a[j_load * params.dim + k];
-            }
-            col_tile[ty][tx] = v;
-            workgroupBarrier();
-            if (i < params.rows && k < params.dim) {
-                let idx = i * params.dim + k;
-                let u = emb_a[idx];
-                var acc = 0.0;
-                if (dot_form) {
-                    for (var c = 0u; c < TILE; c++) {
-                        acc -= tile_sim[ty][c] * col_tile[c][tx];
-                    }
-                } else {
-                    for (var c = 0u; c < TILE; c++) {
-                        acc += tile_sim[ty][c] * (u - col_tile[c][tx]);
-                    }
-                }
-                if (jt == 0u) {
-                    grad_a[idx] = acc;
-                } else {
-                    grad_a[idx] += acc;
-                }
-            }
-            workgroupBarrier();
+        dis_scale = sim_scale;
+    } else if (params.reduction == REDUCTION_MEAN_NONZERO) {
+        let ns = count64_to_f32(total.lo.z, total.hi.z);
+        let nd = count64_to_f32(total.lo.w, total.hi.w);
+        sim_scale = 0.0;
+        dis_scale = 0.0;
+        if (ns > 0.0) {
+            sim_scale = 1.0 / ns;
+        }
+        if (nd > 0.0) {
+            dis_scale = 1.0 / nd;
         }
     }
+    scales[0] = bitcast<u32>(sim_scale);
+    scales[1] = bitcast<u32>(dis_scale);
 }
 
-fn pair_distance(i: u32) -> f32 {
-    let base = i * params.dim;
-    var acc = 0.0;
-    for (var k = 0u; k < params.dim; k++) {
-        acc += dist_step(params.distance, emb_a[base + k], emb_b[base + k]);
+fn pair_distance(local: u32) -> f32 {
+    let base = local * params.dim4;
+    var acc = vec4<f32>(0.0);
+    if (params.distance == DIST_ONE_MINUS_DOT) {
+        for (var q = 0u; q < params.dim4; q++) {
+            acc += rows[base + q] * cols[base + q];
+        }
+    } else {
+        for (var q = 0u; q < params.dim4; q++) {
+            let t = rows[base + q] - cols[base + q];
+            acc += t * t;
+        }
     }
-    return dist_finish(params.distance, acc);
+    return dist_finish(params.distance, (acc.x + acc.y) + (acc.z + acc.w));
 }
 
 @compute @workgroup_size(64)
 fn contrastive_pairs_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = gid.x;
-    if (i >= params.rows) {
+    let local = gid.x;
+    if (local >= params.window_rows || params.row_start + local >= params.rows) {
         return;
     }
-    let similar = classes[i] != 0u;
-    let x = hinge_arg(similar, pair_distance(i));
+    let similar = row_class[local] != 0u;
+    let x = hinge_arg(similar, pair_distance(local));
     let term = hinge_value(params.hinge, x);
     let on = select(0u, 1u, x > 0.0);
     if (similar) {
-        partials[i] = Partial(term, 0.0, 1u, 0u, on, 0u);
+        partials[local] = Partial(term, 0.0, 0.0, 0.0, 1u, 0u, on, 0u);
     } else {
-        partials[i] = Partial(0.0, term, 0u, 1u, 0u, on);
+        partials[local] = Partial(0.0, 0.0, term, 0.0, 0u, 1u, 0u, on);
     }
 }
 
 @compute @workgroup_size(64)
 fn contrastive_pairs_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = gid.x;
-    if (i >= params.rows) {
+    let local = gid.x;
+    if (local >= params.window_rows || params.row_start + local >= params.rows) {
         return;
     }
-    let d = pair_distance(i);
-    let w = term_slope(classes[i] != 0u, d) * dist_grad_factor(params.distance, d);
-    let base = i * params.dim;
-    for (var k = 0u; k < params.dim; k++) {
-        let u = emb_a[base + k];
-        let v = emb_b[base + k];
-        if (params.distance == DIST_ONE_MINUS_DOT) {
-            grad_a[base + k] = -w * v;
-            grad_b[base + k] = -w * u;
-        } else {
-            let g = w * (u - v);
-            grad_a[base + k] = g;
-            grad_b[base + k] = -g;
+    let d = pair_distance(local);
+    let w = term_slope(row_class[local] != 0u, d) * dist_grad_factor(params.distance, d);
+    let base = local * params.dim4;
+    let dot_form = params.distance == DIST_ONE_MINUS_DOT;
+    for (var q = 0u; q < params.dim4; q++) {
+        let u = rows[base + q];
+        let v = cols[base + q];
+        var ga = w * (u - v);
+        var gb = -ga;
+        if (dot_form) {
+            ga = -w * v;
+            gb = -w * u;
+        }
+        for (var e = 0u; e < 4u; e++) {
+            grad[(base + q) * 4u + e] = ga[e];
+            grad_b[(base + q) * 4u + e] = gb[e];
         }
     }
 }

@@ -1,47 +1,52 @@
 // Row normalisation x / max(||x||, 1e-12) and its backward pass, used by `normalize`
-// and by cosine distance (which runs as one-minus-dot on normalised rows).
+// and by cosine distance (which runs as one-minus-dot on normalised rows). Rows are
+// zero-padded to whole vec4s; the padding stays zero. The host dispatches once per window
+// of rows (src/loss/plan.rs); all bindings below are that window's rows.
 //
 // Bindings (group 0):
-//   0 uniform        params  NormalizeParams: rows, dim
-//   1 storage, read  src     rows × dim input rows (forward only)
-//   2 storage, rw    dst     rows × dim normalised rows (written forward, read backward)
-//   3 storage, rw    norms   rows: ||src row|| (written forward, read backward)
-//   4 storage, rw    grad    rows × dim: dL/d(dst) in, dL/d(src) out, in place (backward)
-// One invocation per row, 64 rows per workgroup; each loops over the row's dim values.
+//   0 uniform        params  NormalizeParams: rows, dim4, row_start, window_rows
+//   1 storage, read  src     input rows (forward only)
+//   2 storage, rw    dst     normalised rows (written forward, read backward)
+//   3 storage, rw    norms   ||src row|| per row (written forward, read backward)
+//   4 storage, rw    grad    dL/d(dst) in, dL/d(src) out, in place (backward)
+// One invocation per row, 64 rows per workgroup; each loops over the row's vec4s.
 
 // Keep in sync with `NormalizeParams` in src/gpu/params.rs.
 struct NormalizeParams {
     rows: u32,
-    dim: u32,
-    _pad0: u32,
-    _pad1: u32,
+    dim4: u32,
+    row_start: u32,
+    window_rows: u32,
 }
 
 const NORM_EPS: f32 = 1e-12;
 
 @group(0) @binding(0) var<uniform> params: NormalizeParams;
-@group(0) @binding(1) var<storage, read> src: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(1) var<storage, read> src: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> dst: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> norms: array<f32>;
-@group(0) @binding(4) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(4) var<storage, read_write> grad: array<vec4<f32>>;
+
+fn in_window(i: u32) -> bool {
+    return i < params.window_rows && params.row_start + i < params.rows;
+}
 
 @compute @workgroup_size(64)
 fn normalize_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x;
-    if (i >= params.rows) {
+    if (!in_window(i)) {
         return;
     }
-    let base = i * params.dim;
+    let base = i * params.dim4;
     var ss = 0.0;
-    for (var k = 0u; k < params.dim; k++) {
-        let v = src[base + k];
-        ss += v * v;
+    for (var q = 0u; q < params.dim4; q++) {
+        ss += dot(src[base + q], src[base + q]);
     }
     let n = sqrt(ss);
     norms[i] = n;
     let denom = max(n, NORM_EPS);
-    for (var k = 0u; k < params.dim; k++) {
-        dst[base + k] = src[base + k] / denom;
+    for (var q = 0u; q < params.dim4; q++) {
+        dst[base + q] = src[base + q] / denom;
     }
 }
 
@@ -49,22 +54,22 @@ fn normalize_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 @compute @workgroup_size(64)
 fn normalize_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x;
-    if (i >= params.rows) {
+    if (!in_window(i)) {
         return;
     }
-    let base = i * params.dim;
+    let base = i * params.dim4;
     let n = norms[i];
     if (n > NORM_EPS) {
-        var dot = 0.0;
-        for (var k = 0u; k < params.dim; k++) {
-            dot += dst[base + k] * grad[base + k];
+        var d = 0.0;
+        for (var q = 0u; q < params.dim4; q++) {
+            d += dot(dst[base + q], grad[base + q]);
         }
-        for (var k = 0u; k < params.dim; k++) {
-            grad[base + k] = (grad[base + k] - dst[base + k] * dot) / n;
+        for (var q = 0u; q < params.dim4; q++) {
+            grad[base + q] = (grad[base + q] - dst[base + q] * d) / n;
         }
     } else {
-        for (var k = 0u; k < params.dim; k++) {
-            grad[base + k] = grad[base + k] / NORM_EPS;
+        for (var q = 0u; q < params.dim4; q++) {
+            grad[base + q] = grad[base + q] / NORM_EPS;
         }
     }
 }

@@ -170,12 +170,12 @@ fn timeout_is_an_error_and_the_gpu_stays_usable() {
     let x = Embeddings::new("x", &data, b, d).unwrap();
     let l = Labels::new(&common::labels(5, b, 16));
     let cfg = Contrastive::default();
-    gpu.set_timeout(Duration::from_nanos(1));
+    gpu.set_timeout(Some(Duration::from_nanos(1)));
     match cfg.batch(&gpu, &x, &l, Grads::Compute) {
         Err(Error::Timeout { timeout }) => assert_eq!(timeout, Duration::from_nanos(1)),
         other => panic!("expected Timeout, got {other:?}"),
     }
-    gpu.set_timeout(metric_loss::gpu::DEFAULT_TIMEOUT);
+    gpu.set_timeout(None);
     let again = cfg.batch(&gpu, &x, &l, Grads::Compute).unwrap();
     let reference = cfg.batch(shared, &x, &l, Grads::Compute).unwrap();
     assert_eq!(again, reference);

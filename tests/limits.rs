@@ -1,9 +1,13 @@
-//! Device limits: batch mode needs no B×B buffer, and inputs beyond the limits are errors.
+//! Device limits: batch mode needs no B×B buffer; inputs beyond one binding or one dispatch
+//! are split into windows (and agree bitwise with the unsplit run); what cannot fit is an
+//! error.
 
 mod common;
 
 use metric_loss::check;
-use metric_loss::{Contrastive, Embeddings, Error, Gpu, GpuOptions, Grads, Labels};
+use metric_loss::{
+    Contrastive, Distance, Embeddings, Error, Gpu, GpuOptions, Grads, Labels, Reduction,
+};
 
 fn gpu_with(limits: impl FnOnce(&mut wgpu::Limits)) -> Option<Gpu> {
     let base = common::gpu()?.limits().clone();
@@ -16,6 +20,14 @@ fn gpu_with(limits: impl FnOnce(&mut wgpu::Limits)) -> Option<Gpu> {
         })
         .expect("a device with reduced limits"),
     )
+}
+
+/// 64 KiB bindings and 16 workgroups per dimension: every size below needs several windows.
+fn small_gpu() -> Option<Gpu> {
+    gpu_with(|l| {
+        l.max_storage_buffer_binding_size = 64 * 1024;
+        l.max_compute_workgroups_per_dimension = 16;
+    })
 }
 
 #[test]
@@ -39,18 +51,119 @@ fn batch_mode_fits_in_64_bytes_per_value() {
     common::cross_batch(&gpu, "B=1024 under max_buffer_size 64·B·D", &cfg, &x, &l);
 }
 
+fn bits(o: &metric_loss::ContrastiveOutput) -> (u64, Vec<Vec<u32>>) {
+    (
+        o.loss.to_bits(),
+        o.grads
+            .iter()
+            .map(|g| g.iter().map(|v| v.to_bits()).collect())
+            .collect(),
+    )
+}
+
 #[test]
-fn binding_size_beyond_the_device_is_an_error() {
+fn batch_split_into_windows_matches_reference_and_unsplit_run() {
+    let (Some(full), Some(small)) = (common::gpu(), small_gpu()) else {
+        return;
+    };
+    // D = 37 pads to 40 values (160 bytes a row): 64 KiB holds 409 rows, 16 workgroups of
+    // 32 rows hold 512, so windows are 384 rows and B = 900 needs 3 of them (9 window pairs).
+    let (b, d) = (900usize, 37usize);
+    let data = common::normals(2, b * d);
+    let x = Embeddings::new("x", &data, b, d).unwrap();
+    let l = Labels::new(&common::labels(2, b, 40));
+    for base in [
+        Contrastive::default(),
+        Contrastive::default()
+            .distance(Distance::Cosine)
+            .normalize(true)
+            .reduction(Reduction::MeanNonzero),
+        Contrastive::default()
+            .distance(Distance::SquaredEuclidean)
+            .reduction(Reduction::Sum),
+    ] {
+        let mut cfg = base;
+        let dists = check::batch_distances(&cfg, &x);
+        let m = check::median(&dists);
+        check::clear_margins(&mut cfg, &dists, d, 0.5 * m, 1.1 * m);
+        common::cross_batch(&small, "windowed batch", &cfg, &x, &l);
+        let a = cfg.batch(&small, &x, &l, Grads::Compute).unwrap();
+        let again = cfg.batch(&small, &x, &l, Grads::Compute).unwrap();
+        let whole = cfg.batch(full, &x, &l, Grads::Compute).unwrap();
+        assert!(bits(&a) == bits(&again), "{cfg:?}: windowed rerun differs");
+        assert!(
+            bits(&a) == bits(&whole),
+            "{cfg:?}: windowed and unsplit runs differ"
+        );
+    }
+}
+
+#[test]
+fn pairs_split_into_windows_match_reference() {
+    let Some(small) = small_gpu() else { return };
+    let (n, d) = (2000usize, 5usize);
+    let a = common::normals(3, n * d);
+    let b = common::normals(4, n * d);
+    let a = Embeddings::new("a", &a, n, d).unwrap();
+    let b = Embeddings::new("b", &b, n, d).unwrap();
+    let similar: Vec<bool> = common::labels(5, n, 2).iter().map(|&v| v == 1).collect();
+    for base in [
+        Contrastive::default(),
+        Contrastive::default()
+            .normalize(true)
+            .reduction(Reduction::MeanNonzero),
+    ] {
+        let mut cfg = base;
+        let dists = check::pair_distances(&cfg, &a, &b);
+        let m = check::median(&dists);
+        check::clear_margins(&mut cfg, &dists, d, 0.5 * m, 1.1 * m);
+        common::cross_pairs(&small, "windowed pairs", &cfg, &a, &b, &similar);
+        let x = cfg.pairs(&small, &a, &b, &similar, Grads::Compute).unwrap();
+        let y = cfg.pairs(&small, &a, &b, &similar, Grads::Compute).unwrap();
+        assert!(bits(&x) == bits(&y), "windowed pairs rerun differs");
+    }
+}
+
+#[test]
+fn rows_wider_than_a_binding_are_an_error() {
     let Some(gpu) = gpu_with(|l| l.max_storage_buffer_binding_size = 4096) else {
         return;
     };
-    let data = vec![0.5f32; 100 * 16];
-    let x = Embeddings::new("x", &data, 100, 16).unwrap();
+    // 64 rows of 64 values = 16 KiB: not even one window fits a 4 KiB binding.
+    let data = vec![0.5f32; 100 * 64];
+    let x = Embeddings::new("x", &data, 100, 64).unwrap();
     let err = Contrastive::default()
         .batch(&gpu, &x, &Labels::new(&[0; 100]), Grads::Compute)
         .unwrap_err();
-    match err {
-        Error::LimitExceeded { needed, limit, .. } => assert_eq!((needed, limit), (6400, 4096)),
-        other => panic!("expected LimitExceeded, got {other:?}"),
-    }
+    assert!(
+        matches!(
+            err,
+            Error::LimitExceeded {
+                needed: 16384,
+                limit: 4096,
+                ..
+            }
+        ),
+        "expected LimitExceeded, got {err}"
+    );
+}
+
+#[test]
+fn embeddings_beyond_max_buffer_size_are_an_error() {
+    let Some(gpu) = gpu_with(|l| {
+        l.max_buffer_size = 64 * 1024;
+        l.max_storage_buffer_binding_size = 64 * 1024;
+    }) else {
+        return;
+    };
+    // 1000 rows × 64 values × 4 bytes = 256 KiB > 64 KiB.
+    let data = vec![0.5f32; 1000 * 64];
+    let x = Embeddings::new("x", &data, 1000, 64).unwrap();
+    let err = Contrastive::default()
+        .batch(&gpu, &x, &Labels::new(&[0; 1000]), Grads::Compute)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::LimitExceeded { .. }),
+        "expected LimitExceeded, got {err}"
+    );
 }

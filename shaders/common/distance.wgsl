@@ -1,22 +1,14 @@
 // Pairwise distance pieces shared by every pairwise kernel.
 // Depends on no globals. Keep the kinds in sync with `DistanceKind` in src/gpu/params.rs.
 //
-// A distance is accumulated over the dimension with `dist_step` (in one fixed order,
-// so d(i, j) and d(j, i) are bitwise equal) and turned into d by `dist_finish`.
-// Cosine distance runs as "one minus dot" on rows the host has normalised first.
+// Kernels accumulate Σ (u − v)² (the difference form, not |u|² + |v|² − 2u·v: it stays
+// exact near d = 0) or Σ u·v over the dimension in one fixed order, so d(i, j) and d(j, i)
+// are bitwise equal, and `dist_finish` turns the sum into d. Cosine distance runs as
+// "one minus dot" on rows the host has normalised first.
 
 const DIST_EUCLIDEAN: u32 = 0u;
 const DIST_SQUARED_EUCLIDEAN: u32 = 1u;
 const DIST_ONE_MINUS_DOT: u32 = 2u;
-
-fn dist_step(kind: u32, u: f32, v: f32) -> f32 {
-    if (kind == DIST_ONE_MINUS_DOT) {
-        return u * v;
-    }
-    // The difference form, not |u|² + |v|² − 2u·v: it stays exact near d = 0.
-    let t = u - v;
-    return t * t;
-}
 
 fn dist_finish(kind: u32, acc: f32) -> f32 {
     if (kind == DIST_EUCLIDEAN) {

@@ -1,18 +1,20 @@
 // Reduction pieces. Depends on no globals.
 
-// Per-row (batch mode) or per-pair (pair mode) partial results. The host sums them in
-// f64 / u64 in row order. Keep in sync with `Partial` in src/gpu/params.rs.
+// Per-row (batch mode) or per-pair (pair mode) partial results. Sums are Kahan-compensated
+// (sum, carry) so that a row's partial stays accurate to a few ulp however many column tiles
+// and column windows it spans; the host adds them in f64 / u64 in row order.
+// Keep in sync with `Partial` in src/gpu/params.rs.
 struct Partial {
     sim_sum: f32,
+    sim_carry: f32,
     dis_sum: f32,
+    dis_carry: f32,
     sim_pairs: u32,
     dis_pairs: u32,
     sim_active: u32,
     dis_active: u32,
 }
 
-// Kahan-compensated running sum: a row's partial stays accurate to a few ulp however many
-// column tiles it spans, so the loss does not degrade with the batch size.
 struct Kahan {
     sum: f32,
     carry: f32,

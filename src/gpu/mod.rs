@@ -5,6 +5,8 @@ pub(crate) mod params;
 pub mod shader;
 mod workspace;
 
+pub use workspace::Allocations;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,10 +14,15 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 pub(crate) use errors::classify;
-use workspace::Workspace;
+use workspace::{Slot, Workspace};
 
-/// Default polling timeout: long enough for very large batches on a software driver.
+/// Least polling timeout of the automatic rule: long enough for large batches on a software
+/// driver.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The slowest device the automatic timeout allows for, in model FLOP/s: a call whose work
+/// would take longer than the timeout at this rate gets a proportionally longer timeout.
+const SLOWEST_FLOPS: f64 = 2e7;
 
 /// How [`Gpu::with_options`] picks and configures a device.
 #[derive(Clone, Debug)]
@@ -27,8 +34,10 @@ pub struct GpuOptions {
     pub adapter_name: Option<String>,
     /// Limits to request. Default: everything the adapter offers, so that large batches fit.
     pub limits: Option<wgpu::Limits>,
-    /// How long to wait for one loss call to finish on the device.
-    pub timeout: Duration,
+    /// How long to wait for one loss call to finish on the device. `None` (default): the
+    /// larger of [`DEFAULT_TIMEOUT`] and the call's model work at 0.02 GFLOP/s, so that a
+    /// legitimately long call never trips it; `Some(t)`: exactly `t`.
+    pub timeout: Option<Duration>,
 }
 
 impl Default for GpuOptions {
@@ -39,7 +48,7 @@ impl Default for GpuOptions {
                 .ok()
                 .filter(|s| !s.is_empty()),
             limits: None,
-            timeout: DEFAULT_TIMEOUT,
+            timeout: None,
         }
     }
 }
@@ -74,7 +83,8 @@ pub struct Gpu {
     adapter: AdapterSummary,
     limits: wgpu::Limits,
     features: wgpu::Features,
-    timeout: Duration,
+    timeout: Option<Duration>,
+    profiling: bool,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<AtomicUsize>,
     state: Mutex<State>,
@@ -85,6 +95,8 @@ struct State {
     modules: HashMap<&'static str, wgpu::ShaderModule>,
     pipelines: HashMap<&'static str, wgpu::ComputePipeline>,
     workspace: Workspace,
+    timestamps: Option<wgpu::QuerySet>,
+    last_kernel_seconds: Option<f64>,
 }
 
 impl Gpu {
@@ -134,10 +146,12 @@ impl Gpu {
             })?,
         };
         let limits = options.limits.unwrap_or_else(|| adapter.limits());
+        // Timestamps give kernel-only times in benchmarks; nothing else is needed.
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) =
             pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
                 label: Some("metric-loss"),
-                required_features: wgpu::Features::empty(),
+                required_features: features,
                 required_limits: limits,
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,
@@ -161,10 +175,10 @@ impl Gpu {
     /// apply. The caller keeps its device-lost and uncaptured-error handlers: this installs
     /// none; errors of metric-loss's own work are still caught in error scopes.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Self {
-        Self::wrap(device, queue, DEFAULT_TIMEOUT)
+        Self::wrap(device, queue, None)
     }
 
-    fn wrap(device: wgpu::Device, queue: wgpu::Queue, timeout: Duration) -> Self {
+    fn wrap(device: wgpu::Device, queue: wgpu::Queue, timeout: Option<Duration>) -> Self {
         let info = device.adapter_info();
         Self {
             adapter: AdapterSummary {
@@ -180,6 +194,7 @@ impl Gpu {
             device,
             queue,
             timeout,
+            profiling: false,
             lost: Arc::new(Mutex::new(None)),
             uncaptured: Arc::new(AtomicUsize::new(0)),
             state: Mutex::new(State::default()),
@@ -207,14 +222,37 @@ impl Gpu {
         &self.device
     }
 
-    /// The polling timeout of each loss call.
-    pub fn timeout(&self) -> Duration {
+    /// The polling timeout of each loss call (`None`: automatic, see [`GpuOptions::timeout`]).
+    pub fn timeout(&self) -> Option<Duration> {
         self.timeout
     }
 
-    /// Sets the polling timeout of each loss call.
-    pub fn set_timeout(&mut self, timeout: Duration) {
+    /// Sets the polling timeout of each loss call (`None`: automatic).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
         self.timeout = timeout;
+    }
+
+    /// Times the kernels of each call with GPU timestamps, where the adapter has
+    /// `TIMESTAMP_QUERY` (see [`Gpu::last_kernel_seconds`]).
+    pub fn set_profiling(&mut self, on: bool) {
+        self.profiling = on;
+    }
+
+    /// Kernel time of the last call from GPU timestamps: from the start to the end of its
+    /// compute pass. `None` without profiling or without `TIMESTAMP_QUERY`.
+    pub fn last_kernel_seconds(&self) -> Option<f64> {
+        self.lock().last_kernel_seconds
+    }
+
+    /// wgpu objects created so far by this `Gpu` (buffers, bind groups, pipelines, ...).
+    pub fn allocations(&self) -> Allocations {
+        self.lock().workspace.counts
+    }
+
+    /// Bytes of device memory held by the workspace now, and the most ever held at once.
+    pub fn workspace_bytes(&self) -> (u64, u64) {
+        let s = self.lock();
+        (s.workspace.bytes, s.workspace.peak_bytes)
     }
 
     /// Number of wgpu errors that escaped every error scope (0 on valid work).
@@ -233,85 +271,61 @@ impl Gpu {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Checks that a binding of `bytes` fits the device, naming `what` otherwise.
-    pub(crate) fn check_binding(&self, what: &str, bytes: u64) -> Result<()> {
-        let limit = self
-            .limits
-            .max_storage_buffer_binding_size
-            .min(self.limits.max_buffer_size);
-        if bytes > limit {
-            return Err(Error::LimitExceeded {
-                what: format!("the {what} buffer (bytes)"),
-                needed: bytes,
-                limit,
-            });
-        }
-        Ok(())
-    }
-
-    /// Checks a 1-D dispatch size against the device.
-    pub(crate) fn check_workgroups(&self, what: &str, groups: u64) -> Result<()> {
-        let limit = u64::from(self.limits.max_compute_workgroups_per_dimension);
-        if groups > limit {
-            return Err(Error::LimitExceeded {
-                what: format!("{what} (workgroups per dispatch)"),
-                needed: groups,
-                limit,
-            });
-        }
-        Ok(())
-    }
-
     /// Records work with `record`, submits it once, and reads back the staging buffer that
     /// `record` returns. Validation and out-of-memory errors are caught in error scopes.
+    /// `work_flops` (the call's model work) scales the automatic timeout.
     pub(crate) fn execute(
         &self,
         during: &'static str,
-        record: impl FnOnce(&mut Recorder<'_>) -> Result<Readback>,
+        work_flops: f64,
+        record: impl FnOnce(&mut Recorder<'_>) -> Result<()>,
     ) -> Result<Vec<u8>> {
         if let Some(reason) = self.lost_reason() {
             return Err(Error::DeviceLost { reason });
         }
+        let timeout = self.timeout.unwrap_or_else(|| {
+            DEFAULT_TIMEOUT.max(Duration::from_secs_f64(
+                (work_flops / SLOWEST_FLOPS).min(1e9),
+            ))
+        });
         let mut state = self.lock();
         let oom_scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let val_scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some(during),
-            });
+        let timing = self.profiling && self.features.contains(wgpu::Features::TIMESTAMP_QUERY);
         let mut rec = Recorder {
             gpu: self,
             state: &mut state,
-            encoder: &mut encoder,
+            passes: Vec::new(),
+            copies: Vec::new(),
         };
-        let recorded = record(&mut rec);
-        let submission = recorded
-            .as_ref()
-            .ok()
-            .map(|_| self.queue.submit([encoder.finish()]));
+        let recorded = record(&mut rec).and_then(|()| rec.finish(timing));
+        let (readback, stamp) = match recorded {
+            Ok((readback, encoder, stamp)) => {
+                let index = self.queue.submit([encoder.finish()]);
+                (Ok((readback, index)), stamp)
+            }
+            Err(e) => (Err(e), None),
+        };
         let val = pollster::block_on(val_scope.pop());
         let oom = pollster::block_on(oom_scope.pop());
         if let Some(e) = oom.or(val) {
             return Err(self.lost_or(classify(e, during)));
         }
-        let readback = recorded?;
+        let (readback, index) = readback?;
         let slice = readback.buffer.slice(..readback.size);
         let (sender, receiver) = futures_intrusive::channel::shared::oneshot_channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             sender.send(r).ok();
         });
         let polled = self.device.poll(wgpu::PollType::Wait {
-            submission_index: submission,
-            timeout: Some(self.timeout),
+            submission_index: Some(index),
+            timeout: Some(timeout),
         });
         if let Err(e) = polled {
             // The staging buffer is still waiting to be mapped: start afresh next call.
-            state.workspace = Workspace::default();
+            state.workspace.reset();
             return Err(self.lost_or(match e {
-                wgpu::PollError::Timeout => Error::Timeout {
-                    timeout: self.timeout,
-                },
+                wgpu::PollError::Timeout => Error::Timeout { timeout },
                 other => Error::Validation {
                     during,
                     description: other.to_string(),
@@ -323,7 +337,7 @@ impl Gpu {
             Some(Err(e)) => return Err(self.lost_or(Error::MapFailed(e))),
             None => return Err(self.lost_or(Error::MapFailed(wgpu::BufferAsyncError))),
         }
-        let bytes = {
+        let mut bytes = {
             let view = slice.get_mapped_range().map_err(|e| Error::Validation {
                 during,
                 description: e.to_string(),
@@ -331,6 +345,13 @@ impl Gpu {
             view.to_vec()
         };
         readback.buffer.unmap();
+        state.last_kernel_seconds = None;
+        if let Some(offset) = stamp {
+            let raw: Vec<u8> = bytes.split_off(offset as usize);
+            let t: &[u64] = bytemuck::cast_slice(&raw[..16]);
+            let period = f64::from(self.queue.get_timestamp_period());
+            state.last_kernel_seconds = Some(t[1].saturating_sub(t[0]) as f64 * period * 1e-9);
+        }
         Ok(bytes)
     }
 
@@ -348,65 +369,126 @@ pub(crate) struct Readback {
     pub size: u64,
 }
 
-/// A storage buffer and the byte length bound to a kernel.
+/// A window of a workspace buffer bound to a kernel: `size` bytes from `offset`.
 #[derive(Clone)]
 pub(crate) struct Bound {
     pub buffer: wgpu::Buffer,
+    pub id: u64,
+    pub offset: u64,
     pub size: u64,
 }
 
-/// Records one loss call: buffers from the workspace, dispatches, copies.
+impl Bound {
+    /// The window `[offset, offset + size)` of this buffer.
+    pub fn window(&self, offset: u64, size: u64) -> Bound {
+        Bound {
+            buffer: self.buffer.clone(),
+            id: self.id,
+            offset,
+            size,
+        }
+    }
+}
+
+/// Records one loss call: buffers from the workspace, dispatches into one compute pass, and
+/// copies into one staging buffer after it.
 pub(crate) struct Recorder<'a> {
     gpu: &'a Gpu,
     state: &'a mut State,
-    encoder: &'a mut wgpu::CommandEncoder,
+    passes: Vec<(wgpu::ComputePipeline, wgpu::BindGroup, u32)>,
+    copies: Vec<(Bound, u64)>,
 }
 
+/// Uniform slots are this many bytes apart (the largest offset alignment WebGPU allows).
+const UNIFORM_SLOT: u64 = 256;
+
 impl Recorder<'_> {
-    /// A workspace buffer for `role` of at least `size` bytes (grow-only, reused across calls).
-    pub fn buffer(&mut self, role: &'static str, size: u64, usage: wgpu::BufferUsages) -> Bound {
-        let buffer = self.state.workspace.get(
+    /// The device's limits.
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.gpu.limits
+    }
+
+    /// Rows every row-indexed workspace buffer is sized for; `grow` raises it (grow-only).
+    pub fn row_capacity(&mut self, grow: impl FnOnce(u64) -> u64) -> u64 {
+        let cap = grow(self.state.workspace.row_capacity);
+        self.state.workspace.row_capacity = cap;
+        cap
+    }
+
+    fn slot(
+        &mut self,
+        role: &'static str,
+        size: u64,
+        usage: wgpu::BufferUsages,
+        exact: bool,
+    ) -> Slot {
+        self.state.workspace.get(
             &self.gpu.device,
             self.gpu.limits.max_buffer_size,
             role,
             size,
             usage,
-        );
+            exact,
+        )
+    }
+
+    /// A storage buffer of exactly the planned `size` (row-indexed; its windows are bound).
+    pub fn rows_buffer(&mut self, role: &'static str, size: u64, upload: bool) -> Bound {
+        let mut usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        if upload {
+            usage |= wgpu::BufferUsages::COPY_DST;
+        }
+        let s = self.slot(role, size, usage, true);
+        let size = s.buffer.size();
         Bound {
-            buffer,
-            size: size.max(4),
+            buffer: s.buffer,
+            id: s.id,
+            offset: 0,
+            size,
         }
     }
 
-    /// A storage buffer for `role` holding `data`.
-    pub fn upload(&mut self, role: &'static str, data: &[u8]) -> Bound {
-        let b = self.buffer(
-            role,
-            data.len() as u64,
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-        );
-        self.gpu.queue.write_buffer(&b.buffer, 0, data);
-        b
+    /// Writes `data` at the start of `b` (through wgpu's queue).
+    pub fn write(&mut self, b: &Bound, data: &[u8]) {
+        if !data.is_empty() {
+            self.gpu.queue.write_buffer(&b.buffer, 0, data);
+        }
     }
 
-    /// A uniform buffer for `role` holding `data`.
-    pub fn uniform(&mut self, role: &'static str, data: &[u8]) -> Bound {
-        let b = self.buffer(
-            role,
-            data.len() as u64,
-            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-        );
-        self.gpu.queue.write_buffer(&b.buffer, 0, data);
-        b
+    /// A small storage buffer (grow-only) bound whole.
+    pub fn small(&mut self, role: &'static str, size: u64) -> Bound {
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
+        let s = self.slot(role, size, usage, false);
+        Bound {
+            buffer: s.buffer,
+            id: s.id,
+            offset: 0,
+            size: round16(size),
+        }
     }
 
-    /// A storage buffer the kernels write.
-    pub fn scratch(&mut self, role: &'static str, size: u64) -> Bound {
-        self.buffer(
-            role,
-            size,
-            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        )
+    /// One uniform buffer holding each of `slots` 256 bytes apart; one binding per slot.
+    pub fn uniforms(&mut self, role: &'static str, slots: &[&[u8]]) -> Vec<Bound> {
+        let usage = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
+        let s = self.slot(role, UNIFORM_SLOT * slots.len() as u64, usage, false);
+        let mut bytes = vec![0u8; UNIFORM_SLOT as usize * slots.len()];
+        for (k, data) in slots.iter().enumerate() {
+            let at = k * UNIFORM_SLOT as usize;
+            bytes[at..at + data.len()].copy_from_slice(data);
+        }
+        self.gpu.queue.write_buffer(&s.buffer, 0, &bytes);
+        slots
+            .iter()
+            .enumerate()
+            .map(|(k, data)| Bound {
+                buffer: s.buffer.clone(),
+                id: s.id,
+                offset: k as u64 * UNIFORM_SLOT,
+                size: round16(data.len() as u64),
+            })
+            .collect()
     }
 
     fn pipeline(&mut self, module: &'static str, entry: &'static str) -> wgpu::ComputePipeline {
@@ -414,11 +496,13 @@ impl Recorder<'_> {
             return p.clone();
         }
         let device = &self.gpu.device;
+        let counts = &mut self.state.workspace.counts;
         let shader = self
             .state
             .modules
             .entry(module)
             .or_insert_with(|| {
+                counts.shader_modules += 1;
                 device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(module),
                     source: wgpu::ShaderSource::Wgsl(shader::assemble(module).into()),
@@ -437,11 +521,12 @@ impl Recorder<'_> {
             },
             cache: None,
         });
+        self.state.workspace.counts.pipelines += 1;
         self.state.pipelines.insert(entry, pipeline.clone());
         pipeline
     }
 
-    /// Records one dispatch of `entry` with `bindings` (binding number, buffer).
+    /// Records one dispatch of `entry` with `bindings` (binding number, window).
     pub fn dispatch(
         &mut self,
         module: &'static str,
@@ -449,54 +534,123 @@ impl Recorder<'_> {
         bindings: &[(u32, &Bound)],
         workgroups: u32,
     ) {
+        if workgroups == 0 {
+            return;
+        }
         let pipeline = self.pipeline(module, entry);
-        let entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
-            .iter()
-            .map(|(binding, b)| wgpu::BindGroupEntry {
-                binding: *binding,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &b.buffer,
-                    offset: 0,
-                    size: std::num::NonZeroU64::new(b.size),
-                }),
-            })
-            .collect();
-        let bind_group = self
-            .gpu
-            .device
-            .create_bind_group(&wgpu::BindGroupDescriptor {
+        let key = (
+            entry,
+            bindings
+                .iter()
+                .map(|(n, b)| (*n, b.id, b.offset, b.size))
+                .collect(),
+        );
+        let device = &self.gpu.device;
+        let bind_group = self.state.workspace.bind_group(key, || {
+            let entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
+                .iter()
+                .map(|(binding, b)| wgpu::BindGroupEntry {
+                    binding: *binding,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &b.buffer,
+                        offset: b.offset,
+                        size: std::num::NonZeroU64::new(b.size),
+                    }),
+                })
+                .collect();
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(entry),
                 layout: &pipeline.get_bind_group_layout(0),
                 entries: &entries,
-            });
-        let mut pass = self
-            .encoder
-            .begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(entry),
-                timestamp_writes: None,
-            });
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(workgroups, 1, 1);
+            })
+        });
+        self.passes.push((pipeline, bind_group, workgroups));
     }
 
-    /// Copies each source into one staging buffer, back to back, and returns it for reading.
-    pub fn read_back(&mut self, sources: &[&Bound]) -> Readback {
-        let total: u64 = sources.iter().map(|b| b.size).sum();
-        let staging = self.buffer(
+    /// Queues a copy of the first `bytes` of `source` into the staging buffer.
+    pub fn read_back(&mut self, source: &Bound, bytes: u64) {
+        self.copies.push((source.clone(), bytes));
+    }
+
+    /// Encodes the pass (with timestamps when `timing`) and the copies. Returns the staging
+    /// buffer, the encoder, and where the timestamps start in the staging buffer.
+    fn finish(&mut self, timing: bool) -> Result<(Readback, wgpu::CommandEncoder, Option<u64>)> {
+        let device = &self.gpu.device;
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("metric-loss"),
+        });
+        let query_set = if timing {
+            if self.state.timestamps.is_none() {
+                self.state.workspace.counts.query_sets += 1;
+                self.state.timestamps = Some(device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("kernel time"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: 2,
+                }));
+            }
+            self.state.timestamps.clone()
+        } else {
+            None
+        };
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("metric-loss"),
+                timestamp_writes: query_set
+                    .as_ref()
+                    .map(|q| wgpu::ComputePassTimestampWrites {
+                        query_set: q,
+                        beginning_of_pass_write_index: Some(0),
+                        end_of_pass_write_index: Some(1),
+                    }),
+            });
+            for (pipeline, bind_group, groups) in &self.passes {
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, bind_group, &[]);
+                pass.dispatch_workgroups(*groups, 1, 1);
+            }
+        }
+        let copied: u64 = self.copies.iter().map(|(_, n)| round4(*n)).sum();
+        let total = copied + if query_set.is_some() { 16 } else { 0 };
+        let staging = self.slot(
             "staging",
             total,
             wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            false,
         );
         let mut offset = 0;
-        for b in sources {
-            self.encoder
-                .copy_buffer_to_buffer(&b.buffer, 0, &staging.buffer, offset, b.size);
-            offset += b.size;
+        for (b, n) in &self.copies {
+            encoder.copy_buffer_to_buffer(&b.buffer, b.offset, &staging.buffer, offset, round4(*n));
+            offset += round4(*n);
         }
-        Readback {
-            buffer: staging.buffer,
-            size: total,
-        }
+        let stamp = match &query_set {
+            Some(q) => {
+                let resolve = self.slot(
+                    "timestamps",
+                    16,
+                    wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    false,
+                );
+                encoder.resolve_query_set(q, 0..2, &resolve.buffer, 0);
+                encoder.copy_buffer_to_buffer(&resolve.buffer, 0, &staging.buffer, offset, 16);
+                Some(offset)
+            }
+            None => None,
+        };
+        Ok((
+            Readback {
+                buffer: staging.buffer,
+                size: total,
+            },
+            encoder,
+            stamp,
+        ))
     }
+}
+
+fn round4(x: u64) -> u64 {
+    x.div_ceil(4) * 4
+}
+
+fn round16(x: u64) -> u64 {
+    x.div_ceil(16) * 16
 }

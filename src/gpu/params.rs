@@ -8,14 +8,25 @@ use bytemuck::{Pod, Zeroable};
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub(crate) struct ContrastiveParams {
     pub rows: u32,
-    pub dim: u32,
+    /// vec4s per (zero-padded) row.
+    pub dim4: u32,
     /// 0 euclidean, 1 squared euclidean, 2 one-minus-dot (shaders/common/distance.wgsl).
     pub distance: u32,
     /// 0 squared, 1 linear (shaders/common/hinge.wgsl).
     pub hinge: u32,
     /// 0 mean, 1 sum, 2 mean-nonzero (shaders/contrastive.wgsl).
     pub reduction: u32,
-    pub _pad0: [u32; 3],
+    /// Global index of the row window's first row.
+    pub row_start: u32,
+    /// Global index of the column window's first row.
+    pub col_start: u32,
+    /// Rows per window.
+    pub window_rows: u32,
+    /// 1: add into partials and gradients; 0: overwrite.
+    pub accumulate: u32,
+    /// contrastive_finalize: 1 on the last window, which writes the scales.
+    pub last: u32,
+    pub _pad0: [u32; 2],
     pub pos_margin: f32,
     pub margin: f32,
     pub _pad1: [f32; 2],
@@ -26,8 +37,9 @@ pub(crate) struct ContrastiveParams {
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub(crate) struct NormalizeParams {
     pub rows: u32,
-    pub dim: u32,
-    pub _pad: [u32; 2],
+    pub dim4: u32,
+    pub row_start: u32,
+    pub window_rows: u32,
 }
 
 /// Keep in sync with `Partial` in shaders/common/reduce.wgsl.
@@ -35,7 +47,9 @@ pub(crate) struct NormalizeParams {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
 pub(crate) struct Partial {
     pub sim_sum: f32,
+    pub sim_carry: f32,
     pub dis_sum: f32,
+    pub dis_carry: f32,
     pub sim_pairs: u32,
     pub dis_pairs: u32,
     pub sim_active: u32,
@@ -49,13 +63,16 @@ mod tests {
 
     #[test]
     fn layouts_match_wgsl() {
-        assert_eq!(size_of::<ContrastiveParams>(), 48);
+        assert_eq!(size_of::<ContrastiveParams>(), 64);
         assert_eq!(offset_of!(ContrastiveParams, reduction), 16);
-        assert_eq!(offset_of!(ContrastiveParams, pos_margin), 32);
-        assert_eq!(offset_of!(ContrastiveParams, margin), 36);
+        assert_eq!(offset_of!(ContrastiveParams, window_rows), 28);
+        assert_eq!(offset_of!(ContrastiveParams, last), 36);
+        assert_eq!(offset_of!(ContrastiveParams, pos_margin), 48);
+        assert_eq!(offset_of!(ContrastiveParams, margin), 52);
         assert_eq!(size_of::<NormalizeParams>(), 16);
-        assert_eq!(size_of::<Partial>(), 24);
-        assert_eq!(offset_of!(Partial, sim_pairs), 8);
-        assert_eq!(offset_of!(Partial, dis_active), 20);
+        assert_eq!(size_of::<Partial>(), 32);
+        assert_eq!(offset_of!(Partial, dis_sum), 8);
+        assert_eq!(offset_of!(Partial, sim_pairs), 16);
+        assert_eq!(offset_of!(Partial, dis_active), 28);
     }
 }

@@ -1,9 +1,12 @@
 //! Contrastive loss: configuration and GPU dispatch.
 
+use std::borrow::Cow;
+
 use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gpu::params::{ContrastiveParams, NormalizeParams, Partial};
-use crate::gpu::{Bound, Gpu, Recorder};
+use crate::gpu::{Bound, Gpu};
+use crate::loss::plan::{Plan, PARTIAL_BYTES, ROW_GROUP, ROW_TILE};
 use crate::loss::{Grads, LossOutput};
 use crate::shape::{same_rows, Embeddings, Labels};
 
@@ -219,10 +222,10 @@ impl Contrastive {
         Ok(cpu::contrastive::batch(self, x, labels, grads))
     }
 
-    fn params(&self, rows: usize, dim: usize) -> ContrastiveParams {
+    fn params(&self, rows: usize, dim4: usize) -> ContrastiveParams {
         ContrastiveParams {
             rows: rows as u32,
-            dim: dim as u32,
+            dim4: dim4 as u32,
             distance: match self.distance {
                 Distance::Euclidean => 0,
                 Distance::SquaredEuclidean => 1,
@@ -274,13 +277,35 @@ enum Mode {
 
 const MODULE: &str = "contrastive.wgsl";
 const NORMALIZE: &str = "normalize.wgsl";
-const BATCH_TILE: u64 = 16;
-const PAIRS_GROUP: u64 = 64;
-const NORMALIZE_GROUP: u64 = 64;
-const STAGE_ROLES: [[(&str, &str); 2]; 2] = [
+const RAW: [&str; 2] = ["a_raw", "b_raw"];
+const STAGES: [[(&str, &str); 2]; 2] = [
     [("a_norm1", "a_norms1"), ("a_norm2", "a_norms2")],
     [("b_norm1", "b_norms1"), ("b_norm2", "b_norms2")],
 ];
+const GRAD: [&str; 2] = ["grad_a", "grad_b"];
+
+/// Rows zero-padded to a multiple of 4 values (borrowed when already a multiple).
+fn padded<'a>(e: &Embeddings<'a>) -> Cow<'a, [f32]> {
+    let (dim, dim4) = (e.dim(), e.dim().div_ceil(4) * 4);
+    if dim == dim4 {
+        return Cow::Borrowed(e.data());
+    }
+    let mut out = vec![0.0f32; e.rows() * dim4];
+    for (dst, src) in out.chunks_exact_mut(dim4).zip(e.data().chunks_exact(dim)) {
+        dst[..dim].copy_from_slice(src);
+    }
+    Cow::Owned(out)
+}
+
+/// One dispatch: its kernel, uniforms and windows.
+struct Step {
+    module: &'static str,
+    entry: &'static str,
+    params: Vec<u8>,
+    /// (binding, buffer, bytes per row or 0 for a whole small buffer, window index)
+    bindings: Vec<(u32, usize, u64, u64)>,
+    groups: u64,
+}
 
 fn run(
     gpu: &Gpu,
@@ -291,141 +316,266 @@ fn run(
     classes: &[u32],
     grads: Grads,
 ) -> Result<ContrastiveOutput> {
-    let (rows, dim) = (a.rows(), a.dim());
-    let emb_bytes = (rows as u64) * (dim as u64) * 4;
-    let partial_bytes = (rows as u64) * std::mem::size_of::<Partial>() as u64;
-    if (rows as u64) * (dim as u64) >= u64::from(u32::MAX) {
-        return Err(Error::LimitExceeded {
-            what: "rows × dim (32-bit indices)".into(),
-            needed: (rows as u64) * (dim as u64),
-            limit: u64::from(u32::MAX) - 1,
-        });
-    }
-    gpu.check_binding("embeddings", emb_bytes)?;
-    gpu.check_binding("per-row partials", partial_bytes)?;
-    let groups = match mode {
-        Mode::Batch => (rows as u64).div_ceil(BATCH_TILE),
-        Mode::Pairs => (rows as u64).div_ceil(PAIRS_GROUP),
-    };
-    gpu.check_workgroups("the pair kernels", groups)?;
-    let norm_groups = (rows as u64).div_ceil(NORMALIZE_GROUP);
-    gpu.check_workgroups("row normalisation", norm_groups)?;
+    let (rows, dim) = (a.rows() as u64, a.dim() as u64);
+    let sides: Vec<Cow<'_, [f32]>> = std::iter::once(a).chain(b).map(padded).collect();
     let stages = cfg.normalize_stages();
-    let want_grads = grads == Grads::Compute;
-
-    let bytes = gpu.execute("contrastive loss", |rec| {
-        let params = rec.uniform(
-            "contrastive_params",
-            bytemuck::bytes_of(&cfg.params(rows, dim)),
-        );
-        let norm_params = rec.uniform(
-            "normalize_params",
-            bytemuck::bytes_of(&NormalizeParams {
-                rows: rows as u32,
-                dim: dim as u32,
-                _pad: [0; 2],
-            }),
-        );
-        let classes_buf = rec.upload("classes", bytemuck::cast_slice(classes));
-        let inputs: Vec<&Embeddings<'_>> = std::iter::once(a).chain(b).collect();
-        // Per input: its raw rows, then each normalisation stage's (rows, norms).
-        let mut chains = Vec::new();
-        for (side, e) in inputs.iter().enumerate() {
-            let raw = rec.upload(["a_raw", "b_raw"][side], bytemuck::cast_slice(e.data()));
-            let mut chain = vec![(raw, None)];
-            for &(rows_role, norms_role) in STAGE_ROLES[side].iter().take(stages) {
-                let src = chain
-                    .last()
-                    .map(|(r, _)| r)
-                    .cloned()
-                    .unwrap_or_else(|| unreachable!());
-                let dst = rec.scratch(rows_role, emb_bytes);
-                let norms = rec.scratch(norms_role, (rows as u64) * 4);
-                rec.dispatch(
-                    NORMALIZE,
-                    "normalize_forward",
-                    &[(0, &norm_params), (1, &src), (2, &dst), (3, &norms)],
-                    norm_groups as u32,
-                );
-                chain.push((dst, Some(norms)));
+    let want = grads == Grads::Compute;
+    let work = match mode {
+        Mode::Batch => 6.0 * (rows as f64) * (rows as f64) * dim as f64,
+        Mode::Pairs => 6.0 * rows as f64 * dim as f64,
+    };
+    let mut plan_out = None;
+    let bytes = gpu.execute("contrastive loss", work, |rec| {
+        let plan = Plan::new(rec, rows, dim)?;
+        plan_out = Some(plan);
+        let cap = plan.capacity;
+        let emb = cap * plan.row_bytes;
+        // Buffers, by index: what each Step's bindings refer to.
+        let mut bufs: Vec<Bound> = Vec::new();
+        let mut chains: Vec<Vec<(usize, Option<usize>)>> = Vec::new();
+        for (side, data) in sides.iter().enumerate() {
+            let raw = rec.rows_buffer(RAW[side], emb, true);
+            rec.write(&raw, bytemuck::cast_slice(data));
+            bufs.push(raw);
+            let mut chain = vec![(bufs.len() - 1, None)];
+            for &(rows_role, norms_role) in STAGES[side].iter().take(stages) {
+                bufs.push(rec.rows_buffer(rows_role, emb, false));
+                bufs.push(rec.rows_buffer(norms_role, cap * 4, false));
+                chain.push((bufs.len() - 2, Some(bufs.len() - 1)));
             }
             chains.push(chain);
         }
-        let emb_a = chains[0]
-            .last()
-            .map(|(r, _)| r.clone())
-            .unwrap_or_else(|| unreachable!());
-        let emb_b = chains.get(1).and_then(|c| c.last()).map(|(r, _)| r.clone());
-        let partials = rec.scratch("partials", partial_bytes);
-        let forward = match mode {
-            Mode::Batch => "contrastive_batch_forward",
-            Mode::Pairs => "contrastive_pairs_forward",
+        let class_buf = rec.rows_buffer("classes", cap * 4, true);
+        rec.write(&class_buf, bytemuck::cast_slice(classes));
+        bufs.push(class_buf);
+        let class_i = bufs.len() - 1;
+        bufs.push(rec.rows_buffer("partials", cap * PARTIAL_BYTES, false));
+        let partials_i = bufs.len() - 1;
+        bufs.push(rec.small("scales", 48));
+        let scales_i = bufs.len() - 1;
+        let mut grad_i = Vec::new();
+        if want {
+            for role in GRAD.iter().take(sides.len()) {
+                bufs.push(rec.rows_buffer(role, emb, false));
+                grad_i.push(bufs.len() - 1);
+            }
+        }
+        let last = |side: usize| chains[side].last().map_or(0, |c| c.0);
+        let (x_a, x_b) = (last(0), if sides.len() > 1 { last(1) } else { last(0) });
+        let rb = plan.row_bytes;
+
+        let mut steps = Vec::new();
+        let norm_params = |w: u64| {
+            bytemuck::bytes_of(&NormalizeParams {
+                rows: rows as u32,
+                dim4: plan.dim4 as u32,
+                row_start: plan.start(w) as u32,
+                window_rows: plan.window_rows as u32,
+            })
+            .to_vec()
         };
-        let mut fwd: Vec<(u32, &Bound)> =
-            vec![(0, &params), (1, &emb_a), (2, &classes_buf), (3, &partials)];
-        if let Some(eb) = &emb_b {
-            fwd.push((6, eb));
+        for chain in &chains {
+            for pair in chain.windows(2) {
+                let ((src, _), (dst, norms)) = (pair[0], pair[1]);
+                for w in 0..plan.windows {
+                    steps.push(Step {
+                        module: NORMALIZE,
+                        entry: "normalize_forward",
+                        params: norm_params(w),
+                        bindings: vec![
+                            (1, src, rb, w),
+                            (2, dst, rb, w),
+                            (3, norms.unwrap_or(0), 4, w),
+                        ],
+                        groups: plan.rows_in(w).div_ceil(ROW_GROUP),
+                    });
+                }
+            }
         }
-        rec.dispatch(MODULE, forward, &fwd, groups as u32);
-        if !want_grads {
-            return Ok(rec.read_back(&[&partials]));
+        let params = |row_w: u64, col_w: u64, accumulate: bool, last: bool| {
+            let mut p = cfg.params(rows as usize, plan.dim4 as usize);
+            p.row_start = plan.start(row_w) as u32;
+            p.col_start = plan.start(col_w) as u32;
+            p.window_rows = plan.window_rows as u32;
+            p.accumulate = u32::from(accumulate);
+            p.last = u32::from(last);
+            bytemuck::bytes_of(&p).to_vec()
+        };
+        let n = plan.windows;
+        let host_scales = cfg.reduction != Reduction::MeanNonzero;
+        match mode {
+            Mode::Batch => {
+                let core = |r: u64, c: u64| {
+                    vec![
+                        (1, x_a, rb, r),
+                        (2, x_a, rb, c),
+                        (3, class_i, 4, r),
+                        (4, class_i, 4, c),
+                        (5, partials_i, PARTIAL_BYTES, r),
+                    ]
+                };
+                let groups = |r: u64| plan.rows_in(r).div_ceil(ROW_TILE);
+                if !want || !host_scales {
+                    for r in 0..n {
+                        for c in r..n {
+                            steps.push(Step {
+                                module: MODULE,
+                                entry: "contrastive_batch_forward",
+                                params: params(r, c, c > r, false),
+                                bindings: core(r, c),
+                                groups: groups(r),
+                            });
+                        }
+                    }
+                }
+                if want {
+                    if !host_scales {
+                        for r in 0..n {
+                            steps.push(Step {
+                                module: MODULE,
+                                entry: "contrastive_finalize",
+                                params: params(r, r, r > 0, r + 1 == n),
+                                bindings: vec![
+                                    (5, partials_i, PARTIAL_BYTES, r),
+                                    (6, scales_i, 0, 0),
+                                ],
+                                groups: 1,
+                            });
+                        }
+                    }
+                    let entry = if host_scales {
+                        "contrastive_batch_fused"
+                    } else {
+                        "contrastive_batch_backward"
+                    };
+                    for r in 0..n {
+                        for c in 0..n {
+                            let mut b = core(r, c);
+                            b.push((6, scales_i, 0, 0));
+                            b.push((7, grad_i[0], rb, r));
+                            steps.push(Step {
+                                module: MODULE,
+                                entry,
+                                params: params(r, c, c > 0, false),
+                                bindings: b,
+                                groups: groups(r),
+                            });
+                        }
+                    }
+                }
+            }
+            Mode::Pairs => {
+                for r in 0..n {
+                    steps.push(Step {
+                        module: MODULE,
+                        entry: "contrastive_pairs_forward",
+                        params: params(r, r, false, false),
+                        bindings: vec![
+                            (1, x_a, rb, r),
+                            (2, x_b, rb, r),
+                            (3, class_i, 4, r),
+                            (5, partials_i, PARTIAL_BYTES, r),
+                        ],
+                        groups: plan.rows_in(r).div_ceil(ROW_GROUP),
+                    });
+                }
+                if want {
+                    if !host_scales {
+                        for r in 0..n {
+                            steps.push(Step {
+                                module: MODULE,
+                                entry: "contrastive_finalize",
+                                params: params(r, r, r > 0, r + 1 == n),
+                                bindings: vec![
+                                    (5, partials_i, PARTIAL_BYTES, r),
+                                    (6, scales_i, 0, 0),
+                                ],
+                                groups: 1,
+                            });
+                        }
+                    }
+                    for r in 0..n {
+                        steps.push(Step {
+                            module: MODULE,
+                            entry: "contrastive_pairs_backward",
+                            params: params(r, r, false, false),
+                            bindings: vec![
+                                (1, x_a, rb, r),
+                                (2, x_b, rb, r),
+                                (3, class_i, 4, r),
+                                (6, scales_i, 0, 0),
+                                (7, grad_i[0], rb, r),
+                                (8, grad_i[1], rb, r),
+                            ],
+                            groups: plan.rows_in(r).div_ceil(ROW_GROUP),
+                        });
+                    }
+                }
+            }
         }
-        let scales = rec.scratch("scales", 16);
-        rec.dispatch(
-            MODULE,
-            "contrastive_finalize",
-            &[(0, &params), (3, &partials), (4, &scales)],
-            1,
-        );
-        let grad_a = rec.scratch("grad_a", emb_bytes);
-        let grad_b = emb_b.as_ref().map(|_| rec.scratch("grad_b", emb_bytes));
-        match (&emb_b, &grad_b) {
-            (Some(eb), Some(gb)) => rec.dispatch(
-                MODULE,
-                "contrastive_pairs_backward",
-                &[
-                    (0, &params),
-                    (1, &emb_a),
-                    (2, &classes_buf),
-                    (4, &scales),
-                    (5, &grad_a),
-                    (6, eb),
-                    (7, gb),
-                ],
-                groups as u32,
-            ),
-            _ => rec.dispatch(
-                MODULE,
-                "contrastive_batch_backward",
-                &[
-                    (0, &params),
-                    (1, &emb_a),
-                    (2, &classes_buf),
-                    (4, &scales),
-                    (5, &grad_a),
-                ],
-                groups as u32,
-            ),
+        if want {
+            for (chain, &g) in chains.iter().zip(&grad_i) {
+                for &(xn, norms) in chain.iter().rev() {
+                    let Some(norms) = norms else { continue };
+                    for w in 0..plan.windows {
+                        steps.push(Step {
+                            module: NORMALIZE,
+                            entry: "normalize_backward",
+                            params: norm_params(w),
+                            bindings: vec![(2, xn, rb, w), (3, norms, 4, w), (4, g, rb, w)],
+                            groups: plan.rows_in(w).div_ceil(ROW_GROUP),
+                        });
+                    }
+                }
+            }
+            if host_scales {
+                let s = scale_for(cfg.reduction, mode, rows);
+                rec.write(&bufs[scales_i], bytemuck::cast_slice(&[s, s, 0.0, 0.0]));
+            }
         }
-        let grad_bufs: Vec<&Bound> = std::iter::once(&grad_a).chain(grad_b.as_ref()).collect();
-        for (chain, grad) in chains.iter().zip(&grad_bufs) {
-            backward_normalize(rec, &norm_params, chain, grad, norm_groups as u32);
+
+        let slots: Vec<&[u8]> = steps.iter().map(|s| s.params.as_slice()).collect();
+        let uniforms = rec.uniforms("params", &slots);
+        for (step, uniform) in steps.iter().zip(&uniforms) {
+            let windows: Vec<Bound> = step
+                .bindings
+                .iter()
+                .map(|&(_, i, per_row, w)| {
+                    if per_row == 0 {
+                        bufs[i].clone()
+                    } else {
+                        let size = plan.window_rows * per_row;
+                        bufs[i].window(w * size, size)
+                    }
+                })
+                .collect();
+            let mut bound: Vec<(u32, &Bound)> = vec![(0, uniform)];
+            bound.extend(step.bindings.iter().zip(&windows).map(|(b, w)| (b.0, w)));
+            rec.dispatch(step.module, step.entry, &bound, step.groups as u32);
         }
-        let mut sources = vec![&partials];
-        sources.extend(grad_bufs.iter().copied());
-        Ok(rec.read_back(&sources))
+        rec.read_back(&bufs[partials_i], rows * PARTIAL_BYTES);
+        for &g in &grad_i {
+            rec.read_back(&bufs[g], rows * rb);
+        }
+        Ok(())
     })?;
 
-    let (partial_bytes_read, rest) = bytes.split_at(partial_bytes as usize);
-    let partials: &[Partial] = bytemuck::cast_slice(partial_bytes_read);
+    let plan = plan_out.unwrap_or_else(|| unreachable!("execute ran the recorder"));
+    let (partial_bytes, rest) = bytes.split_at((rows * PARTIAL_BYTES) as usize);
+    let partials: &[Partial] = bytemuck::cast_slice(partial_bytes);
     let (loss, counts) = reduce_partials(cfg.reduction, partials);
-    let grads = if want_grads {
-        rest.chunks_exact(emb_bytes as usize)
-            .map(|c| bytemuck::cast_slice::<u8, f32>(c).to_vec())
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let grads = rest
+        .chunks_exact((rows * plan.row_bytes) as usize)
+        .map(|c| {
+            let padded: &[f32] = bytemuck::cast_slice(c);
+            let stride = (plan.dim4 * 4) as usize;
+            padded
+                .chunks_exact(stride)
+                .flat_map(|r| &r[..dim as usize])
+                .copied()
+                .collect()
+        })
+        .collect();
     Ok(LossOutput {
         loss,
         counts,
@@ -433,33 +583,27 @@ fn run(
     })
 }
 
-/// Runs the normalisation stages' backward passes, last stage first, in place on `grad`.
-fn backward_normalize(
-    rec: &mut Recorder<'_>,
-    norm_params: &Bound,
-    chain: &[(Bound, Option<Bound>)],
-    grad: &Bound,
-    groups: u32,
-) {
-    for (rows, norms) in chain.iter().rev() {
-        if let Some(norms) = norms {
-            rec.dispatch(
-                NORMALIZE,
-                "normalize_backward",
-                &[(0, norm_params), (2, rows), (3, norms), (4, grad)],
-                groups,
-            );
-        }
+/// dL/dterm of mean and sum, known on the host: 1/pairs or 1 (as f32 bits for `scales`).
+fn scale_for(reduction: Reduction, mode: Mode, rows: u64) -> f32 {
+    let pairs = match mode {
+        Mode::Batch => rows * rows.saturating_sub(1) / 2,
+        Mode::Pairs => rows,
+    };
+    match reduction {
+        Reduction::Sum => 1.0,
+        _ if pairs == 0 => 0.0,
+        _ => (1.0 / pairs as f64) as f32,
     }
 }
 
-/// Sums the per-row partials in row order: counts in u64, loss parts in f64.
+/// Sums the per-row partials in row order: counts in u64, loss parts (Kahan sum minus its
+/// carried compensation) in f64.
 fn reduce_partials(reduction: Reduction, partials: &[Partial]) -> (f64, ContrastiveCounts) {
     let mut c = ContrastiveCounts::default();
     let (mut sim, mut dis) = (0.0f64, 0.0f64);
     for p in partials {
-        sim += f64::from(p.sim_sum);
-        dis += f64::from(p.dis_sum);
+        sim += f64::from(p.sim_sum) - f64::from(p.sim_carry);
+        dis += f64::from(p.dis_sum) - f64::from(p.dis_carry);
         c.similar_pairs += u64::from(p.sim_pairs);
         c.dissimilar_pairs += u64::from(p.dis_pairs);
         c.active_similar += u64::from(p.sim_active);

@@ -1,6 +1,7 @@
 //! Loss configurations and their host-side dispatch, one file per family.
 
 pub mod contrastive;
+pub(crate) mod plan;
 
 /// Whether a call also computes gradients.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
