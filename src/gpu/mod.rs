@@ -472,7 +472,14 @@ impl Recorder<'_> {
     /// One uniform buffer holding each of `slots` 256 bytes apart; one binding per slot.
     pub fn uniforms(&mut self, role: &'static str, slots: &[&[u8]]) -> Vec<Bound> {
         let usage = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
-        let s = self.slot(role, UNIFORM_SLOT * slots.len() as u64, usage, false);
+        // Room for 16 dispatches from the start, so that calls of different losses or
+        // options do not regrow it (and invalidate its bind groups) after the first.
+        let s = self.slot(
+            role,
+            UNIFORM_SLOT * slots.len().max(16) as u64,
+            usage,
+            false,
+        );
         let mut bytes = vec![0u8; UNIFORM_SLOT as usize * slots.len()];
         for (k, data) in slots.iter().enumerate() {
             let at = k * UNIFORM_SLOT as usize;

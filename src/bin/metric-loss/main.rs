@@ -1,5 +1,6 @@
 //! `metric-loss`: the command-line face of the library (info, eval, check).
 
+mod bench;
 mod eval;
 
 use std::process::ExitCode;
@@ -27,6 +28,8 @@ enum Command {
     Info,
     /// Evaluate a loss (and its gradients) on .npy inputs; prints one JSON object.
     Eval(eval::EvalArgs),
+    /// Time forward + backward calls on generated inputs.
+    Bench(bench::BenchArgs),
     /// Cross-check the GPU against the CPU reference over every mode and option.
     Check {
         /// Rows per case.
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Info => info(),
         Command::Eval(args) => eval::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Check { batch, dim, seed } => check(batch, dim, seed),
     };
     match result {
