@@ -165,29 +165,52 @@ struct RowAcc {
     counts: vec4<u32>, // sim pairs, dis pairs, sim active, dis active
 }
 
+// Class ids and global indices of the invocation's 4 columns (tx + 8c) of a column tile.
+struct Cols {
+    ids: vec4<u32>,
+    index: vec4<u32>,
+}
+
+fn tile_cols(col_base: u32, tx: u32) -> Cols {
+    let lj = vec4<u32>(col_base + tx) + vec4<u32>(0u, 8u, 16u, 24u);
+    let j = vec4<u32>(params.col_start) + lj;
+    let n = arrayLength(&col_class);
+    // Past the batch the class is never read for a valid pair; clamp to stay in the binding.
+    let c = vec4<u32>(
+        col_class[min(lj.x, n - 1u)], col_class[min(lj.y, n - 1u)],
+        col_class[min(lj.z, n - 1u)], col_class[min(lj.w, n - 1u)],
+    );
+    return Cols(c, j);
+}
+
+fn row_class_of(rl: u32) -> u32 {
+    return row_class[min(rl, arrayLength(&row_class) - 1u)];
+}
+
+fn hinge_args4(similar: vec4<bool>, d: vec4<f32>) -> vec4<f32> {
+    return select(vec4<f32>(params.margin) - d, d - vec4<f32>(params.pos_margin), similar);
+}
+
 // Writes one row's (sim, dis) sums and packed counts over the invocation's 4 columns
 // (pairs with j > i only) for the row owner to fold in.
-fn row_terms(rl: u32, d: vec4<f32>, row_base: u32, col_base: u32, tx: u32) {
+fn row_terms(rl: u32, ci: u32, d: vec4<f32>, cols: Cols, row_base: u32, tx: u32) {
     let i = params.row_start + row_base + rl;
+    let valid = (cols.index < vec4<u32>(params.rows)) & (cols.index > vec4<u32>(i))
+        & vec4<bool>(i < params.rows);
+    let similar = cols.ids == vec4<u32>(ci);
+    let x = hinge_args4(similar, d);
     var sums = vec2<f32>(0.0); // sim, dis
     var counts = 0u; // bytes: sim pairs, dis pairs, sim active, dis active
-    if (i < params.rows) {
-        let ci = row_class[row_base + rl];
-        for (var c = 0u; c < 4u; c++) {
-            let lj = col_base + tx + 8u * c;
-            let j = params.col_start + lj;
-            if (j < params.rows && j > i) {
-                let similar = ci == col_class[lj];
-                let x = hinge_arg(similar, d[c]);
-                let term = hinge_value(params.hinge, x);
-                let on = select(0u, 1u, x > 0.0);
-                if (similar) {
-                    sums.x += term;
-                    counts += 1u | (on << 16u);
-                } else {
-                    sums.y += term;
-                    counts += (1u << 8u) | (on << 24u);
-                }
+    for (var c = 0u; c < 4u; c++) {
+        if (valid[c]) {
+            let term = hinge_value(params.hinge, x[c]);
+            let on = select(0u, 1u, x[c] > 0.0);
+            if (similar[c]) {
+                sums.x += term;
+                counts += 1u | (on << 16u);
+            } else {
+                sums.y += term;
+                counts += (1u << 8u) | (on << 24u);
             }
         }
     }
@@ -197,11 +220,11 @@ fn row_terms(rl: u32, d: vec4<f32>, row_base: u32, col_base: u32, tx: u32) {
 
 // Adds this tile's terms of the invocation's block to the workgroup's per-row sums; the row
 // owner (lid < 32) folds them into `acc` in a fixed order.
-fn add_tile_terms(acc: RowAcc, d: Block, row_base: u32, col_base: u32, ty: u32, tx: u32, lid: u32) -> RowAcc {
-    row_terms(ty, d.r0, row_base, col_base, tx);
-    row_terms(ty + 8u, d.r1, row_base, col_base, tx);
-    row_terms(ty + 16u, d.r2, row_base, col_base, tx);
-    row_terms(ty + 24u, d.r3, row_base, col_base, tx);
+fn add_tile_terms(acc: RowAcc, d: Block, rc: vec4<u32>, cols: Cols, row_base: u32, ty: u32, tx: u32, lid: u32) -> RowAcc {
+    row_terms(ty, rc.x, d.r0, cols, row_base, tx);
+    row_terms(ty + 8u, rc.y, d.r1, cols, row_base, tx);
+    row_terms(ty + 16u, rc.z, d.r2, cols, row_base, tx);
+    row_terms(ty + 24u, rc.w, d.r3, cols, row_base, tx);
     workgroupBarrier();
     var out = acc;
     if (lid < TILE) {
@@ -216,6 +239,14 @@ fn add_tile_terms(acc: RowAcc, d: Block, row_base: u32, col_base: u32, ty: u32, 
     }
     workgroupBarrier();
     return out;
+}
+
+// Class ids of the invocation's 4 rows (ty + 8r).
+fn block_row_classes(row_base: u32, ty: u32) -> vec4<u32> {
+    return vec4<u32>(
+        row_class_of(row_base + ty), row_class_of(row_base + ty + 8u),
+        row_class_of(row_base + ty + 16u), row_class_of(row_base + ty + 24u),
+    );
 }
 
 fn load_row_acc(local: u32) -> RowAcc {
@@ -263,78 +294,86 @@ fn contrastive_batch_forward(
         first = wg.x;
     }
     let n_tiles = tiles_in_window(params.col_start);
+    let rc = block_row_classes(row_base, ty);
     for (var jt = first; jt < n_tiles; jt++) {
         let d = block_distances(row_base, jt * TILE, ty, tx, lid);
-        acc = add_tile_terms(acc, d, row_base, jt * TILE, ty, tx, lid);
+        acc = add_tile_terms(acc, d, rc, tile_cols(jt * TILE, tx), row_base, ty, tx, lid);
     }
     if (own) {
         store_row_acc(row_base + lid, acc);
     }
 }
 
-fn scale_of(similar: bool) -> f32 {
-    return bitcast<f32>(scales[select(1u, 0u, similar)]);
-}
-
-// dL/dd of one pair: the hinge's slope, signed and scaled by the reduction.
-fn term_slope(similar: bool, d: f32) -> f32 {
+// dL/dd of one pair: the hinge's slope, signed (d − p grows with d, m − d shrinks) and
+// scaled by the reduction's dL/dterm `sc` (similar, dissimilar).
+fn term_slope(similar: bool, d: f32, sc: vec2<f32>) -> f32 {
     let slope = hinge_slope(params.hinge, hinge_arg(similar, d));
     if (similar) {
-        return slope * scale_of(true);
+        return slope * sc.x;
     }
-    return -slope * scale_of(false);
+    return -slope * sc.y;
 }
 
 // The 4 weights w = dL/dd × distance factor of row `rl` against the invocation's columns
 // (0 for i = j and past the batch), written to w_s.
-fn row_weights(rl: u32, d: vec4<f32>, row_base: u32, col_base: u32, tx: u32) {
+fn row_weights(rl: u32, ci: u32, d: vec4<f32>, cols: Cols, row_base: u32, tx: u32, sc: vec2<f32>) {
     let i = params.row_start + row_base + rl;
     for (var c = 0u; c < 4u; c++) {
-        let lj = col_base + tx + 8u * c;
-        let j = params.col_start + lj;
+        let j = cols.index[c];
         var w = 0.0;
         if (i < params.rows && j < params.rows && i != j) {
-            let similar = row_class[row_base + rl] == col_class[lj];
-            w = term_slope(similar, d[c]) * dist_grad_factor(params.distance, d[c]);
+            w = term_slope(ci == cols.ids[c], d[c], sc) * dist_grad_factor(params.distance, d[c]);
         }
         w_s[rl * TILE + tx + 8u * c] = w;
     }
 }
 
-// Row `rl`'s values at dims k0 + tx + 8c (zeros for one-minus-dot, whose gradient has no
-// x_i term, and past the row).
-fn row_dims(rl: u32, row_base: u32, k0: u32, tx: u32) -> vec4<f32> {
-    var v = vec4<f32>(0.0);
+// Row `rl`'s vec4 `q` (zeros for one-minus-dot, whose gradient has no x_i term, and past
+// the row or the batch).
+fn row_vec(rl: u32, row_base: u32, q: u32) -> vec4<f32> {
     if (params.distance == DIST_ONE_MINUS_DOT) {
-        return v;
+        return vec4<f32>(0.0);
     }
     let li = row_base + rl;
-    for (var c = 0u; c < 4u; c++) {
-        let k = k0 + tx + 8u * c;
-        v[c] = load_row(true, li, params.row_start + li, k / 4u)[k % 4u];
-    }
-    return v;
+    return load_row(true, li, params.row_start + li, q);
 }
 
-// Adds row `rl`'s block of gradient (dims k0 + tx + 8c) into `grad`.
-fn store_grad(rl: u32, g: vec4<f32>, row_base: u32, k0: u32, tx: u32, first: bool) {
+// Row `rl`'s gradient vec4 `q` as stored (0 past the row or the batch).
+fn grad_vec(rl: u32, row_base: u32, q: u32) -> vec4<f32> {
     let li = row_base + rl;
-    if (params.row_start + li >= params.rows) {
+    if (params.row_start + li >= params.rows || q >= params.dim4) {
+        return vec4<f32>(0.0);
+    }
+    let idx = (li * params.dim4 + q) * 4u;
+    return vec4<f32>(grad[idx], grad[idx + 1u], grad[idx + 2u], grad[idx + 3u]);
+}
+
+// Writes (or adds) row `rl`'s gradient vec4 `q` into `grad`.
+fn store_grad(rl: u32, g: vec4<f32>, row_base: u32, q: u32, first: bool) {
+    let li = row_base + rl;
+    if (params.row_start + li >= params.rows || q >= params.dim4) {
         return;
     }
-    let stride = params.dim4 * 4u;
-    for (var c = 0u; c < 4u; c++) {
-        let k = k0 + tx + 8u * c;
-        if (k < stride) {
-            let idx = li * stride + k;
-            if (first) {
-                grad[idx] = g[c];
-            } else {
-                grad[idx] += g[c];
-            }
-        }
+    let idx = (li * params.dim4 + q) * 4u;
+    if (first) {
+        grad[idx] = g.x;
+        grad[idx + 1u] = g.y;
+        grad[idx + 2u] = g.z;
+        grad[idx + 3u] = g.w;
+    } else {
+        grad[idx] += g.x;
+        grad[idx + 1u] += g.y;
+        grad[idx + 2u] += g.z;
+        grad[idx + 3u] += g.w;
     }
 }
+
+// Up to this many 32-dim chunks (D <= 256) keep their row values and gradient sums in
+// registers across all column tiles; wider rows add into `grad` after every tile. Either way
+// each value receives the same additions in the same order.
+const RESIDENT_CHUNKS: u32 = 8u;
+var<private> x_res: array<vec4<f32>, 32>; // [chunk * 4 + r] row values at dims k0 + tx + 8c
+var<private> g_res: array<vec4<f32>, 32>; // [chunk * 4 + r] gradient sums
 
 // Gradient of the row window's rows over the column window (all j ≠ i); with `with_loss`
 // it also accumulates the loss terms (j > i), so mean and sum need one pass.
@@ -347,53 +386,94 @@ fn batch_backward(wg: vec3<u32>, lid3: vec3<u32>, lid: u32, with_loss: bool) {
     if (with_loss && own) {
         acc = load_row_acc(row_base + lid);
     }
+    let sc = vec2<f32>(bitcast<f32>(scales[0]), bitcast<f32>(scales[1]));
+    let rc = block_row_classes(row_base, ty);
+    let chunks = (params.dim4 + KC4 - 1u) / KC4;
+    let resident = chunks <= RESIDENT_CHUNKS;
+    if (resident) {
+        for (var ch = 0u; ch < chunks; ch++) {
+            for (var r = 0u; r < 4u; r++) {
+                x_res[ch * 4u + r] = row_vec(ty + 8u * r, row_base, ch * KC4 + tx);
+                g_res[ch * 4u + r] = vec4<f32>(0.0);
+                if (params.accumulate != 0u) {
+                    g_res[ch * 4u + r] = grad_vec(ty + 8u * r, row_base, ch * KC4 + tx);
+                }
+            }
+        }
+    }
     let n_tiles = tiles_in_window(params.col_start);
     for (var jt = 0u; jt < n_tiles; jt++) {
         let col_base = jt * TILE;
         let d = block_distances(row_base, col_base, ty, tx, lid);
+        let tc = tile_cols(col_base, tx);
         if (with_loss) {
-            acc = add_tile_terms(acc, d, row_base, col_base, ty, tx, lid);
+            acc = add_tile_terms(acc, d, rc, tc, row_base, ty, tx, lid);
         }
-        row_weights(ty, d.r0, row_base, col_base, tx);
-        row_weights(ty + 8u, d.r1, row_base, col_base, tx);
-        row_weights(ty + 16u, d.r2, row_base, col_base, tx);
-        row_weights(ty + 24u, d.r3, row_base, col_base, tx);
+        row_weights(ty, rc.x, d.r0, tc, row_base, tx, sc);
+        row_weights(ty + 8u, rc.y, d.r1, tc, row_base, tx, sc);
+        row_weights(ty + 16u, rc.z, d.r2, tc, row_base, tx, sc);
+        row_weights(ty + 24u, rc.w, d.r3, tc, row_base, tx, sc);
         let first = jt == 0u && params.accumulate == 0u;
-        // Stage each 32-dim chunk of the column tile as [col][k] and add
-        // Σ_j w_ij (x_ik − x_jk) (or −Σ_j w_ij x_jk for one-minus-dot) into the row's gradient.
-        for (var q0 = 0u; q0 < params.dim4; q0 += KC4) {
-            for (var t = 0u; t < 4u; t++) {
-                let idx = lid + 64u * t;
-                let cr = idx / KC4;
-                let q = idx % KC4;
-                let v = load_row(false, col_base + cr, params.col_start + col_base + cr, q0 + q);
-                col_s[cr * KC + 4u * q] = v.x;
-                col_s[cr * KC + 4u * q + 1u] = v.y;
-                col_s[cr * KC + 4u * q + 2u] = v.z;
-                col_s[cr * KC + 4u * q + 3u] = v.w;
+        workgroupBarrier();
+        // Σ_j w_ij (x_i − x_j) (or −Σ_j w_ij x_j for one-minus-dot) over the tile's columns
+        // for the vec4 of dims 4·(q0 + tx), added into the row's gradient. Column rows are
+        // read as whole vec4s straight from the binding (the window holds every tile row).
+        for (var ch = 0u; ch < chunks; ch++) {
+            let q = ch * KC4 + tx;
+            let qc = min(q, params.dim4 - 1u);
+            let live = q < params.dim4;
+            var x0: vec4<f32>;
+            var x1: vec4<f32>;
+            var x2: vec4<f32>;
+            var x3: vec4<f32>;
+            if (resident) {
+                x0 = x_res[ch * 4u];
+                x1 = x_res[ch * 4u + 1u];
+                x2 = x_res[ch * 4u + 2u];
+                x3 = x_res[ch * 4u + 3u];
+            } else {
+                x0 = row_vec(ty, row_base, q);
+                x1 = row_vec(ty + 8u, row_base, q);
+                x2 = row_vec(ty + 16u, row_base, q);
+                x3 = row_vec(ty + 24u, row_base, q);
             }
-            workgroupBarrier();
-            let k0 = q0 * 4u;
-            let x0 = row_dims(ty, row_base, k0, tx);
-            let x1 = row_dims(ty + 8u, row_base, k0, tx);
-            let x2 = row_dims(ty + 16u, row_base, k0, tx);
-            let x3 = row_dims(ty + 24u, row_base, k0, tx);
             var g0 = vec4<f32>(0.0);
             var g1 = vec4<f32>(0.0);
             var g2 = vec4<f32>(0.0);
             var g3 = vec4<f32>(0.0);
             for (var j = 0u; j < TILE; j++) {
-                let xj = col_vec(j * KC, tx);
+                let xj = select(vec4<f32>(0.0), cols[(col_base + j) * params.dim4 + qc], live);
                 g0 += w_s[ty * TILE + j] * (x0 - xj);
                 g1 += w_s[(ty + 8u) * TILE + j] * (x1 - xj);
                 g2 += w_s[(ty + 16u) * TILE + j] * (x2 - xj);
                 g3 += w_s[(ty + 24u) * TILE + j] * (x3 - xj);
             }
-            store_grad(ty, g0, row_base, k0, tx, first);
-            store_grad(ty + 8u, g1, row_base, k0, tx, first);
-            store_grad(ty + 16u, g2, row_base, k0, tx, first);
-            store_grad(ty + 24u, g3, row_base, k0, tx, first);
-            workgroupBarrier();
+            if (resident) {
+                if (first) {
+                    g_res[ch * 4u] = g0;
+                    g_res[ch * 4u + 1u] = g1;
+                    g_res[ch * 4u + 2u] = g2;
+                    g_res[ch * 4u + 3u] = g3;
+                } else {
+                    g_res[ch * 4u] += g0;
+                    g_res[ch * 4u + 1u] += g1;
+                    g_res[ch * 4u + 2u] += g2;
+                    g_res[ch * 4u + 3u] += g3;
+                }
+            } else {
+                store_grad(ty, g0, row_base, q, first);
+                store_grad(ty + 8u, g1, row_base, q, first);
+                store_grad(ty + 16u, g2, row_base, q, first);
+                store_grad(ty + 24u, g3, row_base, q, first);
+            }
+        }
+        workgroupBarrier();
+    }
+    if (resident) {
+        for (var ch = 0u; ch < chunks; ch++) {
+            for (var r = 0u; r < 4u; r++) {
+                store_grad(ty + 8u * r, g_res[ch * 4u + r], row_base, ch * KC4 + tx, true);
+            }
         }
     }
     if (with_loss && own) {
@@ -529,7 +609,8 @@ fn contrastive_pairs_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let d = pair_distance(local);
-    let w = term_slope(row_class[local] != 0u, d) * dist_grad_factor(params.distance, d);
+    let sc = vec2<f32>(bitcast<f32>(scales[0]), bitcast<f32>(scales[1]));
+    let w = term_slope(row_class[local] != 0u, d, sc) * dist_grad_factor(params.distance, d);
     let base = local * params.dim4;
     let dot_form = params.distance == DIST_ONE_MINUS_DOT;
     for (var q = 0u; q < params.dim4; q++) {

@@ -200,3 +200,22 @@ fn loss_only_matches_loss_with_grads() {
     assert!(a.grads.is_empty());
     assert_eq!((a.loss, a.counts), (b.loss, b.counts));
 }
+
+#[test]
+fn rows_wider_than_the_resident_chunks() {
+    // D > 256 takes the kernel path that adds into the gradient after every column tile.
+    let Some(gpu) = gpu() else { return };
+    let (b, d) = (45, 300);
+    let data = normals(31, b * d);
+    let x = Embeddings::new("x", &data, b, d).unwrap();
+    let l = Labels::new(&labels(31, b, 5));
+    for base in [
+        Contrastive::default(),
+        Contrastive::default().distance(Distance::Cosine),
+    ] {
+        let mut cfg = base;
+        let dists = check::batch_distances(&cfg, &x);
+        place_margins(&mut cfg, &dists, d);
+        cross_batch(gpu, "wide rows", &cfg, &x, &l);
+    }
+}
