@@ -334,6 +334,18 @@ fn bad_input_exits_2_with_one_line() {
         ),
         (vec!["eval", "--embeddings", &x, "--labels", &l], "--loss"),
         (vec!["check", "--batch", "0"], "--batch"),
+        (
+            vec!["bench", "--loss", c, "--batch", "0", "--dim", "4"],
+            "--batch",
+        ),
+        (vec!["bench", "--loss", c, "--dim", "4"], "--batch"),
+        (
+            vec![
+                "bench", "--loss", c, "--batch", "8", "--dim", "4", "--mode", "triplets",
+            ],
+            "triplets",
+        ),
+        (vec!["bench", "--loss", c, "--embeddings", &x], "--labels"),
         (vec!["frobnicate"], "frobnicate"),
     ];
     for (args, needle) in &cases {
@@ -461,4 +473,49 @@ fn check_passes_on_a_small_grid() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("72 passed, 0 failed"), "{stdout}");
     assert_eq!(stdout.matches("PASS").count(), 72);
+}
+
+#[test]
+fn bench_prints_a_json_line() {
+    if common::gpu().is_none() {
+        return;
+    }
+    for mode in ["batch", "pairs"] {
+        let out = cli(&[
+            "bench",
+            "--loss",
+            "contrastive",
+            "--batch",
+            "40",
+            "--dim",
+            "6",
+            "--mode",
+            mode,
+            "--repeat",
+            "2",
+            "--json",
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last = stdout.trim_end().lines().last().unwrap();
+        let v: serde_json::Value = serde_json::from_str(last).unwrap();
+        for key in [
+            "median_s",
+            "gflops",
+            "pairs_per_s",
+            "batch",
+            "dim",
+            "adapter",
+            "active_fraction",
+        ] {
+            assert!(!v[key].is_null(), "{mode}: {key} missing in {last}");
+        }
+        assert_eq!(v["batch"], 40);
+        let frac = v["active_fraction"].as_f64().unwrap();
+        assert!(frac > 0.0 && frac <= 1.0, "{last}");
+    }
 }

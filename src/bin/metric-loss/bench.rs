@@ -26,10 +26,10 @@ pub struct BenchArgs {
     #[arg(long, value_enum)]
     loss: LossName,
     /// Rows (B in batch mode, N pairs in pair mode).
-    #[arg(long)]
+    #[arg(long, default_value_t = 0, required_unless_present = "embeddings")]
     batch: usize,
     /// Embedding dimension.
-    #[arg(long)]
+    #[arg(long, default_value_t = 0, required_unless_present = "embeddings")]
     dim: usize,
     /// All pairs of a labelled batch, or explicit pairs.
     #[arg(long, value_enum, default_value = "batch")]
@@ -46,9 +46,18 @@ pub struct BenchArgs {
     /// Print one JSON object as the last line of stdout.
     #[arg(long)]
     json: bool,
-    /// Seed of the inputs.
+    /// Seed of the generated inputs.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Batch mode: time these embeddings (B×D .npy) instead of generated ones.
+    #[arg(long, requires = "labels")]
+    embeddings: Option<std::path::PathBuf>,
+    /// Batch mode: their integer labels (B .npy).
+    #[arg(long, requires = "embeddings")]
+    labels: Option<std::path::PathBuf>,
+    /// Margin m.
+    #[arg(long, default_value_t = 1.5)]
+    margin: f32,
 }
 
 fn unit_rows(rng: &mut Rng, rows: usize, dim: usize) -> Vec<f32> {
@@ -62,21 +71,44 @@ fn unit_rows(rng: &mut Rng, rows: usize, dim: usize) -> Vec<f32> {
 
 pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
     let LossName::Contrastive = args.loss;
-    let (b, d) = (args.batch, args.dim);
+    let given = match (&args.embeddings, &args.labels) {
+        (Some(x), Some(l)) => {
+            if args.mode == ModeArg::Pairs {
+                return Err(Failure::usage(
+                    "--embeddings/--labels apply to --mode batch",
+                ));
+            }
+            Some(crate::eval::read_batch(x, l)?)
+        }
+        _ => None,
+    };
+    let (b, d) = match &given {
+        Some((_, rows, dim, _)) => (*rows, *dim),
+        None => (args.batch, args.dim),
+    };
     if b == 0 || d == 0 || args.repeat == 0 {
         return Err(Failure::usage(
             "--batch, --dim and --repeat must be at least 1",
         ));
     }
+    if !(args.margin.is_finite() && args.margin >= 0.0) {
+        return Err(Failure::usage("--margin must be finite and >= 0"));
+    }
     let mut rng = Rng::new(args.seed);
-    let x = unit_rows(&mut rng, b, d);
+    let x = match &given {
+        Some((data, ..)) => data.clone(),
+        None => unit_rows(&mut rng, b, d),
+    };
     let other = if args.mode == ModeArg::Pairs {
         unit_rows(&mut rng, b, d)
     } else {
         Vec::new()
     };
     let classes = (b / 8).max(1) as u64;
-    let labels: Vec<i64> = (0..b).map(|_| rng.below(classes) as i64).collect();
+    let labels: Vec<i64> = match &given {
+        Some((.., ids)) => ids.clone(),
+        None => (0..b).map(|_| rng.below(classes) as i64).collect(),
+    };
     let similar: Vec<bool> = (0..b).map(|_| rng.below(2) == 0).collect();
     let labels = Labels::new(&labels);
     let ex = Embeddings::new("embeddings", &x, b, d)?;
@@ -85,7 +117,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
     } else {
         None
     };
-    let cfg = Contrastive::default().margin(1.5);
+    let cfg = Contrastive::default().margin(args.margin);
     let mut gpu = match args.device {
         DeviceArg::Gpu => Some(Gpu::new()?),
         DeviceArg::Cpu => None,
@@ -141,11 +173,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
     let active = counts.active_terms() as f64 / (counts.pairs().max(1)) as f64;
     let adapter = gpu.as_ref().map(|g| g.adapter().name.clone());
     let peak = gpu.as_ref().map(|g| g.workspace_bytes().1);
-    println!(
+    out!(
         "adapter:          {}",
         adapter.as_deref().unwrap_or("cpu reference")
     );
-    println!(
+    out!(
         "loss:             contrastive, {} mode, B={b}, D={d}, margin 1.5",
         if args.mode == ModeArg::Batch {
             "batch"
@@ -153,16 +185,16 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
             "pairs"
         }
     );
-    println!(
+    out!(
         "median per call:  {median:.6} s over {} calls (forward + backward, upload and readback)",
         args.repeat
     );
     match kernel_s {
-        Some(k) => println!("kernel time:      {k:.6} s (GPU timestamps)"),
-        None => println!("kernel time:      n/a (no TIMESTAMP_QUERY)"),
+        Some(k) => out!("kernel time:      {k:.6} s (GPU timestamps)"),
+        None => out!("kernel time:      n/a (no TIMESTAMP_QUERY)"),
     }
-    println!("pairs per second: {:.4e}", pairs / median);
-    println!(
+    out!("pairs per second: {:.4e}", pairs / median);
+    out!(
         "model GFLOP/s:    {:.3} (6·{}·D / median)",
         model_flops / median / 1e9,
         if args.mode == ModeArg::Batch {
@@ -172,11 +204,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
         }
     );
     if args.mode == ModeArg::Pairs {
-        println!("GB/s moved:       {:.3}", bytes_moved / median / 1e9);
+        out!("GB/s moved:       {:.3}", bytes_moved / median / 1e9);
     }
-    println!("active terms:     {:.4} of all pairs", active);
+    out!("active terms:     {:.4} of all pairs", active);
     if let Some(p) = peak {
-        println!("peak device mem:  {p} bytes (metric-loss workspace)");
+        out!("peak device mem:  {p} bytes (metric-loss workspace)");
     }
     if args.json {
         let json = serde_json::json!({
@@ -195,7 +227,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
             "active_fraction": active,
             "peak_device_bytes": peak,
         });
-        println!("{json}");
+        out!("{json}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -171,6 +171,24 @@ fn rows_match(flag: &str, expected: usize, got: usize) -> Result<(), Failure> {
     }
 }
 
+/// Reads batch-mode embeddings and labels: (values, rows, dim, labels).
+pub fn read_batch(px: &Path, pl: &Path) -> Result<(Vec<f32>, usize, usize, Vec<i64>), Failure> {
+    let x = matrix("embeddings", px)?;
+    let l = vector("labels", pl)?;
+    if !matches!(l.dtype, npy::Dtype::Int(4) | npy::Dtype::Int(8)) {
+        return Err(Failure::usage(format!(
+            "--labels {}: dtype {} is not int32 or int64",
+            pl.display(),
+            l.dtype.name()
+        )));
+    }
+    rows_match("labels", x.rows, l.len())?;
+    let ids = l
+        .to_i64()
+        .map_err(|e| Failure::usage(format!("--labels {}: {e}", pl.display())))?;
+    Ok((x.data, x.rows, x.dim, ids))
+}
+
 fn read_input(args: &EvalArgs) -> Result<Input, Failure> {
     let pairs = args.a.is_some() || args.b.is_some() || args.y.is_some();
     let batch = args.embeddings.is_some() || args.labels.is_some();
@@ -240,21 +258,9 @@ fn read_input(args: &EvalArgs) -> Result<Input, Failure> {
             let pl = args.labels.clone().ok_or_else(|| {
                 Failure::usage("batch mode needs --embeddings and --labels; --labels is missing")
             })?;
-            let x = matrix("embeddings", &px)?;
-            let l = vector("labels", &pl)?;
-            if !matches!(l.dtype, npy::Dtype::Int(4) | npy::Dtype::Int(8)) {
-                return Err(Failure::usage(format!(
-                    "--labels {}: dtype {} is not int32 or int64",
-                    pl.display(),
-                    l.dtype.name()
-                )));
-            }
-            rows_match("labels", x.rows, l.len())?;
-            let ids = l
-                .to_i64()
-                .map_err(|e| Failure::usage(format!("--labels {}: {e}", pl.display())))?;
+            let (data, rows, dim, ids) = read_batch(&px, &pl)?;
             Ok(Input::Batch {
-                x,
+                x: Matrix { data, rows, dim },
                 labels: Labels::new(&ids),
             })
         }
@@ -343,6 +349,6 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, Failure> {
         "dissimilar_pairs": out.counts.dissimilar_pairs,
         "active_terms": out.counts.active_terms(),
     });
-    println!("{json}");
+    out!("{json}");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,4 +1,15 @@
-//! `metric-loss`: the command-line face of the library (info, eval, check).
+//! `metric-loss`: the command-line face of the library (info, eval, check, bench).
+
+/// `println!` that ends the process quietly when stdout is closed (`metric-loss info | head`)
+/// instead of panicking.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
 
 mod bench;
 mod eval;
@@ -125,32 +136,32 @@ fn info() -> Result<ExitCode, Failure> {
     let gpu = Gpu::new()?;
     let a = gpu.adapter();
     let l = gpu.limits();
-    println!("adapter:      {}", a.name);
-    println!("graphics API: {}", a.backend);
-    println!("driver:       {}", a.driver);
-    println!("device type:  {}", a.device_type);
-    println!("limits:");
-    println!(
+    out!("adapter:      {}", a.name);
+    out!("graphics API: {}", a.backend);
+    out!("driver:       {}", a.driver);
+    out!("device type:  {}", a.device_type);
+    out!("limits:");
+    out!(
         "  max_buffer_size                      {}",
         l.max_buffer_size
     );
-    println!(
+    out!(
         "  max_storage_buffer_binding_size      {}",
         l.max_storage_buffer_binding_size
     );
-    println!(
+    out!(
         "  max_storage_buffers_per_shader_stage {}",
         l.max_storage_buffers_per_shader_stage
     );
-    println!(
+    out!(
         "  max_compute_workgroups_per_dimension {}",
         l.max_compute_workgroups_per_dimension
     );
-    println!(
+    out!(
         "  max_compute_invocations_per_workgroup {}",
         l.max_compute_invocations_per_workgroup
     );
-    println!(
+    out!(
         "  max_compute_workgroup_storage_size   {}",
         l.max_compute_workgroup_storage_size
     );
@@ -170,7 +181,7 @@ fn info() -> Result<ExitCode, Failure> {
     .filter(|(flag, _)| f.contains(*flag))
     .map(|(_, n)| n)
     .collect();
-    println!(
+    out!(
         "features:     {}",
         if names.is_empty() {
             "(none of note)".into()
@@ -186,21 +197,24 @@ fn check(batch: usize, dim: usize, seed: u64) -> Result<ExitCode, Failure> {
         return Err(Failure::usage("--batch and --dim must be at least 1"));
     }
     let gpu = Gpu::new()?;
-    println!(
+    out!(
         "adapter: {} ({}), batch {batch}, dim {dim}, seed {seed}",
         gpu.adapter().name,
         gpu.adapter().backend
     );
-    println!(
+    out!(
         "{:<52} {:>11} {:>11} {:>6}",
-        "case", "max abs err", "max rel err", ""
+        "case",
+        "max abs err",
+        "max rel err",
+        ""
     );
     let reports = metric_loss::check::run_grid(&gpu, batch, dim, seed)?;
     let mut failed = 0;
     for r in &reports {
         let verdict = if r.pass() { "PASS" } else { "FAIL" };
         failed += usize::from(!r.pass());
-        println!(
+        out!(
             "{:<52} {:>11.3e} {:>11.3e} {verdict}",
             r.name,
             r.max_abs(),
@@ -208,18 +222,18 @@ fn check(batch: usize, dim: usize, seed: u64) -> Result<ExitCode, Failure> {
         );
         if !r.pass() {
             if !r.counts_equal {
-                println!("    counts differ");
+                out!("    counts differ");
             }
             for (what, c) in
                 std::iter::once(("loss", &r.loss)).chain(r.grads.iter().map(|g| ("grad", g)))
             {
                 if let (false, Some((i, g, re, b))) = (c.pass, c.worst) {
-                    println!("    {what}[{i}]: gpu {g:e} reference {re:e} bound {b:e}");
+                    out!("    {what}[{i}]: gpu {g:e} reference {re:e} bound {b:e}");
                 }
             }
         }
     }
-    println!("{} passed, {} failed", reports.len() - failed, failed);
+    out!("{} passed, {} failed", reports.len() - failed, failed);
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {

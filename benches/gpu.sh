@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Times metric-loss and PyTorch's equivalents side by side, in one run, on the same inputs:
+# forward + backward of the contrastive loss over every pair of a batch.
+#
+#   bash benches/gpu.sh                       # B in {4096, 16384, 65536, 262144}, D = 128
+#   bash benches/gpu.sh --batches 512,1024    # small sizes (software Vulkan, PyTorch on CPU)
+#
+# On the GPU machine (see ../shared/device/README.md): source .gpu/env.sh; bash benches/gpu.sh
+# Needs python3 with numpy and torch (pytorch-metric-learning optional), and a metric-loss
+# binary on PATH or in target/release.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+    export XDG_RUNTIME_DIR="${TMPDIR:-/tmp}/metric-loss-xdg-$(id -u)"
+    mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
+fi
+exe=$(command -v metric-loss || true)
+[ -z "$exe" ] && exe="$PWD/target/release/metric-loss"
+[ -x "$exe" ] || { echo "gpu.sh: no metric-loss binary (cargo build --release)" >&2; exit 1; }
+"$exe" info | head -4
+exec python3 benches/gpu_compare.py --exe "$exe" "$@"
