@@ -403,46 +403,66 @@ fn run(
         };
         let n = plan.windows;
         let host_scales = cfg.reduction != Reduction::MeanNonzero;
+        let core = |r: u64, c: u64| {
+            vec![
+                (1, x_a, rb, r),
+                (2, x_a, rb, c),
+                (3, class_i, 4, r),
+                (4, class_i, 4, c),
+                (5, partials_i, PARTIAL_BYTES, r),
+            ]
+        };
+        let tiles = |r: u64| plan.rows_in(r).div_ceil(ROW_TILE);
+        let groups = |r: u64| plan.rows_in(r).div_ceil(ROW_GROUP);
+        // Forward: loss terms and counts. Batch mode with gradients under mean or sum skips it:
+        // the fused pass below computes them along with the gradient.
         match mode {
-            Mode::Batch => {
-                let core = |r: u64, c: u64| {
-                    vec![
-                        (1, x_a, rb, r),
-                        (2, x_a, rb, c),
-                        (3, class_i, 4, r),
-                        (4, class_i, 4, c),
-                        (5, partials_i, PARTIAL_BYTES, r),
-                    ]
-                };
-                let groups = |r: u64| plan.rows_in(r).div_ceil(ROW_TILE);
-                if !want || !host_scales {
-                    for r in 0..n {
-                        for c in r..n {
-                            steps.push(Step {
-                                module: MODULE,
-                                entry: "contrastive_batch_forward",
-                                params: params(r, c, c > r, false),
-                                bindings: core(r, c),
-                                groups: groups(r),
-                            });
-                        }
+            Mode::Batch if !want || !host_scales => {
+                for r in 0..n {
+                    for c in r..n {
+                        steps.push(Step {
+                            module: MODULE,
+                            entry: "contrastive_batch_forward",
+                            params: params(r, c, c > r, false),
+                            bindings: core(r, c),
+                            groups: tiles(r),
+                        });
                     }
                 }
-                if want {
-                    if !host_scales {
-                        for r in 0..n {
-                            steps.push(Step {
-                                module: MODULE,
-                                entry: "contrastive_finalize",
-                                params: params(r, r, r > 0, r + 1 == n),
-                                bindings: vec![
-                                    (5, partials_i, PARTIAL_BYTES, r),
-                                    (6, scales_i, 0, 0),
-                                ],
-                                groups: 1,
-                            });
-                        }
-                    }
+            }
+            Mode::Batch => {}
+            Mode::Pairs => {
+                for r in 0..n {
+                    steps.push(Step {
+                        module: MODULE,
+                        entry: "contrastive_pairs_forward",
+                        params: params(r, r, false, false),
+                        bindings: vec![
+                            (1, x_a, rb, r),
+                            (2, x_b, rb, r),
+                            (3, class_i, 4, r),
+                            (5, partials_i, PARTIAL_BYTES, r),
+                        ],
+                        groups: groups(r),
+                    });
+                }
+            }
+        }
+        // mean-nonzero: dL/dterm depends on the active counts, summed on the device.
+        if want && !host_scales {
+            for r in 0..n {
+                steps.push(Step {
+                    module: MODULE,
+                    entry: "contrastive_finalize",
+                    params: params(r, r, r > 0, r + 1 == n),
+                    bindings: vec![(5, partials_i, PARTIAL_BYTES, r), (6, scales_i, 0, 0)],
+                    groups: 1,
+                });
+            }
+        }
+        if want {
+            match mode {
+                Mode::Batch => {
                     let entry = if host_scales {
                         "contrastive_batch_fused"
                     } else {
@@ -458,42 +478,12 @@ fn run(
                                 entry,
                                 params: params(r, c, c > 0, false),
                                 bindings: b,
-                                groups: groups(r),
+                                groups: tiles(r),
                             });
                         }
                     }
                 }
-            }
-            Mode::Pairs => {
-                for r in 0..n {
-                    steps.push(Step {
-                        module: MODULE,
-                        entry: "contrastive_pairs_forward",
-                        params: params(r, r, false, false),
-                        bindings: vec![
-                            (1, x_a, rb, r),
-                            (2, x_b, rb, r),
-                            (3, class_i, 4, r),
-                            (5, partials_i, PARTIAL_BYTES, r),
-                        ],
-                        groups: plan.rows_in(r).div_ceil(ROW_GROUP),
-                    });
-                }
-                if want {
-                    if !host_scales {
-                        for r in 0..n {
-                            steps.push(Step {
-                                module: MODULE,
-                                entry: "contrastive_finalize",
-                                params: params(r, r, r > 0, r + 1 == n),
-                                bindings: vec![
-                                    (5, partials_i, PARTIAL_BYTES, r),
-                                    (6, scales_i, 0, 0),
-                                ],
-                                groups: 1,
-                            });
-                        }
-                    }
+                Mode::Pairs => {
                     for r in 0..n {
                         steps.push(Step {
                             module: MODULE,
@@ -507,7 +497,7 @@ fn run(
                                 (7, grad_i[0], rb, r),
                                 (8, grad_i[1], rb, r),
                             ],
-                            groups: plan.rows_in(r).div_ceil(ROW_GROUP),
+                            groups: groups(r),
                         });
                     }
                 }
