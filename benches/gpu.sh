@@ -17,5 +17,9 @@ fi
 exe=$(command -v metric-loss || true)
 [ -z "$exe" ] && exe="$PWD/target/release/metric-loss"
 [ -x "$exe" ] || { echo "gpu.sh: no metric-loss binary (cargo build --release)" >&2; exit 1; }
-"$exe" info | head -4
-exec python3 benches/gpu_compare.py --exe "$exe" "$@"
+info=$("$exe" info)
+echo "$info" | head -4
+extra=()
+# The FP32-peak fraction is about the H200; on a CPU device it means nothing.
+if echo "$info" | grep -q "device type:  Cpu"; then extra=(--peak-tflops 0); fi
+exec python3 benches/gpu_compare.py --exe "$exe" "${extra[@]}" "$@"

@@ -81,7 +81,8 @@ def main():
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--margin", type=float, default=1.5)
-    ap.add_argument("--peak-tflops", type=float, default=67.0)
+    ap.add_argument("--peak-tflops", type=float, default=67.0,
+                    help="FP32 peak of the device (H200: about 67); 0 prints n/a")
     ap.add_argument("--max-cpu-gb", type=float, default=12.0,
                     help="skip PyTorch on the CPU where its B×B matrices would exceed this")
     args = ap.parse_args()
@@ -112,7 +113,9 @@ def main():
         else:
             ml = json.loads(out.stdout.strip().splitlines()[-1])
         kern = ml.get("kernel_s")
-        frac = (6.0 * b * b * args.dim / kern / (args.peak_tflops * 1e12) * 100) if kern else None
+        frac = None
+        if kern and args.peak_tflops > 0:
+            frac = 6.0 * b * b * args.dim / kern / (args.peak_tflops * 1e12) * 100
         need_gb = 6 * b * b * 4 / 1e9
         xt = torch.tensor(x, device=device, requires_grad=True)
         lt = torch.tensor(labels, device=device)
