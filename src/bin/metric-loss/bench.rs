@@ -193,7 +193,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
         Some(k) => out!("kernel time:      {k:.6} s (GPU timestamps)"),
         None => out!("kernel time:      n/a (no TIMESTAMP_QUERY)"),
     }
-    out!("pairs per second: {:.4e}", pairs / median);
+    if args.mode == ModeArg::Pairs {
+        out!("rows per second:  {:.4e} (one pair a row)", pairs / median);
+    } else {
+        out!("pairs per second: {:.4e}", pairs / median);
+    }
     out!(
         "model GFLOP/s:    {:.3} (6·{}·D / median)",
         model_flops / median / 1e9,
