@@ -7,7 +7,8 @@ use common::{cross_batch, cross_pairs, gpu, labels, normals};
 use metric_loss::check::{self, clear_margins, median};
 use metric_loss::{Contrastive, Distance, Embeddings, Hinge, Labels, Reduction};
 
-const SIZES: [usize; 10] = [1, 2, 3, 15, 16, 17, 63, 64, 65, 257];
+// The sizes, plus the 32-row tile's neighbours.
+const SIZES: [usize; 13] = [1, 2, 3, 15, 16, 17, 31, 32, 33, 63, 64, 65, 257];
 const DIMS: [usize; 6] = [1, 3, 4, 5, 64, 129];
 
 /// The 36 option combinations, so that a sweep over sizes can rotate through them.

@@ -1,25 +1,15 @@
 //! Bitwise determinism: same input, same adapter ⇒ same bits, across reruns and across two
-//! separately created `Gpu`s. 80 rows at a 16-row tile is 5 tiles per side.
+//! separately created `Gpu`s. 160 rows at a 32-row tile is 5 tiles per side.
 
 mod common;
 
 use metric_loss::{Contrastive, Distance, Embeddings, Gpu, Grads, Hinge, Labels, Reduction};
 
-fn bits(out: &metric_loss::ContrastiveOutput) -> (u64, Vec<Vec<u32>>) {
-    (
-        out.loss.to_bits(),
-        out.grads
-            .iter()
-            .map(|g| g.iter().map(|v| v.to_bits()).collect())
-            .collect(),
-    )
-}
-
 #[test]
 fn reruns_and_separate_gpus_agree_bitwise() {
     let Some(first) = common::gpu() else { return };
     let second = Gpu::new().expect("a second Gpu on the same adapter");
-    let (rows, dim) = (80, 7);
+    let (rows, dim) = (160, 7);
     let data = common::normals(9, rows * dim);
     let other = common::normals(10, rows * dim);
     let x = Embeddings::new("x", &data, rows, dim).unwrap();
@@ -40,12 +30,12 @@ fn reruns_and_separate_gpus_agree_bitwise() {
             .margin(12.0),
     ];
     for cfg in configs {
-        let runs =
-            [first, first, &second].map(|g| bits(&cfg.batch(g, &x, &l, Grads::Compute).unwrap()));
+        let runs = [first, first, &second]
+            .map(|g| common::bits(&cfg.batch(g, &x, &l, Grads::Compute).unwrap()));
         assert!(runs[0] == runs[1], "{cfg:?}: rerun differs");
         assert!(runs[0] == runs[2], "{cfg:?}: second Gpu differs");
         let runs = [first, first, &second]
-            .map(|g| bits(&cfg.pairs(g, &x, &b, &similar, Grads::Compute).unwrap()));
+            .map(|g| common::bits(&cfg.pairs(g, &x, &b, &similar, Grads::Compute).unwrap()));
         assert!(
             runs[0] == runs[1] && runs[0] == runs[2],
             "{cfg:?}: pair mode differs"

@@ -51,16 +51,6 @@ fn batch_mode_fits_in_64_bytes_per_value() {
     common::cross_batch(&gpu, "B=1024 under max_buffer_size 64·B·D", &cfg, &x, &l);
 }
 
-fn bits(o: &metric_loss::ContrastiveOutput) -> (u64, Vec<Vec<u32>>) {
-    (
-        o.loss.to_bits(),
-        o.grads
-            .iter()
-            .map(|g| g.iter().map(|v| v.to_bits()).collect())
-            .collect(),
-    )
-}
-
 #[test]
 fn batch_split_into_windows_matches_reference_and_unsplit_run() {
     let (Some(full), Some(small)) = (common::gpu(), small_gpu()) else {
@@ -90,9 +80,12 @@ fn batch_split_into_windows_matches_reference_and_unsplit_run() {
         let a = cfg.batch(&small, &x, &l, Grads::Compute).unwrap();
         let again = cfg.batch(&small, &x, &l, Grads::Compute).unwrap();
         let whole = cfg.batch(full, &x, &l, Grads::Compute).unwrap();
-        assert!(bits(&a) == bits(&again), "{cfg:?}: windowed rerun differs");
         assert!(
-            bits(&a) == bits(&whole),
+            common::bits(&a) == common::bits(&again),
+            "{cfg:?}: windowed rerun differs"
+        );
+        assert!(
+            common::bits(&a) == common::bits(&whole),
             "{cfg:?}: windowed and unsplit runs differ"
         );
     }
@@ -120,7 +113,10 @@ fn pairs_split_into_windows_match_reference() {
         common::cross_pairs(&small, "windowed pairs", &cfg, &a, &b, &similar);
         let x = cfg.pairs(&small, &a, &b, &similar, Grads::Compute).unwrap();
         let y = cfg.pairs(&small, &a, &b, &similar, Grads::Compute).unwrap();
-        assert!(bits(&x) == bits(&y), "windowed pairs rerun differs");
+        assert!(
+            common::bits(&x) == common::bits(&y),
+            "windowed pairs rerun differs"
+        );
     }
 }
 

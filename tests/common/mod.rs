@@ -99,3 +99,14 @@ pub fn cross_pairs(
     assert_report(&report);
     assert_eq!(gpu.uncaptured_errors(), 0);
 }
+
+/// The loss and gradients as bit patterns, for bitwise comparisons.
+pub fn bits(out: &metric_loss::ContrastiveOutput) -> (u64, Vec<Vec<u32>>) {
+    (
+        out.loss.to_bits(),
+        out.grads
+            .iter()
+            .map(|g| g.iter().map(|v| v.to_bits()).collect())
+            .collect(),
+    )
+}
