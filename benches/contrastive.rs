@@ -31,11 +31,7 @@ fn main() -> Result<(), metric_loss::Error> {
     for (b, d) in grid {
         let mut rng = Rng::new(7);
         // Gaussian rows, L2-normalised, margin 1.5: most dissimilar pairs sit inside the margin.
-        let mut data = rng.normals(b * d);
-        for row in data.chunks_mut(d) {
-            let n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-            row.iter_mut().for_each(|v| *v /= n);
-        }
+        let data = rng.unit_rows(b, d);
         let labels = Labels::new(
             &(0..b)
                 .map(|_| rng.below((b / 8).max(1) as u64) as i64)

@@ -143,6 +143,17 @@ impl Rng {
     pub fn normals(&mut self, n: usize) -> Vec<f32> {
         (0..n).map(|_| self.normal() as f32).collect()
     }
+
+    /// `rows` Gaussian rows of `dim` values, each divided by max(its norm, 1e-12): the
+    /// benchmarks' inputs.
+    pub fn unit_rows(&mut self, rows: usize, dim: usize) -> Vec<f32> {
+        let mut data = self.normals(rows * dim);
+        for row in data.chunks_mut(dim.max(1)) {
+            let n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            row.iter_mut().for_each(|v| *v /= n);
+        }
+        data
+    }
 }
 
 /// A margin near `wanted` that no value of `distances` comes within `delta` of, so that f32

@@ -60,15 +60,6 @@ pub struct BenchArgs {
     margin: f32,
 }
 
-fn unit_rows(rng: &mut Rng, rows: usize, dim: usize) -> Vec<f32> {
-    let mut data = rng.normals(rows * dim);
-    for row in data.chunks_mut(dim) {
-        let n = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-        row.iter_mut().for_each(|v| *v /= n);
-    }
-    data
-}
-
 pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
     let LossName::Contrastive = args.loss;
     let given = match (&args.embeddings, &args.labels) {
@@ -97,10 +88,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
     let mut rng = Rng::new(args.seed);
     let x = match &given {
         Some((data, ..)) => data.clone(),
-        None => unit_rows(&mut rng, b, d),
+        None => rng.unit_rows(b, d),
     };
     let other = if args.mode == ModeArg::Pairs {
-        unit_rows(&mut rng, b, d)
+        rng.unit_rows(b, d)
     } else {
         Vec::new()
     };
@@ -156,8 +147,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
         bar.inc(1);
     }
     bar.finish_and_clear();
+    let kernel_s = (!kernel.is_empty()).then(|| median(&mut kernel));
     let median = median(&mut times);
-    let kernel_s = (!kernel.is_empty()).then(|| median_of(&mut kernel));
     let (bf, df) = (b as f64, d as f64);
     let pairs = match args.mode {
         ModeArg::Batch => bf * (bf - 1.0) / 2.0,
@@ -178,12 +169,13 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
         adapter.as_deref().unwrap_or("cpu reference")
     );
     out!(
-        "loss:             contrastive, {} mode, B={b}, D={d}, margin 1.5",
+        "loss:             contrastive, {} mode, B={b}, D={d}, margin {}",
         if args.mode == ModeArg::Batch {
             "batch"
         } else {
             "pairs"
-        }
+        },
+        args.margin
     );
     out!(
         "median per call:  {median:.6} s over {} calls (forward + backward, upload and readback)",
@@ -237,10 +229,6 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
 }
 
 fn median(v: &mut [f64]) -> f64 {
-    median_of(v)
-}
-
-fn median_of(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 {
