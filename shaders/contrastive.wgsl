@@ -20,9 +20,10 @@
 // tiles of the column window. Invocation (ty, tx) holds a 4×4 register block of pairs, rows
 // ty + 8r and columns tx + 8c, whose distances it accumulates from vec4 loads of its 4 rows
 // and 4 columns (8 loads per 64 pair-dims; no barrier, which software drivers pay dearly
-// for). The gradient phase shares the tile's 32×32 weights and a 32-dim chunk of the
-// column rows in workgroup memory; invocation (ty, tx) then owns rows ty + 8r and dims
-// k0 + tx + 8c. Every pair's term is evaluated; nothing is skipped on the data's account.
+// for). The gradient phase shares the tile's 32×32 weights in workgroup memory; invocation
+// (ty, tx) then owns rows ty + 8r and, per 32-dim chunk, the vec4 of dims 4·(8·chunk + tx),
+// reading column rows as whole vec4s from the binding. Every pair's term is evaluated;
+// nothing is skipped on the data's account.
 // Sums run in a fixed order and every output value has one owner: no atomics, bitwise
 // deterministic.
 
@@ -52,8 +53,7 @@ const REDUCTION_SUM: u32 = 1u;
 const REDUCTION_MEAN_NONZERO: u32 = 2u;
 
 const TILE: u32 = 32u;
-const KC: u32 = 32u; // dims per staged chunk
-const KC4: u32 = 8u; // vec4s per staged chunk
+const KC4: u32 = 8u; // vec4s per 32-dim chunk of the gradient phase
 
 @group(0) @binding(0) var<uniform> params: ContrastiveParams;
 @group(0) @binding(1) var<storage, read> rows: array<vec4<f32>>;
@@ -65,7 +65,6 @@ const KC4: u32 = 8u; // vec4s per staged chunk
 @group(0) @binding(7) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(8) var<storage, read_write> grad_b: array<f32>;
 
-var<workgroup> col_s: array<f32, 1024>; // [col][k] chunk of the column tile (gradients)
 var<workgroup> w_s: array<f32, 1024>;   // [row][col] dL/dd × distance factor
 var<workgroup> red_s: array<vec2<f32>, 256>; // [row][tx] per-invocation (sim, dis) sums
 var<workgroup> cnt_s: array<u32, 256>;        // [row][tx] four 8-bit counts, packed
@@ -98,10 +97,6 @@ struct Block {
     r3: vec4<f32>,
 }
 
-fn col_vec(base: u32, tx: u32) -> vec4<f32> {
-    return vec4<f32>(col_s[base + tx], col_s[base + tx + 8u], col_s[base + tx + 16u], col_s[base + tx + 24u]);
-}
-
 // Four dims' contributions of row u against columns v0..v3: u·v, or |u − v|².
 fn pair_terms4(dot_form: bool, u: vec4<f32>, v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>) -> vec4<f32> {
     if (dot_form) {
@@ -116,7 +111,7 @@ fn pair_terms4(dot_form: bool, u: vec4<f32>, v0: vec4<f32>, v1: vec4<f32>, v2: v
 
 // The 4×4 block of distances of invocation (ty, tx) between the row tile at window row
 // `row_base` and the column tile at window row `col_base`.
-fn block_distances(row_base: u32, col_base: u32, ty: u32, tx: u32, lid: u32) -> Block {
+fn block_distances(row_base: u32, col_base: u32, ty: u32, tx: u32) -> Block {
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
@@ -296,7 +291,7 @@ fn contrastive_batch_forward(
     let n_tiles = tiles_in_window(params.col_start);
     let rc = block_row_classes(row_base, ty);
     for (var jt = first; jt < n_tiles; jt++) {
-        let d = block_distances(row_base, jt * TILE, ty, tx, lid);
+        let d = block_distances(row_base, jt * TILE, ty, tx);
         acc = add_tile_terms(acc, d, rc, tile_cols(jt * TILE, tx), row_base, ty, tx, lid);
     }
     if (own) {
@@ -372,7 +367,7 @@ fn store_grad(rl: u32, g: vec4<f32>, row_base: u32, q: u32, first: bool) {
 // registers across all column tiles; wider rows add into `grad` after every tile. Either way
 // each value receives the same additions in the same order.
 const RESIDENT_CHUNKS: u32 = 8u;
-var<private> x_res: array<vec4<f32>, 32>; // [chunk * 4 + r] row values at dims k0 + tx + 8c
+var<private> x_res: array<vec4<f32>, 32>; // [chunk * 4 + r] row values, vec4 8·chunk + tx
 var<private> g_res: array<vec4<f32>, 32>; // [chunk * 4 + r] gradient sums
 
 // Gradient of the row window's rows over the column window (all j ≠ i); with `with_loss`
@@ -404,7 +399,7 @@ fn batch_backward(wg: vec3<u32>, lid3: vec3<u32>, lid: u32, with_loss: bool) {
     let n_tiles = tiles_in_window(params.col_start);
     for (var jt = 0u; jt < n_tiles; jt++) {
         let col_base = jt * TILE;
-        let d = block_distances(row_base, col_base, ty, tx, lid);
+        let d = block_distances(row_base, col_base, ty, tx);
         let tc = tile_cols(col_base, tx);
         if (with_loss) {
             acc = add_tile_terms(acc, d, rc, tc, row_base, ty, tx, lid);

@@ -365,6 +365,8 @@ fn run(
         let rb = plan.row_bytes;
 
         let mut steps = Vec::new();
+        // Workgroups of the one-invocation-per-row kernels for window w.
+        let groups = |w: u64| plan.rows_in(w).div_ceil(ROW_GROUP);
         let norm_params = |w: u64| {
             bytemuck::bytes_of(&NormalizeParams {
                 rows: rows as u32,
@@ -387,7 +389,7 @@ fn run(
                             (2, dst, rb, w),
                             (3, norms.unwrap_or(0), 4, w),
                         ],
-                        groups: plan.rows_in(w).div_ceil(ROW_GROUP),
+                        groups: groups(w),
                     });
                 }
             }
@@ -413,7 +415,6 @@ fn run(
             ]
         };
         let tiles = |r: u64| plan.rows_in(r).div_ceil(ROW_TILE);
-        let groups = |r: u64| plan.rows_in(r).div_ceil(ROW_GROUP);
         // Forward: loss terms and counts. Batch mode with gradients under mean or sum skips it:
         // the fused pass below computes them along with the gradient.
         match mode {
@@ -513,7 +514,7 @@ fn run(
                             entry: "normalize_backward",
                             params: norm_params(w),
                             bindings: vec![(2, xn, rb, w), (3, norms, 4, w), (4, g, rb, w)],
-                            groups: plan.rows_in(w).div_ceil(ROW_GROUP),
+                            groups: groups(w),
                         });
                     }
                 }
