@@ -54,6 +54,15 @@ pub enum Error {
         /// What it must satisfy.
         rule: &'static str,
     },
+    /// Two options that do not go together, or an option the chosen mode does not take
+    /// (`--swap` with mining, a mean-nonzero reduction for batch-hard mining).
+    #[error("{option} does not apply here: {reason}")]
+    OptionConflict {
+        /// The option as the CLI spells it, e.g. `"swap"`.
+        option: &'static str,
+        /// Why, and what is accepted instead.
+        reason: &'static str,
+    },
     /// The input needs more than the device allows (buffer size, binding size, dispatch size).
     #[error(
         "{what} needs {needed}, but the device allows at most {limit}; \

@@ -5,7 +5,9 @@
 //! reference in f64 to check against.
 //!
 //! So far: the contrastive loss ([`Contrastive`]) over explicit pairs or over every pair
-//! of a labelled batch, with the batch's pair space tiled so that no B×B buffer exists.
+//! of a labelled batch, and the triplet loss ([`Triplet`]) over explicit triplets or mined
+//! from a labelled batch (all, batch-hard, semi-hard). In-batch losses tile the pair space
+//! so that no B×B buffer exists.
 //!
 //! ```no_run
 //! use metric_loss::{Contrastive, Embeddings, Gpu, Grads, Labels};
@@ -33,5 +35,6 @@ pub use gpu::{AdapterSummary, Gpu, GpuOptions};
 pub use loss::contrastive::{
     Contrastive, ContrastiveCounts, ContrastiveOutput, Distance, Hinge, Reduction,
 };
+pub use loss::triplet::{Mining, Triplet, TripletCounts, TripletOutput, TripletTerm};
 pub use loss::{Grads, LossOutput};
 pub use shape::{check_domain, Embeddings, Labels, MAX_ABS_VALUE};

@@ -1,12 +1,9 @@
 //! CPU reference of the contrastive loss (mirrors contrastive.wgsl: forward terms and counts,
 //! the reduction's scales, then the backward pass), in f64.
-//!
-//! Cosine distance is computed from its definition here, while the GPU runs it as
-//! one-minus-dot on normalised rows: the two derivations check each other.
 
-use super::normalize;
+use super::distance::{add_scaled, distance, distance_grad, finish_grad, prepare, row, widen};
 use crate::loss::contrastive::{
-    reduce, Contrastive, ContrastiveCounts, ContrastiveOutput, Distance, Hinge, Reduction,
+    reduce, Contrastive, ContrastiveCounts, ContrastiveOutput, Hinge, Reduction,
 };
 use crate::loss::{Grads, LossOutput};
 use crate::shape::{Embeddings, Labels};
@@ -30,55 +27,6 @@ impl Reference {
             grads: Vec::new(),
         }
     }
-}
-
-/// Distance between rows u and v.
-pub fn distance(kind: Distance, u: &[f64], v: &[f64]) -> f64 {
-    match kind {
-        Distance::Euclidean => squared_diff(u, v).sqrt(),
-        Distance::SquaredEuclidean => squared_diff(u, v),
-        Distance::Cosine => 1.0 - cosine_similarity(u, v),
-    }
-}
-
-/// dd/du, with the convention that it is 0 where d = 0.
-pub fn distance_grad(kind: Distance, u: &[f64], v: &[f64]) -> Vec<f64> {
-    let d = distance(kind, u, v);
-    if d == 0.0 {
-        return vec![0.0; u.len()];
-    }
-    match kind {
-        Distance::Euclidean => u.iter().zip(v).map(|(a, b)| (a - b) / d).collect(),
-        Distance::SquaredEuclidean => u.iter().zip(v).map(|(a, b)| 2.0 * (a - b)).collect(),
-        Distance::Cosine => {
-            // d = 1 − s, s = u·v/(nu·nv), nu = max(|u|, eps):
-            // ds/du = v/(nu·nv) − [|u| > eps]·s·u/nu².
-            let (lu, lv) = (norm(u), norm(v));
-            let (nu, nv) = (lu.max(normalize::NORM_EPS), lv.max(normalize::NORM_EPS));
-            let s = dot(u, v) / (nu * nv);
-            let varies = if lu > normalize::NORM_EPS { 1.0 } else { 0.0 };
-            u.iter()
-                .zip(v)
-                .map(|(a, b)| -(b / (nu * nv) - varies * s * a / (nu * nu)))
-                .collect()
-        }
-    }
-}
-
-fn squared_diff(u: &[f64], v: &[f64]) -> f64 {
-    u.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum()
-}
-
-fn dot(u: &[f64], v: &[f64]) -> f64 {
-    u.iter().zip(v).map(|(a, b)| a * b).sum()
-}
-
-fn norm(u: &[f64]) -> f64 {
-    dot(u, u).sqrt()
-}
-
-fn cosine_similarity(u: &[f64], v: &[f64]) -> f64 {
-    dot(u, v) / (norm(u).max(normalize::NORM_EPS) * norm(v).max(normalize::NORM_EPS))
 }
 
 /// The hinge argument: d − p for similar pairs, m − d for dissimilar ones.
@@ -115,23 +63,6 @@ fn scales(reduction: Reduction, c: &ContrastiveCounts) -> (f64, f64) {
         Reduction::Mean => (inv(c.pairs()), inv(c.pairs())),
         Reduction::Sum => (1.0, 1.0),
         Reduction::MeanNonzero => (inv(c.active_similar), inv(c.active_dissimilar)),
-    }
-}
-
-/// The rows the distance sees: after `normalize` when it is on.
-fn prepare(cfg: &Contrastive, x: &[f64], dim: usize) -> (Vec<f64>, Option<Vec<f64>>) {
-    if cfg.normalize {
-        let (xn, norms) = normalize::forward(x, dim);
-        (xn, Some(norms))
-    } else {
-        (x.to_vec(), None)
-    }
-}
-
-fn finish_grad(xn: &[f64], norms: Option<Vec<f64>>, g: Vec<f64>, dim: usize) -> Vec<f64> {
-    match norms {
-        Some(n) => normalize::backward(xn, &n, &g, dim),
-        None => g,
     }
 }
 
@@ -185,8 +116,8 @@ pub fn pairs_f64(
     similar: &[bool],
     grads: Grads,
 ) -> Reference {
-    let (an, a_norms) = prepare(cfg, a, dim);
-    let (bn, b_norms) = prepare(cfg, b, dim);
+    let (an, a_norms) = prepare(cfg.normalize, a, dim);
+    let (bn, b_norms) = prepare(cfg.normalize, b, dim);
     let mut terms = Terms::new();
     for (i, &s) in similar.iter().enumerate() {
         let d = distance(cfg.distance, row(&an, i, dim), row(&bn, i, dim));
@@ -231,7 +162,7 @@ pub fn batch_f64(
     classes: &[u32],
     grads: Grads,
 ) -> Reference {
-    let (xn, norms) = prepare(cfg, x, dim);
+    let (xn, norms) = prepare(cfg.normalize, x, dim);
     let rows = classes.len();
     let mut terms = Terms::new();
     for i in 0..rows {
@@ -268,20 +199,6 @@ pub fn batch_f64(
         counts: terms.counts,
         grads: vec![finish_grad(&xn, norms, g, dim)],
     }
-}
-
-fn row(x: &[f64], i: usize, dim: usize) -> &[f64] {
-    &x[i * dim..(i + 1) * dim]
-}
-
-fn add_scaled(dst: &mut [f64], c: f64, src: &[f64]) {
-    for (d, s) in dst.iter_mut().zip(src) {
-        *d += c * s;
-    }
-}
-
-fn widen(x: &Embeddings<'_>) -> Vec<f64> {
-    x.data().iter().map(|&v| f64::from(v)).collect()
 }
 
 fn narrow(r: Reference) -> ContrastiveOutput {

@@ -2,4 +2,6 @@
 //! for clarity rather than speed. Tests and `metric-loss check` compare the two.
 
 pub mod contrastive;
+pub mod distance;
 pub mod normalize;
+pub mod triplet;

@@ -395,7 +395,8 @@ impl Bound {
 pub(crate) struct Recorder<'a> {
     gpu: &'a Gpu,
     state: &'a mut State,
-    passes: Vec<(wgpu::ComputePipeline, wgpu::BindGroup, u32)>,
+    /// (pipeline, bind group, dynamic offset of the parameters, workgroups)
+    passes: Vec<(wgpu::ComputePipeline, wgpu::BindGroup, u32, u32)>,
     copies: Vec<(Bound, u64)>,
 }
 
@@ -516,9 +517,19 @@ impl Recorder<'_> {
                 })
             })
             .clone();
+        let (naga_module, info) = shader::reflect(module);
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(entry),
+            entries: &shader::layout_entries(&naga_module, &info, entry),
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(entry),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
-            layout: None,
+            layout: Some(&pipeline_layout),
             module: &shader,
             entry_point: Some(entry),
             // Every kernel writes its workgroup memory before reading it.
@@ -533,11 +544,15 @@ impl Recorder<'_> {
         pipeline
     }
 
-    /// Records one dispatch of `entry` with `bindings` (binding number, window).
+    /// Records one dispatch of `entry`: its parameters `uniform` (binding 0, one slot of the
+    /// uniform buffer, bound at a dynamic offset) and its storage `bindings` (binding number,
+    /// window). The bind group depends on the storage windows only, so dispatches that differ
+    /// in their parameters alone share it.
     pub fn dispatch(
         &mut self,
         module: &'static str,
         entry: &'static str,
+        uniform: &Bound,
         bindings: &[(u32, &Bound)],
         workgroups: u32,
     ) {
@@ -547,31 +562,36 @@ impl Recorder<'_> {
         let pipeline = self.pipeline(module, entry);
         let key = (
             entry,
-            bindings
-                .iter()
-                .map(|(n, b)| (*n, b.id, b.offset, b.size))
+            std::iter::once((0, uniform.id, 0, uniform.size))
+                .chain(bindings.iter().map(|(n, b)| (*n, b.id, b.offset, b.size)))
                 .collect(),
         );
         let device = &self.gpu.device;
         let bind_group = self.state.workspace.bind_group(key, || {
-            let entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
-                .iter()
-                .map(|(binding, b)| wgpu::BindGroupEntry {
-                    binding: *binding,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &b.buffer,
-                        offset: b.offset,
-                        size: std::num::NonZeroU64::new(b.size),
-                    }),
+            fn buffer(b: &Bound, offset: u64) -> wgpu::BindingResource<'_> {
+                wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &b.buffer,
+                    offset,
+                    size: std::num::NonZeroU64::new(b.size),
                 })
-                .collect();
+            }
+            let entries: Vec<wgpu::BindGroupEntry<'_>> = std::iter::once(wgpu::BindGroupEntry {
+                binding: 0,
+                resource: buffer(uniform, 0),
+            })
+            .chain(bindings.iter().map(|(binding, b)| wgpu::BindGroupEntry {
+                binding: *binding,
+                resource: buffer(b, b.offset),
+            }))
+            .collect();
             device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(entry),
                 layout: &pipeline.get_bind_group_layout(0),
                 entries: &entries,
             })
         });
-        self.passes.push((pipeline, bind_group, workgroups));
+        self.passes
+            .push((pipeline, bind_group, uniform.offset as u32, workgroups));
     }
 
     /// Queues a copy of the first `bytes` of `source` into the staging buffer.
@@ -610,9 +630,9 @@ impl Recorder<'_> {
                         end_of_pass_write_index: Some(1),
                     }),
             });
-            for (pipeline, bind_group, groups) in &self.passes {
+            for (pipeline, bind_group, offset, groups) in &self.passes {
                 pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, bind_group, &[]);
+                pass.set_bind_group(0, bind_group, &[*offset]);
                 pass.dispatch_workgroups(*groups, 1, 1);
             }
         }

@@ -32,6 +32,51 @@ pub(crate) struct ContrastiveParams {
     pub _pad1: [f32; 2],
 }
 
+/// Keep in sync with `TripletParams` in shaders/triplet.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub(crate) struct TripletParams {
+    pub rows: u32,
+    /// vec4s per (zero-padded) row.
+    pub dim4: u32,
+    /// 0 euclidean, 1 squared euclidean, 2 one-minus-dot (shaders/common/distance.wgsl).
+    pub distance: u32,
+    /// 1: soft margin log(1 + exp(x)); 0: relu(x + margin).
+    pub soft: u32,
+    /// 1: the negative distance is min(d(a, n), d(p, n)).
+    pub swap: u32,
+    /// Global index of the row window's first row.
+    pub row_start: u32,
+    /// Global index of the column window's first row.
+    pub col_start: u32,
+    /// Rows per window.
+    pub window_rows: u32,
+    /// 1: add into the gradient; 0: overwrite it.
+    pub accumulate: u32,
+    /// Mined: the anchor chunk's first row, relative to the row window.
+    pub chunk_local: u32,
+    /// Mined: row stride of the per-chunk distance, weight and choice buffers.
+    pub stride: u32,
+    pub _pad0: u32,
+    pub margin: f32,
+    /// Explicit triplets: dL/dterm (1/N for mean, 1 for sum).
+    pub scale: f32,
+    pub _pad1: [f32; 2],
+}
+
+/// Keep in sync with `TripletPartial` in shaders/triplet.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub(crate) struct TripletPartial {
+    pub sum: f32,
+    pub carry: f32,
+    pub terms_lo: u32,
+    pub terms_hi: u32,
+    pub active_lo: u32,
+    pub active_hi: u32,
+    pub _pad: [u32; 2],
+}
+
 /// Keep in sync with `NormalizeParams` in shaders/normalize.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
@@ -70,6 +115,14 @@ mod tests {
         assert_eq!(offset_of!(ContrastiveParams, pos_margin), 48);
         assert_eq!(offset_of!(ContrastiveParams, margin), 52);
         assert_eq!(size_of::<NormalizeParams>(), 16);
+        assert_eq!(size_of::<TripletParams>(), 64);
+        assert_eq!(offset_of!(TripletParams, swap), 16);
+        assert_eq!(offset_of!(TripletParams, stride), 40);
+        assert_eq!(offset_of!(TripletParams, margin), 48);
+        assert_eq!(offset_of!(TripletParams, scale), 52);
+        assert_eq!(size_of::<TripletPartial>(), 32);
+        assert_eq!(offset_of!(TripletPartial, terms_lo), 8);
+        assert_eq!(offset_of!(TripletPartial, active_hi), 20);
         assert_eq!(size_of::<Partial>(), 32);
         assert_eq!(offset_of!(Partial, dis_sum), 8);
         assert_eq!(offset_of!(Partial, sim_pairs), 16);

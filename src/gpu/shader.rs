@@ -19,6 +19,11 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/common/reduce.wgsl"),
     ),
     (
+        "common/tile.wgsl",
+        include_str!("../../shaders/common/tile.wgsl"),
+    ),
+    ("triplet.wgsl", include_str!("../../shaders/triplet.wgsl")),
+    (
         "normalize.wgsl",
         include_str!("../../shaders/normalize.wgsl"),
     ),
@@ -37,6 +42,15 @@ pub const MODULES: &[(&str, &[&str])] = &[
             "common/distance.wgsl",
             "common/hinge.wgsl",
             "common/reduce.wgsl",
+            "common/tile.wgsl",
+        ],
+    ),
+    (
+        "triplet.wgsl",
+        &[
+            "common/distance.wgsl",
+            "common/reduce.wgsl",
+            "common/tile.wgsl",
         ],
     ),
 ];
@@ -64,4 +78,63 @@ pub fn assemble(name: &str) -> String {
     out.push_str(&format!("// ---- {name} ----\n"));
     out.push_str(source(name));
     out
+}
+
+/// The bind-group layout entries of `entry` in the assembled module `source`: every global
+/// the entry point uses (naga's analysis of the call graph, as wgpu's automatic layouts do),
+/// with the uniform parameters bound at a dynamic offset so that one bind group serves every
+/// dispatch of a call whatever its parameter slot.
+pub(crate) fn layout_entries(
+    module: &wgpu::naga::Module,
+    info: &wgpu::naga::valid::ModuleInfo,
+    entry: &str,
+) -> Vec<wgpu::BindGroupLayoutEntry> {
+    use wgpu::naga::AddressSpace;
+    let index = module
+        .entry_points
+        .iter()
+        .position(|e| e.name == entry)
+        .unwrap_or_else(|| panic!("no entry point named {entry}"));
+    let uses = info.get_entry_point(index);
+    let mut out: Vec<wgpu::BindGroupLayoutEntry> = module
+        .global_variables
+        .iter()
+        .filter(|(handle, _)| !uses[*handle].is_empty())
+        .filter_map(|(_, var)| {
+            let binding = var.binding.as_ref()?.binding;
+            let ty = match var.space {
+                AddressSpace::Uniform => wgpu::BufferBindingType::Uniform,
+                AddressSpace::Storage { access } => wgpu::BufferBindingType::Storage {
+                    read_only: !access.contains(wgpu::naga::StorageAccess::STORE),
+                },
+                _ => return None,
+            };
+            Some(wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    has_dynamic_offset: ty == wgpu::BufferBindingType::Uniform,
+                    ty,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+        })
+        .collect();
+    out.sort_by_key(|e| e.binding);
+    out
+}
+
+/// Parses and validates the assembled module `name` (for its layouts).
+pub(crate) fn reflect(name: &str) -> (wgpu::naga::Module, wgpu::naga::valid::ModuleInfo) {
+    let src = assemble(name);
+    let module = wgpu::naga::front::wgsl::parse_str(&src)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
+    let info = wgpu::naga::valid::Validator::new(
+        wgpu::naga::valid::ValidationFlags::all(),
+        wgpu::naga::valid::Capabilities::empty(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
+    (module, info)
 }

@@ -4,23 +4,16 @@ use std::borrow::Cow;
 
 use crate::cpu;
 use crate::error::{Error, Result};
-use crate::gpu::params::{ContrastiveParams, NormalizeParams, Partial};
-use crate::gpu::{Bound, Gpu};
-use crate::loss::plan::{Plan, PARTIAL_BYTES, ROW_GROUP, ROW_TILE};
+use crate::gpu::params::{ContrastiveParams, Partial};
+use crate::gpu::Gpu;
+use crate::loss::plan::{Plan, PARTIAL_BYTES, ROW_TILE};
+use crate::loss::steps::{
+    normalize_backward, normalize_forward, padded, read_grads, record, row_groups, unpad_grads,
+    upload_sides, Buffers, Step,
+};
+pub use crate::loss::Distance;
 use crate::loss::{Grads, LossOutput};
 use crate::shape::{same_rows, Embeddings, Labels};
-
-/// Distance between two rows u, v.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Distance {
-    /// ||u − v||₂.
-    #[default]
-    Euclidean,
-    /// ||u − v||₂².
-    SquaredEuclidean,
-    /// 1 − u·v / (max(||u||, 1e-12)·max(||v||, 1e-12)).
-    Cosine,
-}
 
 /// Shape of the margin hinge.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,16 +25,18 @@ pub enum Hinge {
     Linear,
 }
 
-/// How pair terms are combined into the loss.
+/// How terms are combined into the loss (shared by the margin losses; each family lists
+/// the reductions it accepts).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Reduction {
-    /// Sum of all pair terms / number of pairs (0 when there are no pairs).
+    /// Sum of all terms / number of terms (0 when there are none).
     #[default]
     Mean,
-    /// Sum of all pair terms.
+    /// Sum of all terms.
     Sum,
-    /// Mean of the non-zero similar terms + mean of the non-zero dissimilar terms, each part
-    /// 0 when it has no non-zero term (pytorch-metric-learning's `AvgNonZeroReducer`).
+    /// Contrastive: mean of the non-zero similar terms + mean of the non-zero dissimilar
+    /// terms, each part 0 when it has no non-zero term; triplet: mean of the non-zero terms,
+    /// 0 if none (pytorch-metric-learning's `AvgNonZeroReducer`).
     MeanNonzero,
 }
 
@@ -276,36 +271,6 @@ enum Mode {
 }
 
 const MODULE: &str = "contrastive.wgsl";
-const NORMALIZE: &str = "normalize.wgsl";
-const RAW: [&str; 2] = ["a_raw", "b_raw"];
-const STAGES: [[(&str, &str); 2]; 2] = [
-    [("a_norm1", "a_norms1"), ("a_norm2", "a_norms2")],
-    [("b_norm1", "b_norms1"), ("b_norm2", "b_norms2")],
-];
-const GRAD: [&str; 2] = ["grad_a", "grad_b"];
-
-/// Rows zero-padded to a multiple of 4 values (borrowed when already a multiple).
-fn padded<'a>(e: &Embeddings<'a>) -> Cow<'a, [f32]> {
-    let (dim, dim4) = (e.dim(), e.dim().div_ceil(4) * 4);
-    if dim == dim4 {
-        return Cow::Borrowed(e.data());
-    }
-    let mut out = vec![0.0f32; e.rows() * dim4];
-    for (dst, src) in out.chunks_exact_mut(dim4).zip(e.data().chunks_exact(dim)) {
-        dst[..dim].copy_from_slice(src);
-    }
-    Cow::Owned(out)
-}
-
-/// One dispatch: its kernel, uniforms and windows.
-struct Step {
-    module: &'static str,
-    entry: &'static str,
-    params: Vec<u8>,
-    /// (binding, buffer, bytes per row or 0 for a whole small buffer, window index)
-    bindings: Vec<(u32, usize, u64, u64)>,
-    groups: u64,
-}
 
 fn run(
     gpu: &Gpu,
@@ -317,8 +282,7 @@ fn run(
     grads: Grads,
 ) -> Result<ContrastiveOutput> {
     let (rows, dim) = (a.rows() as u64, a.dim() as u64);
-    let sides: Vec<Cow<'_, [f32]>> = std::iter::once(a).chain(b).map(padded).collect();
-    let stages = cfg.normalize_stages();
+    let data: Vec<Cow<'_, [f32]>> = std::iter::once(a).chain(b).map(padded).collect();
     let want = grads == Grads::Compute;
     let work = match mode {
         Mode::Batch => 6.0 * (rows as f64) * (rows as f64) * dim as f64,
@@ -326,74 +290,21 @@ fn run(
     };
     let mut plan_out = None;
     let bytes = gpu.execute("contrastive loss", work, |rec| {
-        let plan = Plan::new(rec, rows, dim)?;
+        let plan = Plan::new(rec, rows, dim, 0)?;
         plan_out = Some(plan);
         let cap = plan.capacity;
-        let emb = cap * plan.row_bytes;
-        // Buffers, by index: what each Step's bindings refer to.
-        let mut bufs: Vec<Bound> = Vec::new();
-        let mut chains: Vec<Vec<(usize, Option<usize>)>> = Vec::new();
-        for (side, data) in sides.iter().enumerate() {
-            let raw = rec.rows_buffer(RAW[side], emb, true);
-            rec.write(&raw, bytemuck::cast_slice(data));
-            bufs.push(raw);
-            let mut chain = vec![(bufs.len() - 1, None)];
-            for &(rows_role, norms_role) in STAGES[side].iter().take(stages) {
-                bufs.push(rec.rows_buffer(rows_role, emb, false));
-                bufs.push(rec.rows_buffer(norms_role, cap * 4, false));
-                chain.push((bufs.len() - 2, Some(bufs.len() - 1)));
-            }
-            chains.push(chain);
-        }
+        let mut bufs = Buffers::default();
+        let sides = upload_sides(rec, &plan, &mut bufs, &data, cfg.normalize_stages(), want);
         let class_buf = rec.rows_buffer("classes", cap * 4, true);
         rec.write(&class_buf, bytemuck::cast_slice(classes));
-        bufs.push(class_buf);
-        let class_i = bufs.len() - 1;
-        bufs.push(rec.rows_buffer("partials", cap * PARTIAL_BYTES, false));
-        let partials_i = bufs.len() - 1;
-        bufs.push(rec.small("scales", 48));
-        let scales_i = bufs.len() - 1;
-        let mut grad_i = Vec::new();
-        if want {
-            for role in GRAD.iter().take(sides.len()) {
-                bufs.push(rec.rows_buffer(role, emb, false));
-                grad_i.push(bufs.len() - 1);
-            }
-        }
-        let last = |side: usize| chains[side].last().map_or(0, |c| c.0);
-        let (x_a, x_b) = (last(0), if sides.len() > 1 { last(1) } else { last(0) });
+        let class_i = bufs.push(class_buf);
+        let partials_i = bufs.push(rec.rows_buffer("partials", cap * PARTIAL_BYTES, false));
+        let scales_i = bufs.push(rec.small("scales", 48));
+        let grad_i: Vec<usize> = sides.iter().filter_map(|s| s.grad).collect();
+        let (x_a, x_b) = (sides[0].rows(), sides[sides.len() - 1].rows());
         let rb = plan.row_bytes;
 
-        let mut steps = Vec::new();
-        // Workgroups of the one-invocation-per-row kernels for window w.
-        let groups = |w: u64| plan.rows_in(w).div_ceil(ROW_GROUP);
-        let norm_params = |w: u64| {
-            bytemuck::bytes_of(&NormalizeParams {
-                rows: rows as u32,
-                dim4: plan.dim4 as u32,
-                row_start: plan.start(w) as u32,
-                window_rows: plan.window_rows as u32,
-            })
-            .to_vec()
-        };
-        for chain in &chains {
-            for pair in chain.windows(2) {
-                let ((src, _), (dst, norms)) = (pair[0], pair[1]);
-                for w in 0..plan.windows {
-                    steps.push(Step {
-                        module: NORMALIZE,
-                        entry: "normalize_forward",
-                        params: norm_params(w),
-                        bindings: vec![
-                            (1, src, rb, w),
-                            (2, dst, rb, w),
-                            (3, norms.unwrap_or(0), 4, w),
-                        ],
-                        groups: groups(w),
-                    });
-                }
-            }
-        }
+        let mut steps = normalize_forward(&plan, &sides);
         let params = |row_w: u64, col_w: u64, accumulate: bool, last: bool| {
             let mut p = cfg.params(rows as usize, plan.dim4 as usize);
             p.row_start = plan.start(row_w) as u32;
@@ -444,7 +355,7 @@ fn run(
                             (3, class_i, 4, r),
                             (5, partials_i, PARTIAL_BYTES, r),
                         ],
-                        groups: groups(r),
+                        groups: row_groups(&plan, r),
                     });
                 }
             }
@@ -498,56 +409,23 @@ fn run(
                                 (7, grad_i[0], rb, r),
                                 (8, grad_i[1], rb, r),
                             ],
-                            groups: groups(r),
+                            groups: row_groups(&plan, r),
                         });
                     }
                 }
             }
-        }
-        if want {
-            for (chain, &g) in chains.iter().zip(&grad_i) {
-                for &(xn, norms) in chain.iter().rev() {
-                    let Some(norms) = norms else { continue };
-                    for w in 0..plan.windows {
-                        steps.push(Step {
-                            module: NORMALIZE,
-                            entry: "normalize_backward",
-                            params: norm_params(w),
-                            bindings: vec![(2, xn, rb, w), (3, norms, 4, w), (4, g, rb, w)],
-                            groups: groups(w),
-                        });
-                    }
-                }
-            }
+            steps.extend(normalize_backward(&plan, &sides));
             if host_scales {
                 let s = scale_for(cfg.reduction, mode, rows);
-                rec.write(&bufs[scales_i], bytemuck::cast_slice(&[s, s, 0.0, 0.0]));
+                rec.write(
+                    &bufs.list[scales_i],
+                    bytemuck::cast_slice(&[s, s, 0.0, 0.0]),
+                );
             }
         }
-
-        let slots: Vec<&[u8]> = steps.iter().map(|s| s.params.as_slice()).collect();
-        let uniforms = rec.uniforms("params", &slots);
-        for (step, uniform) in steps.iter().zip(&uniforms) {
-            let windows: Vec<Bound> = step
-                .bindings
-                .iter()
-                .map(|&(_, i, per_row, w)| {
-                    if per_row == 0 {
-                        bufs[i].clone()
-                    } else {
-                        let size = plan.window_rows * per_row;
-                        bufs[i].window(w * size, size)
-                    }
-                })
-                .collect();
-            let mut bound: Vec<(u32, &Bound)> = vec![(0, uniform)];
-            bound.extend(step.bindings.iter().zip(&windows).map(|(b, w)| (b.0, w)));
-            rec.dispatch(step.module, step.entry, &bound, step.groups as u32);
-        }
-        rec.read_back(&bufs[partials_i], rows * PARTIAL_BYTES);
-        for &g in &grad_i {
-            rec.read_back(&bufs[g], rows * rb);
-        }
+        record(rec, &plan, &bufs, &steps);
+        rec.read_back(&bufs.list[partials_i], rows * PARTIAL_BYTES);
+        read_grads(rec, &plan, &bufs, &sides);
         Ok(())
     })?;
 
@@ -555,22 +433,10 @@ fn run(
     let (partial_bytes, rest) = bytes.split_at((rows * PARTIAL_BYTES) as usize);
     let partials: &[Partial] = bytemuck::cast_slice(partial_bytes);
     let (loss, counts) = reduce_partials(cfg.reduction, partials);
-    let grads = rest
-        .chunks_exact((rows * plan.row_bytes) as usize)
-        .map(|c| {
-            let padded: &[f32] = bytemuck::cast_slice(c);
-            let stride = (plan.dim4 * 4) as usize;
-            padded
-                .chunks_exact(stride)
-                .flat_map(|r| &r[..dim as usize])
-                .copied()
-                .collect()
-        })
-        .collect();
     Ok(LossOutput {
         loss,
         counts,
-        grads,
+        grads: unpad_grads(rest, &plan, dim as usize),
     })
 }
 

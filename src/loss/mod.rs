@@ -2,6 +2,20 @@
 
 pub mod contrastive;
 pub(crate) mod plan;
+pub(crate) mod steps;
+pub mod triplet;
+
+/// Distance between two rows u, v.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Distance {
+    /// ||u − v||₂.
+    #[default]
+    Euclidean,
+    /// ||u − v||₂².
+    SquaredEuclidean,
+    /// 1 − u·v / (max(||u||, 1e-12)·max(||v||, 1e-12)).
+    Cosine,
+}
 
 /// Whether a call also computes gradients.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

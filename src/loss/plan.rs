@@ -34,8 +34,10 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Plans `rows` rows of `dim` values on the recorder's device.
-    pub fn new(rec: &mut Recorder<'_>, rows: u64, dim: u64) -> Result<Self> {
+    /// Plans `rows` rows of `dim` values on the recorder's device. `whole_row_bytes`: bytes
+    /// per row of row-indexed buffers that are bound whole rather than in windows (their
+    /// capacity must still fit one buffer); 0 if none.
+    pub fn new(rec: &mut Recorder<'_>, rows: u64, dim: u64, whole_row_bytes: u64) -> Result<Self> {
         let limits = rec.limits();
         let dim4 = dim.div_ceil(4);
         let row_bytes = dim4 * 16;
@@ -68,7 +70,7 @@ impl Plan {
                 cap.div_ceil(64) * 64
             }
         };
-        let fits = |cap: u64| cap * row_bytes <= max_buffer && cap * PARTIAL_BYTES <= max_buffer;
+        let fits = |cap: u64| cap * row_bytes.max(PARTIAL_BYTES).max(whole_row_bytes) <= max_buffer;
         let needed = fit(rows);
         if !fits(needed) {
             return Err(Error::LimitExceeded {

@@ -19,8 +19,10 @@
 
 use crate::cpu;
 use crate::loss::contrastive::{Contrastive, Distance, Hinge, Reduction};
-use crate::loss::Grads;
+use crate::loss::{Grads, LossOutput};
 use crate::{ContrastiveOutput, Embeddings, Gpu, Labels, Result};
+
+pub mod triplet;
 
 /// f32 unit roundoff, 2⁻²⁴.
 pub const F32_ROUNDOFF: f64 = 5.960_464_477_539_063e-8;
@@ -201,7 +203,7 @@ pub fn batch_distances(cfg: &Contrastive, x: &Embeddings<'_>) -> Vec<f64> {
     let mut out = Vec::new();
     for i in 0..x.rows() {
         for j in i + 1..x.rows() {
-            out.push(cpu::contrastive::distance(
+            out.push(cpu::distance::distance(
                 cfg.distance,
                 &xs[i * dim..(i + 1) * dim],
                 &xs[j * dim..(j + 1) * dim],
@@ -225,7 +227,7 @@ pub fn pair_distances(cfg: &Contrastive, a: &Embeddings<'_>, b: &Embeddings<'_>)
     let dim = a.dim();
     (0..a.rows())
         .map(|i| {
-            cpu::contrastive::distance(
+            cpu::distance::distance(
                 cfg.distance,
                 &an[i * dim..(i + 1) * dim],
                 &bn[i * dim..(i + 1) * dim],
@@ -291,11 +293,21 @@ pub fn compare_outputs(
     reduction_len: u64,
 ) -> CaseReport {
     let pairs = reference.counts.pairs();
-    let loss = compare(
-        &[gpu.loss],
-        &[reference.loss],
-        Tolerance::new(dim, pairs, loss_scale(cfg, d_max, pairs)),
-    );
+    let loss_tol = Tolerance::new(dim, pairs, loss_scale(cfg, d_max, pairs));
+    compare_any(name, gpu, reference, dim, loss_tol, reduction_len)
+}
+
+/// Compares any loss's GPU output with its reference: the loss under `loss_tol`, each
+/// gradient under the rule with `reduction_len` terms and its own scale, counts exactly.
+pub fn compare_any<C: PartialEq>(
+    name: String,
+    gpu: &LossOutput<C>,
+    reference: &LossOutput<C>,
+    dim: usize,
+    loss_tol: Tolerance,
+    reduction_len: u64,
+) -> CaseReport {
+    let loss = compare(&[gpu.loss], &[reference.loss], loss_tol);
     let grads = gpu
         .grads
         .iter()
