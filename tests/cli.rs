@@ -471,8 +471,9 @@ fn check_passes_on_a_small_grid() {
     let out = cli(&["check", "--batch", "9", "--dim", "3", "--seed", "5"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("72 passed, 0 failed"), "{stdout}");
-    assert_eq!(stdout.matches("PASS").count(), 72);
+    // 72 contrastive cases, 48 explicit-triplet and 36 mined-triplet cases.
+    assert!(stdout.contains("156 passed, 0 failed"), "{stdout}");
+    assert_eq!(stdout.matches("PASS").count(), 156);
 }
 
 #[test]
@@ -517,5 +518,266 @@ fn bench_prints_a_json_line() {
         assert_eq!(v["batch"], 40);
         let frac = v["active_fraction"].as_f64().unwrap();
         assert!(frac > 0.0 && frac <= 1.0, "{last}");
+    }
+}
+
+#[test]
+fn triplet_bad_input_exits_2_with_one_line() {
+    let d = Dir::new("tbad");
+    let x = d.f32s("x.npy", "(3, 2)", &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    let x2 = d.f32s("x2.npy", "(2, 2)", &[0.0, 1.0, 2.0, 3.0]);
+    let x3 = d.f32s("x3.npy", "(3, 3)", &[0.0; 9]);
+    let nan = d.f32s("nan.npy", "(3, 2)", &[0.0, 1.0, 2.0, f32::NAN, 4.0, 5.0]);
+    let l = d.i64s("l.npy", &[0, 1, 0]);
+    let g = d.path("g.npy").to_string_lossy().into_owned();
+    let t = "triplet";
+    let explicit = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "eval",
+            "--loss",
+            t,
+            "--anchor",
+            &x,
+            "--positive",
+            &x,
+            "--negative",
+            &x,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let mined = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["eval", "--loss", t, "--embeddings", &x, "--labels", &l]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (explicit(&["--soft", "--margin", "0.5"]), "--margin"),
+        (mined(&["--mining", "hard", "--swap"]), "swap"),
+        (mined(&["--mining", "all", "--soft"]), "soft"),
+        (mined(&[]), "--mining is missing"),
+        (explicit(&["--mining", "hard"]), "not both"),
+        (explicit(&["--pos-margin", "0.5"]), "--pos-margin"),
+        (explicit(&["--hinge", "linear"]), "--hinge"),
+        (explicit(&["--grad", &g]), "--grad-anchor"),
+        (mined(&["--mining", "hard", "--grad-anchor", &g]), "--grad"),
+        (
+            mined(&["--mining", "hard", "--reduction", "mean-nonzero"]),
+            "mean-nonzero",
+        ),
+        (explicit(&["--reduction", "mean-nonzero"]), "mean-nonzero"),
+        (mined(&["--mining", "all", "--reduction", "sum"]), "sum"),
+        (explicit(&["--margin", "-1"]), "--margin"),
+        (explicit(&["--margin", "nan"]), "--margin"),
+        (
+            vec![
+                "eval",
+                "--loss",
+                t,
+                "--anchor",
+                &x,
+                "--positive",
+                &x2,
+                "--negative",
+                &x,
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            "--positive has 2 rows",
+        ),
+        (
+            vec![
+                "eval",
+                "--loss",
+                t,
+                "--anchor",
+                &x,
+                "--positive",
+                &x,
+                "--negative",
+                &x3,
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            "dimension",
+        ),
+        (
+            vec![
+                "eval",
+                "--loss",
+                t,
+                "--anchor",
+                &nan,
+                "--positive",
+                &x,
+                "--negative",
+                &x,
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            "row 1, column 1",
+        ),
+        (
+            vec!["eval", "--loss", t, "--anchor", &x, "--positive", &x]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            "--negative is missing",
+        ),
+        (
+            vec![
+                "eval",
+                "--loss",
+                "contrastive",
+                "--embeddings",
+                &x,
+                "--labels",
+                &l,
+                "--swap",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            "--swap",
+        ),
+    ];
+    for (args, needle) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_usage_error(&args, needle);
+    }
+}
+
+#[test]
+fn eval_triplet_explicit_and_mined_by_hand() {
+    let d = Dir::new("tok");
+    // tests/triplet.rs explicit_by_hand: mean 1, 3 triplets, 2 active.
+    let a = d.f32s("a.npy", "(3, 2)", &[0.0, 0.0, 0.0, 0.0, 1.0, 1.0]);
+    let p = d.f32s("p.npy", "(3, 2)", &[3.0, 4.0, 0.0, 2.0, 1.0, 1.0]);
+    let n = d.f32s("n.npy", "(3, 2)", &[6.0, 0.0, 1.0, 0.0, 1.0, 1.0]);
+    // tests/triplet.rs hard_by_hand: 1-D batch, loss 5 over 5 anchors, 4 active.
+    let x = d.f32s("x.npy", "(5, 1)", &[0.0, 1.0, 3.0, 6.0, 10.0]);
+    let l = d.i64s("l.npy", &[0, 0, 1, 1, 0]);
+    let (ga, gp, gn, g) = (
+        d.path("ga.npy"),
+        d.path("gp.npy"),
+        d.path("gn.npy"),
+        d.path("g.npy"),
+    );
+    let mut devices = vec!["cpu"];
+    if common::gpu().is_some() {
+        devices.push("gpu");
+    }
+    for device in devices {
+        let out = cli(&[
+            "eval",
+            "--loss",
+            "triplet",
+            "--anchor",
+            &a,
+            "--positive",
+            &p,
+            "--negative",
+            &n,
+            "--device",
+            device,
+            "--grad-anchor",
+            ga.to_str().unwrap(),
+            "--grad-positive",
+            gp.to_str().unwrap(),
+            "--grad-negative",
+            gn.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
+        let loss: f64 = json_field(&line, "loss").parse().unwrap();
+        assert!((loss - 1.0).abs() < 1e-6, "{line}");
+        assert_eq!(json_field(&line, "terms"), "3");
+        assert_eq!(json_field(&line, "term_kind"), "\"triplets\"");
+        assert_eq!(json_field(&line, "active_terms"), "2");
+        assert_eq!(json_field(&line, "mining"), "null");
+        let s = 1.0 / 3.0;
+        for (path, want) in [
+            (&ga, [0.0, 0.0, s, -s, 0.0, 0.0]),
+            (&gp, [0.0, 0.0, 0.0, s, 0.0, 0.0]),
+            (&gn, [0.0, 0.0, -s, 0.0, 0.0, 0.0]),
+        ] {
+            let got = metric_loss::npy::read(path).unwrap().to_f32().unwrap();
+            for (a, b) in got.iter().zip(want) {
+                assert!((f64::from(*a) - b).abs() < 1e-6, "{device} {got:?}");
+            }
+        }
+        let out = cli(&[
+            "eval",
+            "--loss",
+            "triplet",
+            "--embeddings",
+            &x,
+            "--labels",
+            &l,
+            "--mining",
+            "hard",
+            "--device",
+            device,
+            "--grad",
+            g.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
+        let loss: f64 = json_field(&line, "loss").parse().unwrap();
+        assert!((loss - 5.0).abs() < 1e-5, "{line}");
+        assert_eq!(json_field(&line, "terms"), "5");
+        assert_eq!(json_field(&line, "term_kind"), "\"anchors\"");
+        assert_eq!(json_field(&line, "active_terms"), "4");
+        assert_eq!(json_field(&line, "mining"), "\"hard\"");
+        assert_eq!(json_field(&line, "reduction"), "\"mean\"");
+        let got = metric_loss::npy::read(&g).unwrap().to_f32().unwrap();
+        for (a, b) in got.iter().zip([-0.2, 0.2, -0.8, 0.4, 0.4]) {
+            assert!((f64::from(*a) - b).abs() < 1e-6, "{device} {got:?}");
+        }
+    }
+}
+
+#[test]
+fn bench_covers_triplets() {
+    if common::gpu().is_none() {
+        return;
+    }
+    for (mode, mining, unit) in [
+        ("batch", "hard", "pairs_per_s"),
+        ("batch", "semihard", "pairs_per_s"),
+        ("batch", "all", "triplets_per_s"),
+        ("triplets", "hard", "triplets_per_s"),
+    ] {
+        let out = cli(&[
+            "bench", "--loss", "triplet", "--batch", "40", "--dim", "6", "--mode", mode,
+            "--mining", mining, "--repeat", "2", "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value =
+            serde_json::from_str(stdout.trim_end().lines().last().unwrap()).unwrap();
+        assert!(v[unit].as_f64().unwrap() > 0.0, "{mode} {mining}: {v}");
+        assert!(v["terms"].as_u64().unwrap() > 0, "{v}");
     }
 }

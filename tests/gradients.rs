@@ -108,3 +108,93 @@ fn gradient_below_the_norm_floor() {
         r.grads[0][0]
     );
 }
+
+/// Triplet inputs whose choices and hinge points are 1e-3 clear of every kink (redrawn until
+/// they are), so that a step of 1e-6 changes no discrete decision.
+fn clear_triplet_input<T>(
+    mut draw: impl FnMut(&mut Rng) -> T,
+    mut clear: impl FnMut(&T) -> bool,
+) -> T {
+    let mut rng = Rng::new(99);
+    for _ in 0..1000 {
+        let t = draw(&mut rng);
+        if clear(&t) {
+            return t;
+        }
+    }
+    panic!("no input clear of kinks in 1000 draws");
+}
+
+fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
+}
+
+#[test]
+fn triplet_explicit_gradients_match_finite_differences() {
+    use metric_loss::check::triplet::{explicit_decisions, explicit_grid, make_clear};
+    use metric_loss::cpu::triplet::explicit_f64;
+    let (n, dim) = (5, 3);
+    for base in explicit_grid() {
+        let mut cfg = base;
+        let data = clear_triplet_input(
+            |rng| {
+                [
+                    rng.normals(n * dim),
+                    rng.normals(n * dim),
+                    rng.normals(n * dim),
+                ]
+            },
+            |d| {
+                let e: Vec<Embeddings<'_>> = d
+                    .iter()
+                    .map(|v| Embeddings::new("t", v, n, dim).unwrap())
+                    .collect();
+                let dec = explicit_decisions(&base, &e[0], &e[1], &e[2]);
+                cfg = base;
+                make_clear(&mut cfg, &dec, 0.4, 1e-3)
+            },
+        );
+        let [a, p, q] = [widen(&data[0]), widen(&data[1]), widen(&data[2])];
+        let r = explicit_f64(&cfg, &a, &p, &q, dim, Grads::Compute);
+        assert!(
+            r.counts.active > 0,
+            "{cfg:?}: nothing active, test is vacuous"
+        );
+        let sides = [&a, &p, &q];
+        for (s, grad) in r.grads.iter().enumerate() {
+            assert_fd(&format!("explicit side {s} {cfg:?}"), grad, |k, h| {
+                let mut moved: Vec<Vec<f64>> = sides.iter().map(|v| v.to_vec()).collect();
+                moved[s][k] += h;
+                explicit_f64(&cfg, &moved[0], &moved[1], &moved[2], dim, Grads::Skip).loss
+            });
+        }
+    }
+}
+
+#[test]
+fn triplet_mined_gradients_match_finite_differences() {
+    use metric_loss::check::triplet::{make_clear, mined_decisions, mined_grid};
+    use metric_loss::cpu::triplet::mined_f64;
+    let (rows, dim) = (9, 3);
+    let classes = [0u32, 1, 0, 2, 1, 0, 2, 1, 0];
+    for (base, mining) in mined_grid() {
+        let mut cfg = base;
+        let data = clear_triplet_input(
+            |rng| rng.normals(rows * dim),
+            |d| {
+                let x = Embeddings::new("x", d, rows, dim).unwrap();
+                let dec = mined_decisions(&base, mining, &x, &classes);
+                cfg = base;
+                make_clear(&mut cfg, &dec, 0.4, 1e-3)
+            },
+        );
+        let x = widen(&data);
+        let r = mined_f64(&cfg, mining, &x, dim, &classes, Grads::Compute);
+        assert!(r.counts.active > 0, "{cfg:?} {mining:?}: vacuous");
+        assert_fd(&format!("{mining:?} {cfg:?}"), &r.grads[0], |k, h| {
+            let mut p = x.clone();
+            p[k] += h;
+            mined_f64(&cfg, mining, &p, dim, &classes, Grads::Skip).loss
+        });
+    }
+}

@@ -40,6 +40,17 @@ pub enum Reduction {
     MeanNonzero,
 }
 
+impl Reduction {
+    /// The name the CLI uses: "mean", "sum", "mean-nonzero".
+    pub fn name(self) -> &'static str {
+        match self {
+            Reduction::Mean => "mean",
+            Reduction::Sum => "sum",
+            Reduction::MeanNonzero => "mean-nonzero",
+        }
+    }
+}
+
 /// Contrastive loss (Hadsell, Chopra and LeCun, 2006) with its options.
 ///
 /// Pair terms, with d the [`Distance`], p = `pos_margin`, m = `margin`:

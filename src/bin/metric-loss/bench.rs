@@ -1,23 +1,28 @@
 //! `metric-loss bench`: time forward + backward calls through the host API.
 //!
 //! Inputs follow the project's benchmark rules: Gaussian rows, L2-normalised, `normalize`
-//! off, margin 1.5 (most dissimilar pairs sit inside it), labels uniform over B/8 classes
-//! (pairs: y uniform over 0/1). Every pair's term is evaluated whatever the data.
+//! off, margin 1.5 for contrastive (most dissimilar pairs sit inside it) and 1 for triplet,
+//! labels uniform over B/8 classes (pairs: y uniform over 0/1). Every pair's term is
+//! evaluated whatever the data.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use metric_loss::check::Rng;
-use metric_loss::{Contrastive, ContrastiveOutput, Embeddings, Gpu, Grads, Labels};
+use metric_loss::{Contrastive, Embeddings, Gpu, Grads, Labels, Mining, Triplet};
 
-use crate::eval::{DeviceArg, LossName};
+use crate::eval::{DeviceArg, LossName, MiningArg};
 use crate::Failure;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ModeArg {
+    /// In-batch: every pair (contrastive) or mined triplets (triplet) of a labelled batch.
     Batch,
+    /// Contrastive over explicit pairs.
     Pairs,
+    /// Triplet over explicit (anchor, positive, negative) rows.
+    Triplets,
 }
 
 #[derive(Args)]
@@ -25,15 +30,18 @@ pub struct BenchArgs {
     /// The loss.
     #[arg(long, value_enum)]
     loss: LossName,
-    /// Rows (B in batch mode, N pairs in pair mode).
+    /// Rows (B in batch mode, N pairs or triplets otherwise).
     #[arg(long, default_value_t = 0, required_unless_present = "embeddings")]
     batch: usize,
     /// Embedding dimension.
     #[arg(long, default_value_t = 0, required_unless_present = "embeddings")]
     dim: usize,
-    /// All pairs of a labelled batch, or explicit pairs.
+    /// In-batch, explicit pairs (contrastive) or explicit triplets (triplet).
     #[arg(long, value_enum, default_value = "batch")]
     mode: ModeArg,
+    /// Triplet in batch mode: the mining rule.
+    #[arg(long, value_enum, default_value = "hard")]
+    mining: MiningArg,
     /// Timed calls.
     #[arg(long, default_value_t = 5)]
     repeat: usize,
@@ -55,16 +63,79 @@ pub struct BenchArgs {
     /// Batch mode: their integer labels (B .npy).
     #[arg(long, requires = "embeddings")]
     labels: Option<std::path::PathBuf>,
-    /// Margin m.
-    #[arg(long, default_value_t = 1.5)]
-    margin: f32,
+    /// Margin m (default 1.5 for contrastive, 1 for triplet).
+    #[arg(long)]
+    margin: Option<f32>,
+}
+
+/// What one benchmark call computes.
+enum Workload<'a> {
+    Contrastive {
+        cfg: Contrastive,
+        x: Embeddings<'a>,
+        labels: Labels,
+        b: Option<(Embeddings<'a>, Vec<bool>)>,
+    },
+    Triplet {
+        cfg: Triplet,
+        x: Embeddings<'a>,
+        labels: Labels,
+        mining: Mining,
+        explicit: Option<[Embeddings<'a>; 2]>,
+    },
+}
+
+impl Workload<'_> {
+    /// Runs one forward + backward call: (terms, active terms).
+    fn call(&self, gpu: &Option<Gpu>) -> Result<(u64, u64), Failure> {
+        let g = Grads::Compute;
+        Ok(match self {
+            Workload::Contrastive { cfg, x, labels, b } => {
+                let out = match (gpu, b) {
+                    (Some(gpu), Some((eb, y))) => cfg.pairs(gpu, x, eb, y, g)?,
+                    (Some(gpu), None) => cfg.batch(gpu, x, labels, g)?,
+                    (None, Some((eb, y))) => cfg.pairs_cpu(x, eb, y, g)?,
+                    (None, None) => cfg.batch_cpu(x, labels, g)?,
+                };
+                (out.counts.pairs(), out.counts.active_terms())
+            }
+            Workload::Triplet {
+                cfg,
+                x,
+                labels,
+                mining,
+                explicit,
+            } => {
+                let out = match (gpu, explicit) {
+                    (Some(gpu), Some([p, n])) => cfg.explicit(gpu, x, p, n, g)?,
+                    (Some(gpu), None) => cfg.mined(gpu, x, labels, *mining, g)?,
+                    (None, Some([p, n])) => cfg.explicit_cpu(x, p, n, g)?,
+                    (None, None) => cfg.mined_cpu(x, labels, *mining, g)?,
+                };
+                (out.counts.terms, out.counts.active)
+            }
+        })
+    }
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
-    let LossName::Contrastive = args.loss;
+    let triplet = matches!(args.loss, LossName::Triplet);
+    match (triplet, args.mode) {
+        (true, ModeArg::Pairs) => {
+            return Err(Failure::usage(
+                "--mode pairs applies to contrastive; triplet takes batch or triplets",
+            ))
+        }
+        (false, ModeArg::Triplets) => {
+            return Err(Failure::usage(
+                "--mode triplets applies to triplet; contrastive takes batch or pairs",
+            ))
+        }
+        _ => {}
+    }
     let given = match (&args.embeddings, &args.labels) {
         (Some(x), Some(l)) => {
-            if args.mode == ModeArg::Pairs {
+            if args.mode != ModeArg::Batch {
                 return Err(Failure::usage(
                     "--embeddings/--labels apply to --mode batch",
                 ));
@@ -82,7 +153,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
             "--batch, --dim and --repeat must be at least 1",
         ));
     }
-    if !(args.margin.is_finite() && args.margin >= 0.0) {
+    let margin = args.margin.unwrap_or(if triplet { 1.0 } else { 1.5 });
+    if !(margin.is_finite() && margin >= 0.0) {
         return Err(Failure::usage("--margin must be finite and >= 0"));
     }
     let mut rng = Rng::new(args.seed);
@@ -90,11 +162,12 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
         Some((data, ..)) => data.clone(),
         None => rng.unit_rows(b, d),
     };
-    let other = if args.mode == ModeArg::Pairs {
-        rng.unit_rows(b, d)
-    } else {
-        Vec::new()
+    let sides = match args.mode {
+        ModeArg::Batch => 0,
+        ModeArg::Pairs => 1,
+        ModeArg::Triplets => 2,
     };
+    let others: Vec<Vec<f32>> = (0..sides).map(|_| rng.unit_rows(b, d)).collect();
     let classes = (b / 8).max(1) as u64;
     let labels: Vec<i64> = match &given {
         Some((.., ids)) => ids.clone(),
@@ -103,12 +176,31 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
     let similar: Vec<bool> = (0..b).map(|_| rng.below(2) == 0).collect();
     let labels = Labels::new(&labels);
     let ex = Embeddings::new("embeddings", &x, b, d)?;
-    let eb = if args.mode == ModeArg::Pairs {
-        Some(Embeddings::new("b", &other, b, d)?)
-    } else {
-        None
+    let eo: Vec<Embeddings<'_>> = others
+        .iter()
+        .map(|o| Embeddings::new("other", o, b, d))
+        .collect::<Result<_, _>>()?;
+    let mining = match args.mining {
+        MiningArg::All => Mining::All,
+        MiningArg::Hard => Mining::Hard,
+        MiningArg::Semihard => Mining::Semihard,
     };
-    let cfg = Contrastive::default().margin(args.margin);
+    let work = if triplet {
+        Workload::Triplet {
+            cfg: Triplet::default().margin(margin),
+            x: ex,
+            labels,
+            mining,
+            explicit: (sides == 2).then(|| [eo[0], eo[1]]),
+        }
+    } else {
+        Workload::Contrastive {
+            cfg: Contrastive::default().margin(margin),
+            x: ex,
+            labels,
+            b: (sides == 1).then(|| (eo[0], similar)),
+        }
+    };
     let mut gpu = match args.device {
         DeviceArg::Gpu => Some(Gpu::new()?),
         DeviceArg::Cpu => None,
@@ -116,14 +208,6 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
     if let Some(g) = gpu.as_mut() {
         g.set_profiling(true);
     }
-    let call = |gpu: &Option<Gpu>| -> Result<ContrastiveOutput, Failure> {
-        Ok(match (gpu, &eb) {
-            (Some(g), Some(eb)) => cfg.pairs(g, &ex, eb, &similar, Grads::Compute)?,
-            (Some(g), None) => cfg.batch(g, &ex, &labels, Grads::Compute)?,
-            (None, Some(eb)) => cfg.pairs_cpu(&ex, eb, &similar, Grads::Compute)?,
-            (None, None) => cfg.batch_cpu(&ex, &labels, Grads::Compute)?,
-        })
-    };
     let bar = indicatif::ProgressBar::new((args.repeat + args.warmup) as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} calls, {elapsed}")
@@ -131,15 +215,15 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
     );
     bar.set_message(format!("B={b} D={d}"));
     for _ in 0..args.warmup {
-        call(&gpu)?;
+        work.call(&gpu)?;
         bar.inc(1);
     }
     let mut times = Vec::new();
     let mut kernel = Vec::new();
-    let mut last = None;
+    let mut counts = (0, 0);
     for _ in 0..args.repeat {
         let t = Instant::now();
-        last = Some(call(&gpu)?);
+        counts = work.call(&gpu)?;
         times.push(t.elapsed().as_secs_f64());
         if let Some(k) = gpu.as_ref().and_then(|g| g.last_kernel_seconds()) {
             kernel.push(k);
@@ -150,33 +234,35 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
     let kernel_s = (!kernel.is_empty()).then(|| median(&mut kernel));
     let median = median(&mut times);
     let (bf, df) = (b as f64, d as f64);
-    let pairs = match args.mode {
-        ModeArg::Batch => bf * (bf - 1.0) / 2.0,
-        ModeArg::Pairs => bf,
+    // What the rate counts, how many of them one call does, and the model's FLOPs.
+    let (unit, units, model_flops, flops_rule) = match (triplet, args.mode) {
+        (false, ModeArg::Batch) => ("pairs", bf * (bf - 1.0) / 2.0, 6.0 * bf * bf * df, "6·B²·D"),
+        (false, _) => ("pairs", bf, 6.0 * bf * df, "6·N·D"),
+        (true, ModeArg::Batch) if mining == Mining::All => {
+            ("triplets", counts.0 as f64, 3.0 * bf * bf * df, "3·B²·D")
+        }
+        (true, ModeArg::Batch) => ("pairs", bf * (bf - 1.0), 3.0 * bf * bf * df, "3·B²·D"),
+        (true, _) => ("triplets", bf, 18.0 * bf * df, "18·N·D"),
     };
-    let model_flops = match args.mode {
-        ModeArg::Batch => 6.0 * bf * bf * df,
-        ModeArg::Pairs => 6.0 * bf * df,
-    };
-    // Pair mode moves A and B in, both gradients out, y in and the partials out.
-    let bytes_moved = 4.0 * bf * (4.0 * df + 1.0) + 32.0 * bf;
-    let counts = last.map(|o| o.counts).unwrap_or_default();
-    let active = counts.active_terms() as f64 / (counts.pairs().max(1)) as f64;
+    // Explicit rows move every input in and every gradient out, the pair labels in (pairs)
+    // and the 32-byte partials out.
+    let label_bytes = if sides == 1 { 4.0 } else { 0.0 };
+    let bytes_moved = 4.0 * bf * (2.0 * sides as f64 + 2.0) * df + (32.0 + label_bytes) * bf;
+    let active = counts.1 as f64 / (counts.0.max(1)) as f64;
     let adapter = gpu.as_ref().map(|g| g.adapter().name.clone());
     let peak = gpu.as_ref().map(|g| g.workspace_bytes().1);
+    let mode = match (triplet, args.mode) {
+        (true, ModeArg::Batch) => format!("mined {}", mining.name()),
+        (_, ModeArg::Batch) => "batch".into(),
+        (_, ModeArg::Pairs) => "pairs".into(),
+        (_, ModeArg::Triplets) => "explicit triplets".into(),
+    };
+    let loss_name = if triplet { "triplet" } else { "contrastive" };
     out!(
         "adapter:          {}",
         adapter.as_deref().unwrap_or("cpu reference")
     );
-    out!(
-        "loss:             contrastive, {} mode, B={b}, D={d}, margin {}",
-        if args.mode == ModeArg::Batch {
-            "batch"
-        } else {
-            "pairs"
-        },
-        args.margin
-    );
+    out!("loss:             {loss_name}, {mode}, B={b}, D={d}, margin {margin}");
     out!(
         "median per call:  {median:.6} s over {} calls (forward + backward, upload and readback)",
         args.repeat
@@ -185,31 +271,22 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
         Some(k) => out!("kernel time:      {k:.6} s (GPU timestamps)"),
         None => out!("kernel time:      n/a (no TIMESTAMP_QUERY)"),
     }
-    if args.mode == ModeArg::Pairs {
-        out!("rows per second:  {:.4e} (one pair a row)", pairs / median);
-    } else {
-        out!("pairs per second: {:.4e}", pairs / median);
-    }
+    out!("{unit} per second: {:.4e}", units / median);
     out!(
-        "model GFLOP/s:    {:.3} (6·{}·D / median)",
-        model_flops / median / 1e9,
-        if args.mode == ModeArg::Batch {
-            "B²"
-        } else {
-            "N"
-        }
+        "model GFLOP/s:    {:.3} ({flops_rule} / median)",
+        model_flops / median / 1e9
     );
-    if args.mode == ModeArg::Pairs {
+    if args.mode != ModeArg::Batch {
         out!("GB/s moved:       {:.3}", bytes_moved / median / 1e9);
     }
-    out!("active terms:     {:.4} of all pairs", active);
+    out!("active terms:     {:.4} of {} terms", active, counts.0);
     if let Some(p) = peak {
         out!("peak device mem:  {p} bytes (metric-loss workspace)");
     }
     if args.json {
         let json = serde_json::json!({
-            "loss": "contrastive",
-            "mode": if args.mode == ModeArg::Batch { "batch" } else { "pairs" },
+            "loss": loss_name,
+            "mode": mode,
             "device": if gpu.is_some() { "gpu" } else { "cpu" },
             "adapter": adapter,
             "batch": b,
@@ -217,9 +294,13 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
             "repeat": args.repeat,
             "median_s": median,
             "kernel_s": kernel_s,
-            "pairs_per_s": pairs / median,
+            "unit": unit,
+            "units_per_s": units / median,
+            "pairs_per_s": (unit == "pairs").then_some(units / median),
+            "triplets_per_s": (unit == "triplets").then_some(units / median),
             "gflops": model_flops / median / 1e9,
-            "gb_per_s": if args.mode == ModeArg::Pairs { Some(bytes_moved / median / 1e9) } else { None },
+            "gb_per_s": (args.mode != ModeArg::Batch).then_some(bytes_moved / median / 1e9),
+            "terms": counts.0,
             "active_fraction": active,
             "peak_device_bytes": peak,
         });

@@ -11,6 +11,14 @@ use crate::Failure;
 #[derive(Clone, Copy, ValueEnum)]
 pub enum LossName {
     Contrastive,
+    Triplet,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum MiningArg {
+    All,
+    Hard,
+    Semihard,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -43,58 +51,95 @@ pub enum DeviceArg {
 pub struct EvalArgs {
     /// The loss.
     #[arg(long, value_enum)]
-    loss: LossName,
+    pub(crate) loss: LossName,
     /// Pair mode: first rows (N×D .npy).
     #[arg(long)]
-    a: Option<PathBuf>,
+    pub(crate) a: Option<PathBuf>,
     /// Pair mode: second rows (N×D .npy).
     #[arg(long)]
-    b: Option<PathBuf>,
+    pub(crate) b: Option<PathBuf>,
     /// Pair mode: 1 similar, 0 dissimilar (N .npy).
     #[arg(long)]
-    y: Option<PathBuf>,
+    pub(crate) y: Option<PathBuf>,
     /// Batch mode: embeddings (B×D .npy).
     #[arg(long)]
-    embeddings: Option<PathBuf>,
+    pub(crate) embeddings: Option<PathBuf>,
     /// Batch mode: integer class labels (B .npy).
     #[arg(long)]
-    labels: Option<PathBuf>,
-    /// Negative margin m.
-    #[arg(long, default_value_t = 1.0, allow_hyphen_values = true)]
-    margin: f64,
-    /// Positive margin p.
-    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
-    pos_margin: f64,
+    pub(crate) labels: Option<PathBuf>,
+    /// Margin m (default 1; contrastive: the dissimilar margin).
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) margin: Option<f64>,
+    /// Contrastive: positive margin p (default 0).
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) pos_margin: Option<f64>,
     /// Distance between rows.
     #[arg(long, value_enum, default_value = "euclidean")]
-    distance: DistanceArg,
-    /// Hinge shape.
-    #[arg(long, value_enum, default_value = "squared")]
-    hinge: HingeArg,
-    /// Reduction.
-    #[arg(long, value_enum, default_value = "mean")]
-    reduction: ReductionArg,
+    pub(crate) distance: DistanceArg,
+    /// Contrastive: hinge shape (default squared).
+    #[arg(long, value_enum)]
+    pub(crate) hinge: Option<HingeArg>,
+    /// Reduction (default mean; triplet with --mining all: mean-nonzero).
+    #[arg(long, value_enum)]
+    pub(crate) reduction: Option<ReductionArg>,
     /// Divide each row by its norm first.
     #[arg(long)]
-    normalize: bool,
+    pub(crate) normalize: bool,
     /// Where the loss runs.
     #[arg(long, value_enum, default_value = "gpu")]
-    device: DeviceArg,
+    pub(crate) device: DeviceArg,
     /// Pair mode: write dL/dA here (float32 .npy).
     #[arg(long)]
-    grad_a: Option<PathBuf>,
+    pub(crate) grad_a: Option<PathBuf>,
     /// Pair mode: write dL/dB here (float32 .npy).
     #[arg(long)]
-    grad_b: Option<PathBuf>,
+    pub(crate) grad_b: Option<PathBuf>,
     /// Batch mode: write dL/dX here (float32 .npy).
     #[arg(long)]
-    grad: Option<PathBuf>,
+    pub(crate) grad: Option<PathBuf>,
+    /// Triplet: anchors (N×D .npy).
+    #[arg(long)]
+    pub(crate) anchor: Option<PathBuf>,
+    /// Triplet: positives (N×D .npy).
+    #[arg(long)]
+    pub(crate) positive: Option<PathBuf>,
+    /// Triplet: negatives (N×D .npy).
+    #[arg(long)]
+    pub(crate) negative: Option<PathBuf>,
+    /// Triplet: form triplets from --embeddings and --labels.
+    #[arg(long, value_enum)]
+    pub(crate) mining: Option<MiningArg>,
+    /// Triplet: negative distance min(d(a,n), d(p,n)) (explicit triplets).
+    #[arg(long)]
+    pub(crate) swap: bool,
+    /// Triplet: soft margin log(1 + exp(d(a,p) − d(a,n))) (explicit triplets).
+    #[arg(long)]
+    pub(crate) soft: bool,
+    /// Triplet: write dL/dA here (float32 .npy).
+    #[arg(long)]
+    pub(crate) grad_anchor: Option<PathBuf>,
+    /// Triplet: write dL/dP here (float32 .npy).
+    #[arg(long)]
+    pub(crate) grad_positive: Option<PathBuf>,
+    /// Triplet: write dL/dN here (float32 .npy).
+    #[arg(long)]
+    pub(crate) grad_negative: Option<PathBuf>,
 }
 
-struct Matrix {
-    data: Vec<f32>,
-    rows: usize,
-    dim: usize,
+impl EvalArgs {
+    /// The first of `flags` (name, given) that was given, as a usage error naming `why`.
+    pub(crate) fn reject(flags: &[(&str, bool)], why: &str) -> Result<(), Failure> {
+        match flags.iter().find(|(_, given)| *given) {
+            Some((name, _)) => Err(Failure::usage(format!("{name} {why}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+pub(crate) struct Matrix {
+    pub(crate) data: Vec<f32>,
+    pub(crate) rows: usize,
+    pub(crate) dim: usize,
 }
 
 enum Input {
@@ -113,7 +158,7 @@ fn load(flag: &str, path: &Path) -> Result<npy::NpyArray, Failure> {
     npy::read(path).map_err(|e| Failure::usage(format!("--{flag} {}: {e}", path.display())))
 }
 
-fn matrix(flag: &'static str, path: &Path) -> Result<Matrix, Failure> {
+pub(crate) fn matrix(flag: &'static str, path: &Path) -> Result<Matrix, Failure> {
     let arr = load(flag, path)?;
     if arr.shape.len() != 2 {
         return Err(Failure::usage(format!(
@@ -161,7 +206,7 @@ fn vector(flag: &str, path: &Path) -> Result<npy::NpyArray, Failure> {
     Ok(arr)
 }
 
-fn rows_match(flag: &str, expected: usize, got: usize) -> Result<(), Failure> {
+pub(crate) fn rows_match(flag: &str, expected: usize, got: usize) -> Result<(), Failure> {
     if expected == got {
         Ok(())
     } else {
@@ -267,39 +312,68 @@ fn read_input(args: &EvalArgs) -> Result<Input, Failure> {
     }
 }
 
+/// The distance flag as the library's enum.
+pub(crate) fn distance(arg: DistanceArg) -> Distance {
+    match arg {
+        DistanceArg::Euclidean => Distance::Euclidean,
+        DistanceArg::SquaredEuclidean => Distance::SquaredEuclidean,
+        DistanceArg::Cosine => Distance::Cosine,
+    }
+}
+
+/// The reduction flag as the library's enum.
+pub(crate) fn reduction(arg: ReductionArg) -> Reduction {
+    match arg {
+        ReductionArg::Mean => Reduction::Mean,
+        ReductionArg::Sum => Reduction::Sum,
+        ReductionArg::MeanNonzero => Reduction::MeanNonzero,
+    }
+}
+
+/// A margin flag's value, checked: finite, >= 0, <= 1e15.
+pub(crate) fn margin_value(flag: &str, v: f64) -> Result<f32, Failure> {
+    if !(0.0..=metric_loss::MAX_ABS_VALUE).contains(&v) {
+        return Err(Failure::usage(format!(
+            "{flag} {v}: must be finite, >= 0 and <= 1e15"
+        )));
+    }
+    Ok(v as f32)
+}
+
 fn config(args: &EvalArgs) -> Result<Contrastive, Failure> {
     let cfg = Contrastive {
-        distance: match args.distance {
-            DistanceArg::Euclidean => Distance::Euclidean,
-            DistanceArg::SquaredEuclidean => Distance::SquaredEuclidean,
-            DistanceArg::Cosine => Distance::Cosine,
-        },
-        hinge: match args.hinge {
+        distance: distance(args.distance),
+        hinge: match args.hinge.unwrap_or(HingeArg::Squared) {
             HingeArg::Squared => Hinge::Squared,
             HingeArg::Linear => Hinge::Linear,
         },
-        reduction: match args.reduction {
-            ReductionArg::Mean => Reduction::Mean,
-            ReductionArg::Sum => Reduction::Sum,
-            ReductionArg::MeanNonzero => Reduction::MeanNonzero,
-        },
+        reduction: reduction(args.reduction.unwrap_or(ReductionArg::Mean)),
         normalize: args.normalize,
-        margin: args.margin as f32,
-        pos_margin: args.pos_margin as f32,
+        margin: margin_value("--margin", args.margin.unwrap_or(1.0))?,
+        pos_margin: margin_value("--pos-margin", args.pos_margin.unwrap_or(0.0))?,
     };
-    for (flag, v) in [("--margin", args.margin), ("--pos-margin", args.pos_margin)] {
-        if !(0.0..=metric_loss::MAX_ABS_VALUE).contains(&v) {
-            return Err(Failure::usage(format!(
-                "{flag} {v}: must be finite, >= 0 and <= 1e15"
-            )));
-        }
-    }
     cfg.validate()?;
     Ok(cfg)
 }
 
 pub fn run(args: EvalArgs) -> Result<ExitCode, Failure> {
-    let LossName::Contrastive = args.loss;
+    if let LossName::Triplet = args.loss {
+        return crate::eval_triplet::run(args);
+    }
+    EvalArgs::reject(
+        &[
+            ("--anchor", args.anchor.is_some()),
+            ("--positive", args.positive.is_some()),
+            ("--negative", args.negative.is_some()),
+            ("--mining", args.mining.is_some()),
+            ("--swap", args.swap),
+            ("--soft", args.soft),
+            ("--grad-anchor", args.grad_anchor.is_some()),
+            ("--grad-positive", args.grad_positive.is_some()),
+            ("--grad-negative", args.grad_negative.is_some()),
+        ],
+        "applies to --loss triplet, not contrastive",
+    )?;
     let cfg = config(&args)?;
     let input = read_input(&args)?;
     let want = if args.grad.is_some() || args.grad_a.is_some() || args.grad_b.is_some() {

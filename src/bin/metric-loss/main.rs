@@ -13,6 +13,7 @@ macro_rules! out {
 
 mod bench;
 mod eval;
+mod eval_triplet;
 
 use std::process::ExitCode;
 
@@ -38,10 +39,10 @@ enum Command {
     /// Show the adapter, its graphics API, driver, limits and features.
     Info,
     /// Evaluate a loss (and its gradients) on .npy inputs; prints one JSON object.
-    Eval(eval::EvalArgs),
+    Eval(Box<eval::EvalArgs>),
     /// Time forward + backward calls on generated inputs.
     Bench(bench::BenchArgs),
-    /// Cross-check the GPU against the CPU reference over every mode and option.
+    /// Cross-check the GPU against the CPU reference over every loss, mode and option.
     Check {
         /// Rows per case.
         #[arg(long, default_value_t = 64)]
@@ -88,6 +89,7 @@ impl From<metric_loss::Error> for Failure {
             | E::ZeroDim { .. }
             | E::OutOfDomain { .. }
             | E::InvalidOption { .. }
+            | E::OptionConflict { .. }
             | E::LimitExceeded { .. } => Failure::usage(e.to_string()),
             other => Failure::runtime(other.to_string()),
         }
@@ -119,7 +121,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Info => info(),
-        Command::Eval(args) => eval::run(args),
+        Command::Eval(args) => eval::run(*args),
         Command::Bench(args) => bench::run(args),
         Command::Check { batch, dim, seed } => check(batch, dim, seed),
     };
@@ -203,19 +205,22 @@ fn check(batch: usize, dim: usize, seed: u64) -> Result<ExitCode, Failure> {
         gpu.adapter().backend
     );
     out!(
-        "{:<52} {:>11} {:>11} {:>6}",
+        "{:<66} {:>11} {:>11} {:>6}",
         "case",
         "max abs err",
         "max rel err",
         ""
     );
-    let reports = metric_loss::check::run_grid(&gpu, batch, dim, seed)?;
+    let mut reports = metric_loss::check::run_grid(&gpu, batch, dim, seed)?;
+    reports.extend(metric_loss::check::triplet::run_grid(
+        &gpu, batch, dim, seed,
+    )?);
     let mut failed = 0;
     for r in &reports {
         let verdict = if r.pass() { "PASS" } else { "FAIL" };
         failed += usize::from(!r.pass());
         out!(
-            "{:<52} {:>11.3e} {:>11.3e} {verdict}",
+            "{:<66} {:>11.3e} {:>11.3e} {verdict}",
             r.name,
             r.max_abs(),
             r.max_rel()
