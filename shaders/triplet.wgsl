@@ -9,9 +9,11 @@
 // Mined triplets run per chunk of 64 anchors, so that no B×B buffer exists: per chunk,
 //   triplet_distances  (per column window)  d(a, j) of the chunk's anchors and every row j
 //   triplet_mine_*     (one workgroup per anchor)  choose the terms, write the anchor's
-//                      partial and the weights W[a][j] = dL/dd(a, j)
+//                      partial, the weights W[a][j] = dL/dd(a, j) × the distance's factor
+//                      and the list of non-zero ones
 //   triplet_grad_cols  (per column window)  dL/dx_j += Σ_a W[a][j] ∂d(a, j)/∂x_j, a in order
-//   triplet_grad_rows  (per column window)  dL/dx_a += Σ_j W[a][j] ∂d(a, j)/∂x_a, j in order
+//   triplet_grad_rows  (per column window)  dL/dx_a += Σ_j W[a][j] ∂d(a, j)/∂x_a over the
+//                      anchor's list of non-zero weights, j in order
 // The chunk buffers hold 64 rows of `stride` values: O(64·B) workspace, reused by every chunk.
 // mean-nonzero with gradients runs the distances and mining of every chunk first, then
 // triplet_finalize (dL/dterm = 1/active, summed on the device), then every chunk again.
@@ -26,11 +28,13 @@
 //                               per anchor (mined, whole)
 //   6 storage, rw    scales     mined: [dL/dterm]
 //   7 storage, rw    dist       mined: d(a, j), [anchor of chunk][j], stride `params.stride`
-//   8 storage, rw    weights    mined: dL/dd(a, j), same layout
+//   8 storage, rw    weights    mined: dL/dd(a, j), then (list_nonzero) the gradient
+//                               coefficient dL/dd × the distance's factor; same layout
 //   9 storage, rw    chosen     semihard: the negative chosen for positive pair (a, j)
 //  10 storage, rw    grad       explicit: dL/dA; mined: dL/dX (the bound window)
 //  11 storage, rw    grad_p     explicit: dL/dP
 //  12 storage, rw    grad_n     explicit: dL/dN
+//  13 storage, rw    nonzero_cols  mined: per anchor, the columns j with W[a][j] ≠ 0, in order
 // Ties choose the lowest index; every sum runs in a fixed order and every output value has
 // one owner: no atomics, bitwise deterministic.
 
@@ -62,8 +66,8 @@ struct TripletPartial {
     terms_hi: u32,
     active_lo: u32,
     active_hi: u32,
-    _pad0: u32,
-    _pad1: u32,
+    nonzero: u32, // mined: non-zero weights in the anchor's row, listed in `nonzero_cols`
+    _pad: u32,
 }
 
 const CHUNK: u32 = 64u;
@@ -82,6 +86,7 @@ const NONE: u32 = 0xffffffffu;
 @group(0) @binding(10) var<storage, read_write> grad: array<vec4<f32>>;
 @group(0) @binding(11) var<storage, read_write> grad_p: array<vec4<f32>>;
 @group(0) @binding(12) var<storage, read_write> grad_n: array<vec4<f32>>;
+@group(0) @binding(13) var<storage, read_write> nonzero_cols: array<u32>;
 
 // Per-lane results of the mining kernels, folded by lane 0 in lane order.
 var<workgroup> sum_s: array<Kahan, 64>;
@@ -89,7 +94,6 @@ var<workgroup> cnt_s: array<vec2<u32>, 64>; // terms, active
 var<workgroup> pick_d: array<vec2<f32>, 64>; // hard: best positive, best negative distance
 var<workgroup> pick_i: array<vec2<u32>, 64>; // hard: their indices
 var<workgroup> weight_s: f32;
-var<workgroup> flag_s: array<u32, 64>;
 
 // ---- the term ----
 
@@ -186,11 +190,18 @@ fn triplet_explicit_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 // ∂d(u, v)/∂u = g(d)·(u − v) for the difference forms, −v for one-minus-dot.
-fn d_du(d: f32, u: vec4<f32>, v: vec4<f32>) -> vec4<f32> {
+// c·(u − v) for the difference forms, −c·v for one-minus-dot, with c = dL/dd × the
+// distance's factor: the contribution of d(u, v) to dL/du.
+fn toward(c: f32, u: vec4<f32>, v: vec4<f32>) -> vec4<f32> {
     if (params.distance == DIST_ONE_MINUS_DOT) {
-        return -v;
+        return -c * v;
     }
-    return dist_grad_factor(params.distance, d) * (u - v);
+    return c * (u - v);
+}
+
+// ∂d(u, v)/∂u (0 where d = 0, the convention of common/distance.wgsl).
+fn d_du(d: f32, u: vec4<f32>, v: vec4<f32>) -> vec4<f32> {
+    return toward(dist_grad_factor(params.distance, d), u, v);
 }
 
 // Loss terms and gradients of every triplet (dL/dterm = params.scale, known on the host).
@@ -345,6 +356,7 @@ fn triplet_mine_hard(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoca
     workgroupBarrier();
     let pick = pick_i[0];
     let w = weight_s;
+    // Gradient coefficients (see list_nonzero): ±w × the distance's factor.
     for (var j = lid; j < params.rows; j += 64u) {
         var v = 0.0;
         if (j == pick.x) {
@@ -352,26 +364,68 @@ fn triplet_mine_hard(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoca
         } else if (j == pick.y) {
             v = -w;
         }
-        weights[base + j] = v;
+        weights[base + j] = v * dist_grad_factor(params.distance, dist[base + j]);
+    }
+    if (lid == 0u) {
+        var n = 0u;
+        for (var k = 0u; k < 2u; k++) {
+            let j = select(max(pick.x, pick.y), min(pick.x, pick.y), k == 0u);
+            if (w != 0.0 && dist_grad_factor(params.distance, dist[base + j]) != 0.0) {
+                nonzero_cols[base + n] = j;
+                n += 1u;
+            }
+        }
+        partials[a].nonzero = n;
     }
 }
 
-// Whether the anchor (class ca, row a) has a negative: every lane looks at its rows.
-fn has_negative(a: u32, ca: u32, lid: u32) -> bool {
-    var seen = 0u;
-    for (var j = lid; j < params.rows; j += 64u) {
-        if (classes[j] != ca) {
-            seen = 1u;
-            break;
-        }
-    }
-    flag_s[lid] = seen;
+// Turns the anchor's weights dL/dd(a, j) into gradient coefficients (× the distance's
+// factor) and lists the columns of the non-zero ones in order, so that the gradient kernels
+// visit only those and read no distance. Runs after a barrier that makes every lane's
+// weights visible.
+fn list_nonzero(a: u32, base: u32, lid: u32) {
+    storageBarrier();
     workgroupBarrier();
-    var found = false;
-    for (var t = 0u; t < 64u; t++) {
-        found = found || flag_s[t] == 1u;
+    if (lid == 0u) {
+        var n = 0u;
+        for (var j = 0u; j < params.rows; j++) {
+            let c = weights[base + j] * dist_grad_factor(params.distance, dist[base + j]);
+            weights[base + j] = c;
+            if (c != 0.0) {
+                nonzero_cols[base + n] = j;
+                n += 1u;
+            }
+        }
+        partials[a].nonzero = n;
     }
-    return found;
+}
+
+// Lists the anchor's positives in row order in `nonzero_cols` (scratch until list_nonzero
+// overwrites it) and returns how many there are; `negatives` says whether the anchor has any
+// negative. Lane 0 walks the rows; the barrier publishes the list to every lane.
+struct Positives {
+    count: u32,
+    negatives: bool,
+}
+
+fn list_positives(a: u32, ca: u32, base: u32, lid: u32) -> Positives {
+    if (lid == 0u) {
+        var n = 0u;
+        var others = 0u;
+        for (var j = 0u; j < params.rows; j++) {
+            if (classes[j] != ca) {
+                others = 1u;
+            } else if (j != a) {
+                nonzero_cols[base + n] = j;
+                n += 1u;
+            }
+        }
+        pick_i[0] = vec2<u32>(n, others);
+    }
+    storageBarrier();
+    workgroupBarrier();
+    let r = pick_i[0];
+    return Positives(r.x, r.y == 1u);
 }
 
 // Semi-hard (TensorFlow Addons' rule): for each positive pair (a, p), the nearest negative
@@ -385,48 +439,43 @@ fn triplet_mine_semihard(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_in
     }
     let ca = classes[a];
     let base = al * params.stride;
-    let negatives = has_negative(a, ca, lid);
+    let pos = list_positives(a, ca, base, lid);
     let scale = scales[0];
     var sum = Kahan(0.0, 0.0);
     var terms = 0u;
     var n_active = 0u;
-    // Positives (and a itself) first: their weights and choices.
-    for (var p = lid; p < params.rows; p += 64u) {
-        if (classes[p] != ca) {
-            weights[base + p] = 0.0;
-            continue;
-        }
-        var w = 0.0;
-        var pick = NONE;
-        if (p != a && negatives) {
-            let dp = dist[base + p];
-            var above_d = 0.0;
-            var above_j = NONE;
-            var far_d = 0.0;
-            var far_j = NONE;
-            for (var n = 0u; n < params.rows; n++) {
-                if (classes[n] == ca) {
-                    continue;
-                }
-                let d = dist[base + n];
-                if (d > dp && better_negative(d, n, above_d, above_j)) {
-                    above_d = d;
-                    above_j = n;
-                }
-                if (better_positive(d, n, far_d, far_j)) {
-                    far_d = d;
-                    far_j = n;
-                }
+    // Every weight starts at 0; positives then get theirs, and choices are recorded.
+    for (var j = lid; j < params.rows; j += 64u) {
+        weights[base + j] = 0.0;
+    }
+    storageBarrier();
+    for (var k = lid; k < pos.count && pos.negatives; k += 64u) {
+        let p = nonzero_cols[base + k];
+        let dp = dist[base + p];
+        var above_d = 0.0;
+        var above_j = NONE;
+        var far_d = 0.0;
+        var far_j = NONE;
+        for (var n = 0u; n < params.rows; n++) {
+            if (classes[n] == ca) {
+                continue;
             }
-            pick = select(far_j, above_j, above_j != NONE);
-            let t = term_of(dp - select(far_d, above_d, above_j != NONE));
-            sum = kahan_add(sum, t.value);
-            terms += 1u;
-            n_active += select(0u, 1u, t.on);
-            w = scale * t.slope;
+            let d = dist[base + n];
+            if (d > dp && better_negative(d, n, above_d, above_j)) {
+                above_d = d;
+                above_j = n;
+            }
+            if (better_positive(d, n, far_d, far_j)) {
+                far_d = d;
+                far_j = n;
+            }
         }
-        weights[base + p] = w;
-        chosen[base + p] = pick;
+        let t = term_of(dp - select(far_d, above_d, above_j != NONE));
+        sum = kahan_add(sum, t.value);
+        terms += 1u;
+        n_active += select(0u, 1u, t.on);
+        weights[base + p] = scale * t.slope;
+        chosen[base + p] = select(far_j, above_j, above_j != NONE);
     }
     sum_s[lid] = sum;
     cnt_s[lid] = vec2<u32>(terms, n_active);
@@ -435,14 +484,14 @@ fn triplet_mine_semihard(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_in
     workgroupBarrier();
     // Negatives: minus the weights of the positive pairs that chose them, in pair order. One
     // lane walks the pairs so that every weight has one writer.
-    if (lid == 0u && negatives) {
-        for (var p = 0u; p < params.rows; p++) {
-            if (p != a && classes[p] == ca) {
-                let n = chosen[base + p];
-                weights[base + n] -= weights[base + p];
-            }
+    if (lid == 0u && pos.negatives) {
+        for (var k = 0u; k < pos.count; k++) {
+            let p = nonzero_cols[base + k];
+            let n = chosen[base + p];
+            weights[base + n] -= weights[base + p];
         }
     }
+    list_nonzero(a, base, lid);
 }
 
 // All triplets: every positive p and negative n of the anchor.
@@ -455,46 +504,54 @@ fn triplet_mine_all(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocat
     }
     let ca = classes[a];
     let base = al * params.stride;
+    let pos = list_positives(a, ca, base, lid);
     let scale = scales[0];
     var sum = Kahan(0.0, 0.0);
     var terms = 0u;
     var n_active = 0u;
-    // Row j as the positive (same class) or the negative (other class) of its triplets; its
-    // weight is scale × (active triplets with j as positive, minus those with j as negative).
-    for (var j = lid; j < params.rows; j += 64u) {
-        let dj = dist[base + j];
-        let positive = classes[j] == ca;
+    // A positive's weight: scale × its active triplets; its terms are summed here.
+    for (var k = lid; k < pos.count; k += 64u) {
+        let p = nonzero_cols[base + k];
+        let dp = dist[base + p];
         var on = 0u;
         var row_sum = 0.0;
-        if (j != a) {
-            for (var k = 0u; k < params.rows; k++) {
-                if (k == a || (classes[k] == ca) == positive) {
-                    continue;
-                }
-                let dk = dist[base + k];
-                var x = dk - dj;
-                if (positive) {
-                    x = dj - dk;
-                    terms += 1u;
-                }
-                let t = term_of(x);
-                if (t.on) {
-                    on += 1u;
-                    row_sum += t.value;
-                }
+        for (var n = 0u; n < params.rows; n++) {
+            if (classes[n] == ca) {
+                continue;
+            }
+            terms += 1u;
+            let t = term_of(dp - dist[base + n]);
+            if (t.on) {
+                on += 1u;
+                row_sum += t.value;
             }
         }
-        if (positive) {
-            sum = kahan_add(sum, row_sum);
-            n_active += on;
-            weights[base + j] = scale * f32(on);
-        } else {
-            weights[base + j] = -scale * f32(on);
+        sum = kahan_add(sum, row_sum);
+        n_active += on;
+        weights[base + p] = scale * f32(on);
+    }
+    // A negative's weight: −scale × its active triplets (the same f32 comparisons); the
+    // anchor's own weight is 0.
+    for (var j = lid; j < params.rows; j += 64u) {
+        if (classes[j] == ca) {
+            if (j == a) {
+                weights[base + j] = 0.0;
+            }
+            continue;
         }
+        let dn = dist[base + j];
+        var on = 0u;
+        for (var k = 0u; k < pos.count; k++) {
+            if (term_of(dist[base + nonzero_cols[base + k]] - dn).on) {
+                on += 1u;
+            }
+        }
+        weights[base + j] = -scale * f32(on);
     }
     sum_s[lid] = sum;
     cnt_s[lid] = vec2<u32>(terms, n_active);
     store_anchor_partial(a, lid);
+    list_nonzero(a, base, lid);
 }
 
 // mean-nonzero: dL/dterm = 1 / (active terms of the whole batch), 0 if none.
@@ -520,7 +577,10 @@ fn triplet_finalize(@builtin(local_invocation_index) lid: u32) {
 
 // ---- mined triplets: gradients ----
 
-// One invocation per row j of the column window: Σ over the chunk's anchors a, in order.
+// One invocation per row j of the column window: Σ over the chunk's anchors a, in order,
+// of coefficient × (x_j − x_a) (one-minus-dot: −coefficient × x_a). The anchors with a
+// non-zero coefficient are gathered first, so that each vec4 of the gradient is read and
+// written once.
 @compute @workgroup_size(64)
 fn triplet_grad_cols(@builtin(global_invocation_id) gid: vec3<u32>) {
     let jl = gid.x;
@@ -528,32 +588,41 @@ fn triplet_grad_cols(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (jl >= params.window_rows || j >= params.rows) {
         return;
     }
-    let jb = jl * params.dim4;
-    if (params.accumulate == 0u) {
-        for (var q = 0u; q < params.dim4; q++) {
-            grad[jb + q] = vec4<f32>(0.0);
-        }
-    }
+    var coef: array<f32, 64>;
+    var at: array<u32, 64>;
+    var n = 0u;
     let first = chunk_start();
     for (var al = 0u; al < CHUNK; al++) {
         let a = first + al;
         if (a >= params.rows) {
             break;
         }
-        let w = weights[al * params.stride + j];
-        if (a == j || w == 0.0) {
-            continue;
+        let c = weights[al * params.stride + j];
+        if (a != j && c != 0.0) {
+            coef[n] = c;
+            at[n] = (params.chunk_local + al) * params.dim4;
+            n += 1u;
         }
-        let d = dist[al * params.stride + j];
-        let ab = (params.chunk_local + al) * params.dim4;
-        for (var q = 0u; q < params.dim4; q++) {
-            grad[jb + q] += w * d_du(d, cols[jb + q], rows[ab + q]);
+    }
+    if (n == 0u && params.accumulate == 1u) {
+        return;
+    }
+    let jb = jl * params.dim4;
+    for (var q = 0u; q < params.dim4; q++) {
+        var acc = vec4<f32>(0.0);
+        if (params.accumulate == 1u) {
+            acc = grad[jb + q];
         }
+        let xj = cols[jb + q];
+        for (var k = 0u; k < n; k++) {
+            acc += toward(coef[k], xj, rows[at[k] + q]);
+        }
+        grad[jb + q] = acc;
     }
 }
 
 // Workgroup al + 64·g: anchor al of the chunk, vec4s 64g.. of its row (one per lane); Σ over
-// the rows j of the column window, in order.
+// the anchor's non-zero weights whose row j lies in the column window, in order.
 @compute @workgroup_size(64)
 fn triplet_grad_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let al = wg.x % CHUNK;
@@ -564,17 +633,18 @@ fn triplet_grad_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoca
     }
     let ab = (params.chunk_local + al) * params.dim4;
     let xa = rows[ab + q];
-    let n = min(params.window_rows, params.rows - min(params.rows, params.col_start));
+    let base = al * params.stride;
+    let end = params.col_start + min(params.window_rows, params.rows - min(params.rows, params.col_start));
     // Continue the running sum in the gradient itself, so that splitting the columns into
     // windows adds the same terms in the same order as one window.
     var acc = grad[ab + q];
-    for (var jl = 0u; jl < n; jl++) {
-        let j = params.col_start + jl;
-        let w = weights[al * params.stride + j];
-        if (j == a || w == 0.0) {
+    let count = partials[a].nonzero;
+    for (var k = 0u; k < count; k++) {
+        let j = nonzero_cols[base + k];
+        if (j < params.col_start || j >= end) {
             continue;
         }
-        acc += w * d_du(dist[al * params.stride + j], xa, cols[jl * params.dim4 + q]);
+        acc += toward(weights[base + j], xa, cols[(j - params.col_start) * params.dim4 + q]);
     }
     grad[ab + q] = acc;
 }

@@ -74,7 +74,9 @@ pub(crate) struct TripletPartial {
     pub terms_hi: u32,
     pub active_lo: u32,
     pub active_hi: u32,
-    pub _pad: [u32; 2],
+    /// Mined: how many weights of the anchor's row are non-zero (listed in `nonzero`).
+    pub nonzero: u32,
+    pub _pad: u32,
 }
 
 /// Keep in sync with `NormalizeParams` in shaders/normalize.wgsl.
@@ -123,6 +125,7 @@ mod tests {
         assert_eq!(size_of::<TripletPartial>(), 32);
         assert_eq!(offset_of!(TripletPartial, terms_lo), 8);
         assert_eq!(offset_of!(TripletPartial, active_hi), 20);
+        assert_eq!(offset_of!(TripletPartial, nonzero), 24);
         assert_eq!(size_of::<Partial>(), 32);
         assert_eq!(offset_of!(Partial, dis_sum), 8);
         assert_eq!(offset_of!(Partial, sim_pairs), 16);

@@ -421,7 +421,8 @@ fn run_explicit(
     })
 }
 
-/// Bytes per batch row of each per-chunk buffer (distances, weights, choices): 64 values.
+/// Bytes per batch row of each per-chunk buffer (distances, weights, choices, non-zero
+/// lists): 64 values.
 const CHUNK_ROW_BYTES: u64 = CHUNK * 4;
 
 fn run_mined(
@@ -494,6 +495,7 @@ fn run_mined(
         let dist = chunk_buf("chunk_distances");
         let weights = chunk_buf("chunk_weights");
         let chosen = (mining == Mining::Semihard).then(|| chunk_buf("chunk_choices"));
+        let nonzero = chunk_buf("chunk_nonzero");
         let (xr, grad) = (sides[0].rows(), sides[0].grad);
         let rb = plan.row_bytes;
 
@@ -534,6 +536,7 @@ fn run_mined(
                 (8, weights, 0, 0),
             ];
             bindings.extend(chosen.map(|i| (9, i, 0, 0)));
+            bindings.push((13, nonzero, 0, 0));
             steps.push(Step {
                 module: MODULE,
                 entry: mine_entry,
@@ -553,7 +556,6 @@ fn run_mined(
                     bindings: vec![
                         (1, xr, rb, r),
                         (2, xr, rb, w),
-                        (7, dist, 0, 0),
                         (8, weights, 0, 0),
                         (10, g, rb, w),
                     ],
@@ -569,9 +571,10 @@ fn run_mined(
                     bindings: vec![
                         (1, xr, rb, r),
                         (2, xr, rb, w),
-                        (7, dist, 0, 0),
+                        (5, partials, 0, 0),
                         (8, weights, 0, 0),
                         (10, g, rb, r),
+                        (13, nonzero, 0, 0),
                     ],
                     groups,
                 });
