@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Times metric-loss and PyTorch's equivalents side by side, in one run, on the same inputs:
-# forward + backward of the contrastive loss over every pair of a batch.
+# forward + backward of the contrastive loss over every pair of a batch, then of the mined
+# triplet losses (batch-hard, semi-hard, and all triplets up to B = 4096).
 #
 #   bash benches/gpu.sh                       # B in {4096, 16384, 65536, 262144}, D = 128
 #   bash benches/gpu.sh --batches 512,1024    # small sizes (software Vulkan, PyTorch on CPU)
@@ -22,4 +23,5 @@ echo "$info" | head -4
 extra=()
 # The FP32-peak fraction is about the H200; on a CPU device it means nothing.
 if echo "$info" | grep -q "device type:  Cpu"; then extra=(--peak-tflops 0); fi
-exec python3 benches/gpu_compare.py --exe "$exe" "${extra[@]}" "$@"
+python3 benches/gpu_compare.py --exe "$exe" "${extra[@]}" "$@"
+python3 benches/gpu_compare_triplet.py --exe "$exe" "${extra[@]}" "$@"

@@ -85,7 +85,7 @@ def main():
                     help="FP32 peak of the device (H200: about 67); 0 prints n/a")
     ap.add_argument("--max-cpu-gb", type=float, default=12.0,
                     help="skip PyTorch on the CPU where its B×B matrices would exceed this")
-    args = ap.parse_args()
+    args, _ = ap.parse_known_args()  # gpu.sh passes its options to both scripts
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

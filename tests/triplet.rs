@@ -433,6 +433,41 @@ fn windows_match_reference_and_unsplit_run() {
 }
 
 #[test]
+fn mining_needs_no_batch_by_batch_buffer() {
+    let Some(base) = common::gpu() else { return };
+    // B = 1024, D = 4: X is 16 KiB, one chunk's arrays 256 KiB each; a B×B f32 matrix would
+    // be 4 MiB. With buffers capped at 512 KiB, only O(B·D + 64·B) memory can work.
+    let (b, d) = (1024usize, 4usize);
+    let mut limits = base.limits().clone();
+    limits.max_buffer_size = 512 * 1024;
+    limits.max_storage_buffer_binding_size = 512 * 1024;
+    let gpu = Gpu::with_options(GpuOptions {
+        limits: Some(limits),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut rng = Rng::new(6);
+    let data: Vec<f32> = (0..b * d).map(|_| rng.below(9) as f32 - 4.0).collect();
+    let labels = common::labels(6, b, 128);
+    for mining in [Mining::All, Mining::Hard, Mining::Semihard] {
+        let cfg = Triplet::default().distance(Distance::SquaredEuclidean).margin(0.5);
+        cross_mined(&gpu, &cfg, mining, &data, &labels, d);
+    }
+    assert!(gpu.workspace_bytes().1 < 4 * (b * b) as u64);
+}
+
+/// Live wgpu objects (buffers, bind groups, compute pipelines), from wgpu's own counters.
+fn live(gpu: &Gpu) -> (isize, isize, isize) {
+    let _ = gpu.device().poll(wgpu::PollType::wait_indefinitely());
+    let c = gpu.device().get_internal_counters().hal;
+    (
+        c.buffers.read(),
+        c.bind_groups.read(),
+        c.compute_pipelines.read(),
+    )
+}
+
+#[test]
 fn a_training_loop_allocates_nothing_after_its_first_step() {
     if common::gpu().is_none() {
         return;
@@ -458,9 +493,13 @@ fn a_training_loop_allocates_nothing_after_its_first_step() {
             .unwrap();
         assert!(out.loss.is_finite());
         if step == 0 {
-            after_first = Some(gpu.allocations());
+            after_first = Some((gpu.allocations(), live(&gpu)));
         }
-        assert_eq!(Some(gpu.allocations()), after_first, "step {step}");
+        assert_eq!(
+            Some((gpu.allocations(), live(&gpu))),
+            after_first,
+            "step {step}: wgpu objects created after the first step"
+        );
     }
 }
 

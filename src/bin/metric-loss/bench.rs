@@ -262,7 +262,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
         "adapter:          {}",
         adapter.as_deref().unwrap_or("cpu reference")
     );
-    out!("loss:             {loss_name}, {mode}, B={b}, D={d}, margin {margin}");
+    let rows = if args.mode == ModeArg::Batch { "B" } else { "N" };
+    out!("loss:             {loss_name}, {mode}, {rows}={b}, D={d}, margin {margin}");
     out!(
         "median per call:  {median:.6} s over {} calls (forward + backward, upload and readback)",
         args.repeat
