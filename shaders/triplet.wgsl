@@ -94,6 +94,7 @@ var<workgroup> cnt_s: array<vec2<u32>, 64>; // terms, active
 var<workgroup> pick_d: array<vec2<f32>, 64>; // hard: best positive, best negative distance
 var<workgroup> pick_i: array<vec2<u32>, 64>; // hard: their indices
 var<workgroup> weight_s: f32;
+var<workgroup> count_s: array<u32, 64>; // per-lane list lengths (list_positives, list_nonzero)
 
 // ---- the term ----
 
@@ -379,53 +380,94 @@ fn triplet_mine_hard(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoca
     }
 }
 
+// The anchor's rows are split into 64 contiguous blocks, one per lane, so that lists built
+// from them come out in row order: each lane counts its block's entries, every lane adds up
+// the counts of the lanes before it to find where its entries start, and writes them there.
+// No lane walks the whole row alone.
+fn lane_block(lid: u32) -> vec2<u32> {
+    let span = (params.rows + 63u) / 64u;
+    let lo = min(lid * span, params.rows);
+    return vec2<u32>(lo, min(lo + span, params.rows));
+}
+
+// Where lane `lid`'s entries start in a list, and the list's length, from `count_s`.
+fn list_offsets(lid: u32) -> vec2<u32> {
+    var before = 0u;
+    var total = 0u;
+    for (var t = 0u; t < 64u; t++) {
+        let c = count_s[t] & 0x7fffffffu;
+        if (t < lid) {
+            before += c;
+        }
+        total += c;
+    }
+    return vec2<u32>(before, total);
+}
+
 // Turns the anchor's weights dL/dd(a, j) into gradient coefficients (× the distance's
 // factor) and lists the columns of the non-zero ones in order, so that the gradient kernels
-// visit only those and read no distance. Runs after a barrier that makes every lane's
+// visit only those and read no distance. Starts with a barrier that makes every lane's
 // weights visible.
 fn list_nonzero(a: u32, base: u32, lid: u32) {
     storageBarrier();
     workgroupBarrier();
-    if (lid == 0u) {
-        var n = 0u;
-        for (var j = 0u; j < params.rows; j++) {
-            let c = weights[base + j] * dist_grad_factor(params.distance, dist[base + j]);
-            weights[base + j] = c;
-            if (c != 0.0) {
-                nonzero_cols[base + n] = j;
-                n += 1u;
-            }
+    let blk = lane_block(lid);
+    var n = 0u;
+    for (var j = blk.x; j < blk.y; j++) {
+        let c = weights[base + j] * dist_grad_factor(params.distance, dist[base + j]);
+        weights[base + j] = c;
+        n += select(0u, 1u, c != 0.0);
+    }
+    count_s[lid] = n;
+    workgroupBarrier();
+    let at = list_offsets(lid);
+    var k = at.x;
+    for (var j = blk.x; j < blk.y; j++) {
+        if (weights[base + j] != 0.0) {
+            nonzero_cols[base + k] = j;
+            k += 1u;
         }
-        partials[a].nonzero = n;
+    }
+    if (lid == 0u) {
+        partials[a].nonzero = at.y;
     }
 }
 
 // Lists the anchor's positives in row order in `nonzero_cols` (scratch until list_nonzero
 // overwrites it) and returns how many there are; `negatives` says whether the anchor has any
-// negative. Lane 0 walks the rows; the barrier publishes the list to every lane.
+// negative.
 struct Positives {
     count: u32,
     negatives: bool,
 }
 
 fn list_positives(a: u32, ca: u32, base: u32, lid: u32) -> Positives {
-    if (lid == 0u) {
-        var n = 0u;
-        var others = 0u;
-        for (var j = 0u; j < params.rows; j++) {
-            if (classes[j] != ca) {
-                others = 1u;
-            } else if (j != a) {
-                nonzero_cols[base + n] = j;
-                n += 1u;
-            }
+    let blk = lane_block(lid);
+    var n = 0u;
+    var others = 0u;
+    for (var j = blk.x; j < blk.y; j++) {
+        if (classes[j] != ca) {
+            others = 1u;
+        } else if (j != a) {
+            n += 1u;
         }
-        pick_i[0] = vec2<u32>(n, others);
+    }
+    count_s[lid] = n | (others << 31u);
+    workgroupBarrier();
+    var any_negative = false;
+    for (var t = 0u; t < 64u; t++) {
+        any_negative = any_negative || (count_s[t] >> 31u) == 1u;
+    }
+    let at = list_offsets(lid);
+    var k = at.x;
+    for (var j = blk.x; j < blk.y; j++) {
+        if (j != a && classes[j] == ca) {
+            nonzero_cols[base + k] = j;
+            k += 1u;
+        }
     }
     storageBarrier();
-    workgroupBarrier();
-    let r = pick_i[0];
-    return Positives(r.x, r.y == 1u);
+    return Positives(at.y, any_negative);
 }
 
 // Semi-hard (TensorFlow Addons' rule): for each positive pair (a, p), the nearest negative

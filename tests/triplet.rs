@@ -450,7 +450,9 @@ fn mining_needs_no_batch_by_batch_buffer() {
     let data: Vec<f32> = (0..b * d).map(|_| rng.below(9) as f32 - 4.0).collect();
     let labels = common::labels(6, b, 128);
     for mining in [Mining::All, Mining::Hard, Mining::Semihard] {
-        let cfg = Triplet::default().distance(Distance::SquaredEuclidean).margin(0.5);
+        let cfg = Triplet::default()
+            .distance(Distance::SquaredEuclidean)
+            .margin(0.5);
         cross_mined(&gpu, &cfg, mining, &data, &labels, d);
     }
     assert!(gpu.workspace_bytes().1 < 4 * (b * b) as u64);
@@ -543,4 +545,45 @@ fn options_that_do_not_apply_are_errors() {
     assert!(matches!(err, Err(Error::ShapeMismatch { .. })));
     let err = Triplet::default().mined_cpu(&x, &Labels::new(&[0, 1]), Mining::Hard, Grads::Skip);
     assert!(matches!(err, Err(Error::ShapeMismatch { .. })));
+}
+
+/// B = 32768 (512 anchor chunks): loss and counts of every mining rule against the CPU
+/// reference. Minutes on lavapipe, so not in the default run:
+/// `cargo test --release --test triplet -- --ignored`.
+#[test]
+#[ignore]
+fn large_batch_matches_reference() {
+    let Some(gpu) = common::gpu() else { return };
+    let (rows, dim) = (32768, 4);
+    // Small integers: exact distances, so both precisions make the same choices.
+    let mut rng = Rng::new(32768);
+    let data: Vec<f32> = (0..rows * dim)
+        .map(|_| rng.below(41) as f32 - 20.0)
+        .collect();
+    let labels = common::labels(9, rows, (rows / 8) as u64);
+    let x = Embeddings::new("x", &data, rows, dim).unwrap();
+    let l = Labels::new(&labels);
+    for mining in [Mining::Hard, Mining::Semihard, Mining::All] {
+        let cfg = Triplet::default()
+            .distance(Distance::SquaredEuclidean)
+            .margin(0.5);
+        let g = cfg.mined(gpu, &x, &l, mining, Grads::Skip).unwrap();
+        let r = cfg.mined_cpu(&x, &l, mining, Grads::Skip).unwrap();
+        assert_eq!(g.counts, r.counts, "{mining:?}");
+        assert_eq!(
+            g.counts.terms,
+            metric_loss::loss::triplet::mined_terms(l.ids(), mining)
+        );
+        let d_max = 4.0 * 40.0 * 40.0;
+        let name = format!("{mining:?} B={rows}");
+        common::assert_report(&compare_outputs(
+            name,
+            &cfg,
+            Some(mining),
+            &g,
+            &r,
+            dim,
+            d_max,
+        ));
+    }
 }

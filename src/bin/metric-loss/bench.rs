@@ -262,7 +262,11 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
         "adapter:          {}",
         adapter.as_deref().unwrap_or("cpu reference")
     );
-    let rows = if args.mode == ModeArg::Batch { "B" } else { "N" };
+    let rows = if args.mode == ModeArg::Batch {
+        "B"
+    } else {
+        "N"
+    };
     out!("loss:             {loss_name}, {mode}, {rows}={b}, D={d}, margin {margin}");
     out!(
         "median per call:  {median:.6} s over {} calls (forward + backward, upload and readback)",
