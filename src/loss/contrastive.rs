@@ -8,8 +8,8 @@ use crate::gpu::params::{ContrastiveParams, Partial};
 use crate::gpu::Gpu;
 use crate::loss::plan::{Plan, PARTIAL_BYTES, ROW_TILE};
 use crate::loss::steps::{
-    normalize_backward, normalize_forward, padded, read_grads, record, row_groups, unpad_grads,
-    upload_sides, Buffers, Step,
+    finish_recording, normalize_forward, padded, row_groups, split_readback, upload_sides, Buffers,
+    Step,
 };
 pub use crate::loss::Distance;
 use crate::loss::{Grads, LossOutput};
@@ -232,11 +232,7 @@ impl Contrastive {
         ContrastiveParams {
             rows: rows as u32,
             dim4: dim4 as u32,
-            distance: match self.distance {
-                Distance::Euclidean => 0,
-                Distance::SquaredEuclidean => 1,
-                Distance::Cosine => 2,
-            },
+            distance: self.distance.kernel_kind(),
             hinge: match self.hinge {
                 Hinge::Squared => 0,
                 Hinge::Linear => 1,
@@ -250,11 +246,6 @@ impl Contrastive {
             margin: self.margin,
             ..Default::default()
         }
-    }
-
-    /// Number of row normalisations before the distance: one for `normalize`, one for cosine.
-    fn normalize_stages(&self) -> usize {
-        usize::from(self.normalize) + usize::from(self.distance == Distance::Cosine)
     }
 }
 
@@ -305,7 +296,14 @@ fn run(
         plan_out = Some(plan);
         let cap = plan.capacity;
         let mut bufs = Buffers::default();
-        let sides = upload_sides(rec, &plan, &mut bufs, &data, cfg.normalize_stages(), want);
+        let sides = upload_sides(
+            rec,
+            &plan,
+            &mut bufs,
+            &data,
+            cfg.distance.normalize_stages(cfg.normalize),
+            want,
+        );
         let class_buf = rec.rows_buffer("classes", cap * 4, true);
         rec.write(&class_buf, bytemuck::cast_slice(classes));
         let class_i = bufs.push(class_buf);
@@ -425,7 +423,6 @@ fn run(
                     }
                 }
             }
-            steps.extend(normalize_backward(&plan, &sides));
             if host_scales {
                 let s = scale_for(cfg.reduction, mode, rows);
                 rec.write(
@@ -434,20 +431,18 @@ fn run(
                 );
             }
         }
-        record(rec, &plan, &bufs, &steps);
-        rec.read_back(&bufs.list[partials_i], rows * PARTIAL_BYTES);
-        read_grads(rec, &plan, &bufs, &sides);
+        finish_recording(rec, &plan, &bufs, steps, &sides, partials_i, PARTIAL_BYTES);
         Ok(())
     })?;
 
     let plan = plan_out.unwrap_or_else(|| unreachable!("execute ran the recorder"));
-    let (partial_bytes, rest) = bytes.split_at((rows * PARTIAL_BYTES) as usize);
+    let (partial_bytes, grads) = split_readback(&bytes, &plan, PARTIAL_BYTES, dim as usize);
     let partials: &[Partial] = bytemuck::cast_slice(partial_bytes);
     let (loss, counts) = reduce_partials(cfg.reduction, partials);
     Ok(LossOutput {
         loss,
         counts,
-        grads: unpad_grads(rest, &plan, dim as usize),
+        grads,
     })
 }
 

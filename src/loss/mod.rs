@@ -38,3 +38,20 @@ pub struct LossOutput<C> {
     /// B; batch: X), each the input's shape. Empty with [`Grads::Skip`].
     pub grads: Vec<Vec<f32>>,
 }
+
+impl Distance {
+    /// The kernels' distance kind (shaders/common/distance.wgsl): 0 euclidean, 1 squared
+    /// euclidean, 2 one-minus-dot (cosine runs as one-minus-dot on normalised rows).
+    pub(crate) fn kernel_kind(self) -> u32 {
+        match self {
+            Distance::Euclidean => 0,
+            Distance::SquaredEuclidean => 1,
+            Distance::Cosine => 2,
+        }
+    }
+
+    /// Row normalisations before the distance kernels: one for `normalize`, one for cosine.
+    pub(crate) fn normalize_stages(self, normalize: bool) -> usize {
+        usize::from(normalize) + usize::from(self == Distance::Cosine)
+    }
+}

@@ -139,7 +139,7 @@ pub(crate) fn normalize_forward(plan: &Plan, sides: &[Side]) -> Vec<Step> {
 }
 
 /// Back through every side's normalisation stages, in place in its gradient buffer.
-pub(crate) fn normalize_backward(plan: &Plan, sides: &[Side]) -> Vec<Step> {
+fn normalize_backward(plan: &Plan, sides: &[Side]) -> Vec<Step> {
     let rb = plan.row_bytes;
     let mut steps = Vec::new();
     for side in sides {
@@ -161,7 +161,7 @@ pub(crate) fn normalize_backward(plan: &Plan, sides: &[Side]) -> Vec<Step> {
 }
 
 /// Records `steps` in order: one uniform slot each, bindings cut into their windows.
-pub(crate) fn record(rec: &mut Recorder<'_>, plan: &Plan, bufs: &Buffers, steps: &[Step]) {
+fn record(rec: &mut Recorder<'_>, plan: &Plan, bufs: &Buffers, steps: &[Step]) {
     let slots: Vec<&[u8]> = steps.iter().map(|s| s.params.as_slice()).collect();
     let uniforms = rec.uniforms("params", &slots);
     for (step, uniform) in steps.iter().zip(&uniforms) {
@@ -187,17 +187,36 @@ pub(crate) fn record(rec: &mut Recorder<'_>, plan: &Plan, bufs: &Buffers, steps:
     }
 }
 
-/// Reads back `rows` gradient rows of every side, and strips the padding afterwards with
-/// [`unpad_grads`].
-pub(crate) fn read_grads(rec: &mut Recorder<'_>, plan: &Plan, bufs: &Buffers, sides: &[Side]) {
+/// Ends a call's recording: the normalisation stages' backward passes after `steps`, every
+/// dispatch, then the readback of `partial_bytes` per row of buffer `partials` and of every
+/// side's gradient (split again by [`split_readback`]).
+pub(crate) fn finish_recording(
+    rec: &mut Recorder<'_>,
+    plan: &Plan,
+    bufs: &Buffers,
+    mut steps: Vec<Step>,
+    sides: &[Side],
+    partials: usize,
+    partial_bytes: u64,
+) {
+    steps.extend(normalize_backward(plan, sides));
+    record(rec, plan, bufs, &steps);
+    rec.read_back(&bufs.list[partials], plan.rows * partial_bytes);
     for g in sides.iter().filter_map(|s| s.grad) {
         rec.read_back(&bufs.list[g], plan.rows * plan.row_bytes);
     }
 }
 
-/// Splits the gradient bytes read back by [`read_grads`] into unpadded row-major arrays.
-pub(crate) fn unpad_grads(bytes: &[u8], plan: &Plan, dim: usize) -> Vec<Vec<f32>> {
-    bytes
+/// Splits what [`finish_recording`] read back into the per-row partials' bytes and the
+/// gradients, unpadded to `dim` values a row.
+pub(crate) fn split_readback<'a>(
+    bytes: &'a [u8],
+    plan: &Plan,
+    partial_bytes: u64,
+    dim: usize,
+) -> (&'a [u8], Vec<Vec<f32>>) {
+    let (partials, rest) = bytes.split_at((plan.rows * partial_bytes) as usize);
+    let grads = rest
         .chunks_exact((plan.rows * plan.row_bytes) as usize)
         .map(|c| {
             let padded: &[f32] = bytemuck::cast_slice(c);
@@ -207,5 +226,6 @@ pub(crate) fn unpad_grads(bytes: &[u8], plan: &Plan, dim: usize) -> Vec<Vec<f32>
                 .copied()
                 .collect()
         })
-        .collect()
+        .collect();
+    (partials, grads)
 }

@@ -10,8 +10,8 @@ use crate::gpu::Gpu;
 use crate::loss::contrastive::Reduction;
 use crate::loss::plan::{Plan, ROW_TILE};
 use crate::loss::steps::{
-    normalize_backward, normalize_forward, padded, read_grads, record, row_groups, unpad_grads,
-    upload_sides, Buffers, Step,
+    finish_recording, normalize_forward, padded, row_groups, split_readback, upload_sides, Buffers,
+    Step,
 };
 use crate::loss::{Distance, Grads, LossOutput};
 use crate::shape::{same_rows, Embeddings, Labels};
@@ -260,21 +260,12 @@ impl Triplet {
         TripletParams {
             rows: rows as u32,
             dim4: dim4 as u32,
-            distance: match self.distance {
-                Distance::Euclidean => 0,
-                Distance::SquaredEuclidean => 1,
-                Distance::Cosine => 2,
-            },
+            distance: self.distance.kernel_kind(),
             soft,
             swap: u32::from(self.swap),
             margin,
             ..Default::default()
         }
-    }
-
-    /// Number of row normalisations before the distance: one for `normalize`, one for cosine.
-    fn normalize_stages(&self) -> usize {
-        usize::from(self.normalize) + usize::from(self.distance == Distance::Cosine)
     }
 }
 
@@ -352,15 +343,15 @@ fn host_scale(reduction: Reduction, terms: u64) -> f32 {
 
 const PARTIAL: u64 = std::mem::size_of::<TripletPartial>() as u64;
 
-fn finish(
-    cfg_reduction: Reduction,
-    bytes: &[u8],
-    plan: &Plan,
-    dim: usize,
-) -> (f64, TripletCounts, Vec<Vec<f32>>) {
-    let (partial_bytes, rest) = bytes.split_at((plan.rows * PARTIAL) as usize);
-    let (loss, counts) = reduce_partials(cfg_reduction, bytemuck::cast_slice(partial_bytes));
-    (loss, counts, unpad_grads(rest, plan, dim))
+/// The call's output from what [`finish_recording`] read back.
+fn output(reduction: Reduction, bytes: &[u8], plan: &Plan, dim: usize) -> TripletOutput {
+    let (partials, grads) = split_readback(bytes, plan, PARTIAL, dim);
+    let (loss, counts) = reduce_partials(reduction, bytemuck::cast_slice(partials));
+    LossOutput {
+        loss,
+        counts,
+        grads,
+    }
 }
 
 fn run_explicit(
@@ -378,7 +369,14 @@ fn run_explicit(
         let plan = Plan::new(rec, rows, dim, 0)?;
         plan_out = Some(plan);
         let mut bufs = Buffers::default();
-        let sides = upload_sides(rec, &plan, &mut bufs, &data, cfg.normalize_stages(), want);
+        let sides = upload_sides(
+            rec,
+            &plan,
+            &mut bufs,
+            &data,
+            cfg.distance.normalize_stages(cfg.normalize),
+            want,
+        );
         let partials = bufs.push(rec.rows_buffer("partials", plan.capacity * PARTIAL, false));
         let rb = plan.row_bytes;
         let mut steps = normalize_forward(&plan, &sides);
@@ -406,19 +404,11 @@ fn run_explicit(
                 groups: row_groups(&plan, w),
             });
         }
-        steps.extend(normalize_backward(&plan, &sides));
-        record(rec, &plan, &bufs, &steps);
-        rec.read_back(&bufs.list[partials], rows * PARTIAL);
-        read_grads(rec, &plan, &bufs, &sides);
+        finish_recording(rec, &plan, &bufs, steps, &sides, partials, PARTIAL);
         Ok(())
     })?;
     let plan = plan_out.unwrap_or_else(|| unreachable!("execute ran the recorder"));
-    let (loss, counts, grads) = finish(reduction, &bytes, &plan, dim as usize);
-    Ok(LossOutput {
-        loss,
-        counts,
-        grads,
-    })
+    Ok(output(reduction, &bytes, &plan, dim as usize))
 }
 
 /// Bytes per batch row of each per-chunk buffer (distances, weights, choices, non-zero
@@ -479,7 +469,14 @@ fn run_mined(
         }
         let cap = plan.capacity;
         let mut bufs = Buffers::default();
-        let sides = upload_sides(rec, &plan, &mut bufs, &data, cfg.normalize_stages(), want);
+        let sides = upload_sides(
+            rec,
+            &plan,
+            &mut bufs,
+            &data,
+            cfg.distance.normalize_stages(cfg.normalize),
+            want,
+        );
         let class_buf = rec.rows_buffer("classes", cap * 4, true);
         rec.write(&class_buf, bytemuck::cast_slice(classes));
         let class_i = bufs.push(class_buf.window(0, stride * 4));
@@ -598,17 +595,9 @@ fn run_mined(
             forward(c, &mut steps);
             backward(c, &mut steps);
         }
-        steps.extend(normalize_backward(&plan, &sides));
-        record(rec, &plan, &bufs, &steps);
-        rec.read_back(&bufs.list[partials], rows * PARTIAL);
-        read_grads(rec, &plan, &bufs, &sides);
+        finish_recording(rec, &plan, &bufs, steps, &sides, partials, PARTIAL);
         Ok(())
     })?;
     let plan = plan_out.unwrap_or_else(|| unreachable!("execute ran the recorder"));
-    let (loss, counts, grads) = finish(reduction, &bytes, &plan, dim as usize);
-    Ok(LossOutput {
-        loss,
-        counts,
-        grads,
-    })
+    Ok(output(reduction, &bytes, &plan, dim as usize))
 }
