@@ -5,29 +5,11 @@ use super::distance::{add_scaled, distance, distance_grad, finish_grad, prepare,
 use crate::loss::contrastive::{
     reduce, Contrastive, ContrastiveCounts, ContrastiveOutput, Hinge, Reduction,
 };
-use crate::loss::{Grads, LossOutput};
+use crate::loss::Grads;
 use crate::shape::{Embeddings, Labels};
 
-/// An f64 result of the reference, with gradients in f64 (for finite-difference checks).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Reference {
-    /// The loss.
-    pub loss: f64,
-    /// The counts.
-    pub counts: ContrastiveCounts,
-    /// Gradients as in [`LossOutput::grads`], in f64.
-    pub grads: Vec<Vec<f64>>,
-}
-
-impl Reference {
-    fn loss_only(loss: f64, counts: ContrastiveCounts) -> Self {
-        Self {
-            loss,
-            counts,
-            grads: Vec::new(),
-        }
-    }
-}
+/// The contrastive reference's f64 result.
+pub type Reference = super::Reference<ContrastiveCounts>;
 
 /// The hinge argument: d − p for similar pairs, m − d for dissimilar ones.
 fn hinge_arg(cfg: &Contrastive, similar: bool, d: f64) -> f64 {
@@ -201,18 +183,6 @@ pub fn batch_f64(
     }
 }
 
-fn narrow(r: Reference) -> ContrastiveOutput {
-    LossOutput {
-        loss: r.loss,
-        counts: r.counts,
-        grads: r
-            .grads
-            .into_iter()
-            .map(|g| g.into_iter().map(|v| v as f32).collect())
-            .collect(),
-    }
-}
-
 /// Pair mode on validated input (see [`Contrastive::pairs_cpu`]).
 pub(crate) fn pairs(
     cfg: &Contrastive,
@@ -221,14 +191,7 @@ pub(crate) fn pairs(
     similar: &[bool],
     grads: Grads,
 ) -> ContrastiveOutput {
-    narrow(pairs_f64(
-        cfg,
-        &widen(a),
-        &widen(b),
-        a.dim(),
-        similar,
-        grads,
-    ))
+    pairs_f64(cfg, &widen(a), &widen(b), a.dim(), similar, grads).narrow()
 }
 
 /// Batch mode on validated input (see [`Contrastive::batch_cpu`]).
@@ -238,5 +201,5 @@ pub(crate) fn batch(
     labels: &Labels,
     grads: Grads,
 ) -> ContrastiveOutput {
-    narrow(batch_f64(cfg, &widen(x), x.dim(), labels.ids(), grads))
+    batch_f64(cfg, &widen(x), x.dim(), labels.ids(), grads).narrow()
 }

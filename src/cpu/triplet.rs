@@ -6,19 +6,11 @@
 use super::distance::{add_scaled, distance, distance_grad, finish_grad, prepare, row, widen};
 use crate::loss::contrastive::Reduction;
 use crate::loss::triplet::{reduce, Mining, Triplet, TripletCounts, TripletOutput, TripletTerm};
-use crate::loss::{Grads, LossOutput};
+use crate::loss::Grads;
 use crate::shape::Embeddings;
 
-/// An f64 result of the reference, with gradients in f64 (for finite-difference checks).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Reference {
-    /// The loss.
-    pub loss: f64,
-    /// The counts.
-    pub counts: TripletCounts,
-    /// Gradients as in [`LossOutput::grads`], in f64.
-    pub grads: Vec<Vec<f64>>,
-}
+/// The triplet reference's f64 result.
+pub type Reference = super::Reference<TripletCounts>;
 
 /// Value, slope dterm/dx and activity of the term at x = d(a,p) − d(a,n).
 pub fn term(kind: TripletTerm, x: f64) -> (f64, f64, bool) {
@@ -86,11 +78,7 @@ pub fn explicit_f64(
     let reduction = cfg.reduction_for(None);
     let loss = reduce(reduction, sum, &counts);
     if grads == Grads::Skip {
-        return Reference {
-            loss,
-            counts,
-            grads: Vec::new(),
-        };
+        return Reference::loss_only(loss, counts);
     }
     let s = scale(reduction, &counts);
     let (mut ga, mut gp, mut gn) = (
@@ -229,11 +217,7 @@ pub fn mined_f64(
     let reduction = cfg.reduction_for(Some(mining));
     let loss = reduce(reduction, sum, &counts);
     if grads == Grads::Skip {
-        return Reference {
-            loss,
-            counts,
-            grads: Vec::new(),
-        };
+        return Reference::loss_only(loss, counts);
     }
     let s = scale(reduction, &counts);
     let mut g = vec![0.0; xn.len()];
@@ -263,18 +247,6 @@ pub fn mined_f64(
     }
 }
 
-fn narrow(r: Reference) -> TripletOutput {
-    LossOutput {
-        loss: r.loss,
-        counts: r.counts,
-        grads: r
-            .grads
-            .into_iter()
-            .map(|g| g.into_iter().map(|v| v as f32).collect())
-            .collect(),
-    }
-}
-
 /// Explicit triplets on validated input (see [`Triplet::explicit_cpu`]).
 pub(crate) fn explicit(
     cfg: &Triplet,
@@ -283,14 +255,7 @@ pub(crate) fn explicit(
     n: &Embeddings<'_>,
     grads: Grads,
 ) -> TripletOutput {
-    narrow(explicit_f64(
-        cfg,
-        &widen(a),
-        &widen(p),
-        &widen(n),
-        a.dim(),
-        grads,
-    ))
+    explicit_f64(cfg, &widen(a), &widen(p), &widen(n), a.dim(), grads).narrow()
 }
 
 /// Mined triplets on validated input (see [`Triplet::mined_cpu`]).
@@ -301,5 +266,5 @@ pub(crate) fn mined(
     mining: Mining,
     grads: Grads,
 ) -> TripletOutput {
-    narrow(mined_f64(cfg, mining, &widen(x), x.dim(), classes, grads))
+    mined_f64(cfg, mining, &widen(x), x.dim(), classes, grads).narrow()
 }
