@@ -201,10 +201,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
             b: (sides == 1).then(|| (eo[0], similar)),
         }
     };
-    let mut gpu = match args.device {
-        DeviceArg::Gpu => Some(Gpu::new()?),
-        DeviceArg::Cpu => None,
-    };
+    let mut gpu = args.device.open()?;
     if let Some(g) = gpu.as_mut() {
         g.set_profiling(true);
     }

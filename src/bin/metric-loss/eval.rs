@@ -47,6 +47,31 @@ pub enum DeviceArg {
     Cpu,
 }
 
+impl DeviceArg {
+    /// The device for `gpu`; `None` for the CPU reference. Called once the input is valid.
+    pub(crate) fn open(self) -> Result<Option<Gpu>, Failure> {
+        Ok(match self {
+            DeviceArg::Gpu => Some(Gpu::new()?),
+            DeviceArg::Cpu => None,
+        })
+    }
+}
+
+/// Writes each gradient whose path was given, as float32 .npy of `shape`.
+pub(crate) fn write_grads(
+    paths: &[&Option<PathBuf>],
+    shape: [usize; 2],
+    grads: &[Vec<f32>],
+) -> Result<(), Failure> {
+    for (path, grad) in paths.iter().zip(grads) {
+        if let Some(p) = path {
+            npy::write_f32(p, &shape, grad)
+                .map_err(|e| Failure::runtime(format!("writing {}: {e}", p.display())))?;
+        }
+    }
+    Ok(())
+}
+
 #[derive(Args)]
 pub struct EvalArgs {
     /// The loss.
@@ -382,10 +407,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, Failure> {
         Grads::Skip
     };
     // All input is valid: only now open the device.
-    let gpu = match args.device {
-        DeviceArg::Gpu => Some(Gpu::new()?),
-        DeviceArg::Cpu => None,
-    };
+    let gpu = args.device.open()?;
     let (out, shape) = match &input {
         Input::Pairs { a, b, similar } => {
             let ea = Embeddings::new("a", &a.data, a.rows, a.dim)?;
@@ -409,12 +431,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, Failure> {
         Input::Pairs { .. } => vec![&args.grad_a, &args.grad_b],
         Input::Batch { .. } => vec![&args.grad],
     };
-    for (path, grad) in targets.into_iter().zip(&out.grads) {
-        if let Some(p) = path {
-            npy::write_f32(p, &shape, grad)
-                .map_err(|e| Failure::runtime(format!("writing {}: {e}", p.display())))?;
-        }
-    }
+    write_grads(&targets, shape, &out.grads)?;
     let json = serde_json::json!({
         "loss": out.loss,
         "device": if gpu.is_some() { "gpu" } else { "cpu" },

@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use metric_loss::{npy, Embeddings, Gpu, Grads, Labels, Mining, Triplet, TripletTerm};
+use metric_loss::{Embeddings, Grads, Labels, Mining, Triplet, TripletTerm};
 
 use crate::eval::{
-    distance, margin_value, matrix, read_batch, reduction, rows_match, DeviceArg, EvalArgs, Matrix,
-    MiningArg,
+    distance, margin_value, matrix, read_batch, reduction, rows_match, write_grads, EvalArgs,
+    Matrix, MiningArg,
 };
 use crate::Failure;
 
@@ -144,10 +144,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, Failure> {
         Grads::Skip
     };
     // All input is valid: only now open the device.
-    let gpu = match args.device {
-        DeviceArg::Gpu => Some(Gpu::new()?),
-        DeviceArg::Cpu => None,
-    };
+    let gpu = args.device.open()?;
     let (out, shape) = match &input {
         Input::Explicit([a, p, n]) => {
             let ea = Embeddings::new("anchor", &a.data, a.rows, a.dim)?;
@@ -168,12 +165,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, Failure> {
             (out, [x.rows, x.dim])
         }
     };
-    for (path, grad) in targets.into_iter().zip(&out.grads) {
-        if let Some(p) = path {
-            npy::write_f32(p, &shape, grad)
-                .map_err(|e| Failure::runtime(format!("writing {}: {e}", p.display())))?;
-        }
-    }
+    write_grads(&targets, shape, &out.grads)?;
     let json = serde_json::json!({
         "loss": out.loss,
         "device": if gpu.is_some() { "gpu" } else { "cpu" },
