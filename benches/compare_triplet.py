@@ -22,7 +22,6 @@ import tempfile
 
 import numpy as np
 import torch
-from pytorch_metric_learning.losses import TripletMarginLoss as PmlTriplet
 
 
 def run(exe, args, grads):
@@ -32,8 +31,10 @@ def run(exe, args, grads):
 
 
 def masks(labels):
+    """(positive, negative) pair masks of a label vector: same label and not the row itself,
+    and a different label."""
     same = labels[:, None] == labels[None, :]
-    eye = torch.eye(len(labels), dtype=torch.bool)
+    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     return same & ~eye, ~same
 
 
@@ -79,6 +80,7 @@ def main():
     ap.add_argument("exe", nargs="?", default="target/release/metric-loss")
     ap.add_argument("--device", choices=["gpu", "cpu"], default="gpu")
     args = ap.parse_args()
+    from pytorch_metric_learning.losses import TripletMarginLoss as PmlTriplet
     torch.set_default_dtype(torch.float64)
     worst_mined, worst_explicit = 0.0, 0.0
     with tempfile.TemporaryDirectory() as tmp:

@@ -25,13 +25,8 @@ import tempfile
 import numpy as np
 import torch
 
+from compare_triplet import masks
 from gpu_compare import fmt, inputs, timed
-
-
-def masks(labels):
-    same = labels[:, None] == labels[None, :]
-    eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
-    return same & ~eye, ~same
 
 
 def batch_hard(x, labels, m):

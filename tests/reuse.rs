@@ -8,16 +8,6 @@ mod common;
 use metric_loss::check::Rng;
 use metric_loss::{Contrastive, Embeddings, Gpu, Grads, Labels, Reduction};
 
-fn live(gpu: &Gpu) -> (isize, isize, isize) {
-    let _ = gpu.device().poll(wgpu::PollType::wait_indefinitely());
-    let c = gpu.device().get_internal_counters().hal;
-    (
-        c.buffers.read(),
-        c.bind_groups.read(),
-        c.compute_pipelines.read(),
-    )
-}
-
 #[test]
 fn training_loop_allocates_nothing_after_its_first_step() {
     if common::gpu().is_none() {
@@ -46,7 +36,7 @@ fn training_loop_allocates_nothing_after_its_first_step() {
             assert!(out.loss.is_finite());
         }
         if step == 0 {
-            after_first = Some((gpu.allocations(), live(&gpu)));
+            after_first = Some((gpu.allocations(), common::live(&gpu)));
         }
     }
     let (allocs, counters) = after_first.unwrap();
@@ -57,7 +47,7 @@ fn training_loop_allocates_nothing_after_its_first_step() {
         "metric-loss created wgpu objects after step 1"
     );
     assert_eq!(
-        live(&gpu),
+        common::live(&gpu),
         counters,
         "wgpu's live object counts changed after step 1"
     );

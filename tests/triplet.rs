@@ -458,17 +458,6 @@ fn mining_needs_no_batch_by_batch_buffer() {
     assert!(gpu.workspace_bytes().1 < 4 * (b * b) as u64);
 }
 
-/// Live wgpu objects (buffers, bind groups, compute pipelines), from wgpu's own counters.
-fn live(gpu: &Gpu) -> (isize, isize, isize) {
-    let _ = gpu.device().poll(wgpu::PollType::wait_indefinitely());
-    let c = gpu.device().get_internal_counters().hal;
-    (
-        c.buffers.read(),
-        c.bind_groups.read(),
-        c.compute_pipelines.read(),
-    )
-}
-
 #[test]
 fn a_training_loop_allocates_nothing_after_its_first_step() {
     if common::gpu().is_none() {
@@ -495,10 +484,10 @@ fn a_training_loop_allocates_nothing_after_its_first_step() {
             .unwrap();
         assert!(out.loss.is_finite());
         if step == 0 {
-            after_first = Some((gpu.allocations(), live(&gpu)));
+            after_first = Some((gpu.allocations(), common::live(&gpu)));
         }
         assert_eq!(
-            Some((gpu.allocations(), live(&gpu))),
+            Some((gpu.allocations(), common::live(&gpu))),
             after_first,
             "step {step}: wgpu objects created after the first step"
         );

@@ -110,3 +110,15 @@ pub fn bits(out: &metric_loss::ContrastiveOutput) -> (u64, Vec<Vec<u32>>) {
             .collect(),
     )
 }
+
+/// Live wgpu objects (buffers, bind groups, compute pipelines) from wgpu's own counters,
+/// after the device is idle.
+pub fn live(gpu: &Gpu) -> (isize, isize, isize) {
+    let _ = gpu.device().poll(wgpu::PollType::wait_indefinitely());
+    let c = gpu.device().get_internal_counters().hal;
+    (
+        c.buffers.read(),
+        c.bind_groups.read(),
+        c.compute_pipelines.read(),
+    )
+}
