@@ -92,11 +92,18 @@ pub struct Gpu {
 
 #[derive(Default)]
 struct State {
-    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    modules: HashMap<&'static str, LoadedModule>,
     pipelines: HashMap<&'static str, wgpu::ComputePipeline>,
     workspace: Workspace,
     timestamps: Option<wgpu::QuerySet>,
     last_kernel_seconds: Option<f64>,
+}
+
+/// A shader module on the device, with naga's analysis of it (each entry point's layout).
+struct LoadedModule {
+    shader: wgpu::ShaderModule,
+    ir: wgpu::naga::Module,
+    info: wgpu::naga::valid::ModuleInfo,
 }
 
 impl Gpu {
@@ -505,23 +512,24 @@ impl Recorder<'_> {
         }
         let device = &self.gpu.device;
         let counts = &mut self.state.workspace.counts;
-        let shader = self
-            .state
-            .modules
-            .entry(module)
-            .or_insert_with(|| {
-                counts.shader_modules += 1;
-                device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        let loaded = self.state.modules.entry(module).or_insert_with(|| {
+            counts.shader_modules += 1;
+            let src = shader::assemble(module);
+            let (ir, info) = shader::reflect(module, &src);
+            LoadedModule {
+                shader: device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(module),
-                    source: wgpu::ShaderSource::Wgsl(shader::assemble(module).into()),
-                })
-            })
-            .clone();
-        let (naga_module, info) = shader::reflect(module);
+                    source: wgpu::ShaderSource::Wgsl(src.into()),
+                }),
+                ir,
+                info,
+            }
+        });
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some(entry),
-            entries: &shader::layout_entries(&naga_module, &info, entry),
+            entries: &shader::layout_entries(&loaded.ir, &loaded.info, entry),
         });
+        let shader = loaded.shader.clone();
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(entry),
             bind_group_layouts: &[Some(&layout)],

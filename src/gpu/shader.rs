@@ -125,16 +125,18 @@ pub(crate) fn layout_entries(
     out
 }
 
-/// Parses and validates the assembled module `name` (for its layouts).
-pub(crate) fn reflect(name: &str) -> (wgpu::naga::Module, wgpu::naga::valid::ModuleInfo) {
-    let src = assemble(name);
-    let module = wgpu::naga::front::wgsl::parse_str(&src)
-        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
+/// Parses and validates `src`, the assembled module `name` (for its layouts).
+pub(crate) fn reflect(
+    name: &str,
+    src: &str,
+) -> (wgpu::naga::Module, wgpu::naga::valid::ModuleInfo) {
+    let module = wgpu::naga::front::wgsl::parse_str(src)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
     let info = wgpu::naga::valid::Validator::new(
         wgpu::naga::valid::ValidationFlags::all(),
         wgpu::naga::valid::Capabilities::empty(),
     )
     .validate(&module)
-    .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&src)));
+    .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(src)));
     (module, info)
 }
