@@ -196,11 +196,6 @@ fn store_row_acc(local: u32, a: RowAcc) {
     );
 }
 
-fn tiles_in_window(start: u32) -> u32 {
-    let left = params.rows - min(params.rows, start);
-    return (min(left, params.window_rows) + TILE - 1u) / TILE;
-}
-
 // Loss terms and counts of the pairs i < j between the row window and the column window.
 @compute @workgroup_size(8, 8)
 fn contrastive_batch_forward(

@@ -35,6 +35,7 @@ pub use gpu::{AdapterSummary, Gpu, GpuOptions};
 pub use loss::contrastive::{
     Contrastive, ContrastiveCounts, ContrastiveOutput, Distance, Hinge, Reduction,
 };
+pub use loss::softmax::{Softmax, SoftmaxCounts, SoftmaxLoss, SoftmaxOutput, MIN_TEMPERATURE};
 pub use loss::triplet::{Mining, Triplet, TripletCounts, TripletOutput, TripletTerm};
 pub use loss::{Grads, LossOutput};
 pub use shape::{check_domain, Embeddings, Labels, MAX_ABS_VALUE};

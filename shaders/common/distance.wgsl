@@ -9,6 +9,8 @@
 const DIST_EUCLIDEAN: u32 = 0u;
 const DIST_SQUARED_EUCLIDEAN: u32 = 1u;
 const DIST_ONE_MINUS_DOT: u32 = 2u;
+// The dot product itself: the similarity of the softmax losses (tile.wgsl only).
+const DIST_DOT: u32 = 3u;
 
 fn dist_finish(kind: u32, acc: f32) -> f32 {
     if (kind == DIST_EUCLIDEAN) {

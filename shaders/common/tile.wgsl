@@ -3,7 +3,7 @@
 // accumulates their distances from direct vec4 loads (8 loads per 64 pair-dims, no barrier).
 // Depends on common/distance.wgsl and on the including module's globals:
 //   rows, cols: array<vec4<f32>> (the row and column windows, zero-padded rows of dim4 vec4s)
-//   params: a struct with fields dim4 (u32) and distance (u32, a DIST_* kind)
+//   params: a struct with fields dim4, distance (a DIST_* kind), rows and window_rows (u32)
 
 // Rows (and columns) per tile. Keep in sync with `ROW_TILE` in src/loss/plan.rs.
 const TILE: u32 = 32u;
@@ -37,7 +37,7 @@ fn block_distances(row_base: u32, col_base: u32, ty: u32, tx: u32) -> Block {
     var a2 = vec4<f32>(0.0);
     var a3 = vec4<f32>(0.0);
     let n = params.dim4;
-    let dot_form = params.distance == DIST_ONE_MINUS_DOT;
+    let dot_form = params.distance >= DIST_ONE_MINUS_DOT;
     let r0 = (row_base + ty) * n;
     let r1 = (row_base + ty + 8u) * n;
     let r2 = (row_base + ty + 16u) * n;
@@ -68,9 +68,15 @@ fn dist_finish4(kind: u32, acc: vec4<f32>) -> vec4<f32> {
     if (kind == DIST_EUCLIDEAN) {
         return sqrt(acc);
     }
-    if (kind == DIST_SQUARED_EUCLIDEAN) {
+    if (kind == DIST_SQUARED_EUCLIDEAN || kind == DIST_DOT) {
         return acc;
     }
     return vec4<f32>(1.0) - acc;
+}
+
+// Tiles of the window starting at global row `start` that hold rows of the batch.
+fn tiles_in_window(start: u32) -> u32 {
+    let left = params.rows - min(params.rows, start);
+    return (min(left, params.window_rows) + TILE - 1u) / TILE;
 }
 

@@ -133,6 +133,7 @@ pub fn pairs_f64(
             finish_grad(&an, a_norms, ga, dim),
             finish_grad(&bn, b_norms, gb, dim),
         ],
+        grad_temperature: None,
     }
 }
 
@@ -180,6 +181,7 @@ pub fn batch_f64(
         loss,
         counts: terms.counts,
         grads: vec![finish_grad(&xn, norms, g, dim)],
+        grad_temperature: None,
     }
 }
 

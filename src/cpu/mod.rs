@@ -4,6 +4,7 @@
 pub mod contrastive;
 pub mod distance;
 pub mod normalize;
+pub mod softmax;
 pub mod triplet;
 
 use crate::loss::LossOutput;
@@ -18,6 +19,8 @@ pub struct Reference<C> {
     pub counts: C,
     /// Gradients as in [`LossOutput::grads`], in f64.
     pub grads: Vec<Vec<f64>>,
+    /// dL/dτ, as in [`LossOutput::grad_temperature`].
+    pub grad_temperature: Option<f64>,
 }
 
 impl<C> Reference<C> {
@@ -27,6 +30,7 @@ impl<C> Reference<C> {
             loss,
             counts,
             grads: Vec::new(),
+            grad_temperature: None,
         }
     }
 
@@ -40,6 +44,7 @@ impl<C> Reference<C> {
                 .into_iter()
                 .map(|g| g.into_iter().map(|v| v as f32).collect())
                 .collect(),
+            grad_temperature: self.grad_temperature,
         }
     }
 }

@@ -108,6 +108,7 @@ pub fn explicit_f64(
             finish_grad(&pn, p_norms, gp, dim),
             finish_grad(&nn, n_norms, gn, dim),
         ],
+        grad_temperature: None,
     }
 }
 
@@ -244,6 +245,7 @@ pub fn mined_f64(
         loss,
         counts,
         grads: vec![finish_grad(&xn, norms, g, dim)],
+        grad_temperature: None,
     }
 }
 

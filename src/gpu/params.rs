@@ -79,6 +79,59 @@ pub(crate) struct TripletPartial {
     pub _pad: u32,
 }
 
+/// Keep in sync with `SoftmaxParams` in shaders/softmax.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub(crate) struct SoftmaxParams {
+    pub rows: u32,
+    /// vec4s per (zero-padded) row.
+    pub dim4: u32,
+    /// Always 3, the dot product (shaders/common/distance.wgsl `DIST_DOT`).
+    pub distance: u32,
+    /// 0 ntxent, 1 supcon, 2 clip (shaders/softmax.wgsl `FAMILY_*`).
+    pub family: u32,
+    /// Global index of the row window's first row.
+    pub row_start: u32,
+    /// Global index of the column window's first row.
+    pub col_start: u32,
+    /// Rows per window.
+    pub window_rows: u32,
+    /// 1: add into stats, partials and gradients; 0: overwrite.
+    pub accumulate: u32,
+    /// clip: 0 when the rows are A, 1 when they are B.
+    pub side: u32,
+    pub _pad0: [u32; 3],
+    /// 1/τ.
+    pub inv_temp: f32,
+    /// dL/dterm.
+    pub scale: f32,
+    pub _pad1: [f32; 2],
+}
+
+/// Keep in sync with `Stats` in shaders/softmax.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub(crate) struct SoftmaxStats {
+    pub max: f32,
+    pub sum: f32,
+    pub pos: f32,
+    pub pos_n: u32,
+    pub lse: f32,
+    pub coef_den: f32,
+    pub coef_pos: f32,
+    pub weight: f32,
+}
+
+/// Keep in sync with `SoftmaxPartial` in shaders/softmax.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub(crate) struct SoftmaxPartial {
+    pub loss: f32,
+    pub loss_b: f32,
+    pub grad_tau: f32,
+    pub terms: u32,
+}
+
 /// Keep in sync with `NormalizeParams` in shaders/normalize.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
@@ -126,6 +179,17 @@ mod tests {
         assert_eq!(offset_of!(TripletPartial, terms_lo), 8);
         assert_eq!(offset_of!(TripletPartial, active_hi), 20);
         assert_eq!(offset_of!(TripletPartial, nonzero), 24);
+        assert_eq!(size_of::<SoftmaxParams>(), 64);
+        assert_eq!(offset_of!(SoftmaxParams, family), 12);
+        assert_eq!(offset_of!(SoftmaxParams, side), 32);
+        assert_eq!(offset_of!(SoftmaxParams, inv_temp), 48);
+        assert_eq!(offset_of!(SoftmaxParams, scale), 52);
+        assert_eq!(size_of::<SoftmaxStats>(), 32);
+        assert_eq!(offset_of!(SoftmaxStats, pos_n), 12);
+        assert_eq!(offset_of!(SoftmaxStats, weight), 28);
+        assert_eq!(size_of::<SoftmaxPartial>(), 16);
+        assert_eq!(offset_of!(SoftmaxPartial, grad_tau), 8);
+        assert_eq!(offset_of!(SoftmaxPartial, terms), 12);
         assert_eq!(size_of::<Partial>(), 32);
         assert_eq!(offset_of!(Partial, dis_sum), 8);
         assert_eq!(offset_of!(Partial, sim_pairs), 16);

@@ -23,6 +23,7 @@ const SOURCES: &[(&str, &str)] = &[
         include_str!("../../shaders/common/tile.wgsl"),
     ),
     ("triplet.wgsl", include_str!("../../shaders/triplet.wgsl")),
+    ("softmax.wgsl", include_str!("../../shaders/softmax.wgsl")),
     (
         "normalize.wgsl",
         include_str!("../../shaders/normalize.wgsl"),
@@ -52,6 +53,10 @@ pub const MODULES: &[(&str, &[&str])] = &[
             "common/reduce.wgsl",
             "common/tile.wgsl",
         ],
+    ),
+    (
+        "softmax.wgsl",
+        &["common/distance.wgsl", "common/tile.wgsl"],
     ),
 ];
 

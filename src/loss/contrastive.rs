@@ -443,6 +443,7 @@ fn run(
         loss,
         counts,
         grads,
+        grad_temperature: None,
     })
 }
 

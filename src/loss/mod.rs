@@ -2,6 +2,7 @@
 
 pub mod contrastive;
 pub(crate) mod plan;
+pub mod softmax;
 pub(crate) mod steps;
 pub mod triplet;
 
@@ -37,6 +38,9 @@ pub struct LossOutput<C> {
     /// One row-major gradient per differentiable input, in argument order (pairs: A then
     /// B; batch: X), each the input's shape. Empty with [`Grads::Skip`].
     pub grads: Vec<Vec<f32>>,
+    /// dL/dτ of the softmax-contrastive losses ([`crate::Softmax`]) with
+    /// [`Grads::Compute`]; `None` for the other families and with [`Grads::Skip`].
+    pub grad_temperature: Option<f64>,
 }
 
 impl Distance {

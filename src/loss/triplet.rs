@@ -351,6 +351,7 @@ fn output(reduction: Reduction, bytes: &[u8], plan: &Plan, dim: usize) -> Triple
         loss,
         counts,
         grads,
+        grad_temperature: None,
     }
 }
 

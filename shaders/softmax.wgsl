@@ -1,0 +1,573 @@
+// Softmax-contrastive losses (NT-Xent, SupCon, CLIP) over cosine similarities s_ij of rows
+// the host has normalised (normalize.wgsl), with logits z_ij = s_ij / τ, computed the way
+// the fused research kernels do (Inf-CL): 32×32 tiles of the similarity matrix, an online
+// log-sum-exp per row (running maximum and rescaled sum), and a backward pass that
+// recomputes the tiles. No B×B buffer exists: the workspace is O(B·D) plus per-row stats.
+//
+// Row i's "denominator" set and its positives:
+//   ntxent  denominator: j with class(j) ≠ class(i); positives: j ≠ i, class(j) = class(i)
+//   supcon  denominator: j ≠ i;                       positives: as ntxent
+//   clip    rows are A, columns B (or B and A); the classes are the row indices, so the one
+//           positive is the matched row and the denominator is every column
+// Stages (the host dispatches each once per (row window, column window), src/loss/plan.rs):
+//   softmax_stats      per row: max and rescaled sum of exp(z) over the denominator, Σ z
+//                      over the positives and their count
+//   softmax_positives  ntxent only, per row, with L = log Σ_den exp(z): Σ softplus(L − z_ip)
+//                      and W = Σ σ(L − z_ip) over the positives, and their count
+//   softmax_finish     per row (one invocation each): log-sum-exp, the loss term, and the
+//                      coefficients of dL/dz the backward pass needs (scaled by dL/dterm)
+//   softmax_grad       per row: dL/dx̂_i = Σ_j w_ij x̂_j, w_ij = dL/ds_ij (both of s_ij's
+//                      owners: rows i and j for one batch; row i of A and column j of B for
+//                      clip), and Σ_j dL/dz_ij · z_ij for dL/dτ
+// Globals:
+//   0 uniform        params     SoftmaxParams
+//   1 storage, read  rows       normalised rows of the row window
+//   2 storage, read  cols       normalised rows of the column window
+//   3 storage, read  row_class  class id per row of the row window
+//   4 storage, read  col_class  class id per row of the column window
+//   5 storage, rw    stats      Stats per row of the row window (stats, positives, finish)
+//   6 storage, read  row_stats  softmax_grad: the finished Stats of the row window
+//   7 storage, read  col_stats  softmax_grad: the finished Stats of the column window
+//   8 storage, rw    partials   SoftmaxPartial per row of the row window
+//   9 storage, rw    grad       dL/d(rows), row window, row-major f32, padded stride
+// Workgroups of 8×8 invocations own 32-row tiles and walk the column window's tiles; each
+// invocation keeps its 4 rows' running values in registers over its 4 columns of every
+// tile and the row owner folds the 8 invocations of a row in a fixed order at the end.
+// No atomics: bitwise deterministic. Every pair is evaluated; nothing is skipped.
+
+// Keep in sync with `SoftmaxParams` in src/gpu/params.rs.
+struct SoftmaxParams {
+    rows: u32,
+    dim4: u32,
+    distance: u32, // DIST_DOT (read by tile.wgsl)
+    family: u32,
+    row_start: u32,
+    col_start: u32,
+    window_rows: u32,
+    accumulate: u32,
+    side: u32, // clip: 0 rows are A (finish writes the partial, grad adds dτ terms), 1 B
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+    inv_temp: f32,
+    scale: f32, // dL/dterm
+    _pad3: f32,
+    _pad4: f32,
+}
+
+// Keep in sync with `Family` in src/gpu/params.rs.
+const FAMILY_NTXENT: u32 = 0u;
+const FAMILY_SUPCON: u32 = 1u;
+const FAMILY_CLIP: u32 = 2u;
+
+// Keep in sync with `SoftmaxStats` in src/gpu/params.rs.
+struct Stats {
+    max: f32,       // running maximum of the denominator's logits
+    sum: f32,       // Σ exp(z − max) over the denominator (0: empty)
+    pos: f32,       // Σ z over the positives; ntxent after softmax_positives: Σ softplus
+    pos_n: u32,     // positives
+    lse: f32,       // finish: max + log(sum), or 0 for an empty denominator
+    coef_den: f32,  // finish: dL/dz_ij = coef_den · exp(z_ij − lse) over the denominator
+    coef_pos: f32,  //         minus coef_pos (ntxent: coef_pos · σ(lse − z_ij)) per positive
+    weight: f32,    // ntxent: W = Σ σ(lse − z_ip) over the positives
+}
+
+// Keep in sync with `SoftmaxPartial` in src/gpu/params.rs.
+struct SoftmaxPartial {
+    loss: f32,      // the row's loss term(s), before dL/dterm
+    loss_b: f32,    // clip: the term of row i of B
+    grad_tau: f32,  // Σ_j dL/dz_ij · z_ij over the row (each pair once)
+    terms: u32,
+}
+
+const KC4: u32 = 8u; // vec4s per 32-dim chunk of the gradient phase
+const LOW: f32 = -3.0e38; // below every logit (|z| ≤ 1e4 for τ ≥ 1e-4)
+
+@group(0) @binding(0) var<uniform> params: SoftmaxParams;
+@group(0) @binding(1) var<storage, read> rows: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> cols: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> row_class: array<u32>;
+@group(0) @binding(4) var<storage, read> col_class: array<u32>;
+@group(0) @binding(5) var<storage, read_write> stats: array<Stats>;
+@group(0) @binding(6) var<storage, read> row_stats: array<Stats>;
+@group(0) @binding(7) var<storage, read> col_stats: array<Stats>;
+@group(0) @binding(8) var<storage, read_write> partials: array<SoftmaxPartial>;
+@group(0) @binding(9) var<storage, read_write> grad: array<f32>;
+
+var<workgroup> red_s: array<vec4<f32>, 256>; // [row][tx] per-invocation running values
+var<workgroup> cnt_s: array<u32, 256>;       // [row][tx] per-invocation counts
+var<workgroup> w_s: array<f32, 1024>;        // [row][col] dL/ds of the tile
+
+// A running log-sum-exp: exp sums rescaled to the running maximum.
+struct Lse {
+    m: f32,
+    s: f32,
+}
+
+// One exp per value: the larger of (m, v) becomes the maximum.
+fn lse_push(a: Lse, v: f32) -> Lse {
+    let d = v - a.m;
+    let e = exp(-abs(d));
+    if (d > 0.0) {
+        return Lse(v, a.s * e + 1.0);
+    }
+    return Lse(a.m, a.s + e);
+}
+
+fn lse_merge(a: Lse, b: Lse) -> Lse {
+    if (b.s == 0.0) {
+        return a;
+    }
+    if (a.s == 0.0) {
+        return b;
+    }
+    let m = max(a.m, b.m);
+    return Lse(m, a.s * exp(a.m - m) + b.s * exp(b.m - m));
+}
+
+// The pair (i, j)'s role for row i: x denominator, y positive.
+fn roles(i: u32, ci: u32, j: u32, cj: u32) -> vec2<bool> {
+    if (i >= params.rows || j >= params.rows) {
+        return vec2<bool>(false);
+    }
+    if (params.family == FAMILY_CLIP) {
+        return vec2<bool>(true, ci == cj);
+    }
+    let same = ci == cj;
+    if (params.family == FAMILY_NTXENT) {
+        return vec2<bool>(!same, same && i != j);
+    }
+    return vec2<bool>(i != j, same && i != j);
+}
+
+// Class ids and global indices of the invocation's 4 columns (tx + 8c) of a column tile.
+struct Cols {
+    ids: vec4<u32>,
+    index: vec4<u32>,
+    local: vec4<u32>,
+}
+
+fn tile_cols(col_base: u32, tx: u32) -> Cols {
+    let lj = vec4<u32>(col_base + tx) + vec4<u32>(0u, 8u, 16u, 24u);
+    let n = arrayLength(&col_class);
+    // Past the batch the class is never used; clamp to stay in the binding.
+    let c = vec4<u32>(
+        col_class[min(lj.x, n - 1u)], col_class[min(lj.y, n - 1u)],
+        col_class[min(lj.z, n - 1u)], col_class[min(lj.w, n - 1u)],
+    );
+    return Cols(c, vec4<u32>(params.col_start) + lj, lj);
+}
+
+fn class_of_row(local: u32) -> u32 {
+    return row_class[min(local, arrayLength(&row_class) - 1u)];
+}
+
+// ---- softmax_stats ----
+
+struct RowRun {
+    l: Lse,
+    pos: f32,
+    n: u32,
+}
+
+fn run_push(a: RowRun, local: u32, ci: u32, s: vec4<f32>, tc: Cols) -> RowRun {
+    let i = params.row_start + local;
+    var out = a;
+    for (var c = 0u; c < 4u; c++) {
+        let z = s[c] * params.inv_temp;
+        let r = roles(i, ci, tc.index[c], tc.ids[c]);
+        if (r.x) {
+            out.l = lse_push(out.l, z);
+        }
+        if (r.y) {
+            out.pos += z;
+            out.n += 1u;
+        }
+    }
+    return out;
+}
+
+fn put_run(row: u32, tx: u32, a: RowRun) {
+    red_s[row * 8u + tx] = vec4<f32>(a.l.m, a.l.s, a.pos, 0.0);
+    cnt_s[row * 8u + tx] = a.n;
+}
+
+@compute @workgroup_size(8, 8)
+fn softmax_stats(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid3: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let tx = lid3.x;
+    let ty = lid3.y;
+    let row_base = wg.x * TILE;
+    let empty = RowRun(Lse(LOW, 0.0), 0.0, 0u);
+    var a0 = empty;
+    var a1 = empty;
+    var a2 = empty;
+    var a3 = empty;
+    let l0 = row_base + ty;
+    let rc = vec4<u32>(class_of_row(l0), class_of_row(l0 + 8u), class_of_row(l0 + 16u), class_of_row(l0 + 24u));
+    let n_tiles = tiles_in_window(params.col_start);
+    for (var jt = 0u; jt < n_tiles; jt++) {
+        let s = block_distances(row_base, jt * TILE, ty, tx);
+        let tc = tile_cols(jt * TILE, tx);
+        a0 = run_push(a0, l0, rc.x, s.r0, tc);
+        a1 = run_push(a1, l0 + 8u, rc.y, s.r1, tc);
+        a2 = run_push(a2, l0 + 16u, rc.z, s.r2, tc);
+        a3 = run_push(a3, l0 + 24u, rc.w, s.r3, tc);
+    }
+    put_run(ty, tx, a0);
+    put_run(ty + 8u, tx, a1);
+    put_run(ty + 16u, tx, a2);
+    put_run(ty + 24u, tx, a3);
+    workgroupBarrier();
+    let local = row_base + lid;
+    if (lid >= TILE || params.row_start + local >= params.rows) {
+        return;
+    }
+    var st = Stats(LOW, 0.0, 0.0, 0u, 0.0, 0.0, 0.0, 0.0);
+    if (params.accumulate != 0u) {
+        st = stats[local];
+    }
+    var l = Lse(st.max, st.sum);
+    for (var t = 0u; t < 8u; t++) {
+        let v = red_s[lid * 8u + t];
+        l = lse_merge(l, Lse(v.x, v.y));
+        st.pos += v.z;
+        st.pos_n += cnt_s[lid * 8u + t];
+    }
+    st.max = l.m;
+    st.sum = l.s;
+    stats[local] = st;
+}
+
+// ---- softmax_positives (ntxent) ----
+
+fn softplus(u: f32) -> f32 {
+    return max(u, 0.0) + log(1.0 + exp(-abs(u)));
+}
+
+fn sigmoid(u: f32) -> f32 {
+    let e = exp(-abs(u));
+    if (u >= 0.0) {
+        return 1.0 / (1.0 + e);
+    }
+    return e / (1.0 + e);
+}
+
+// log Σ_den exp(z) of row `local` from its running stats; `valid` false when empty.
+struct Den {
+    lse: f32,
+    valid: bool,
+}
+
+fn den_of(local: u32) -> Den {
+    let st = stats[min(local, arrayLength(&stats) - 1u)];
+    if (st.sum > 0.0) {
+        return Den(st.max + log(st.sum), true);
+    }
+    return Den(0.0, false);
+}
+
+struct PosRun {
+    loss: f32, // Σ softplus(L − z)
+    w: f32,    // Σ σ(L − z)
+    n: u32,    // positives
+}
+
+fn pos_push(a: PosRun, local: u32, ci: u32, den: Den, s: vec4<f32>, tc: Cols) -> PosRun {
+    let i = params.row_start + local;
+    var out = a;
+    for (var c = 0u; c < 4u; c++) {
+        let r = roles(i, ci, tc.index[c], tc.ids[c]);
+        if (r.y) {
+            if (den.valid) {
+                let u = den.lse - s[c] * params.inv_temp;
+                out.loss += softplus(u);
+                out.w += sigmoid(u);
+            }
+            out.n += 1u;
+        }
+    }
+    return out;
+}
+
+fn put_pos(row: u32, tx: u32, a: PosRun) {
+    red_s[row * 8u + tx] = vec4<f32>(a.loss, a.w, 0.0, 0.0);
+    cnt_s[row * 8u + tx] = a.n;
+}
+
+@compute @workgroup_size(8, 8)
+fn softmax_positives(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid3: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let tx = lid3.x;
+    let ty = lid3.y;
+    let row_base = wg.x * TILE;
+    let l0 = row_base + ty;
+    let rc = vec4<u32>(class_of_row(l0), class_of_row(l0 + 8u), class_of_row(l0 + 16u), class_of_row(l0 + 24u));
+    let d0 = den_of(l0);
+    let d1 = den_of(l0 + 8u);
+    let d2 = den_of(l0 + 16u);
+    let d3 = den_of(l0 + 24u);
+    let zero = PosRun(0.0, 0.0, 0u);
+    var a0 = zero;
+    var a1 = zero;
+    var a2 = zero;
+    var a3 = zero;
+    let n_tiles = tiles_in_window(params.col_start);
+    for (var jt = 0u; jt < n_tiles; jt++) {
+        let s = block_distances(row_base, jt * TILE, ty, tx);
+        let tc = tile_cols(jt * TILE, tx);
+        a0 = pos_push(a0, l0, rc.x, d0, s.r0, tc);
+        a1 = pos_push(a1, l0 + 8u, rc.y, d1, s.r1, tc);
+        a2 = pos_push(a2, l0 + 16u, rc.z, d2, s.r2, tc);
+        a3 = pos_push(a3, l0 + 24u, rc.w, d3, s.r3, tc);
+    }
+    put_pos(ty, tx, a0);
+    put_pos(ty + 8u, tx, a1);
+    put_pos(ty + 16u, tx, a2);
+    put_pos(ty + 24u, tx, a3);
+    workgroupBarrier();
+    let local = row_base + lid;
+    if (lid >= TILE || params.row_start + local >= params.rows) {
+        return;
+    }
+    var st = stats[local];
+    if (params.accumulate == 0u) {
+        st.pos = 0.0;
+        st.weight = 0.0;
+        st.pos_n = 0u;
+    }
+    for (var t = 0u; t < 8u; t++) {
+        let v = red_s[lid * 8u + t];
+        st.pos += v.x;
+        st.weight += v.y;
+        st.pos_n += cnt_s[lid * 8u + t];
+    }
+    stats[local] = st;
+}
+
+// ---- softmax_finish ----
+
+@compute @workgroup_size(64)
+fn softmax_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let local = gid.x;
+    if (local >= params.window_rows || params.row_start + local >= params.rows) {
+        return;
+    }
+    var st = stats[local];
+    st.lse = 0.0;
+    if (st.sum > 0.0) {
+        st.lse = st.max + log(st.sum);
+    }
+    var loss = 0.0;
+    var terms = 0u;
+    st.coef_den = 0.0;
+    st.coef_pos = 0.0;
+    if (params.family == FAMILY_NTXENT) {
+        terms = st.pos_n;
+        loss = st.pos;
+        st.coef_den = params.scale * st.weight;
+        if (st.sum > 0.0) {
+            st.coef_pos = params.scale;
+        }
+    } else if (params.family == FAMILY_SUPCON) {
+        if (st.pos_n > 0u) {
+            terms = 1u;
+            loss = st.lse - st.pos / f32(st.pos_n);
+            st.coef_den = params.scale;
+            st.coef_pos = params.scale / f32(st.pos_n);
+        }
+    } else {
+        terms = 1u;
+        loss = st.lse - st.pos;
+        st.coef_den = 0.5 * params.scale;
+        st.coef_pos = 0.5 * params.scale;
+    }
+    stats[local] = st;
+    if (params.side == 0u) {
+        partials[local] = SoftmaxPartial(loss, 0.0, 0.0, terms);
+    } else {
+        partials[local].loss_b = loss;
+    }
+}
+
+// ---- softmax_grad ----
+
+// dL/dz_ij of the row whose finished stats are `st` (0 outside its denominator and
+// positives).
+fn coef(st: Stats, z: f32, r: vec2<bool>) -> f32 {
+    var g = 0.0;
+    if (r.x) {
+        g = st.coef_den * exp(min(z - st.lse, 0.0));
+    }
+    if (r.y) {
+        if (params.family == FAMILY_NTXENT) {
+            g -= st.coef_pos * sigmoid(st.lse - z);
+        } else {
+            g -= st.coef_pos;
+        }
+    }
+    return g;
+}
+
+// Writes row `rl`'s 4 weights dL/ds against the invocation's columns to w_s; returns the
+// row's Σ dL/dz · z over them (each pair once).
+fn row_weights(rl: u32, row_base: u32, ci: u32, s: vec4<f32>, tc: Cols, tx: u32) -> f32 {
+    let local = row_base + rl;
+    let i = params.row_start + local;
+    let own = row_stats[min(local, arrayLength(&row_stats) - 1u)];
+    let n = arrayLength(&col_stats) - 1u;
+    var tau_part = 0.0;
+    for (var c = 0u; c < 4u; c++) {
+        let z = s[c] * params.inv_temp;
+        let r = roles(i, ci, tc.index[c], tc.ids[c]);
+        var g = 0.0;
+        if (r.x || r.y) {
+            // The pair's other owner: row j of the batch, or column j of B for clip. The
+            // classes are symmetric, so the roles are the same seen from j.
+            g = coef(own, z, r) + coef(col_stats[min(tc.local[c], n)], z, r);
+        }
+        if (params.family == FAMILY_CLIP) {
+            tau_part += g * z;
+        } else {
+            tau_part += 0.5 * g * z;
+        }
+        w_s[rl * TILE + tx + 8u * c] = g * params.inv_temp;
+    }
+    return tau_part;
+}
+
+// Row `rl`'s gradient vec4 `q` as stored (0 past the row or the batch).
+fn grad_vec(rl: u32, row_base: u32, q: u32) -> vec4<f32> {
+    let li = row_base + rl;
+    if (params.row_start + li >= params.rows || q >= params.dim4) {
+        return vec4<f32>(0.0);
+    }
+    let idx = (li * params.dim4 + q) * 4u;
+    return vec4<f32>(grad[idx], grad[idx + 1u], grad[idx + 2u], grad[idx + 3u]);
+}
+
+fn store_grad(rl: u32, g: vec4<f32>, row_base: u32, q: u32, first: bool) {
+    let li = row_base + rl;
+    if (params.row_start + li >= params.rows || q >= params.dim4) {
+        return;
+    }
+    let idx = (li * params.dim4 + q) * 4u;
+    var v = g;
+    if (!first) {
+        v += vec4<f32>(grad[idx], grad[idx + 1u], grad[idx + 2u], grad[idx + 3u]);
+    }
+    grad[idx] = v.x;
+    grad[idx + 1u] = v.y;
+    grad[idx + 2u] = v.z;
+    grad[idx + 3u] = v.w;
+}
+
+// Up to this many 32-dim chunks (D <= 256) keep their gradient sums in registers across all
+// column tiles; wider rows add into `grad` after every tile. Either way each value receives
+// the same additions in the same order.
+const RESIDENT_CHUNKS: u32 = 8u;
+var<private> g_res: array<vec4<f32>, 32>; // [chunk * 4 + r] gradient sums
+
+@compute @workgroup_size(8, 8)
+fn softmax_grad(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid3: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let tx = lid3.x;
+    let ty = lid3.y;
+    let row_base = wg.x * TILE;
+    let l0 = row_base + ty;
+    let rc = vec4<u32>(class_of_row(l0), class_of_row(l0 + 8u), class_of_row(l0 + 16u), class_of_row(l0 + 24u));
+    let chunks = (params.dim4 + KC4 - 1u) / KC4;
+    let resident = chunks <= RESIDENT_CHUNKS;
+    if (resident) {
+        for (var ch = 0u; ch < chunks; ch++) {
+            for (var r = 0u; r < 4u; r++) {
+                g_res[ch * 4u + r] = vec4<f32>(0.0);
+                if (params.accumulate != 0u) {
+                    g_res[ch * 4u + r] = grad_vec(ty + 8u * r, row_base, ch * KC4 + tx);
+                }
+            }
+        }
+    }
+    var tau = vec4<f32>(0.0); // the invocation's 4 rows' Σ dL/dz · z
+    let n_tiles = tiles_in_window(params.col_start);
+    for (var jt = 0u; jt < n_tiles; jt++) {
+        let col_base = jt * TILE;
+        let s = block_distances(row_base, col_base, ty, tx);
+        let tc = tile_cols(col_base, tx);
+        tau.x += row_weights(ty, row_base, rc.x, s.r0, tc, tx);
+        tau.y += row_weights(ty + 8u, row_base, rc.y, s.r1, tc, tx);
+        tau.z += row_weights(ty + 16u, row_base, rc.z, s.r2, tc, tx);
+        tau.w += row_weights(ty + 24u, row_base, rc.w, s.r3, tc, tx);
+        let first = jt == 0u && params.accumulate == 0u;
+        workgroupBarrier();
+        // Σ_j w_ij x̂_j over the tile's columns for the vec4 of dims 4·(8·chunk + tx).
+        for (var ch = 0u; ch < chunks; ch++) {
+            let q = ch * KC4 + tx;
+            let qc = min(q, params.dim4 - 1u);
+            let live = q < params.dim4;
+            var g0 = vec4<f32>(0.0);
+            var g1 = vec4<f32>(0.0);
+            var g2 = vec4<f32>(0.0);
+            var g3 = vec4<f32>(0.0);
+            for (var j = 0u; j < TILE; j++) {
+                let xj = select(vec4<f32>(0.0), cols[(col_base + j) * params.dim4 + qc], live);
+                g0 += w_s[ty * TILE + j] * xj;
+                g1 += w_s[(ty + 8u) * TILE + j] * xj;
+                g2 += w_s[(ty + 16u) * TILE + j] * xj;
+                g3 += w_s[(ty + 24u) * TILE + j] * xj;
+            }
+            if (resident) {
+                if (first) {
+                    g_res[ch * 4u] = g0;
+                    g_res[ch * 4u + 1u] = g1;
+                    g_res[ch * 4u + 2u] = g2;
+                    g_res[ch * 4u + 3u] = g3;
+                } else {
+                    g_res[ch * 4u] += g0;
+                    g_res[ch * 4u + 1u] += g1;
+                    g_res[ch * 4u + 2u] += g2;
+                    g_res[ch * 4u + 3u] += g3;
+                }
+            } else {
+                store_grad(ty, g0, row_base, q, first);
+                store_grad(ty + 8u, g1, row_base, q, first);
+                store_grad(ty + 16u, g2, row_base, q, first);
+                store_grad(ty + 24u, g3, row_base, q, first);
+            }
+        }
+        workgroupBarrier();
+    }
+    if (resident) {
+        for (var ch = 0u; ch < chunks; ch++) {
+            for (var r = 0u; r < 4u; r++) {
+                store_grad(ty + 8u * r, g_res[ch * 4u + r], row_base, ch * KC4 + tx, true);
+            }
+        }
+    }
+    red_s[ty * 8u + tx] = vec4<f32>(tau.x, 0.0, 0.0, 0.0);
+    red_s[(ty + 8u) * 8u + tx] = vec4<f32>(tau.y, 0.0, 0.0, 0.0);
+    red_s[(ty + 16u) * 8u + tx] = vec4<f32>(tau.z, 0.0, 0.0, 0.0);
+    red_s[(ty + 24u) * 8u + tx] = vec4<f32>(tau.w, 0.0, 0.0, 0.0);
+    workgroupBarrier();
+    let local = row_base + lid;
+    if (lid >= TILE || params.row_start + local >= params.rows || params.side != 0u) {
+        return;
+    }
+    var acc = 0.0;
+    if (params.accumulate != 0u) {
+        acc = partials[local].grad_tau;
+    }
+    for (var t = 0u; t < 8u; t++) {
+        acc += red_s[lid * 8u + t].x;
+    }
+    partials[local].grad_tau = acc;
+}
