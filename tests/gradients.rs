@@ -198,3 +198,49 @@ fn triplet_mined_gradients_match_finite_differences() {
         });
     }
 }
+
+/// Central differences of the softmax reference in x (every value) and in τ, at the
+/// default temperatures and at τ = 0.05 with duplicate rows.
+#[test]
+fn softmax_gradients_match_finite_differences() {
+    use metric_loss::cpu::softmax::{batch_f64, clip_f64};
+    use metric_loss::SoftmaxLoss;
+    let (rows, dim) = (7, 3);
+    let mut rng = Rng::new(5);
+    let mut x: Vec<f64> = (0..rows * dim).map(|_| rng.normal()).collect();
+    let y: Vec<f64> = (0..rows * dim).map(|_| rng.normal()).collect();
+    x.copy_within(0..dim, 6 * dim); // row 6 duplicates row 0
+    let classes = [0u32, 1, 0, 2, 1, 0, 0];
+    for tau in [0.07, 0.1, 0.5, 0.05] {
+        for loss in [SoftmaxLoss::NtXent, SoftmaxLoss::SupCon] {
+            let r = batch_f64(loss, tau, &x, dim, &classes, Grads::Compute);
+            assert!(r.loss > 0.0, "{loss:?}: zero loss, test is vacuous");
+            let what = format!("{loss:?} tau {tau}");
+            assert_fd(&what, &r.grads[0], |k, h| {
+                let mut p = x.clone();
+                p[k] += h;
+                batch_f64(loss, tau, &p, dim, &classes, Grads::Skip).loss
+            });
+            let gt = [r.grad_temperature.unwrap()];
+            assert_fd(&format!("{what} d/dtau"), &gt, |_, h| {
+                batch_f64(loss, tau + h, &x, dim, &classes, Grads::Skip).loss
+            });
+        }
+        let r = clip_f64(tau, &x, &y, dim, Grads::Compute);
+        for (side, g) in r.grads.iter().enumerate() {
+            assert_fd(&format!("clip tau {tau} side {side}"), g, |k, h| {
+                let (mut a, mut b) = (x.clone(), y.clone());
+                if side == 0 {
+                    a[k] += h;
+                } else {
+                    b[k] += h;
+                }
+                clip_f64(tau, &a, &b, dim, Grads::Skip).loss
+            });
+        }
+        let gt = [r.grad_temperature.unwrap()];
+        assert_fd(&format!("clip tau {tau} d/dtau"), &gt, |_, h| {
+            clip_f64(tau + h, &x, &y, dim, Grads::Skip).loss
+        });
+    }
+}
