@@ -471,9 +471,9 @@ fn check_passes_on_a_small_grid() {
     let out = cli(&["check", "--batch", "9", "--dim", "3", "--seed", "5"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    // 72 contrastive cases, 48 explicit-triplet and 36 mined-triplet cases.
-    assert!(stdout.contains("156 passed, 0 failed"), "{stdout}");
-    assert_eq!(stdout.matches("PASS").count(), 156);
+    // 72 contrastive cases, 48 explicit-triplet, 36 mined-triplet and 48 softmax cases.
+    assert!(stdout.contains("204 passed, 0 failed"), "{stdout}");
+    assert_eq!(stdout.matches("PASS").count(), 204);
 }
 
 #[test]
@@ -778,6 +778,230 @@ fn bench_covers_triplets() {
         let v: serde_json::Value =
             serde_json::from_str(stdout.trim_end().lines().last().unwrap()).unwrap();
         assert!(v[unit].as_f64().unwrap() > 0.0, "{mode} {mining}: {v}");
+        assert!(v["terms"].as_u64().unwrap() > 0, "{v}");
+    }
+}
+
+#[test]
+fn softmax_bad_input_exits_2_with_one_line() {
+    let d = Dir::new("softmax-bad");
+    let x = d.f32s("x.npy", "(4, 2)", &[1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0]);
+    let l = d.i64s("l.npy", &[0, 1, 0, 1]);
+    let y = d.f32s("y.npy", "(3, 2)", &[1.0, 0.0, 0.0, 1.0, 1.0, 0.0]);
+    let w = d.f32s("w.npy", "(4, 3)", &[0.5; 12]);
+    let batch = [
+        "eval",
+        "--loss",
+        "ntxent",
+        "--embeddings",
+        &x,
+        "--labels",
+        &l,
+    ];
+    for t in ["0", "9e-5", "-0.1", "nan", "inf", "1e16"] {
+        let mut args = batch.to_vec();
+        args.extend(["--temperature", t]);
+        assert_usage_error(&args, "--temperature");
+    }
+    for (flag, value) in [
+        ("--margin", "1"),
+        ("--distance", "cosine"),
+        ("--reduction", "sum"),
+        ("--mining", "hard"),
+        ("--grad-a", "ga.npy"),
+        ("--a", x.as_str()),
+    ] {
+        let mut args = batch.to_vec();
+        args.extend([flag, value]);
+        assert_usage_error(&args, flag);
+    }
+    assert_usage_error(&batch[..5], "--labels is missing");
+    assert_usage_error(
+        &[
+            "eval",
+            "--loss",
+            "supcon",
+            "--embeddings",
+            &x,
+            "--labels",
+            &l,
+            "--normalize",
+        ],
+        "--normalize",
+    );
+    assert_usage_error(
+        &["eval", "--loss", "clip", "--embeddings", &x, "--labels", &l],
+        "--embeddings",
+    );
+    assert_usage_error(&["eval", "--loss", "clip", "--a", &x], "--b is missing");
+    assert_usage_error(&["eval", "--loss", "clip", "--a", &x, "--b", &y], "rows");
+    assert_usage_error(
+        &["eval", "--loss", "clip", "--a", &x, "--b", &w],
+        "dimension",
+    );
+    assert_usage_error(
+        &[
+            "eval", "--loss", "clip", "--a", &x, "--b", &x, "--grad", "g.npy",
+        ],
+        "--grad",
+    );
+    assert_usage_error(
+        &[
+            "eval",
+            "--loss",
+            "contrastive",
+            "--embeddings",
+            &x,
+            "--labels",
+            &l,
+            "--temperature",
+            "0.1",
+        ],
+        "--temperature",
+    );
+    assert_usage_error(
+        &[
+            "eval",
+            "--loss",
+            "triplet",
+            "--anchor",
+            &x,
+            "--positive",
+            &x,
+            "--negative",
+            &x,
+            "--temperature",
+            "0.1",
+        ],
+        "--temperature",
+    );
+}
+
+#[test]
+fn eval_softmax_by_hand() {
+    // Two samples, two views on orthogonal axes, τ = 1 (tests/softmax.rs works the values):
+    // NT-Xent and SupCon: loss log(e + 2) − 1, dL/dτ = 2/(e + 2), dx0 = (0, 1/(e + 2)) for
+    // NT-Xent; CLIP with A = B = I: loss log(e + 1) − 1, dL/dτ = 1/(e + 1).
+    let e = std::f64::consts::E;
+    let d = Dir::new("softmax-ok");
+    let x = d.f32s("x.npy", "(4, 2)", &[1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0]);
+    let l = d.i64s("l.npy", &[0, 1, 0, 1]);
+    let i2 = d.f32s("i.npy", "(2, 2)", &[1.0, 0.0, 0.0, 1.0]);
+    let (g, ga, gb) = (d.path("g.npy"), d.path("ga.npy"), d.path("gb.npy"));
+    let mut devices = vec!["cpu"];
+    if common::gpu().is_some() {
+        devices.push("gpu");
+    }
+    let close = |line: &str, key: &str, want: f64| {
+        let v: f64 = json_field(line, key).parse().unwrap();
+        assert!((v - want).abs() < 1e-5, "{key}: {line}");
+    };
+    for device in devices {
+        for loss in ["ntxent", "supcon"] {
+            let out = cli(&[
+                "eval",
+                "--loss",
+                loss,
+                "--embeddings",
+                &x,
+                "--labels",
+                &l,
+                "--temperature",
+                "1",
+                "--device",
+                device,
+                "--grad",
+                g.to_str().unwrap(),
+            ]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let line = stdout.trim_end();
+            assert_eq!(line.lines().count(), 1, "{stdout}");
+            close(line, "loss", (e + 2.0).ln() - 1.0);
+            close(line, "grad_temperature", 2.0 / (e + 2.0));
+            close(line, "temperature", 1.0);
+            assert_eq!(json_field(line, "terms"), "4");
+            let kind = if loss == "ntxent" {
+                "\"positive_pairs\""
+            } else {
+                "\"anchors\""
+            };
+            assert_eq!(json_field(line, "term_kind"), kind);
+            let grad = metric_loss::npy::read(&g).unwrap();
+            assert_eq!(grad.shape, vec![4, 2]);
+            if loss == "ntxent" {
+                let gv = grad.to_f32().unwrap();
+                assert!(gv[0].abs() < 1e-6 && (f64::from(gv[1]) - 1.0 / (e + 2.0)).abs() < 1e-6);
+            }
+        }
+        let out = cli(&[
+            "eval",
+            "--loss",
+            "clip",
+            "--a",
+            &i2,
+            "--b",
+            &i2,
+            "--temperature",
+            "1",
+            "--device",
+            device,
+            "--grad-a",
+            ga.to_str().unwrap(),
+            "--grad-b",
+            gb.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.trim_end();
+        close(line, "loss", (e + 1.0).ln() - 1.0);
+        close(line, "grad_temperature", 1.0 / (e + 1.0));
+        assert_eq!(json_field(line, "terms"), "2");
+        for p in [&ga, &gb] {
+            assert_eq!(metric_loss::npy::read(p).unwrap().shape, vec![2, 2]);
+        }
+        // The default temperature is reported when none is given.
+        let out = cli(&[
+            "eval",
+            "--loss",
+            "supcon",
+            "--embeddings",
+            &x,
+            "--labels",
+            &l,
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        close(stdout.trim_end(), "temperature", 0.1);
+    }
+}
+
+#[test]
+fn bench_covers_softmax() {
+    if common::gpu().is_none() {
+        return;
+    }
+    for loss in ["ntxent", "supcon", "clip"] {
+        let out = cli(&[
+            "bench", "--loss", loss, "--batch", "40", "--dim", "6", "--repeat", "2", "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value =
+            serde_json::from_str(stdout.trim_end().lines().last().unwrap()).unwrap();
+        assert!(v["pairs_per_s"].as_f64().unwrap() > 0.0, "{loss}: {v}");
+        assert!(v["gflops"].as_f64().unwrap() > 0.0, "{loss}: {v}");
         assert!(v["terms"].as_u64().unwrap() > 0, "{v}");
     }
 }

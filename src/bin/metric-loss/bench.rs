@@ -2,15 +2,18 @@
 //!
 //! Inputs follow the project's benchmark rules: Gaussian rows, L2-normalised, `normalize`
 //! off, margin 1.5 for contrastive (most dissimilar pairs sit inside it) and 1 for triplet,
-//! labels uniform over B/8 classes (pairs: y uniform over 0/1). Every pair's term is
-//! evaluated whatever the data.
+//! labels uniform over B/8 classes (pairs: y uniform over 0/1). NT-Xent and SupCon take two
+//! views of B/2 samples (labels i mod B/2, SimCLR's setting); CLIP two independent B×D
+//! views. Every pair's term is evaluated whatever the data.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use metric_loss::check::Rng;
-use metric_loss::{Contrastive, Embeddings, Gpu, Grads, Labels, Mining, Triplet};
+use metric_loss::{
+    Contrastive, Embeddings, Gpu, Grads, Labels, Mining, Softmax, SoftmaxLoss, Triplet,
+};
 
 use crate::eval::{DeviceArg, LossName, MiningArg};
 use crate::Failure;
@@ -66,6 +69,9 @@ pub struct BenchArgs {
     /// Margin m (default 1.5 for contrastive, 1 for triplet).
     #[arg(long)]
     margin: Option<f32>,
+    /// ntxent, supcon, clip: the temperature (default 0.07; supcon 0.1).
+    #[arg(long)]
+    temperature: Option<f32>,
 }
 
 /// What one benchmark call computes.
@@ -82,6 +88,12 @@ enum Workload<'a> {
         labels: Labels,
         mining: Mining,
         explicit: Option<[Embeddings<'a>; 2]>,
+    },
+    Softmax {
+        cfg: Softmax,
+        x: Embeddings<'a>,
+        labels: Labels,
+        b: Option<Embeddings<'a>>,
     },
 }
 
@@ -114,12 +126,42 @@ impl Workload<'_> {
                 };
                 (out.counts.terms, out.counts.active)
             }
+            Workload::Softmax { cfg, x, labels, b } => {
+                let out = match (gpu, b) {
+                    (Some(gpu), Some(b)) => cfg.pairs(gpu, x, b, g)?,
+                    (Some(gpu), None) => cfg.batch(gpu, x, labels, g)?,
+                    (None, Some(b)) => cfg.pairs_cpu(x, b, g)?,
+                    (None, None) => cfg.batch_cpu(x, labels, g)?,
+                };
+                (out.counts.terms, out.counts.terms)
+            }
         })
     }
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
     let triplet = matches!(args.loss, LossName::Triplet);
+    let softmax = match args.loss {
+        LossName::Ntxent => Some(SoftmaxLoss::NtXent),
+        LossName::Supcon => Some(SoftmaxLoss::SupCon),
+        LossName::Clip => Some(SoftmaxLoss::Clip),
+        _ => None,
+    };
+    if softmax.is_some() && args.mode != ModeArg::Batch {
+        return Err(Failure::usage(
+            "--mode applies to contrastive and triplet; ntxent, supcon and clip run in-batch",
+        ));
+    }
+    if softmax.is_none() && args.temperature.is_some() {
+        return Err(Failure::usage(
+            "--temperature applies to --loss ntxent, supcon and clip",
+        ));
+    }
+    if softmax == Some(SoftmaxLoss::Clip) && args.embeddings.is_some() {
+        return Err(Failure::usage(
+            "--embeddings/--labels apply to a labelled batch, not to --loss clip",
+        ));
+    }
     match (triplet, args.mode) {
         (true, ModeArg::Pairs) => {
             return Err(Failure::usage(
@@ -163,6 +205,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
         None => rng.unit_rows(b, d),
     };
     let sides = match args.mode {
+        ModeArg::Batch if softmax == Some(SoftmaxLoss::Clip) => 1,
         ModeArg::Batch => 0,
         ModeArg::Pairs => 1,
         ModeArg::Triplets => 2,
@@ -171,6 +214,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
     let classes = (b / 8).max(1) as u64;
     let labels: Vec<i64> = match &given {
         Some((.., ids)) => ids.clone(),
+        None if softmax.is_some() => (0..b).map(|i| (i % b.div_ceil(2)) as i64).collect(),
         None => (0..b).map(|_| rng.below(classes) as i64).collect(),
     };
     let similar: Vec<bool> = (0..b).map(|_| rng.below(2) == 0).collect();
@@ -185,7 +229,17 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
         MiningArg::Hard => Mining::Hard,
         MiningArg::Semihard => Mining::Semihard,
     };
-    let work = if triplet {
+    let work = if let Some(loss) = softmax {
+        let cfg = Softmax::new(loss);
+        let cfg = cfg.temperature(args.temperature.unwrap_or(cfg.temperature));
+        cfg.validate()?;
+        Workload::Softmax {
+            cfg,
+            x: ex,
+            labels,
+            b: (sides == 1).then(|| eo[0]),
+        }
+    } else if triplet {
         Workload::Triplet {
             cfg: Triplet::default().margin(margin),
             x: ex,
@@ -233,6 +287,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
     let (bf, df) = (b as f64, d as f64);
     // What the rate counts, how many of them one call does, and the model's FLOPs.
     let (unit, units, model_flops, flops_rule) = match (triplet, args.mode) {
+        _ if softmax == Some(SoftmaxLoss::Clip) => ("pairs", bf * bf, 6.0 * bf * bf * df, "6·B²·D"),
+        _ if softmax.is_some() => ("pairs", bf * (bf - 1.0), 6.0 * bf * bf * df, "6·B²·D"),
         (false, ModeArg::Batch) => ("pairs", bf * (bf - 1.0) / 2.0, 6.0 * bf * bf * df, "6·B²·D"),
         (false, _) => ("pairs", bf, 6.0 * bf * df, "6·N·D"),
         (true, ModeArg::Batch) if mining == Mining::All => {
@@ -249,12 +305,22 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
     let adapter = gpu.as_ref().map(|g| g.adapter().name.clone());
     let peak = gpu.as_ref().map(|g| g.workspace_bytes().1);
     let mode = match (triplet, args.mode) {
+        _ if softmax == Some(SoftmaxLoss::Clip) => "two views".into(),
+        _ if softmax.is_some() => "two views, labelled".into(),
         (true, ModeArg::Batch) => format!("mined {}", mining.name()),
         (_, ModeArg::Batch) => "batch".into(),
         (_, ModeArg::Pairs) => "pairs".into(),
         (_, ModeArg::Triplets) => "explicit triplets".into(),
     };
-    let loss_name = if triplet { "triplet" } else { "contrastive" };
+    let loss_name = match softmax {
+        Some(s) => s.name(),
+        None if triplet => "triplet",
+        None => "contrastive",
+    };
+    let setting = match &work {
+        Workload::Softmax { cfg, .. } => format!("temperature {}", cfg.temperature),
+        _ => format!("margin {margin}"),
+    };
     out!(
         "adapter:          {}",
         adapter.as_deref().unwrap_or("cpu reference")
@@ -264,7 +330,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
     } else {
         "N"
     };
-    out!("loss:             {loss_name}, {mode}, {rows}={b}, D={d}, margin {margin}");
+    out!("loss:             {loss_name}, {mode}, {rows}={b}, D={d}, {setting}");
     out!(
         "median per call:  {median:.6} s over {} calls (forward + backward, upload and readback)",
         args.repeat
@@ -281,7 +347,12 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
     if args.mode != ModeArg::Batch {
         out!("GB/s moved:       {:.3}", bytes_moved / median / 1e9);
     }
-    out!("active terms:     {:.4} of {} terms", active, counts.0);
+    if softmax.is_some() {
+        out!("terms:            {}", counts.0);
+    }
+    if softmax.is_none() {
+        out!("active terms:     {:.4} of {} terms", active, counts.0);
+    }
     if let Some(p) = peak {
         out!("peak device mem:  {p} bytes (metric-loss workspace)");
     }
@@ -303,7 +374,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
             "gflops": model_flops / median / 1e9,
             "gb_per_s": (args.mode != ModeArg::Batch).then_some(bytes_moved / median / 1e9),
             "terms": counts.0,
-            "active_fraction": active,
+            "active_fraction": softmax.is_none().then_some(active),
             "peak_device_bytes": peak,
         });
         out!("{json}");

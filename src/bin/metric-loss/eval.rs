@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use metric_loss::{npy, Contrastive, Distance, Embeddings, Gpu, Grads, Hinge, Labels, Reduction};
+use metric_loss::{
+    npy, Contrastive, Distance, Embeddings, Gpu, Grads, Hinge, Labels, Reduction, SoftmaxLoss,
+};
 
 use crate::Failure;
 
@@ -12,6 +14,9 @@ use crate::Failure;
 pub enum LossName {
     Contrastive,
     Triplet,
+    Ntxent,
+    Supcon,
+    Clip,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -98,18 +103,21 @@ pub struct EvalArgs {
     /// Contrastive: positive margin p (default 0).
     #[arg(long, allow_hyphen_values = true)]
     pub(crate) pos_margin: Option<f64>,
-    /// Distance between rows.
-    #[arg(long, value_enum, default_value = "euclidean")]
-    pub(crate) distance: DistanceArg,
+    /// Contrastive, triplet: distance between rows (default euclidean).
+    #[arg(long, value_enum)]
+    pub(crate) distance: Option<DistanceArg>,
     /// Contrastive: hinge shape (default squared).
     #[arg(long, value_enum)]
     pub(crate) hinge: Option<HingeArg>,
     /// Reduction (default mean; triplet with --mining all: mean-nonzero).
     #[arg(long, value_enum)]
     pub(crate) reduction: Option<ReductionArg>,
-    /// Divide each row by its norm first.
+    /// Contrastive, triplet: divide each row by its norm first.
     #[arg(long)]
     pub(crate) normalize: bool,
+    /// ntxent, supcon, clip: the temperature τ (default 0.07; supcon 0.1); >= 1e-4.
+    #[arg(long, allow_hyphen_values = true)]
+    pub(crate) temperature: Option<f64>,
     /// Where the loss runs.
     #[arg(long, value_enum, default_value = "gpu")]
     pub(crate) device: DeviceArg,
@@ -178,6 +186,9 @@ enum Input {
         labels: Labels,
     },
 }
+
+/// Why a softmax-only flag is refused by the other losses.
+pub(crate) const NOT_SOFTMAX: &str = "applies to --loss ntxent, supcon and clip";
 
 fn load(flag: &str, path: &Path) -> Result<npy::NpyArray, Failure> {
     npy::read(path).map_err(|e| Failure::usage(format!("--{flag} {}: {e}", path.display())))
@@ -337,9 +348,9 @@ fn read_input(args: &EvalArgs) -> Result<Input, Failure> {
     }
 }
 
-/// The distance flag as the library's enum.
-pub(crate) fn distance(arg: DistanceArg) -> Distance {
-    match arg {
+/// The distance flag as the library's enum (euclidean when not given).
+pub(crate) fn distance(arg: Option<DistanceArg>) -> Distance {
+    match arg.unwrap_or(DistanceArg::Euclidean) {
         DistanceArg::Euclidean => Distance::Euclidean,
         DistanceArg::SquaredEuclidean => Distance::SquaredEuclidean,
         DistanceArg::Cosine => Distance::Cosine,
@@ -382,9 +393,17 @@ fn config(args: &EvalArgs) -> Result<Contrastive, Failure> {
 }
 
 pub fn run(args: EvalArgs) -> Result<ExitCode, Failure> {
-    if let LossName::Triplet = args.loss {
-        return crate::eval_triplet::run(args);
+    match args.loss {
+        LossName::Contrastive => {}
+        LossName::Triplet => return crate::eval_triplet::run(args),
+        LossName::Ntxent => return crate::eval_softmax::run(args, SoftmaxLoss::NtXent),
+        LossName::Supcon => return crate::eval_softmax::run(args, SoftmaxLoss::SupCon),
+        LossName::Clip => return crate::eval_softmax::run(args, SoftmaxLoss::Clip),
     }
+    EvalArgs::reject(
+        &[("--temperature", args.temperature.is_some())],
+        NOT_SOFTMAX,
+    )?;
     EvalArgs::reject(
         &[
             ("--anchor", args.anchor.is_some()),

@@ -127,6 +127,10 @@ pub fn run(args: EvalArgs) -> Result<ExitCode, Failure> {
         ],
         "applies to --loss contrastive, not triplet",
     )?;
+    EvalArgs::reject(
+        &[("--temperature", args.temperature.is_some())],
+        crate::eval::NOT_SOFTMAX,
+    )?;
     let cfg = config(&args)?;
     let input = read_input(&args)?;
     let mining = match &input {

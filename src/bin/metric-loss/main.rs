@@ -13,6 +13,7 @@ macro_rules! out {
 
 mod bench;
 mod eval;
+mod eval_softmax;
 mod eval_triplet;
 
 use std::process::ExitCode;
@@ -213,6 +214,9 @@ fn check(batch: usize, dim: usize, seed: u64) -> Result<ExitCode, Failure> {
     );
     let mut reports = metric_loss::check::run_grid(&gpu, batch, dim, seed)?;
     reports.extend(metric_loss::check::triplet::run_grid(
+        &gpu, batch, dim, seed,
+    )?);
+    reports.extend(metric_loss::check::softmax::run_grid(
         &gpu, batch, dim, seed,
     )?);
     let mut failed = 0;
