@@ -398,48 +398,82 @@ fn softmax_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // ---- softmax_grad ----
 
-// dL/dz_ij of the row whose finished stats are `st` (0 outside its denominator and
-// positives).
-fn coef(st: Stats, z: f32, r: vec2<bool>) -> f32 {
+// What dL/dz_ij needs of its owner (row i, or column j seen as an anchor): its log-sum-exp
+// and the two coefficients; for a column tile, one component per column.
+struct Coefs {
+    lse: vec4<f32>,
+    den: vec4<f32>,
+    pos: vec4<f32>,
+}
+
+fn stats_coefs(a: Stats, b: Stats, c: Stats, d: Stats) -> Coefs {
+    return Coefs(
+        vec4<f32>(a.lse, b.lse, c.lse, d.lse),
+        vec4<f32>(a.coef_den, b.coef_den, c.coef_den, d.coef_den),
+        vec4<f32>(a.coef_pos, b.coef_pos, c.coef_pos, d.coef_pos),
+    );
+}
+
+// The finished stats of the row window's rows `l0 + 8r` (clamped into the binding).
+fn row_coefs(l0: u32) -> Coefs {
+    let n = arrayLength(&row_stats) - 1u;
+    return stats_coefs(
+        row_stats[min(l0, n)], row_stats[min(l0 + 8u, n)],
+        row_stats[min(l0 + 16u, n)], row_stats[min(l0 + 24u, n)],
+    );
+}
+
+// The finished stats of the invocation's 4 columns of a tile.
+fn col_coefs(tc: Cols) -> Coefs {
+    let n = arrayLength(&col_stats) - 1u;
+    return stats_coefs(
+        col_stats[min(tc.local.x, n)], col_stats[min(tc.local.y, n)],
+        col_stats[min(tc.local.z, n)], col_stats[min(tc.local.w, n)],
+    );
+}
+
+// dL/dz_ij of an owner with (lse, den, pos) for a pair with roles `r` (0 outside its
+// denominator and positives).
+fn coef(lse: f32, den: f32, pos: f32, z: f32, r: vec2<bool>) -> f32 {
     var g = 0.0;
     if (r.x) {
-        g = st.coef_den * exp(min(z - st.lse, 0.0));
+        g = den * exp(min(z - lse, 0.0));
     }
     if (r.y) {
         if (params.family == FAMILY_NTXENT) {
-            g -= st.coef_pos * sigmoid(st.lse - z);
+            g -= pos * sigmoid(lse - z);
         } else {
-            g -= st.coef_pos;
+            g -= pos;
         }
     }
     return g;
 }
 
-// Writes row `rl`'s 4 weights dL/ds against the invocation's columns to w_s; returns the
-// row's Σ dL/dz · z over them (each pair once).
-fn row_weights(rl: u32, row_base: u32, ci: u32, s: vec4<f32>, tc: Cols, tx: u32) -> f32 {
-    let local = row_base + rl;
+// Row weights dL/ds_ij against the invocation's 4 columns, and the row's Σ dL/dz · z over
+// them (each pair once).
+struct RowW {
+    w: vec4<f32>,
+    tau: f32,
+}
+
+fn row_weights(local: u32, ci: u32, own: vec3<f32>, s: vec4<f32>, tc: Cols, cc: Coefs) -> RowW {
     let i = params.row_start + local;
-    let own = row_stats[min(local, arrayLength(&row_stats) - 1u)];
-    let n = arrayLength(&col_stats) - 1u;
-    var tau_part = 0.0;
+    var out = RowW(vec4<f32>(0.0), 0.0);
     for (var c = 0u; c < 4u; c++) {
         let z = s[c] * params.inv_temp;
         let r = roles(i, ci, tc.index[c], tc.ids[c]);
-        var g = 0.0;
         if (r.x || r.y) {
             // The pair's other owner: row j of the batch, or column j of B for clip. The
             // classes are symmetric, so the roles are the same seen from j.
-            g = coef(own, z, r) + coef(col_stats[min(tc.local[c], n)], z, r);
+            let g = coef(own.x, own.y, own.z, z, r) + coef(cc.lse[c], cc.den[c], cc.pos[c], z, r);
+            out.w[c] = g * params.inv_temp;
+            out.tau += g * z;
         }
-        if (params.family == FAMILY_CLIP) {
-            tau_part += g * z;
-        } else {
-            tau_part += 0.5 * g * z;
-        }
-        w_s[rl * TILE + tx + 8u * c] = g * params.inv_temp;
     }
-    return tau_part;
+    if (params.family != FAMILY_CLIP) {
+        out.tau *= 0.5; // the batch sees every pair twice, as (i, j) and as (j, i)
+    }
+    return out;
 }
 
 // Row `rl`'s gradient vec4 `q` as stored (0 past the row or the batch).
@@ -468,11 +502,75 @@ fn store_grad(rl: u32, g: vec4<f32>, row_base: u32, q: u32, first: bool) {
     grad[idx + 3u] = v.w;
 }
 
-// Up to this many 32-dim chunks (D <= 256) keep their gradient sums in registers across all
-// column tiles; wider rows add into `grad` after every tile. Either way each value receives
-// the same additions in the same order.
+// Rows of up to SMALL_DIM4 vec4s (D <= 16) take the register path: each invocation adds its
+// 4×4 block's w_ij x̂_j into its own 4 rows' sums, with no barrier per tile, and the 8
+// invocations of a row are folded in order at the end. Wider rows share each tile's
+// weights through w_s: invocation (ty, tx) then owns rows ty + 8r and, per 32-dim chunk,
+// the vec4 of dims 4·(8·chunk + tx); up to RESIDENT_CHUNKS chunks (D <= 256) keep their sums
+// in registers, wider rows add into `grad` after every tile. Each path gives every value
+// the same additions in the same order on every run.
+const SMALL_DIM4: u32 = 4u;
 const RESIDENT_CHUNKS: u32 = 8u;
-var<private> g_res: array<vec4<f32>, 32>; // [chunk * 4 + r] gradient sums
+var<private> g_res: array<vec4<f32>, 32>;         // [chunk * 4 + r]
+var<private> g_small: array<vec4<f32>, 16>;       // [q * 4 + r]
+
+// Adds the block's w_ij x̂_j into the invocation's 4 rows (w0..w3: rows ty + 8r, one
+// component per column tx + 8c), one vec4 of the columns at a time.
+fn add_small(w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, col_base: u32, tx: u32) {
+    let n = params.dim4;
+    let c0 = (col_base + tx) * n;
+    for (var q = 0u; q < SMALL_DIM4; q++) {
+        if (q < n) {
+            let v0 = cols[c0 + q];
+            let v1 = cols[c0 + 8u * n + q];
+            let v2 = cols[c0 + 16u * n + q];
+            let v3 = cols[c0 + 24u * n + q];
+            g_small[q * 4u] += w0.x * v0 + w0.y * v1 + w0.z * v2 + w0.w * v3;
+            g_small[q * 4u + 1u] += w1.x * v0 + w1.y * v1 + w1.z * v2 + w1.w * v3;
+            g_small[q * 4u + 2u] += w2.x * v0 + w2.y * v1 + w2.z * v2 + w2.w * v3;
+            g_small[q * 4u + 3u] += w3.x * v0 + w3.y * v1 + w3.z * v2 + w3.w * v3;
+        }
+    }
+}
+
+// Σ_j w_ij x̂_j over a tile's columns for the vec4 of dims 4·(8·chunk + tx), from w_s.
+fn add_shared(row_base: u32, col_base: u32, ty: u32, tx: u32, resident: bool, first: bool) {
+    let chunks = (params.dim4 + KC4 - 1u) / KC4;
+    for (var ch = 0u; ch < chunks; ch++) {
+        let q = ch * KC4 + tx;
+        let qc = min(q, params.dim4 - 1u);
+        let live = q < params.dim4;
+        var g0 = vec4<f32>(0.0);
+        var g1 = vec4<f32>(0.0);
+        var g2 = vec4<f32>(0.0);
+        var g3 = vec4<f32>(0.0);
+        for (var j = 0u; j < TILE; j++) {
+            let xj = select(vec4<f32>(0.0), cols[(col_base + j) * params.dim4 + qc], live);
+            g0 += w_s[ty * TILE + j] * xj;
+            g1 += w_s[(ty + 8u) * TILE + j] * xj;
+            g2 += w_s[(ty + 16u) * TILE + j] * xj;
+            g3 += w_s[(ty + 24u) * TILE + j] * xj;
+        }
+        if (resident) {
+            if (first) {
+                g_res[ch * 4u] = g0;
+                g_res[ch * 4u + 1u] = g1;
+                g_res[ch * 4u + 2u] = g2;
+                g_res[ch * 4u + 3u] = g3;
+            } else {
+                g_res[ch * 4u] += g0;
+                g_res[ch * 4u + 1u] += g1;
+                g_res[ch * 4u + 2u] += g2;
+                g_res[ch * 4u + 3u] += g3;
+            }
+        } else {
+            store_grad(ty, g0, row_base, q, first);
+            store_grad(ty + 8u, g1, row_base, q, first);
+            store_grad(ty + 16u, g2, row_base, q, first);
+            store_grad(ty + 24u, g3, row_base, q, first);
+        }
+    }
+}
 
 @compute @workgroup_size(8, 8)
 fn softmax_grad(
@@ -485,15 +583,20 @@ fn softmax_grad(
     let row_base = wg.x * TILE;
     let l0 = row_base + ty;
     let rc = vec4<u32>(class_of_row(l0), class_of_row(l0 + 8u), class_of_row(l0 + 16u), class_of_row(l0 + 24u));
+    let own = row_coefs(l0);
+    let small = params.dim4 <= SMALL_DIM4;
     let chunks = (params.dim4 + KC4 - 1u) / KC4;
-    let resident = chunks <= RESIDENT_CHUNKS;
-    if (resident) {
+    let resident = !small && chunks <= RESIDENT_CHUNKS;
+    for (var k = 0u; k < 32u; k++) {
+        g_res[k] = vec4<f32>(0.0);
+    }
+    for (var k = 0u; k < 16u; k++) {
+        g_small[k] = vec4<f32>(0.0);
+    }
+    if (resident && params.accumulate != 0u) {
         for (var ch = 0u; ch < chunks; ch++) {
             for (var r = 0u; r < 4u; r++) {
-                g_res[ch * 4u + r] = vec4<f32>(0.0);
-                if (params.accumulate != 0u) {
-                    g_res[ch * 4u + r] = grad_vec(ty + 8u * r, row_base, ch * KC4 + tx);
-                }
+                g_res[ch * 4u + r] = grad_vec(ty + 8u * r, row_base, ch * KC4 + tx);
             }
         }
     }
@@ -503,50 +606,45 @@ fn softmax_grad(
         let col_base = jt * TILE;
         let s = block_distances(row_base, col_base, ty, tx);
         let tc = tile_cols(col_base, tx);
-        tau.x += row_weights(ty, row_base, rc.x, s.r0, tc, tx);
-        tau.y += row_weights(ty + 8u, row_base, rc.y, s.r1, tc, tx);
-        tau.z += row_weights(ty + 16u, row_base, rc.z, s.r2, tc, tx);
-        tau.w += row_weights(ty + 24u, row_base, rc.w, s.r3, tc, tx);
-        let first = jt == 0u && params.accumulate == 0u;
-        workgroupBarrier();
-        // Σ_j w_ij x̂_j over the tile's columns for the vec4 of dims 4·(8·chunk + tx).
-        for (var ch = 0u; ch < chunks; ch++) {
-            let q = ch * KC4 + tx;
-            let qc = min(q, params.dim4 - 1u);
-            let live = q < params.dim4;
-            var g0 = vec4<f32>(0.0);
-            var g1 = vec4<f32>(0.0);
-            var g2 = vec4<f32>(0.0);
-            var g3 = vec4<f32>(0.0);
-            for (var j = 0u; j < TILE; j++) {
-                let xj = select(vec4<f32>(0.0), cols[(col_base + j) * params.dim4 + qc], live);
-                g0 += w_s[ty * TILE + j] * xj;
-                g1 += w_s[(ty + 8u) * TILE + j] * xj;
-                g2 += w_s[(ty + 16u) * TILE + j] * xj;
-                g3 += w_s[(ty + 24u) * TILE + j] * xj;
+        let cc = col_coefs(tc);
+        let w0 = row_weights(l0, rc.x, vec3<f32>(own.lse.x, own.den.x, own.pos.x), s.r0, tc, cc);
+        let w1 = row_weights(l0 + 8u, rc.y, vec3<f32>(own.lse.y, own.den.y, own.pos.y), s.r1, tc, cc);
+        let w2 = row_weights(l0 + 16u, rc.z, vec3<f32>(own.lse.z, own.den.z, own.pos.z), s.r2, tc, cc);
+        let w3 = row_weights(l0 + 24u, rc.w, vec3<f32>(own.lse.w, own.den.w, own.pos.w), s.r3, tc, cc);
+        tau += vec4<f32>(w0.tau, w1.tau, w2.tau, w3.tau);
+        if (small) {
+            add_small(w0.w, w1.w, w2.w, w3.w, col_base, tx);
+        } else {
+            for (var c = 0u; c < 4u; c++) {
+                w_s[ty * TILE + tx + 8u * c] = w0.w[c];
+                w_s[(ty + 8u) * TILE + tx + 8u * c] = w1.w[c];
+                w_s[(ty + 16u) * TILE + tx + 8u * c] = w2.w[c];
+                w_s[(ty + 24u) * TILE + tx + 8u * c] = w3.w[c];
             }
-            if (resident) {
-                if (first) {
-                    g_res[ch * 4u] = g0;
-                    g_res[ch * 4u + 1u] = g1;
-                    g_res[ch * 4u + 2u] = g2;
-                    g_res[ch * 4u + 3u] = g3;
-                } else {
-                    g_res[ch * 4u] += g0;
-                    g_res[ch * 4u + 1u] += g1;
-                    g_res[ch * 4u + 2u] += g2;
-                    g_res[ch * 4u + 3u] += g3;
+            workgroupBarrier();
+            add_shared(row_base, col_base, ty, tx, resident, jt == 0u && params.accumulate == 0u);
+            workgroupBarrier();
+        }
+    }
+    if (small) {
+        // The row owner adds the 8 invocations' sums of each vec4, tx in order.
+        for (var q = 0u; q < SMALL_DIM4; q++) {
+            if (q < params.dim4) {
+                for (var r = 0u; r < 4u; r++) {
+                    red_s[(ty + 8u * r) * 8u + tx] = g_small[q * 4u + r];
                 }
-            } else {
-                store_grad(ty, g0, row_base, q, first);
-                store_grad(ty + 8u, g1, row_base, q, first);
-                store_grad(ty + 16u, g2, row_base, q, first);
-                store_grad(ty + 24u, g3, row_base, q, first);
+                workgroupBarrier();
+                if (lid < TILE) {
+                    var g = red_s[lid * 8u];
+                    for (var t = 1u; t < 8u; t++) {
+                        g += red_s[lid * 8u + t];
+                    }
+                    store_grad(lid, g, row_base, q, params.accumulate == 0u);
+                }
+                workgroupBarrier();
             }
         }
-        workgroupBarrier();
-    }
-    if (resident) {
+    } else if (resident) {
         for (var ch = 0u; ch < chunks; ch++) {
             for (var r = 0u; r < 4u; r++) {
                 store_grad(ty + 8u * r, g_res[ch * 4u + r], row_base, ch * KC4 + tx, true);
