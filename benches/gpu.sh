@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Times metric-loss and PyTorch's equivalents side by side, in one run, on the same inputs:
-# forward + backward of the contrastive loss over every pair of a batch, then of the mined
-# triplet losses (batch-hard, semi-hard, and all triplets up to B = 4096).
+# forward + backward of the contrastive loss over every pair of a batch, of the mined
+# triplet losses (batch-hard, semi-hard, and all triplets up to B = 4096), then of NT-Xent
+# (against pytorch-metric-learning's NTXentLoss) and CLIP (against a plain cross-entropy),
+# up to and past the B where PyTorch runs out of memory.
 #
-#   bash benches/gpu.sh                       # B in {4096, 16384, 65536, 262144}, D = 128
-#   bash benches/gpu.sh --batches 512,1024    # small sizes (software Vulkan, PyTorch on CPU)
+#   bash benches/gpu.sh                       # B in {4096, 16384, 65536, 262144}, D = 128;
+#                                             # softmax B in {1024, 2048, 4096, 16384, 65536}
+#   bash benches/gpu.sh --batches 512,1024 --softmax-batches 256,512
+#                                             # small sizes (software Vulkan, PyTorch on CPU)
 #
 # On the GPU machine (see ../shared/device/README.md): source .gpu/env.sh; bash benches/gpu.sh
 # Needs python3 with numpy and torch (pytorch-metric-learning optional), and a metric-loss
@@ -25,3 +29,4 @@ extra=()
 if echo "$info" | grep -q "device type:  Cpu"; then extra=(--peak-tflops 0); fi
 python3 benches/gpu_compare.py --exe "$exe" "${extra[@]}" "$@"
 python3 benches/gpu_compare_triplet.py --exe "$exe" "${extra[@]}" "$@"
+python3 benches/gpu_compare_softmax.py --exe "$exe" "${extra[@]}" "$@"

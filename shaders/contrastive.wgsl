@@ -261,36 +261,6 @@ fn row_vec(rl: u32, row_base: u32, q: u32) -> vec4<f32> {
     return load_row(true, li, params.row_start + li, q);
 }
 
-// Row `rl`'s gradient vec4 `q` as stored (0 past the row or the batch).
-fn grad_vec(rl: u32, row_base: u32, q: u32) -> vec4<f32> {
-    let li = row_base + rl;
-    if (params.row_start + li >= params.rows || q >= params.dim4) {
-        return vec4<f32>(0.0);
-    }
-    let idx = (li * params.dim4 + q) * 4u;
-    return vec4<f32>(grad[idx], grad[idx + 1u], grad[idx + 2u], grad[idx + 3u]);
-}
-
-// Writes (or adds) row `rl`'s gradient vec4 `q` into `grad`.
-fn store_grad(rl: u32, g: vec4<f32>, row_base: u32, q: u32, first: bool) {
-    let li = row_base + rl;
-    if (params.row_start + li >= params.rows || q >= params.dim4) {
-        return;
-    }
-    let idx = (li * params.dim4 + q) * 4u;
-    if (first) {
-        grad[idx] = g.x;
-        grad[idx + 1u] = g.y;
-        grad[idx + 2u] = g.z;
-        grad[idx + 3u] = g.w;
-    } else {
-        grad[idx] += g.x;
-        grad[idx + 1u] += g.y;
-        grad[idx + 2u] += g.z;
-        grad[idx + 3u] += g.w;
-    }
-}
-
 // Up to this many 32-dim chunks (D <= 256) keep their row values and gradient sums in
 // registers across all column tiles; wider rows add into `grad` after every tile. Either way
 // each value receives the same additions in the same order.

@@ -476,32 +476,6 @@ fn row_weights(local: u32, ci: u32, own: vec3<f32>, s: vec4<f32>, tc: Cols, cc: 
     return out;
 }
 
-// Row `rl`'s gradient vec4 `q` as stored (0 past the row or the batch).
-fn grad_vec(rl: u32, row_base: u32, q: u32) -> vec4<f32> {
-    let li = row_base + rl;
-    if (params.row_start + li >= params.rows || q >= params.dim4) {
-        return vec4<f32>(0.0);
-    }
-    let idx = (li * params.dim4 + q) * 4u;
-    return vec4<f32>(grad[idx], grad[idx + 1u], grad[idx + 2u], grad[idx + 3u]);
-}
-
-fn store_grad(rl: u32, g: vec4<f32>, row_base: u32, q: u32, first: bool) {
-    let li = row_base + rl;
-    if (params.row_start + li >= params.rows || q >= params.dim4) {
-        return;
-    }
-    let idx = (li * params.dim4 + q) * 4u;
-    var v = g;
-    if (!first) {
-        v += vec4<f32>(grad[idx], grad[idx + 1u], grad[idx + 2u], grad[idx + 3u]);
-    }
-    grad[idx] = v.x;
-    grad[idx + 1u] = v.y;
-    grad[idx + 2u] = v.z;
-    grad[idx + 3u] = v.w;
-}
-
 // Rows of up to SMALL_DIM4 vec4s (D <= 16) take the register path: each invocation adds its
 // 4×4 block's w_ij x̂_j into its own 4 rows' sums, with no barrier per tile, and the 8
 // invocations of a row are folded in order at the end. Wider rows share each tile's

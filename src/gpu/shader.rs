@@ -22,6 +22,10 @@ const SOURCES: &[(&str, &str)] = &[
         "common/tile.wgsl",
         include_str!("../../shaders/common/tile.wgsl"),
     ),
+    (
+        "common/grad.wgsl",
+        include_str!("../../shaders/common/grad.wgsl"),
+    ),
     ("triplet.wgsl", include_str!("../../shaders/triplet.wgsl")),
     ("softmax.wgsl", include_str!("../../shaders/softmax.wgsl")),
     (
@@ -44,6 +48,7 @@ pub const MODULES: &[(&str, &[&str])] = &[
             "common/hinge.wgsl",
             "common/reduce.wgsl",
             "common/tile.wgsl",
+            "common/grad.wgsl",
         ],
     ),
     (
@@ -56,7 +61,11 @@ pub const MODULES: &[(&str, &[&str])] = &[
     ),
     (
         "softmax.wgsl",
-        &["common/distance.wgsl", "common/tile.wgsl"],
+        &[
+            "common/distance.wgsl",
+            "common/tile.wgsl",
+            "common/grad.wgsl",
+        ],
     ),
 ];
 

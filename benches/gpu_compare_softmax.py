@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Softmax half of benches/gpu.sh: metric-loss's NT-Xent and CLIP against PyTorch.
+
+For each batch size B (D = 128 by default, tau = 0.07): Gaussian rows, L2-normalised.
+NT-Xent takes two views of B/2 samples (labels i mod B/2, SimCLR's setting); CLIP two
+independent B x D views. Times forward + backward per call (median of --repeat after one
+warm-up) of
+  * metric-loss `bench --json` on the saved inputs: end to end (upload and readback
+    included) and kernel-only (GPU timestamps), and its workspace;
+  * pytorch-metric-learning's NTXentLoss(temperature) in float32;
+  * CLIP as plain PyTorch: (cross_entropy(S, arange) + cross_entropy(S.T, arange)) / 2 with
+    S = A_n B_n^T / tau, float32.
+Each PyTorch measurement runs in a child process, so that one running out of memory
+(CUDA OOM, or on the CPU an address-space cap of --max-cpu-gb) is reported as OOM with the
+rest of the table intact; its peak memory is torch.cuda.max_memory_allocated() on a GPU and
+the peak resident set on the CPU. TF32 is off, nothing is compiled.
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def inputs(b, d, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((b, d)).astype(np.float32)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return x
+
+
+def child(args):
+    """One PyTorch measurement; prints one JSON line."""
+    if args.cpu_cap_gb > 0:
+        cap = int(args.cpu_cap_gb * 1e9)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    import torch
+    import torch.nn.functional as F
+
+    sys.path.insert(0, HERE)
+    from gpu_compare import timed
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    b, d, t = args.b, args.dim, args.temperature
+    box = {}
+    try:
+        x = torch.tensor(inputs(b, d, seed=b), device=device, requires_grad=True)
+        if args.child == "ntxent":
+            from pytorch_metric_learning.losses import NTXentLoss
+
+            fn = NTXentLoss(temperature=t)
+            labels = torch.arange(b, device=device) % ((b + 1) // 2)
+
+            def run():
+                x.grad = None
+                loss = fn(x, labels)
+                loss.backward()
+                box["loss"] = loss.item()
+        else:
+            y = torch.tensor(inputs(b, d, seed=b + 1), device=device, requires_grad=True)
+            target = torch.arange(b, device=device)
+
+            def run():
+                x.grad = y.grad = None
+                s = F.normalize(x, dim=1) @ F.normalize(y, dim=1).T / t
+                loss = 0.5 * (F.cross_entropy(s, target) + F.cross_entropy(s.T, target))
+                loss.backward()
+                box["loss"] = loss.item()
+
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        s = timed(run, args.repeat, device)
+    except (MemoryError, RuntimeError) as e:  # allocation under the CPU cap
+        if not isinstance(e, MemoryError) and "alloc" not in str(e).lower():
+            raise
+        s = "OOM"
+    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    print(json.dumps({"s": s, "peak": peak, "loss": box.get("loss"),
+                      "device": torch.cuda.get_device_name() if device.type == "cuda" else "CPU",
+                      "torch": torch.__version__}))
+
+
+def torch_run(loss, b, args):
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", loss, "--b", str(b),
+           "--dim", str(args.dim), "--repeat", str(args.repeat), "--temperature",
+           str(args.temperature), "--cpu-cap-gb", str(args.max_cpu_gb)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        tail = out.stderr.strip().splitlines()[-1:] or ["killed"]
+        oom = out.returncode < 0 or "memory" in out.stderr.lower()
+        return {"s": "OOM" if oom else "failed", "peak": None, "loss": None, "why": tail[0]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def ml_run(exe, loss, b, args):
+    with tempfile.TemporaryDirectory() as tmp:
+        common = ["--temperature", str(args.temperature)]
+        if loss == "ntxent":
+            xp, lp = os.path.join(tmp, "x.npy"), os.path.join(tmp, "l.npy")
+            np.save(xp, inputs(b, args.dim, seed=b))
+            np.save(lp, (np.arange(b) % ((b + 1) // 2)).astype(np.int64))
+            bench = ["--embeddings", xp, "--labels", lp]
+            ev = ["eval", "--loss", "ntxent", "--embeddings", xp, "--labels", lp, *common]
+        else:
+            ap, bp = os.path.join(tmp, "a.npy"), os.path.join(tmp, "b.npy")
+            np.save(ap, inputs(b, args.dim, seed=b))
+            np.save(bp, inputs(b, args.dim, seed=b + 1))
+            bench = ["--batch", str(b), "--dim", str(args.dim)]
+            ev = ["eval", "--loss", "clip", "--a", ap, "--b", bp, *common]
+        out = subprocess.run([exe, "bench", "--loss", loss, *bench, *common, "--repeat",
+                              str(args.repeat), "--json"], capture_output=True, text=True)
+        if out.returncode != 0:
+            print(f"metric-loss failed at B={b}: {out.stderr.strip()[-300:]}")
+            return {"median_s": "failed"}, None
+        value = None
+        if b <= args.eval_max:
+            e = subprocess.run([exe, *ev], capture_output=True, text=True)
+            if e.returncode == 0:
+                value = json.loads(e.stdout.strip().splitlines()[-1])["loss"]
+    return json.loads(out.stdout.strip().splitlines()[-1]), value
+
+
+def fmt(v):
+    return f"{v:10.4f}" if isinstance(v, float) else f"{str(v):>10}"
+
+
+def mb(v):
+    return f"{v / 1e6:9.1f}" if isinstance(v, (int, float)) else f"{'-':>9}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--exe", default="target/release/metric-loss")
+    ap.add_argument("--softmax-batches", default="1024,2048,4096,16384,65536")
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--temperature", type=float, default=0.07)
+    ap.add_argument("--max-cpu-gb", type=float, default=12.0)
+    ap.add_argument("--eval-max", type=int, default=16384)
+    ap.add_argument("--peak-tflops", type=float, default=67.0)
+    ap.add_argument("--child")
+    ap.add_argument("--b", type=int)
+    ap.add_argument("--cpu-cap-gb", type=float, default=0.0)
+    args, _ = ap.parse_known_args()  # gpu.sh passes its options to every script
+    if args.child:
+        return child(args)
+    print(f"softmax: D={args.dim}, tau {args.temperature}; PyTorch float32 in a child process "
+          f"per cell (CPU cap {args.max_cpu_gb:g} GB)")
+    print(f"{'B':>7} {'loss':>6} | {'ml e2e s':>10} {'ml kern s':>10} {'ml GFLOP/s':>10} "
+          f"{'ml MB':>9} | {'torch s':>10} {'torch MB':>9} | ml loss / torch loss")
+    for b in [int(v) for v in args.softmax_batches.split(",")]:
+        for loss in ["ntxent", "clip"]:
+            ml, value = ml_run(args.exe, loss, b, args)
+            tr = torch_run(loss, b, args)
+            kern = ml.get("kernel_s")
+            gflops = ml.get("gflops")
+            pct = ""
+            if kern and args.peak_tflops > 0:
+                pct = f" ({6 * b * b * args.dim / kern / 1e12 / args.peak_tflops:.1%} of FP32 peak)"
+            losses = (f"{value:.6f} / {tr['loss']:.6f}"
+                      if value is not None and tr.get("loss") is not None else "-")
+            print(f"{b:>7} {loss:>6} | {fmt(ml.get('median_s'))} {fmt(kern if kern else 'n/a')} "
+                  f"{fmt(gflops)} {mb(ml.get('peak_device_bytes'))} | {fmt(tr['s'])} "
+                  f"{mb(tr.get('peak'))} | {losses}{pct}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
