@@ -5,9 +5,10 @@
 //! reference in f64 to check against.
 //!
 //! So far: the contrastive loss ([`Contrastive`]) over explicit pairs or over every pair
-//! of a labelled batch, and the triplet loss ([`Triplet`]) over explicit triplets or mined
-//! from a labelled batch (all, batch-hard, semi-hard). In-batch losses tile the pair space
-//! so that no B×B buffer exists.
+//! of a labelled batch, the triplet loss ([`Triplet`]) over explicit triplets or mined
+//! from a labelled batch (all, batch-hard, semi-hard), and the softmax-contrastive losses
+//! ([`Softmax`]: NT-Xent, SupCon, CLIP) with dL/dτ. In-batch losses tile the pair space so
+//! that no B×B buffer exists.
 //!
 //! ```no_run
 //! use metric_loss::{Contrastive, Embeddings, Gpu, Grads, Labels};
