@@ -162,6 +162,11 @@ fn class_of_row(local: u32) -> u32 {
     return row_class[min(local, arrayLength(&row_class) - 1u)];
 }
 
+// Class ids of the invocation's 4 rows l0 + 8r.
+fn block_row_classes(l0: u32) -> vec4<u32> {
+    return vec4<u32>(class_of_row(l0), class_of_row(l0 + 8u), class_of_row(l0 + 16u), class_of_row(l0 + 24u));
+}
+
 // ---- softmax_stats ----
 
 struct RowRun {
@@ -207,7 +212,7 @@ fn softmax_stats(
     var a2 = empty;
     var a3 = empty;
     let l0 = row_base + ty;
-    let rc = vec4<u32>(class_of_row(l0), class_of_row(l0 + 8u), class_of_row(l0 + 16u), class_of_row(l0 + 24u));
+    let rc = block_row_classes(l0);
     let n_tiles = tiles_in_window(params.col_start);
     for (var jt = 0u; jt < n_tiles; jt++) {
         let s = block_distances(row_base, jt * TILE, ty, tx);
@@ -308,7 +313,7 @@ fn softmax_positives(
     let ty = lid3.y;
     let row_base = wg.x * TILE;
     let l0 = row_base + ty;
-    let rc = vec4<u32>(class_of_row(l0), class_of_row(l0 + 8u), class_of_row(l0 + 16u), class_of_row(l0 + 24u));
+    let rc = block_row_classes(l0);
     let d0 = den_of(l0);
     let d1 = den_of(l0 + 8u);
     let d2 = den_of(l0 + 16u);
@@ -556,7 +561,7 @@ fn softmax_grad(
     let ty = lid3.y;
     let row_base = wg.x * TILE;
     let l0 = row_base + ty;
-    let rc = vec4<u32>(class_of_row(l0), class_of_row(l0 + 8u), class_of_row(l0 + 16u), class_of_row(l0 + 24u));
+    let rc = block_row_classes(l0);
     let own = row_coefs(l0);
     let small = params.dim4 <= SMALL_DIM4;
     let chunks = (params.dim4 + KC4 - 1u) / KC4;

@@ -360,21 +360,31 @@ fn run(
             vec![(0, 1), (1, 0)]
         };
         let tiles = |r: u64| plan.rows_in(r).div_ceil(ROW_TILE);
+        // Every (row window, column window) of every orientation: the tile kernels.
         let sweep = |entry: &'static str, steps: &mut Vec<Step>| {
             for &(a, b) in &orientations {
                 for r in 0..n {
                     for c in 0..n {
+                        let mut bindings = vec![
+                            (1, sides[a].rows(), rb, r),
+                            (2, sides[b].rows(), rb, c),
+                            (3, class_i, 4, r),
+                            (4, class_i, 4, c),
+                        ];
+                        match sides[a].grad {
+                            Some(grad) if entry == "softmax_grad" => bindings.extend([
+                                (6, stats[a], STATS, r),
+                                (7, stats[b], STATS, c),
+                                (8, partials, PARTIAL, r),
+                                (9, grad, rb, r),
+                            ]),
+                            _ => bindings.push((5, stats[a], STATS, r)),
+                        }
                         steps.push(Step {
                             module: MODULE,
                             entry,
                             params: params(r, c, c > 0, a),
-                            bindings: vec![
-                                (1, sides[a].rows(), rb, r),
-                                (2, sides[b].rows(), rb, c),
-                                (3, class_i, 4, r),
-                                (4, class_i, 4, c),
-                                (5, stats[a], STATS, r),
-                            ],
+                            bindings,
                             groups: tiles(r),
                         });
                     }
@@ -398,31 +408,7 @@ fn run(
             }
         }
         if want {
-            for &(a, b) in &orientations {
-                let grad = sides[a]
-                    .grad
-                    .unwrap_or_else(|| unreachable!("gradients wanted"));
-                for r in 0..n {
-                    for c in 0..n {
-                        steps.push(Step {
-                            module: MODULE,
-                            entry: "softmax_grad",
-                            params: params(r, c, c > 0, a),
-                            bindings: vec![
-                                (1, sides[a].rows(), rb, r),
-                                (2, sides[b].rows(), rb, c),
-                                (3, class_i, 4, r),
-                                (4, class_i, 4, c),
-                                (6, stats[a], STATS, r),
-                                (7, stats[b], STATS, c),
-                                (8, partials, PARTIAL, r),
-                                (9, grad, rb, r),
-                            ],
-                            groups: tiles(r),
-                        });
-                    }
-                }
-            }
+            sweep("softmax_grad", &mut steps);
         }
         finish_recording(rec, &plan, &bufs, steps, &sides, partials, PARTIAL);
         Ok(())
