@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Quick start on a fresh Debian machine with Rust (no GPU needed):
-#   bash run.sh check   # the main job: GPU-versus-CPU cross-check of every mode and option
+#   bash run.sh train   # the main job: train an embedding model on the UCI digits with the
+#                       # GPU loss (examples/train; e.g. --loss triplet --seed 2)
 #   bash run.sh test    # the test suite
-# Both install Mesa's software Vulkan driver (lavapipe) first when no Vulkan driver exists.
-# Extra arguments go to `metric-loss check` (e.g. --batch 128 --dim 64 --seed 3).
+#   bash run.sh check   # GPU-versus-CPU cross-check of every loss, mode and option
+# All install Mesa's software Vulkan driver (lavapipe) first when no Vulkan driver exists.
+# Extra arguments go to the demo or to `metric-loss check` (e.g. --batch 128 --dim 64).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -34,7 +36,12 @@ ensure_vulkan() {
     have_vulkan || { echo "run.sh: Vulkan driver still missing after install" >&2; exit 1; }
 }
 
-case "${1:-check}" in
+case "${1:-train}" in
+    train)
+        ensure_vulkan
+        shift || true
+        cargo run --release --quiet --example train -- "$@"
+        ;;
     check)
         ensure_vulkan
         shift || true
@@ -45,7 +52,7 @@ case "${1:-check}" in
         cargo test
         ;;
     *)
-        echo "usage: bash run.sh check [metric-loss check options] | bash run.sh test" >&2
+        echo "usage: bash run.sh train [demo options] | bash run.sh test | bash run.sh check [options]" >&2
         exit 2
         ;;
 esac

@@ -1,0 +1,364 @@
+//! The training demo's core, shared with its test (tests/train_demo.rs includes this file):
+//! the UCI digits, a fixed split, a small MLP with Adam, the retrieval metrics, and the
+//! training loop whose loss and gradient come from the GPU each step.
+
+use metric_loss::check::Rng;
+use metric_loss::{Contrastive, Embeddings, Gpu, Grads, Labels, Mining, Softmax, Triplet};
+
+/// Pixels per image (8×8) and the embedding size.
+pub const INPUT: usize = 64;
+pub const HIDDEN: usize = 64;
+pub const EMBED: usize = 8;
+/// Held-out images.
+pub const TEST: usize = 360;
+/// The split's seed: fixed, whatever `--seed` is.
+const SPLIT_SEED: u64 = 20_261_128;
+
+/// Images (scaled to [0, 1]) and their classes 0..9.
+pub struct Digits {
+    pub x: Vec<f32>,
+    pub y: Vec<u32>,
+}
+
+impl Digits {
+    /// Parses the shipped CSV: 64 pixels (0..16) and the label on each line.
+    pub fn parse(csv: &str) -> Result<Self, String> {
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for (n, line) in csv
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let v: Vec<u32> = line
+                .split(',')
+                .map(|f| f.trim().parse::<u32>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("line {}: {e}", n + 1))?;
+            if v.len() != INPUT + 1 || v[INPUT] > 9 {
+                return Err(format!(
+                    "line {}: expected 64 pixels and a label 0..9",
+                    n + 1
+                ));
+            }
+            x.extend(v[..INPUT].iter().map(|&p| p as f32 / 16.0));
+            y.push(v[INPUT]);
+        }
+        Ok(Self { x, y })
+    }
+
+    /// The shipped data (data/digits.csv).
+    pub fn load() -> Result<Self, String> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv");
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        Self::parse(&text)
+    }
+
+    pub fn len(&self) -> usize {
+        self.y.len()
+    }
+
+    /// Rows `idx` as (pixels, labels).
+    pub fn rows(&self, idx: &[usize]) -> (Vec<f32>, Vec<u32>) {
+        let mut x = Vec::with_capacity(idx.len() * INPUT);
+        for &i in idx {
+            x.extend_from_slice(&self.x[i * INPUT..(i + 1) * INPUT]);
+        }
+        (x, idx.iter().map(|&i| self.y[i]).collect())
+    }
+}
+
+/// A seeded permutation of 0..n (Fisher–Yates).
+pub fn permutation(n: usize, rng: &mut Rng) -> Vec<usize> {
+    let mut p: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        p.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    p
+}
+
+/// The fixed split: (train, test) indices, test = the first 360 of a permutation drawn with
+/// a fixed seed.
+pub fn split(n: usize) -> (Vec<usize>, Vec<usize>) {
+    let p = permutation(n, &mut Rng::new(SPLIT_SEED));
+    let (test, train) = p.split_at(TEST.min(n));
+    (train.to_vec(), test.to_vec())
+}
+
+/// 64 → 64 (ReLU) → 8, row-major weights (in × out).
+#[derive(Clone)]
+pub struct Mlp {
+    pub params: Vec<f32>,
+}
+
+const W1: usize = 0;
+const B1: usize = W1 + INPUT * HIDDEN;
+const W2: usize = B1 + HIDDEN;
+const B2: usize = W2 + HIDDEN * EMBED;
+const PARAMS: usize = B2 + EMBED;
+
+/// What the backward pass needs from the forward pass.
+pub struct Cache {
+    h: Vec<f32>,
+}
+
+impl Mlp {
+    /// He-initialised weights, zero biases.
+    pub fn new(rng: &mut Rng) -> Self {
+        let mut params = vec![0.0f32; PARAMS];
+        let s1 = (2.0 / INPUT as f64).sqrt();
+        let s2 = (2.0 / HIDDEN as f64).sqrt();
+        for w in &mut params[W1..B1] {
+            *w = (rng.normal() * s1) as f32;
+        }
+        for w in &mut params[W2..B2] {
+            *w = (rng.normal() * s2) as f32;
+        }
+        Self { params }
+    }
+
+    /// Embeddings of `rows` images (rows × 64 → rows × 8).
+    pub fn forward(&self, x: &[f32]) -> (Vec<f32>, Cache) {
+        let p = &self.params;
+        let rows = x.len() / INPUT;
+        let mut h = vec![0.0f32; rows * HIDDEN];
+        let mut out = vec![0.0f32; rows * EMBED];
+        for r in 0..rows {
+            let xr = &x[r * INPUT..(r + 1) * INPUT];
+            let hr = &mut h[r * HIDDEN..(r + 1) * HIDDEN];
+            hr.copy_from_slice(&p[B1..W2]);
+            for (i, &xi) in xr.iter().enumerate() {
+                if xi != 0.0 {
+                    let w = &p[W1 + i * HIDDEN..W1 + (i + 1) * HIDDEN];
+                    hr.iter_mut().zip(w).for_each(|(a, b)| *a += xi * b);
+                }
+            }
+            hr.iter_mut().for_each(|v| *v = v.max(0.0));
+            let or = &mut out[r * EMBED..(r + 1) * EMBED];
+            or.copy_from_slice(&p[B2..]);
+            for (j, &hj) in hr.iter().enumerate() {
+                let w = &p[W2 + j * EMBED..W2 + (j + 1) * EMBED];
+                or.iter_mut().zip(w).for_each(|(a, b)| *a += hj * b);
+            }
+        }
+        (out, Cache { h })
+    }
+
+    /// dLoss/dparams from dLoss/dembeddings.
+    pub fn backward(&self, x: &[f32], cache: &Cache, dout: &[f32]) -> Vec<f32> {
+        let p = &self.params;
+        let rows = x.len() / INPUT;
+        let mut g = vec![0.0f32; PARAMS];
+        let mut dh = vec![0.0f32; HIDDEN];
+        for r in 0..rows {
+            let hr = &cache.h[r * HIDDEN..(r + 1) * HIDDEN];
+            let dr = &dout[r * EMBED..(r + 1) * EMBED];
+            for (j, &hj) in hr.iter().enumerate() {
+                let w = &p[W2 + j * EMBED..W2 + (j + 1) * EMBED];
+                let gw = &mut g[W2 + j * EMBED..W2 + (j + 1) * EMBED];
+                gw.iter_mut().zip(dr).for_each(|(a, d)| *a += hj * d);
+                // ReLU: no gradient where the unit was off.
+                dh[j] = if hj > 0.0 {
+                    w.iter().zip(dr).map(|(a, b)| a * b).sum()
+                } else {
+                    0.0
+                };
+            }
+            g[B2..].iter_mut().zip(dr).for_each(|(a, d)| *a += d);
+            let xr = &x[r * INPUT..(r + 1) * INPUT];
+            for (i, &xi) in xr.iter().enumerate() {
+                if xi != 0.0 {
+                    let gw = &mut g[W1 + i * HIDDEN..W1 + (i + 1) * HIDDEN];
+                    gw.iter_mut().zip(&dh).for_each(|(a, d)| *a += xi * d);
+                }
+            }
+            g[B1..W2].iter_mut().zip(&dh).for_each(|(a, d)| *a += d);
+        }
+        g
+    }
+}
+
+/// Adam (Kingma & Ba) with the usual defaults.
+pub struct Adam {
+    lr: f32,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    t: i32,
+}
+
+impl Adam {
+    pub fn new(lr: f32, n: usize) -> Self {
+        Self {
+            lr,
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+            t: 0,
+        }
+    }
+
+    /// One step at `scale` × the learning rate.
+    pub fn step(&mut self, params: &mut [f32], grad: &[f32], scale: f32) {
+        let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
+        let lr = self.lr * scale;
+        self.t += 1;
+        let (c1, c2) = (1.0 - b1.powi(self.t), 1.0 - b2.powi(self.t));
+        for (((p, g), m), v) in params
+            .iter_mut()
+            .zip(grad)
+            .zip(&mut self.m)
+            .zip(&mut self.v)
+        {
+            *m = b1 * *m + (1.0 - b1) * g;
+            *v = b2 * *v + (1.0 - b2) * g * g;
+            *p -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+        }
+    }
+}
+
+/// Squared Euclidean distances from row `i` to every row of `e` (`dim` values each).
+fn distances(e: &[f32], dim: usize, i: usize) -> Vec<f32> {
+    let q = &e[i * dim..(i + 1) * dim];
+    e.chunks_exact(dim)
+        .map(|r| r.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum())
+        .collect()
+}
+
+/// Recall@1 (the share of rows whose nearest other row has the same class) and mean average
+/// precision (each row a query against all the others, ranked by Euclidean distance).
+pub fn retrieval(e: &[f32], dim: usize, y: &[u32]) -> (f64, f64) {
+    let n = y.len();
+    let (mut hits, mut ap_sum) = (0usize, 0.0f64);
+    for i in 0..n {
+        let d = distances(e, dim, i);
+        let mut order: Vec<usize> = (0..n).filter(|&j| j != i).collect();
+        order.sort_by(|&a, &b| d[a].total_cmp(&d[b]).then(a.cmp(&b)));
+        hits += usize::from(y[order[0]] == y[i]);
+        let (mut found, mut ap) = (0usize, 0.0f64);
+        for (rank, &j) in order.iter().enumerate() {
+            if y[j] == y[i] {
+                found += 1;
+                ap += found as f64 / (rank + 1) as f64;
+            }
+        }
+        if found > 0 {
+            ap_sum += ap / found as f64;
+        }
+    }
+    (hits as f64 / n as f64, ap_sum / n as f64)
+}
+
+/// The losses the demo trains with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    Contrastive,
+    Triplet,
+    Ntxent,
+}
+
+impl LossKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LossKind::Contrastive => "contrastive",
+            LossKind::Triplet => "triplet",
+            LossKind::Ntxent => "ntxent",
+        }
+    }
+
+    /// Loss and dLoss/dembeddings of one batch, on the GPU.
+    pub fn step(
+        self,
+        gpu: &Gpu,
+        emb: &[f32],
+        labels: &[u32],
+        margin: f32,
+    ) -> Result<(f64, Vec<f32>), metric_loss::Error> {
+        let ids: Vec<i64> = labels.iter().map(|&c| i64::from(c)).collect();
+        let l = Labels::new(&ids);
+        let x = Embeddings::new("embeddings", emb, labels.len(), EMBED)?;
+        let out = match self {
+            LossKind::Contrastive => Contrastive::default()
+                .margin(margin)
+                .batch(gpu, &x, &l, Grads::Compute)?
+                .map_counts(),
+            LossKind::Triplet => Triplet::default()
+                .margin(0.5)
+                .mined(gpu, &x, &l, Mining::Semihard, Grads::Compute)?
+                .map_counts(),
+            LossKind::Ntxent => Softmax::ntxent()
+                .temperature(0.1)
+                .batch(gpu, &x, &l, Grads::Compute)?
+                .map_counts(),
+        };
+        Ok(out)
+    }
+}
+
+/// (loss, gradient) of any family's output.
+trait LossAndGrad {
+    fn map_counts(self) -> (f64, Vec<f32>);
+}
+
+impl<C> LossAndGrad for metric_loss::LossOutput<C> {
+    fn map_counts(mut self) -> (f64, Vec<f32>) {
+        (self.loss, self.grads.swap_remove(0))
+    }
+}
+
+/// Training settings.
+pub struct Settings {
+    pub loss: LossKind,
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f32,
+    pub seed: u64,
+    /// Contrastive: the margin.
+    pub margin: f32,
+}
+
+/// One epoch's report to the caller (progress bars, curves).
+pub struct StepInfo {
+    pub epoch: usize,
+    pub step: usize,
+    pub steps_per_epoch: usize,
+    pub loss: f64,
+}
+
+/// Trains `model` on rows `train` of `data`; `on_step` sees every step's loss.
+pub fn train(
+    gpu: &Gpu,
+    data: &Digits,
+    train: &[usize],
+    model: &mut Mlp,
+    s: &Settings,
+    mut on_step: impl FnMut(&StepInfo),
+) -> Result<Vec<f64>, metric_loss::Error> {
+    let mut rng = Rng::new(s.seed ^ 0x5EED);
+    let mut adam = Adam::new(s.lr, model.params.len());
+    let mut losses = Vec::new();
+    let per_epoch = train.len().div_ceil(s.batch);
+    let total = (per_epoch * s.epochs) as f32;
+    for epoch in 0..s.epochs {
+        let order = permutation(train.len(), &mut rng);
+        for (k, chunk) in order.chunks(s.batch).enumerate() {
+            let idx: Vec<usize> = chunk.iter().map(|&i| train[i]).collect();
+            let (x, y) = data.rows(&idx);
+            let (emb, cache) = model.forward(&x);
+            let (loss, demb) = s.loss.step(gpu, &emb, &y, s.margin)?;
+            let grad = model.backward(&x, &cache, &demb);
+            // Cosine decay of the learning rate over the run.
+            let t = losses.len() as f32 / total;
+            adam.step(
+                &mut model.params,
+                &grad,
+                0.5 * (1.0 + (std::f32::consts::PI * t).cos()),
+            );
+            losses.push(loss);
+            on_step(&StepInfo {
+                epoch,
+                step: k,
+                steps_per_epoch: per_epoch,
+                loss,
+            });
+        }
+    }
+    Ok(losses)
+}
