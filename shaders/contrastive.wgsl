@@ -15,6 +15,7 @@
 //   6 storage, rw    scales      [dL/dterm similar, dissimilar] (+ u64 count totals)
 //   7 storage, rw    grad        dL/d(rows), row window, row-major f32, padded stride
 //   8 storage, rw    grad_b      pairs: dL/dB
+//   9 storage, rw    loss_out    device-resident calls: [loss, Σ similar terms, Σ dissimilar]
 //
 // Batch kernels: one workgroup of 8×8 invocations per 32-row tile; it walks the 32-column
 // tiles of the column window. Invocation (ty, tx) holds a 4×4 register block of pairs, rows
@@ -63,11 +64,13 @@ const KC4: u32 = 8u; // vec4s per 32-dim chunk of the gradient phase
 @group(0) @binding(6) var<storage, read_write> scales: array<u32>;
 @group(0) @binding(7) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(8) var<storage, read_write> grad_b: array<f32>;
+@group(0) @binding(9) var<storage, read_write> loss_out: array<f32>;
 
 var<workgroup> w_s: array<f32, 1024>;   // [row][col] dL/dd × distance factor
 var<workgroup> red_s: array<vec2<f32>, 256>; // [row][tx] per-invocation (sim, dis) sums
 var<workgroup> cnt_s: array<u32, 256>;        // [row][tx] four 8-bit counts, packed
 var<workgroup> fin_s: array<Count64, 64>;
+var<workgroup> loss_s: array<vec2<f32>, 64>;
 
 fn hinge_arg(similar: bool, d: f32) -> f32 {
     if (similar) {
@@ -460,6 +463,49 @@ fn contrastive_finalize(@builtin(local_invocation_index) lid: u32) {
     }
     scales[0] = bitcast<u32>(sim_scale);
     scales[1] = bitcast<u32>(dis_scale);
+}
+
+// Device-resident calls: sums one window's partial loss sums in a fixed tree into
+// loss_out[1..2] (adding from the second window on); the last window applies the reduction
+// with the counts contrastive_finalize summed (scales words 4..11) and writes loss_out[0].
+@compute @workgroup_size(64)
+fn contrastive_loss(@builtin(local_invocation_index) lid: u32) {
+    var acc = vec2<f32>(0.0);
+    let n = min(params.window_rows, params.rows - min(params.rows, params.row_start));
+    for (var r = lid; r < n; r += 64u) {
+        let p = partials[r];
+        acc += vec2<f32>(p.sim_sum - p.sim_carry, p.dis_sum - p.dis_carry);
+    }
+    loss_s[lid] = acc;
+    workgroupBarrier();
+    for (var stride = 32u; stride > 0u; stride >>= 1u) {
+        if (lid < stride) {
+            loss_s[lid] += loss_s[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if (lid != 0u) {
+        return;
+    }
+    var total = loss_s[0];
+    if (params.accumulate != 0u) {
+        total += vec2<f32>(loss_out[1], loss_out[2]);
+    }
+    loss_out[1] = total.x;
+    loss_out[2] = total.y;
+    if (params.last == 0u) {
+        return;
+    }
+    let pairs = count64_to_f32(scales[4], scales[8]) + count64_to_f32(scales[5], scales[9]);
+    let ns = count64_to_f32(scales[6], scales[10]);
+    let nd = count64_to_f32(scales[7], scales[11]);
+    var loss = total.x + total.y;
+    if (params.reduction == REDUCTION_MEAN) {
+        loss = select(0.0, loss / pairs, pairs > 0.0);
+    } else if (params.reduction == REDUCTION_MEAN_NONZERO) {
+        loss = select(0.0, total.x / ns, ns > 0.0) + select(0.0, total.y / nd, nd > 0.0);
+    }
+    loss_out[0] = loss;
 }
 
 fn pair_distance(local: u32) -> f32 {

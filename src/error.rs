@@ -44,6 +44,29 @@ pub enum Error {
         /// The offending value.
         value: f64,
     },
+    /// A value of a caller's device buffer (device-resident API) is NaN, infinite or larger
+    /// in magnitude than [`crate::MAX_ABS_VALUE`]; found on the device, reported when the
+    /// loss is read.
+    #[error(
+        "{what}[{index}] (in the caller's buffer, row-major index) is outside the input \
+         domain (NaN, infinite or |x| > 1e15); clean or rescale the input"
+    )]
+    DeviceInputOutOfDomain {
+        /// Which input.
+        what: &'static str,
+        /// Flat (row-major, `dim` values a row) index of the first offending value.
+        index: u64,
+    },
+    /// A caller's buffer (device-resident API) does not have the documented layout or
+    /// usage: unaligned offset, stride below the dimension, rows past its end, no
+    /// `STORAGE` usage.
+    #[error("{what} buffer: {reason}; see the layout in metric_loss::device")]
+    InvalidBuffer {
+        /// Which buffer.
+        what: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// A loss option has a value outside its allowed range (a negative margin, a NaN).
     #[error("invalid {name} = {value}: {rule}")]
     InvalidOption {

@@ -25,6 +25,7 @@
 
 pub mod check;
 pub mod cpu;
+pub mod device;
 mod error;
 pub mod gpu;
 pub mod loss;

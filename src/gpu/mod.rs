@@ -362,6 +362,52 @@ impl Gpu {
         Ok(bytes)
     }
 
+    /// Records work with `record` for a device-resident call and either submits it (no wait,
+    /// no readback) or records it into the caller's encoder. Validation and out-of-memory
+    /// errors of the recording (and of the submit) are caught in error scopes.
+    pub(crate) fn execute_device(
+        &self,
+        during: &'static str,
+        target: crate::device::Target<'_>,
+        record: impl FnOnce(&mut Recorder<'_>) -> Result<()>,
+    ) -> Result<()> {
+        if let Some(reason) = self.lost_reason() {
+            return Err(Error::DeviceLost { reason });
+        }
+        let mut state = self.lock();
+        let oom_scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let val_scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut rec = Recorder {
+            gpu: self,
+            state: &mut state,
+            passes: Vec::new(),
+            copies: Vec::new(),
+        };
+        let recorded = record(&mut rec).map(|()| match target {
+            crate::device::Target::Submit => {
+                let mut encoder =
+                    self.device
+                        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                            label: Some("metric-loss"),
+                        });
+                rec.encode_pass(&mut encoder, None);
+                self.queue.submit([encoder.finish()]);
+            }
+            crate::device::Target::Encoder(encoder) => rec.encode_pass(encoder, None),
+        });
+        let val = pollster::block_on(val_scope.pop());
+        let oom = pollster::block_on(oom_scope.pop());
+        if let Some(e) = oom.or(val) {
+            return Err(self.lost_or(classify(e, during)));
+        }
+        recorded
+    }
+
+    /// Calls `done` once the work submitted so far has finished on the device.
+    pub(crate) fn queue_done(&self, done: impl FnOnce() + Send + 'static) {
+        self.queue.on_submitted_work_done(done);
+    }
+
     fn lost_or(&self, err: Error) -> Error {
         match self.lost_reason() {
             Some(reason) => Error::DeviceLost { reason },
@@ -602,9 +648,38 @@ impl Recorder<'_> {
             .push((pipeline, bind_group, uniform.offset as u32, workgroups));
     }
 
+    /// A window of a caller's buffer, `size` bytes from `offset`, to bind like a workspace
+    /// buffer (its identity is the buffer's, for the bind-group cache).
+    pub fn external(&mut self, buffer: &wgpu::Buffer, offset: u64, size: u64) -> Bound {
+        Bound {
+            buffer: buffer.clone(),
+            id: self.state.workspace.external_id(buffer),
+            offset,
+            size,
+        }
+    }
+
     /// Queues a copy of the first `bytes` of `source` into the staging buffer.
     pub fn read_back(&mut self, source: &Bound, bytes: u64) {
         self.copies.push((source.clone(), bytes));
+    }
+
+    /// Encodes the recorded dispatches as one compute pass into `encoder`, timed when
+    /// `query_set` is given.
+    fn encode_pass(&self, encoder: &mut wgpu::CommandEncoder, query_set: Option<&wgpu::QuerySet>) {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("metric-loss"),
+            timestamp_writes: query_set.map(|q| wgpu::ComputePassTimestampWrites {
+                query_set: q,
+                beginning_of_pass_write_index: Some(0),
+                end_of_pass_write_index: Some(1),
+            }),
+        });
+        for (pipeline, bind_group, offset, groups) in &self.passes {
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, bind_group, &[*offset]);
+            pass.dispatch_workgroups(*groups, 1, 1);
+        }
     }
 
     /// Encodes the pass (with timestamps when `timing`) and the copies. Returns the staging
@@ -627,23 +702,7 @@ impl Recorder<'_> {
         } else {
             None
         };
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("metric-loss"),
-                timestamp_writes: query_set
-                    .as_ref()
-                    .map(|q| wgpu::ComputePassTimestampWrites {
-                        query_set: q,
-                        beginning_of_pass_write_index: Some(0),
-                        end_of_pass_write_index: Some(1),
-                    }),
-            });
-            for (pipeline, bind_group, offset, groups) in &self.passes {
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, bind_group, &[*offset]);
-                pass.dispatch_workgroups(*groups, 1, 1);
-            }
-        }
+        self.encode_pass(&mut encoder, query_set.as_ref());
         let copied: u64 = self.copies.iter().map(|(_, n)| round4(*n)).sum();
         let total = copied + if query_set.is_some() { 16 } else { 0 };
         let staging = self.slot(

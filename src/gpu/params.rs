@@ -132,6 +132,24 @@ pub(crate) struct SoftmaxPartial {
     pub terms: u32,
 }
 
+/// Keep in sync with `DeviceParams` in shaders/device.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub(crate) struct DeviceParams {
+    pub rows: u32,
+    pub dim: u32,
+    pub dim4: u32,
+    pub row_start: u32,
+    pub window_rows: u32,
+    /// Index of the window's first value in the bound caller range.
+    pub first: u32,
+    /// Caller values between row starts.
+    pub stride: u32,
+    pub accumulate: u32,
+    pub scale: f32,
+    pub _pad: [u32; 3],
+}
+
 /// Keep in sync with `NormalizeParams` in shaders/normalize.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
@@ -179,6 +197,9 @@ mod tests {
         assert_eq!(offset_of!(TripletPartial, terms_lo), 8);
         assert_eq!(offset_of!(TripletPartial, active_hi), 20);
         assert_eq!(offset_of!(TripletPartial, nonzero), 24);
+        assert_eq!(size_of::<DeviceParams>(), 48);
+        assert_eq!(offset_of!(DeviceParams, first), 20);
+        assert_eq!(offset_of!(DeviceParams, scale), 32);
         assert_eq!(size_of::<SoftmaxParams>(), 64);
         assert_eq!(offset_of!(SoftmaxParams, family), 12);
         assert_eq!(offset_of!(SoftmaxParams, side), 32);

@@ -28,6 +28,7 @@ const SOURCES: &[(&str, &str)] = &[
     ),
     ("triplet.wgsl", include_str!("../../shaders/triplet.wgsl")),
     ("softmax.wgsl", include_str!("../../shaders/softmax.wgsl")),
+    ("device.wgsl", include_str!("../../shaders/device.wgsl")),
     (
         "normalize.wgsl",
         include_str!("../../shaders/normalize.wgsl"),
@@ -41,6 +42,7 @@ const SOURCES: &[(&str, &str)] = &[
 /// The kernel modules (files with entry points) and the snippets each one includes.
 pub const MODULES: &[(&str, &[&str])] = &[
     ("normalize.wgsl", &[]),
+    ("device.wgsl", &[]),
     (
         "contrastive.wgsl",
         &[

@@ -29,6 +29,9 @@ pub(crate) struct Slot {
 /// grow it without limit.
 const BIND_GROUP_CACHE: usize = 512;
 
+/// Most caller buffers remembered at once (see [`Workspace::external_id`]).
+const EXTERNAL: usize = 64;
+
 /// Identity of a bind group: entry point and (binding, buffer id, offset, size) per entry.
 pub(crate) type BindKey = (&'static str, Vec<(u32, u64, u64, u64)>);
 
@@ -39,6 +42,8 @@ pub(crate) type BindKey = (&'static str, Vec<(u32, u64, u64, u64)>);
 pub(crate) struct Workspace {
     buffers: HashMap<&'static str, Slot>,
     bind_groups: HashMap<BindKey, wgpu::BindGroup>,
+    /// Identities of caller buffers bound by device-resident calls (held, so bounded).
+    external: HashMap<wgpu::Buffer, u64>,
     next_id: u64,
     /// Rows every row-indexed buffer is sized for (grow-only).
     pub row_capacity: u64,
@@ -95,6 +100,21 @@ impl Workspace {
         slot
     }
 
+    /// The identity of a caller's buffer in bind-group keys. At most `EXTERNAL` are
+    /// remembered (each held alive); past that the map and the bind groups start afresh.
+    pub fn external_id(&mut self, buffer: &wgpu::Buffer) -> u64 {
+        if let Some(&id) = self.external.get(buffer) {
+            return id;
+        }
+        if self.external.len() >= EXTERNAL {
+            self.external.clear();
+            self.bind_groups.clear();
+        }
+        self.next_id += 1;
+        self.external.insert(buffer.clone(), self.next_id);
+        self.next_id
+    }
+
     /// The cached bind group for `key`, created by `make` on a miss.
     pub fn bind_group(
         &mut self,
@@ -118,6 +138,7 @@ impl Workspace {
     pub fn reset(&mut self) {
         self.buffers.clear();
         self.bind_groups.clear();
+        self.external.clear();
         self.row_capacity = 0;
         self.bytes = 0;
     }

@@ -228,7 +228,7 @@ impl Contrastive {
         Ok(cpu::contrastive::batch(self, x, labels, grads))
     }
 
-    fn params(&self, rows: usize, dim4: usize) -> ContrastiveParams {
+    pub(crate) fn params(&self, rows: usize, dim4: usize) -> ContrastiveParams {
         ContrastiveParams {
             rows: rows as u32,
             dim4: dim4 as u32,
@@ -272,7 +272,7 @@ enum Mode {
     Batch,
 }
 
-const MODULE: &str = "contrastive.wgsl";
+pub(crate) const MODULE: &str = "contrastive.wgsl";
 
 fn run(
     gpu: &Gpu,

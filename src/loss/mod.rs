@@ -1,6 +1,7 @@
 //! Loss configurations and their host-side dispatch, one file per family.
 
 pub mod contrastive;
+mod contrastive_device;
 pub(crate) mod plan;
 pub mod softmax;
 pub(crate) mod steps;

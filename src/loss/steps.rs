@@ -70,6 +70,11 @@ impl Side {
     pub fn rows(&self) -> usize {
         self.chain.last().map_or(0, |c| c.0)
     }
+
+    /// The raw (zero-padded) rows, as uploaded or gathered.
+    pub fn raw(&self) -> usize {
+        self.chain[0].0
+    }
 }
 
 /// Uploads each side (zero-padded rows) and allocates its normalisation stages and gradient.
@@ -81,11 +86,27 @@ pub(crate) fn upload_sides(
     stages: usize,
     want_grads: bool,
 ) -> Vec<Side> {
+    let out = alloc_sides(rec, plan, bufs, sides.len(), stages, want_grads);
+    for (side, data) in out.iter().zip(sides) {
+        rec.write(&bufs.list[side.raw()], bytemuck::cast_slice(data));
+    }
+    out
+}
+
+/// Allocates `count` sides' raw rows, normalisation stages and gradients, without data (the
+/// device-resident path gathers the rows on the device).
+pub(crate) fn alloc_sides(
+    rec: &mut Recorder<'_>,
+    plan: &Plan,
+    bufs: &mut Buffers,
+    count: usize,
+    stages: usize,
+    want_grads: bool,
+) -> Vec<Side> {
     let emb = plan.capacity * plan.row_bytes;
     let mut out = Vec::new();
-    for (k, data) in sides.iter().enumerate() {
+    for k in 0..count {
         let raw = rec.rows_buffer(RAW[k], emb, true);
-        rec.write(&raw, bytemuck::cast_slice(data));
         let mut chain = vec![(bufs.push(raw), None)];
         for &(rows_role, norms_role) in STAGES[k].iter().take(stages) {
             let r = bufs.push(rec.rows_buffer(rows_role, emb, false));
@@ -139,7 +160,7 @@ pub(crate) fn normalize_forward(plan: &Plan, sides: &[Side]) -> Vec<Step> {
 }
 
 /// Back through every side's normalisation stages, in place in its gradient buffer.
-fn normalize_backward(plan: &Plan, sides: &[Side]) -> Vec<Step> {
+pub(crate) fn normalize_backward(plan: &Plan, sides: &[Side]) -> Vec<Step> {
     let rb = plan.row_bytes;
     let mut steps = Vec::new();
     for side in sides {
@@ -161,7 +182,7 @@ fn normalize_backward(plan: &Plan, sides: &[Side]) -> Vec<Step> {
 }
 
 /// Records `steps` in order: one uniform slot each, bindings cut into their windows.
-fn record(rec: &mut Recorder<'_>, plan: &Plan, bufs: &Buffers, steps: &[Step]) {
+pub(crate) fn record(rec: &mut Recorder<'_>, plan: &Plan, bufs: &Buffers, steps: &[Step]) {
     let slots: Vec<&[u8]> = steps.iter().map(|s| s.params.as_slice()).collect();
     let uniforms = rec.uniforms("params", &slots);
     for (step, uniform) in steps.iter().zip(&uniforms) {

@@ -1,0 +1,421 @@
+//! The device-resident API: embeddings, labels and gradients in the caller's own `wgpu`
+//! buffers on a device shared through [`Gpu::from_device`], the work recorded into the
+//! caller's command encoder (or submitted), and the loss kept on the device until asked for.
+//!
+//! # Buffer layout
+//! - Embeddings ([`DeviceRows`]): `rows` rows of `dim` f32 values, row-major, row r starting
+//!   at byte `offset + 4·r·stride` (`stride` ≥ `dim` values; whatever lies between rows is
+//!   ignored). `offset` is a multiple of 4. The buffer needs `STORAGE` usage. Values must be
+//!   in the input domain (finite, |x| ≤ 1e15): the device checks them, and
+//!   [`DeviceLoss::read`] reports the first one outside it.
+//! - Labels ([`DeviceLabels`]): `rows` u32 class ids from byte `offset` (a multiple of 4);
+//!   rows with equal ids are similar. `STORAGE` usage.
+//! - Gradient ([`DeviceGrad`]): the embeddings' layout with its own `offset` and `stride`;
+//!   `scale · dL/dX` overwrites the `dim` values of each row or is added to them
+//!   (`accumulate`). `STORAGE` usage. Values between rows are left alone.
+//!
+//! Layout problems are [`Error::InvalidBuffer`] errors, found before anything is recorded.
+//! Caller buffers are bound in windows of rows, like the workspace, from the largest offset
+//! at or below each window that the device's storage alignment allows; bind groups for them
+//! are cached (at most 64 caller buffers are remembered, and held alive, at once), so a
+//! training loop over the same buffers creates no wgpu object after its first step.
+//!
+//! ```no_run
+//! use metric_loss::device::{DeviceGrad, DeviceLabels, DeviceRows, Target};
+//! use metric_loss::{Contrastive, Gpu};
+//! # fn demo(device: wgpu::Device, queue: wgpu::Queue, x: wgpu::Buffer, y: wgpu::Buffer,
+//! #         g: wgpu::Buffer) -> Result<(), metric_loss::Error> {
+//! let gpu = Gpu::from_device(device.clone(), queue.clone());
+//! let (rows, dim) = (256, 64);
+//! let mut encoder = device.create_command_encoder(&Default::default());
+//! // ... the caller's forward pass writes the embeddings into `x` ...
+//! let loss = Contrastive::default().batch_device(
+//!     &gpu,
+//!     DeviceRows::new(&x, rows, dim),
+//!     DeviceLabels::new(&y),
+//!     Some(DeviceGrad::new(&g, dim)),
+//!     Target::Encoder(&mut encoder),
+//! )?;
+//! // ... the caller's backward pass reads dL/dX from `g` ...
+//! queue.submit([encoder.finish()]);
+//! println!("loss {}", loss.read(&gpu)?); // only when wanted: this waits for the GPU
+//! # Ok(()) }
+//! ```
+
+use crate::error::{Error, Result};
+use crate::gpu::params::DeviceParams;
+use crate::gpu::{Bound, Gpu, Recorder};
+use crate::loss::plan::{Plan, ROW_GROUP};
+use crate::loss::steps::{Buffers, Step};
+
+/// Where a device-resident call's work goes.
+pub enum Target<'e> {
+    /// metric-loss submits it to the queue now (without waiting for it).
+    Submit,
+    /// Recorded into the caller's encoder, after what it already holds; nothing is
+    /// submitted. The caller submits the encoder before reading the loss.
+    Encoder(&'e mut wgpu::CommandEncoder),
+}
+
+/// Embeddings in a caller's buffer (see the [module docs](self) for the layout).
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceRows<'a> {
+    /// The buffer (`STORAGE` usage).
+    pub buffer: &'a wgpu::Buffer,
+    /// Byte offset of row 0 (a multiple of 4).
+    pub offset: u64,
+    /// Rows.
+    pub rows: usize,
+    /// Values per row.
+    pub dim: usize,
+    /// Values from one row's start to the next (≥ `dim`).
+    pub stride: usize,
+}
+
+impl<'a> DeviceRows<'a> {
+    /// Densely packed rows from the start of `buffer` (offset 0, stride `dim`).
+    pub fn new(buffer: &'a wgpu::Buffer, rows: usize, dim: usize) -> Self {
+        Self {
+            buffer,
+            offset: 0,
+            rows,
+            dim,
+            stride: dim,
+        }
+    }
+}
+
+/// u32 class ids in a caller's buffer, one per row.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceLabels<'a> {
+    /// The buffer (`STORAGE` usage).
+    pub buffer: &'a wgpu::Buffer,
+    /// Byte offset of row 0's id (a multiple of 4).
+    pub offset: u64,
+}
+
+impl<'a> DeviceLabels<'a> {
+    /// Ids from the start of `buffer`.
+    pub fn new(buffer: &'a wgpu::Buffer) -> Self {
+        Self { buffer, offset: 0 }
+    }
+}
+
+/// Where the gradient dL/dX goes, and how.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceGrad<'a> {
+    /// The buffer (`STORAGE` usage).
+    pub buffer: &'a wgpu::Buffer,
+    /// Byte offset of row 0 (a multiple of 4).
+    pub offset: u64,
+    /// Values from one row's start to the next (≥ the embeddings' `dim`).
+    pub stride: usize,
+    /// dLoss/dloss: the gradient written is `scale · dL/dX` (a weighted sum of losses).
+    pub scale: f32,
+    /// Add into the buffer's values instead of overwriting them.
+    pub accumulate: bool,
+}
+
+impl<'a> DeviceGrad<'a> {
+    /// Densely packed rows from the start of `buffer`, scale 1, overwriting.
+    pub fn new(buffer: &'a wgpu::Buffer, dim: usize) -> Self {
+        Self {
+            buffer,
+            offset: 0,
+            stride: dim,
+            scale: 1.0,
+            accumulate: false,
+        }
+    }
+
+    /// Sets the scale.
+    pub fn scale(mut self, s: f32) -> Self {
+        self.scale = s;
+        self
+    }
+
+    /// Adds into the buffer instead of overwriting it.
+    pub fn accumulate(mut self, on: bool) -> Self {
+        self.accumulate = on;
+        self
+    }
+}
+
+/// The loss of a device-resident call, on the device: a small buffer of f32 values
+/// `[loss, ...]` in metric-loss's workspace, valid until the next call on the same
+/// [`Gpu`], and the flag of values outside the input domain.
+pub struct DeviceLoss {
+    pub(crate) loss: Bound,
+    pub(crate) flags: Bound,
+}
+
+impl DeviceLoss {
+    /// The buffer holding the loss as its first f32 (for the caller's own kernels; it is
+    /// overwritten by the next call on this `Gpu`).
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.loss.buffer
+    }
+
+    /// Reads the loss back (waits for the work; after the caller has submitted its
+    /// encoder). Fails with [`Error::DeviceInputOutOfDomain`] when an embedding value was
+    /// NaN, infinite or beyond 1e15.
+    pub fn read(&self, gpu: &Gpu) -> Result<f64> {
+        let (loss, flags) = (self.loss.clone(), self.flags.clone());
+        let bytes = gpu.execute("reading the loss", 0.0, |rec| {
+            rec.read_back(&loss, 4);
+            rec.read_back(&flags, 4);
+            Ok(())
+        })?;
+        let words: &[u32] = bytemuck::cast_slice(&bytes[..8]);
+        if words[1] != u32::MAX {
+            return Err(Error::DeviceInputOutOfDomain {
+                what: "embeddings",
+                index: u64::from(words[1]),
+            });
+        }
+        Ok(f64::from(f32::from_bits(words[0])))
+    }
+
+    /// [`DeviceLoss::read`] for callers that run an executor: yields to it until the
+    /// device has finished, instead of blocking the thread on the wait.
+    pub async fn read_async(&self, gpu: &Gpu) -> Result<f64> {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        gpu.queue_done(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+        Yield::until(gpu, &done).await;
+        self.read(gpu)
+    }
+}
+
+/// A future that polls the device without blocking and yields until `done` is set.
+struct Yield<'a> {
+    gpu: &'a Gpu,
+    done: &'a std::sync::atomic::AtomicBool,
+}
+
+impl<'a> Yield<'a> {
+    fn until(gpu: &'a Gpu, done: &'a std::sync::atomic::AtomicBool) -> Self {
+        Self { gpu, done }
+    }
+}
+
+impl std::future::Future for Yield<'_> {
+    type Output = ();
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let _ = self.gpu.device().poll(wgpu::PollType::Poll);
+        if self.done.load(std::sync::atomic::Ordering::SeqCst) {
+            return std::task::Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+fn invalid(what: &'static str, reason: String) -> Error {
+    Error::InvalidBuffer { what, reason }
+}
+
+fn check_storage(what: &'static str, buffer: &wgpu::Buffer) -> Result<()> {
+    if buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+        Ok(())
+    } else {
+        Err(invalid(what, "the buffer needs STORAGE usage".into()))
+    }
+}
+
+/// Checks a row layout: offset alignment, stride, usage and that every row lies inside the
+/// buffer.
+fn check_rows(
+    what: &'static str,
+    buffer: &wgpu::Buffer,
+    offset: u64,
+    rows: usize,
+    dim: usize,
+    stride: usize,
+) -> Result<()> {
+    check_storage(what, buffer)?;
+    if !offset.is_multiple_of(4) {
+        return Err(invalid(
+            what,
+            format!("offset {offset} is not a multiple of 4"),
+        ));
+    }
+    if stride < dim {
+        return Err(invalid(
+            what,
+            format!("stride {stride} is less than dim {dim}"),
+        ));
+    }
+    let end = (rows as u64 - 1)
+        .checked_mul(stride as u64)
+        .and_then(|v| v.checked_add(dim as u64))
+        .and_then(|v| v.checked_mul(4))
+        .and_then(|v| v.checked_add(offset));
+    match end {
+        Some(end) if end <= buffer.size() => Ok(()),
+        _ => Err(invalid(
+            what,
+            format!(
+                "{rows} rows of {dim} values with stride {stride} from byte {offset} do not \
+                 fit its {} bytes",
+                buffer.size()
+            ),
+        )),
+    }
+}
+
+/// Checks the three caller layouts of a batch call.
+pub(crate) fn check_batch(
+    x: &DeviceRows<'_>,
+    labels: &DeviceLabels<'_>,
+    grad: Option<&DeviceGrad<'_>>,
+) -> Result<()> {
+    if x.rows == 0 {
+        return Err(Error::EmptyInput { what: "embeddings" });
+    }
+    if x.dim == 0 {
+        return Err(Error::ZeroDim { what: "embeddings" });
+    }
+    check_rows("embeddings", x.buffer, x.offset, x.rows, x.dim, x.stride)?;
+    check_rows("labels", labels.buffer, labels.offset, x.rows, 1, 1)?;
+    if let Some(g) = grad {
+        check_rows("gradient", g.buffer, g.offset, x.rows, x.dim, g.stride)?;
+        if !g.scale.is_finite() {
+            return Err(Error::InvalidOption {
+                name: "gradient scale",
+                value: f64::from(g.scale),
+                rule: "must be finite",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The window `w` of a caller's row layout as a binding: from the largest aligned offset at
+/// or below its first row, and the index of that row's first value in the binding.
+fn window(
+    rec: &mut Recorder<'_>,
+    plan: &Plan,
+    w: u64,
+    buffer: &wgpu::Buffer,
+    offset: u64,
+    dim: u64,
+    stride: u64,
+) -> Result<(Bound, u32)> {
+    let align = u64::from(rec.limits().min_storage_buffer_offset_alignment).max(4);
+    let start = offset + 4 * plan.start(w) * stride;
+    let end = start + 4 * ((plan.rows_in(w) - 1) * stride + dim);
+    let base = start / align * align;
+    let size = (end - base).div_ceil(4) * 4;
+    let limit = rec
+        .limits()
+        .max_storage_buffer_binding_size
+        .min(rec.limits().max_buffer_size);
+    if size > limit {
+        return Err(Error::LimitExceeded {
+            what: "one window of a caller's rows in one storage binding (bytes)".into(),
+            needed: size,
+            limit,
+        });
+    }
+    Ok((
+        rec.external(buffer, base, size),
+        ((start - base) / 4) as u32,
+    ))
+}
+
+const MODULE: &str = "device.wgsl";
+
+fn params(
+    plan: &Plan,
+    w: u64,
+    dim: u64,
+    first: u32,
+    stride: u64,
+    g: Option<&DeviceGrad<'_>>,
+) -> Vec<u8> {
+    bytemuck::bytes_of(&DeviceParams {
+        rows: plan.rows as u32,
+        dim: dim as u32,
+        dim4: plan.dim4 as u32,
+        row_start: plan.start(w) as u32,
+        window_rows: plan.window_rows as u32,
+        first,
+        stride: stride as u32,
+        accumulate: u32::from(g.is_some_and(|g| g.accumulate)),
+        scale: g.map_or(1.0, |g| g.scale),
+        ..Default::default()
+    })
+    .to_vec()
+}
+
+/// Steps that gather the caller's rows into `raw` and its ids into `ids` (both workspace
+/// buffers), window by window, and the domain flag they set (reset to "none" here).
+pub(crate) fn gather(
+    rec: &mut Recorder<'_>,
+    plan: &Plan,
+    bufs: &mut Buffers,
+    x: &DeviceRows<'_>,
+    labels: &DeviceLabels<'_>,
+    raw: usize,
+    ids: usize,
+) -> Result<(Vec<Step>, usize)> {
+    let flags = rec.small("device_flags", 16);
+    rec.write(&flags, bytemuck::cast_slice(&[u32::MAX; 4]));
+    let flags = bufs.push(flags);
+    let (dim, stride) = (x.dim as u64, x.stride as u64);
+    let mut steps = Vec::new();
+    for w in 0..plan.windows {
+        let (src, first) = window(rec, plan, w, x.buffer, x.offset, dim, stride)?;
+        let src = bufs.push(src);
+        steps.push(Step {
+            module: MODULE,
+            entry: "device_gather_rows",
+            params: params(plan, w, dim, first, stride, None),
+            bindings: vec![
+                (1, src, 0, 0),
+                (2, raw, plan.row_bytes, w),
+                (6, flags, 0, 0),
+            ],
+            groups: plan.rows_in(w).div_ceil(ROW_GROUP),
+        });
+        let (src, first) = window(rec, plan, w, labels.buffer, labels.offset, 1, 1)?;
+        let src = bufs.push(src);
+        steps.push(Step {
+            module: MODULE,
+            entry: "device_gather_ids",
+            params: params(plan, w, 1, first, 1, None),
+            bindings: vec![(1, src, 0, 0), (3, ids, 4, w)],
+            groups: plan.rows_in(w).div_ceil(ROW_GROUP),
+        });
+    }
+    Ok((steps, flags))
+}
+
+/// Steps that write `scale · grad` (a workspace gradient) into the caller's buffer.
+pub(crate) fn scatter(
+    rec: &mut Recorder<'_>,
+    plan: &Plan,
+    bufs: &mut Buffers,
+    g: &DeviceGrad<'_>,
+    dim: u64,
+    grad: usize,
+) -> Result<Vec<Step>> {
+    let stride = g.stride as u64;
+    let mut steps = Vec::new();
+    for w in 0..plan.windows {
+        let (dst, first) = window(rec, plan, w, g.buffer, g.offset, dim, stride)?;
+        let dst = bufs.push(dst);
+        steps.push(Step {
+            module: MODULE,
+            entry: "device_scatter_grad",
+            params: params(plan, w, dim, first, stride, Some(g)),
+            bindings: vec![(4, grad, plan.row_bytes, w), (5, dst, 0, 0)],
+            groups: plan.rows_in(w).div_ceil(ROW_GROUP),
+        });
+    }
+    Ok(steps)
+}

@@ -1,0 +1,371 @@
+//! The device-resident API: the caller's buffers (offsets, strides), its command encoder,
+//! the gradient's scale and accumulation, the loss on the device, errors, windows, and an
+//! allocation-free loop, against the host-slice path.
+
+mod common;
+
+use metric_loss::check::{self, Rng};
+use metric_loss::device::{DeviceGrad, DeviceLabels, DeviceRows, Target};
+use metric_loss::{Contrastive, Distance, Embeddings, Error, Gpu, Grads, Labels, Reduction};
+use wgpu::util::DeviceExt;
+
+/// A device of the caller's own, shared with metric-loss (`limits`: None for the adapter's).
+fn shared(limits: Option<wgpu::Limits>) -> Option<(Gpu, wgpu::Device, wgpu::Queue)> {
+    common::gpu()?;
+    let instance = wgpu::Instance::default();
+    let adapter = pollster::block_on(instance.request_adapter(&Default::default())).ok()?;
+    let limits = limits.unwrap_or_else(|| adapter.limits());
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_limits: limits,
+        ..Default::default()
+    }))
+    .ok()?;
+    Some((
+        Gpu::from_device(device.clone(), queue.clone()),
+        device,
+        queue,
+    ))
+}
+
+fn storage(device: &wgpu::Device, data: &[u8]) -> wgpu::Buffer {
+    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("caller"),
+        contents: data,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST,
+    })
+}
+
+fn read_f32(device: &wgpu::Device, queue: &wgpu::Queue, b: &wgpu::Buffer) -> Vec<f32> {
+    let staging = device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: b.size(),
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut enc = device.create_command_encoder(&Default::default());
+    enc.copy_buffer_to_buffer(b, 0, &staging, 0, b.size());
+    queue.submit([enc.finish()]);
+    staging
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    let view = staging.slice(..).get_mapped_range().unwrap();
+    let v = bytemuck::cast_slice(&view).to_vec();
+    drop(view);
+    v
+}
+
+/// Rows of `dim` values at `stride` from value `first`, gaps filled with `gap`.
+fn strided(data: &[f32], dim: usize, stride: usize, first: usize, gap: f32) -> Vec<f32> {
+    let rows = data.len() / dim;
+    let mut out = vec![gap; first + rows * stride];
+    for (r, row) in data.chunks_exact(dim).enumerate() {
+        out[first + r * stride..first + r * stride + dim].copy_from_slice(row);
+    }
+    out
+}
+
+struct Case {
+    rows: usize,
+    dim: usize,
+    x: Vec<f32>,
+    labels: Vec<i64>,
+}
+
+impl Case {
+    fn new(seed: u64, rows: usize, dim: usize) -> Self {
+        let mut rng = Rng::new(seed);
+        Self {
+            rows,
+            dim,
+            x: rng.normals(rows * dim),
+            labels: (0..rows)
+                .map(|_| rng.below(rows as u64 / 5 + 1) as i64)
+                .collect(),
+        }
+    }
+
+    fn ids(&self) -> Vec<u8> {
+        let ids: Vec<u32> = self.labels.iter().map(|&l| l as u32).collect();
+        bytemuck::cast_slice(&ids).to_vec()
+    }
+}
+
+/// Runs `cfg` on the device path (rows at value 5 with stride dim + 3, gradient at value 2
+/// with stride dim + 1, pre-filled with `prefill`) and returns (loss, caller grad buffer).
+fn device_run(
+    gpu: &Gpu,
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    cfg: &Contrastive,
+    c: &Case,
+    grad: (f32, bool, f32),
+    encoder: bool,
+) -> (f64, Vec<f32>) {
+    let (scale, accumulate, prefill) = grad;
+    let xs = strided(&c.x, c.dim, c.dim + 3, 5, 7.0);
+    let xb = storage(device, bytemuck::cast_slice(&xs));
+    let lb = storage(device, &c.ids());
+    let gb = storage(
+        device,
+        bytemuck::cast_slice(&vec![prefill; 2 + c.rows * (c.dim + 1)]),
+    );
+    let x = DeviceRows {
+        buffer: &xb,
+        offset: 20,
+        rows: c.rows,
+        dim: c.dim,
+        stride: c.dim + 3,
+    };
+    let g = DeviceGrad {
+        buffer: &gb,
+        offset: 8,
+        stride: c.dim + 1,
+        scale,
+        accumulate,
+    };
+    let loss = if encoder {
+        let mut enc = device.create_command_encoder(&Default::default());
+        let l = cfg
+            .batch_device(
+                gpu,
+                x,
+                DeviceLabels::new(&lb),
+                Some(g),
+                Target::Encoder(&mut enc),
+            )
+            .unwrap();
+        queue.submit([enc.finish()]);
+        l
+    } else {
+        cfg.batch_device(gpu, x, DeviceLabels::new(&lb), Some(g), Target::Submit)
+            .unwrap()
+    };
+    (loss.read(gpu).unwrap(), read_f32(device, queue, &gb))
+}
+
+/// The row values of a caller gradient buffer (value 2 on, stride dim + 1).
+fn rows_of(buf: &[f32], rows: usize, dim: usize) -> Vec<f32> {
+    (0..rows)
+        .flat_map(|r| buf[2 + r * (dim + 1)..2 + r * (dim + 1) + dim].to_vec())
+        .collect()
+}
+
+fn compare_to_host(gpu: &Gpu, cfg: &Contrastive, c: &Case, loss: f64, grad: &[f32]) {
+    let x = Embeddings::new("x", &c.x, c.rows, c.dim).unwrap();
+    let host = cfg
+        .batch(gpu, &x, &Labels::new(&c.labels), Grads::Compute)
+        .unwrap();
+    let d = check::batch_distances(cfg, &x);
+    let d_max = d.iter().cloned().fold(0.0, f64::max);
+    let dev = metric_loss::LossOutput {
+        loss,
+        counts: host.counts,
+        grads: vec![grad.to_vec()],
+        grad_temperature: None,
+    };
+    let report = check::compare_outputs(
+        format!("device {cfg:?}"),
+        cfg,
+        &dev,
+        &host,
+        c.dim,
+        d_max,
+        c.rows as u64,
+    );
+    common::assert_report(&report);
+}
+
+#[test]
+fn matches_the_host_path_with_offsets_and_strides() {
+    let Some((gpu, device, queue)) = shared(None) else {
+        return;
+    };
+    let c = Case::new(1, 70, 7);
+    for (reduction, distance, normalize) in [
+        (Reduction::Mean, Distance::Euclidean, false),
+        (Reduction::Sum, Distance::SquaredEuclidean, true),
+        (Reduction::MeanNonzero, Distance::Cosine, false),
+    ] {
+        let cfg = Contrastive {
+            reduction,
+            distance,
+            normalize,
+            ..Default::default()
+        }
+        .margin(2.0);
+        for encoder in [false, true] {
+            let (loss, buf) =
+                device_run(&gpu, &device, &queue, &cfg, &c, (1.0, false, 9.0), encoder);
+            compare_to_host(&gpu, &cfg, &c, loss, &rows_of(&buf, c.rows, c.dim));
+            // Values between rows are left alone.
+            assert_eq!(buf[0], 9.0);
+            assert_eq!(buf[1 + c.dim + 1], 9.0);
+        }
+    }
+    assert_eq!(gpu.uncaptured_errors(), 0);
+}
+
+#[test]
+fn the_gradient_is_scaled_and_accumulated() {
+    let Some((gpu, device, queue)) = shared(None) else {
+        return;
+    };
+    let c = Case::new(2, 40, 5);
+    let cfg = Contrastive::default();
+    let (_, plain) = device_run(&gpu, &device, &queue, &cfg, &c, (1.0, false, 0.0), false);
+    let (_, acc) = device_run(&gpu, &device, &queue, &cfg, &c, (0.5, true, 3.0), false);
+    let (g, a) = (rows_of(&plain, c.rows, c.dim), rows_of(&acc, c.rows, c.dim));
+    for (x, y) in g.iter().zip(&a) {
+        assert!(
+            (3.0 + 0.5 * x - y).abs() <= 1e-6 * (1.0 + x.abs()),
+            "{x} {y}"
+        );
+    }
+    assert!(g.iter().any(|&v| v != 0.0));
+    assert_eq!(acc[0], 3.0);
+}
+
+#[test]
+fn windows_match_the_host_path() {
+    let Some(base) = common::gpu() else { return };
+    let mut limits = base.limits().clone();
+    limits.max_storage_buffer_binding_size = 64 * 1024;
+    let Some((gpu, device, queue)) = shared(Some(limits)) else {
+        return;
+    };
+    // 100 values a row: 64 KiB bindings take windows of 128 rows; B = 300 needs 3.
+    let c = Case::new(3, 300, 100);
+    let cfg = Contrastive::default().margin(14.0);
+    let (loss, buf) = device_run(&gpu, &device, &queue, &cfg, &c, (1.0, false, 0.0), false);
+    compare_to_host(&gpu, &cfg, &c, loss, &rows_of(&buf, c.rows, c.dim));
+}
+
+#[test]
+fn the_loss_can_be_read_asynchronously() {
+    let Some((gpu, device, _queue)) = shared(None) else {
+        return;
+    };
+    let c = Case::new(4, 33, 4);
+    let xb = storage(&device, bytemuck::cast_slice(&c.x));
+    let lb = storage(&device, &c.ids());
+    let cfg = Contrastive::default();
+    let loss = cfg
+        .batch_device(
+            &gpu,
+            DeviceRows::new(&xb, c.rows, c.dim),
+            DeviceLabels::new(&lb),
+            None,
+            Target::Submit,
+        )
+        .unwrap();
+    let value = pollster::block_on(loss.read_async(&gpu)).unwrap();
+    let x = Embeddings::new("x", &c.x, c.rows, c.dim).unwrap();
+    let host = cfg
+        .batch(&gpu, &x, &Labels::new(&c.labels), Grads::Skip)
+        .unwrap();
+    assert!(
+        (value - host.loss).abs() <= 1e-5 * (1.0 + host.loss.abs()),
+        "{value} {}",
+        host.loss
+    );
+}
+
+#[test]
+fn bad_layouts_and_values_are_errors() {
+    let Some((gpu, device, _queue)) = shared(None) else {
+        return;
+    };
+    let c = Case::new(5, 16, 4);
+    let xb = storage(&device, bytemuck::cast_slice(&c.x));
+    let lb = storage(&device, &c.ids());
+    let cfg = Contrastive::default();
+    let run = |x: DeviceRows<'_>, l: DeviceLabels<'_>, g: Option<DeviceGrad<'_>>| {
+        cfg.batch_device(&gpu, x, l, g, Target::Submit)
+    };
+    let x = DeviceRows::new(&xb, c.rows, c.dim);
+    let l = DeviceLabels::new(&lb);
+    let bad = [
+        run(DeviceRows { offset: 2, ..x }, l, None),
+        run(DeviceRows { stride: 3, ..x }, l, None),
+        run(DeviceRows { rows: 17, ..x }, l, None),
+        run(x, DeviceLabels { offset: 4, ..l }, None),
+        run(
+            x,
+            l,
+            Some(DeviceGrad {
+                stride: 2,
+                ..DeviceGrad::new(&xb, c.dim)
+            }),
+        ),
+    ];
+    for (k, r) in bad.into_iter().enumerate() {
+        let err = r.err().unwrap_or_else(|| panic!("case {k} passed"));
+        assert!(
+            matches!(err, Error::InvalidBuffer { .. }),
+            "case {k}: {err}"
+        );
+    }
+    let no_storage = device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 256,
+        usage: wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let err = run(DeviceRows::new(&no_storage, 4, 4), l, None)
+        .err()
+        .unwrap();
+    assert!(matches!(err, Error::InvalidBuffer { .. }), "{err}");
+    let err = run(DeviceRows { rows: 0, ..x }, l, None).err().unwrap();
+    assert!(matches!(err, Error::EmptyInput { .. }), "{err}");
+    // A NaN at row 3, column 1 and an infinity later: the first index is reported.
+    let mut v = c.x.clone();
+    v[3 * c.dim + 1] = f32::NAN;
+    v[9 * c.dim] = f32::INFINITY;
+    let nb = storage(&device, bytemuck::cast_slice(&v));
+    let loss = run(DeviceRows::new(&nb, c.rows, c.dim), l, None).unwrap();
+    match loss.read(&gpu) {
+        Err(Error::DeviceInputOutOfDomain { index, .. }) => {
+            assert_eq!(index, (3 * c.dim + 1) as u64)
+        }
+        other => panic!("{other:?}"),
+    }
+    // The next valid call is clean again.
+    let loss = run(x, l, None).unwrap();
+    assert!(loss.read(&gpu).unwrap().is_finite());
+}
+
+#[test]
+fn a_loop_over_the_same_buffers_allocates_nothing_after_its_first_step() {
+    let Some((gpu, device, queue)) = shared(None) else {
+        return;
+    };
+    let c = Case::new(6, 96, 12);
+    let xb = storage(&device, bytemuck::cast_slice(&c.x));
+    let lb = storage(&device, &c.ids());
+    let gb = storage(&device, bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]));
+    let mut after_first = None;
+    for step in 0..20 {
+        let mut enc = device.create_command_encoder(&Default::default());
+        let loss = Contrastive::default()
+            .batch_device(
+                &gpu,
+                DeviceRows::new(&xb, c.rows, c.dim),
+                DeviceLabels::new(&lb),
+                Some(DeviceGrad::new(&gb, c.dim).accumulate(step > 0)),
+                Target::Encoder(&mut enc),
+            )
+            .unwrap();
+        queue.submit([enc.finish()]);
+        if step % 5 == 0 {
+            assert!(loss.read(&gpu).unwrap().is_finite());
+        }
+        let now = (gpu.allocations(), common::live(&gpu));
+        if step == 0 {
+            after_first = Some(now);
+        }
+        assert_eq!(Some(now), after_first, "step {step}");
+    }
+}
