@@ -79,6 +79,24 @@ fn device_gather_ids(@builtin(global_invocation_id) gid: vec3<u32>) {
     ids[local] = src[params.first + local];
 }
 
+// The domain flag to "none", first thing in a call: on the GPU timeline, so that a call
+// recorded into an encoder is not disturbed by others before its submit.
+@compute @workgroup_size(1)
+fn device_reset() {
+    _ = params.rows; // every kernel binds its parameters at binding 0
+    atomicStore(&flags[0], 0xffffffffu);
+}
+
+// Class ids = global row indices (CLIP: row i of A matches row i of B).
+@compute @workgroup_size(64)
+fn device_iota(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let local = gid.x;
+    if (!in_batch(local)) {
+        return;
+    }
+    ids[local] = params.row_start + local;
+}
+
 // scale × workspace gradient → the caller's buffer (one invocation per row), overwriting
 // or adding.
 @compute @workgroup_size(64)

@@ -30,6 +30,8 @@
 //   7 storage, read  col_stats  softmax_grad: the finished Stats of the column window
 //   8 storage, rw    partials   SoftmaxPartial per row of the row window
 //   9 storage, rw    grad       dL/d(rows), row window, row-major f32, padded stride
+//  10 storage, rw    dev        device-resident calls: [loss, Σ loss terms, terms (u64 as
+//                               lo, hi), dL/dterm, dL/dτ, Σ dL/dz·z, -] (f32 bits, u32)
 // Workgroups of 8×8 invocations own 32-row tiles and walk the column window's tiles; each
 // invocation keeps its 4 rows' running values in registers over its 4 columns of every
 // tile and the row owner folds the 8 invocations of a row in a fixed order at the end.
@@ -46,8 +48,8 @@ struct SoftmaxParams {
     window_rows: u32,
     accumulate: u32,
     side: u32, // clip: 0 rows are A (finish writes the partial, grad adds dτ terms), 1 B
-    _pad0: u32,
-    _pad1: u32,
+    device: u32, // 1: dL/dterm comes from dev[4] (counted on the device), not `scale`
+    last: u32,   // softmax_count, softmax_loss: the last row window
     _pad2: u32,
     inv_temp: f32,
     scale: f32, // dL/dterm
@@ -93,10 +95,13 @@ const LOW: f32 = -3.0e38; // below every logit (|z| ≤ 1e4 for τ ≥ 1e-4)
 @group(0) @binding(7) var<storage, read> col_stats: array<Stats>;
 @group(0) @binding(8) var<storage, read_write> partials: array<SoftmaxPartial>;
 @group(0) @binding(9) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(10) var<storage, read_write> dev: array<u32>;
 
 var<workgroup> red_s: array<vec4<f32>, 256>; // [row][tx] per-invocation running values
 var<workgroup> cnt_s: array<u32, 256>;       // [row][tx] per-invocation counts
 var<workgroup> w_s: array<f32, 1024>;        // [row][col] dL/ds of the tile
+var<workgroup> fin_s: array<Count64, 64>;    // softmax_count's tree
+var<workgroup> sum_s: array<vec2<f32>, 64>;  // softmax_loss's tree
 
 // A running log-sum-exp: exp sums rescaled to the running maximum.
 struct Lse {
@@ -356,7 +361,96 @@ fn softmax_positives(
     stats[local] = st;
 }
 
-// ---- softmax_finish ----
+// ---- softmax_count, softmax_finish, softmax_loss ----
+
+// Terms row `st` contributes: its positive pairs (ntxent), 1 if it has a positive (supcon),
+// 1 (clip, rows of A).
+fn row_terms(st: Stats) -> u32 {
+    if (params.family == FAMILY_NTXENT) {
+        return st.pos_n;
+    }
+    if (params.family == FAMILY_SUPCON) {
+        return select(0u, 1u, st.pos_n > 0u);
+    }
+    return 1u;
+}
+
+// Device-resident calls: sums one window's terms into dev[2..3] (u64, a fixed tree); the
+// last window writes dL/dterm = 1/terms (0 for none) into dev[4].
+@compute @workgroup_size(64)
+fn softmax_count(@builtin(local_invocation_index) lid: u32) {
+    var acc = Count64(vec4<u32>(0u), vec4<u32>(0u));
+    let n = min(params.window_rows, params.rows - min(params.rows, params.row_start));
+    for (var r = lid; r < n; r += 64u) {
+        acc = count64_add(acc, Count64(vec4<u32>(row_terms(stats[r]), 0u, 0u, 0u), vec4<u32>(0u)));
+    }
+    fin_s[lid] = acc;
+    workgroupBarrier();
+    for (var stride = 32u; stride > 0u; stride >>= 1u) {
+        if (lid < stride) {
+            fin_s[lid] = count64_add(fin_s[lid], fin_s[lid + stride]);
+        }
+        workgroupBarrier();
+    }
+    if (lid != 0u) {
+        return;
+    }
+    var total = fin_s[0];
+    if (params.accumulate != 0u) {
+        total = count64_add(total, Count64(vec4<u32>(dev[2], 0u, 0u, 0u), vec4<u32>(dev[3], 0u, 0u, 0u)));
+    }
+    dev[2] = total.lo.x;
+    dev[3] = total.hi.x;
+    if (params.last != 0u) {
+        let terms = count64_to_f32(total.lo.x, total.hi.x);
+        dev[4] = bitcast<u32>(select(0.0, 1.0 / terms, terms > 0.0));
+    }
+}
+
+// Device-resident calls: sums one window's loss terms and Σ dL/dz·z into dev[1] and dev[6]
+// (a fixed tree); the last window writes the loss (dev[0]) and dL/dτ (dev[5]).
+@compute @workgroup_size(64)
+fn softmax_loss(@builtin(local_invocation_index) lid: u32) {
+    var acc = vec2<f32>(0.0);
+    let n = min(params.window_rows, params.rows - min(params.rows, params.row_start));
+    for (var r = lid; r < n; r += 64u) {
+        let p = partials[r];
+        acc += vec2<f32>(p.loss + p.loss_b, p.grad_tau);
+    }
+    sum_s[lid] = acc;
+    workgroupBarrier();
+    for (var stride = 32u; stride > 0u; stride >>= 1u) {
+        if (lid < stride) {
+            sum_s[lid] += sum_s[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if (lid != 0u) {
+        return;
+    }
+    var total = sum_s[0];
+    if (params.accumulate != 0u) {
+        total += vec2<f32>(bitcast<f32>(dev[1]), bitcast<f32>(dev[6]));
+    }
+    dev[1] = bitcast<u32>(total.x);
+    dev[6] = bitcast<u32>(total.y);
+    if (params.last != 0u) {
+        var loss = total.x * bitcast<f32>(dev[4]);
+        if (params.family == FAMILY_CLIP) {
+            loss *= 0.5;
+        }
+        dev[0] = bitcast<u32>(loss);
+        dev[5] = bitcast<u32>(-total.y * params.inv_temp);
+    }
+}
+
+// dL/dterm: from the host, or counted on the device (softmax_count).
+fn term_scale() -> f32 {
+    if (params.device != 0u) {
+        return bitcast<f32>(dev[4]);
+    }
+    return params.scale;
+}
 
 @compute @workgroup_size(64)
 fn softmax_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -370,28 +464,26 @@ fn softmax_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
         st.lse = st.max + log(st.sum);
     }
     var loss = 0.0;
-    var terms = 0u;
+    let terms = row_terms(st);
+    let scale = term_scale();
     st.coef_den = 0.0;
     st.coef_pos = 0.0;
     if (params.family == FAMILY_NTXENT) {
-        terms = st.pos_n;
         loss = st.pos;
-        st.coef_den = params.scale * st.weight;
+        st.coef_den = scale * st.weight;
         if (st.sum > 0.0) {
-            st.coef_pos = params.scale;
+            st.coef_pos = scale;
         }
     } else if (params.family == FAMILY_SUPCON) {
         if (st.pos_n > 0u) {
-            terms = 1u;
             loss = st.lse - st.pos / f32(st.pos_n);
-            st.coef_den = params.scale;
-            st.coef_pos = params.scale / f32(st.pos_n);
+            st.coef_den = scale;
+            st.coef_pos = scale / f32(st.pos_n);
         }
     } else {
-        terms = 1u;
         loss = st.lse - st.pos;
-        st.coef_den = 0.5 * params.scale;
-        st.coef_pos = 0.5 * params.scale;
+        st.coef_den = 0.5 * scale;
+        st.coef_pos = 0.5 * scale;
     }
     stats[local] = st;
     if (params.side == 0u) {

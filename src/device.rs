@@ -15,6 +15,23 @@
 //!   (`accumulate`). `STORAGE` usage. Values between rows are left alone.
 //!
 //! Layout problems are [`Error::InvalidBuffer`] errors, found before anything is recorded.
+//!
+//! # Which losses
+//! [`Contrastive::batch_device`](crate::Contrastive::batch_device) and the softmax losses
+//! ([`Softmax::batch_device`](crate::Softmax::batch_device) for NT-Xent and SupCon,
+//! [`Softmax::pairs_device`](crate::Softmax::pairs_device) for CLIP). The triplet losses
+//! have the host-slice path only, for now.
+//!
+//! # Ordering
+//! Work recorded into the caller's encoder runs when the caller submits it. Until then any
+//! other call on the same [`Gpu`] may run (host-slice or device-resident): each
+//! device-resident call takes its own slots of a ring of
+//! [`DEVICE_RING_SLOTS`](crate::gpu::DEVICE_RING_SLOTS) parameter slots, resets its flags
+//! on the GPU timeline, and recomputes its workspace from the caller's buffers, so calls
+//! recorded into one encoder, or into several before a submit, keep their own inputs.
+//! Submit before that many dispatches are pending (a call over W row windows records about
+//! 2W² + 10W; one window holds up to 128 MiB of rows on common devices). The loss buffer is
+//! the workspace's: the last call's loss is the one [`DeviceLoss::read`] returns.
 //! Caller buffers are bound in windows of rows, like the workspace, from the largest offset
 //! at or below each window that the device's storage alignment allows; bind groups for them
 //! are cached (at most 64 caller buffers are remembered, and held alive, at once), so a
@@ -147,6 +164,8 @@ impl<'a> DeviceGrad<'a> {
 pub struct DeviceLoss {
     pub(crate) loss: Bound,
     pub(crate) flags: Bound,
+    /// Softmax losses: dL/dτ is word 5 of the loss buffer.
+    pub(crate) temperature: bool,
 }
 
 impl DeviceLoss {
@@ -160,20 +179,27 @@ impl DeviceLoss {
     /// encoder). Fails with [`Error::DeviceInputOutOfDomain`] when an embedding value was
     /// NaN, infinite or beyond 1e15.
     pub fn read(&self, gpu: &Gpu) -> Result<f64> {
+        Ok(self.read_all(gpu)?.0)
+    }
+
+    /// The loss and, for the softmax losses with a gradient, dL/dτ (f32 word 5 of the
+    /// buffer); see [`DeviceLoss::read`].
+    pub fn read_all(&self, gpu: &Gpu) -> Result<(f64, Option<f64>)> {
         let (loss, flags) = (self.loss.clone(), self.flags.clone());
         let bytes = gpu.execute("reading the loss", 0.0, |rec| {
-            rec.read_back(&loss, 4);
             rec.read_back(&flags, 4);
+            rec.read_back(&loss, 24);
             Ok(())
         })?;
-        let words: &[u32] = bytemuck::cast_slice(&bytes[..8]);
-        if words[1] != u32::MAX {
+        let words: &[u32] = bytemuck::cast_slice(&bytes);
+        if words[0] != u32::MAX {
             return Err(Error::DeviceInputOutOfDomain {
                 what: "embeddings",
-                index: u64::from(words[1]),
+                index: u64::from(words[0]),
             });
         }
-        Ok(f64::from(f32::from_bits(words[0])))
+        let value = |w: usize| f64::from(f32::from_bits(words[1 + w]));
+        Ok((value(0), self.temperature.then(|| value(5))))
     }
 
     /// [`DeviceLoss::read`] for callers that run an executor: yields to it until the
@@ -273,14 +299,23 @@ pub(crate) fn check_batch(
     labels: &DeviceLabels<'_>,
     grad: Option<&DeviceGrad<'_>>,
 ) -> Result<()> {
+    check_side("embeddings", x, grad)?;
+    check_rows("labels", labels.buffer, labels.offset, x.rows, 1, 1)
+}
+
+/// Checks one side's rows and its gradient's layout.
+pub(crate) fn check_side(
+    what: &'static str,
+    x: &DeviceRows<'_>,
+    grad: Option<&DeviceGrad<'_>>,
+) -> Result<()> {
     if x.rows == 0 {
-        return Err(Error::EmptyInput { what: "embeddings" });
+        return Err(Error::EmptyInput { what });
     }
     if x.dim == 0 {
-        return Err(Error::ZeroDim { what: "embeddings" });
+        return Err(Error::ZeroDim { what });
     }
-    check_rows("embeddings", x.buffer, x.offset, x.rows, x.dim, x.stride)?;
-    check_rows("labels", labels.buffer, labels.offset, x.rows, 1, 1)?;
+    check_rows(what, x.buffer, x.offset, x.rows, x.dim, x.stride)?;
     if let Some(g) = grad {
         check_rows("gradient", g.buffer, g.offset, x.rows, x.dim, g.stride)?;
         if !g.scale.is_finite() {
@@ -352,20 +387,44 @@ fn params(
     .to_vec()
 }
 
-/// Steps that gather the caller's rows into `raw` and its ids into `ids` (both workspace
-/// buffers), window by window, and the domain flag they set (reset to "none" here).
-pub(crate) fn gather(
+/// The domain flag the gathers set, and the step that resets it to "none" (first in the
+/// call, on the GPU timeline: a queue write would land at the caller's next submit, after
+/// any later call's).
+pub(crate) fn domain_flags(rec: &mut Recorder<'_>, bufs: &mut Buffers) -> (usize, Step) {
+    let flags = bufs.push(rec.small("device_flags", 16));
+    let reset = Step {
+        module: MODULE,
+        entry: "device_reset",
+        params: vec![0; std::mem::size_of::<DeviceParams>()],
+        bindings: vec![(6, flags, 0, 0)],
+        groups: 1,
+    };
+    (flags, reset)
+}
+
+/// Steps that write class ids 0..rows into `ids` (CLIP's matching), window by window.
+pub(crate) fn iota_ids(plan: &Plan, ids: usize) -> Vec<Step> {
+    (0..plan.windows)
+        .map(|w| Step {
+            module: MODULE,
+            entry: "device_iota",
+            params: params(plan, w, 1, 0, 1, None),
+            bindings: vec![(3, ids, 4, w)],
+            groups: plan.rows_in(w).div_ceil(ROW_GROUP),
+        })
+        .collect()
+}
+
+/// Steps that gather the caller's rows into `raw` (a workspace buffer), window by window,
+/// recording the first value outside the domain in `flags`.
+pub(crate) fn gather_rows(
     rec: &mut Recorder<'_>,
     plan: &Plan,
     bufs: &mut Buffers,
     x: &DeviceRows<'_>,
-    labels: &DeviceLabels<'_>,
     raw: usize,
-    ids: usize,
-) -> Result<(Vec<Step>, usize)> {
-    let flags = rec.small("device_flags", 16);
-    rec.write(&flags, bytemuck::cast_slice(&[u32::MAX; 4]));
-    let flags = bufs.push(flags);
+    flags: usize,
+) -> Result<Vec<Step>> {
     let (dim, stride) = (x.dim as u64, x.stride as u64);
     let mut steps = Vec::new();
     for w in 0..plan.windows {
@@ -382,6 +441,20 @@ pub(crate) fn gather(
             ],
             groups: plan.rows_in(w).div_ceil(ROW_GROUP),
         });
+    }
+    Ok(steps)
+}
+
+/// Steps that gather the caller's class ids into `ids` (a workspace buffer).
+pub(crate) fn gather_ids(
+    rec: &mut Recorder<'_>,
+    plan: &Plan,
+    bufs: &mut Buffers,
+    labels: &DeviceLabels<'_>,
+    ids: usize,
+) -> Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    for w in 0..plan.windows {
         let (src, first) = window(rec, plan, w, labels.buffer, labels.offset, 1, 1)?;
         let src = bufs.push(src);
         steps.push(Step {
@@ -392,7 +465,7 @@ pub(crate) fn gather(
             groups: plan.rows_in(w).div_ceil(ROW_GROUP),
         });
     }
-    Ok((steps, flags))
+    Ok(steps)
 }
 
 /// Steps that write `scale · grad` (a workspace gradient) into the caller's buffer.

@@ -369,3 +369,127 @@ fn a_loop_over_the_same_buffers_allocates_nothing_after_its_first_step() {
         assert_eq!(Some(now), after_first, "step {step}");
     }
 }
+
+#[test]
+fn softmax_losses_match_the_host_path() {
+    use metric_loss::{Softmax, SoftmaxLoss};
+    let Some((gpu, device, queue)) = shared(None) else {
+        return;
+    };
+    let c = Case::new(7, 66, 6);
+    let other = Rng::new(8).normals(c.rows * c.dim);
+    let close = |what: &str, got: f64, want: f64, scale: f64| {
+        assert!(
+            (got - want).abs() <= 1e-4 * (want.abs() + scale),
+            "{what}: device {got}, host {want}"
+        );
+    };
+    let x = Embeddings::new("x", &c.x, c.rows, c.dim).unwrap();
+    let y = Embeddings::new("y", &other, c.rows, c.dim).unwrap();
+    let xs = strided(&c.x, c.dim, c.dim + 2, 3, 5.0);
+    let xb = storage(&device, bytemuck::cast_slice(&xs));
+    let yb = storage(&device, bytemuck::cast_slice(&other));
+    let lb = storage(&device, &c.ids());
+    let rows_x = DeviceRows {
+        buffer: &xb,
+        offset: 12,
+        rows: c.rows,
+        dim: c.dim,
+        stride: c.dim + 2,
+    };
+    let rows_y = DeviceRows::new(&yb, c.rows, c.dim);
+    for loss in [SoftmaxLoss::NtXent, SoftmaxLoss::SupCon, SoftmaxLoss::Clip] {
+        let cfg = Softmax::new(loss);
+        let ga = storage(&device, bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]));
+        let gb = storage(&device, bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]));
+        let mut enc = device.create_command_encoder(&Default::default());
+        let (dev, host) = if loss == SoftmaxLoss::Clip {
+            let grads = [DeviceGrad::new(&ga, c.dim), DeviceGrad::new(&gb, c.dim)];
+            let d = cfg
+                .pairs_device(&gpu, rows_x, rows_y, Some(grads), Target::Encoder(&mut enc))
+                .unwrap();
+            (d, cfg.pairs(&gpu, &x, &y, Grads::Compute).unwrap())
+        } else {
+            let l = DeviceLabels::new(&lb);
+            let grad = Some(DeviceGrad::new(&ga, c.dim));
+            let d = cfg
+                .batch_device(&gpu, rows_x, l, grad, Target::Encoder(&mut enc))
+                .unwrap();
+            let labels = Labels::new(&c.labels);
+            (d, cfg.batch(&gpu, &x, &labels, Grads::Compute).unwrap())
+        };
+        queue.submit([enc.finish()]);
+        let (value, dtau) = dev.read_all(&gpu).unwrap();
+        close(&format!("{loss:?} loss"), value, host.loss, 1.0);
+        let host_tau = host.grad_temperature.unwrap();
+        close(&format!("{loss:?} dL/dtau"), dtau.unwrap(), host_tau, 1.0);
+        for (k, buf) in [&ga, &gb].iter().enumerate().take(host.grads.len()) {
+            let g = read_f32(&device, &queue, buf);
+            let scale = host.grads[k].iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            for (i, (a, b)) in g.iter().zip(&host.grads[k]).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (b.abs() + scale),
+                    "{loss:?} grad {k}[{i}]: device {a}, host {b}"
+                );
+            }
+        }
+    }
+    // No positive pair: loss 0, counted on the device.
+    let distinct: Vec<u32> = (0..c.rows as u32).collect();
+    let db = storage(&device, bytemuck::cast_slice(&distinct));
+    let d = Softmax::supcon()
+        .batch_device(&gpu, rows_x, DeviceLabels::new(&db), None, Target::Submit)
+        .unwrap();
+    assert_eq!(d.read(&gpu).unwrap(), 0.0);
+    assert_eq!(gpu.uncaptured_errors(), 0);
+}
+
+#[test]
+fn two_calls_in_one_encoder_keep_their_own_parameters() {
+    let Some((gpu, device, queue)) = shared(None) else {
+        return;
+    };
+    // Two batches of different sizes and margins recorded before one submit, with a host
+    // call in between: each gradient must match its own host result.
+    let cases = [Case::new(9, 40, 5), Case::new(10, 70, 5)];
+    let cfgs = [
+        Contrastive::default().margin(1.0),
+        Contrastive::default().margin(3.0),
+    ];
+    let bufs: Vec<_> = cases
+        .iter()
+        .map(|c| {
+            (
+                storage(&device, bytemuck::cast_slice(&c.x)),
+                storage(&device, &c.ids()),
+                storage(&device, bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim])),
+            )
+        })
+        .collect();
+    let mut enc = device.create_command_encoder(&Default::default());
+    for ((c, cfg), (x, l, g)) in cases.iter().zip(&cfgs).zip(&bufs) {
+        cfg.batch_device(
+            &gpu,
+            DeviceRows::new(x, c.rows, c.dim),
+            DeviceLabels::new(l),
+            Some(DeviceGrad::new(g, c.dim)),
+            Target::Encoder(&mut enc),
+        )
+        .unwrap();
+        let e = Embeddings::new("x", &c.x, c.rows, c.dim).unwrap();
+        cfg.batch(&gpu, &e, &Labels::new(&c.labels), Grads::Skip)
+            .unwrap();
+    }
+    queue.submit([enc.finish()]);
+    for ((c, cfg), (_, _, g)) in cases.iter().zip(&cfgs).zip(&bufs) {
+        let e = Embeddings::new("x", &c.x, c.rows, c.dim).unwrap();
+        let host = cfg
+            .batch(&gpu, &e, &Labels::new(&c.labels), Grads::Compute)
+            .unwrap();
+        let got = read_f32(&device, &queue, g);
+        let scale = host.grads[0].iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for (a, b) in got.iter().zip(&host.grads[0]) {
+            assert!((a - b).abs() <= 1e-4 * (b.abs() + scale), "{a} {b}");
+        }
+    }
+}

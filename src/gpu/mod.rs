@@ -304,6 +304,7 @@ impl Gpu {
             state: &mut state,
             passes: Vec::new(),
             copies: Vec::new(),
+            device: false,
         };
         let recorded = record(&mut rec).and_then(|()| rec.finish(timing));
         let (readback, stamp) = match recorded {
@@ -382,6 +383,7 @@ impl Gpu {
             state: &mut state,
             passes: Vec::new(),
             copies: Vec::new(),
+            device: true,
         };
         let recorded = record(&mut rec).map(|()| match target {
             crate::device::Target::Submit => {
@@ -451,7 +453,13 @@ pub(crate) struct Recorder<'a> {
     /// (pipeline, bind group, dynamic offset of the parameters, workgroups)
     passes: Vec<(wgpu::ComputePipeline, wgpu::BindGroup, u32, u32)>,
     copies: Vec<(Bound, u64)>,
+    /// A device-resident call: its parameters go to the ring (see [`Recorder::uniforms`]).
+    device: bool,
 }
+
+/// Parameter slots of the device-resident calls' ring: calls recorded into encoders that
+/// are not yet submitted may hold this many dispatches in all before the ring wraps.
+pub const DEVICE_RING_SLOTS: u64 = 4096;
 
 /// Uniform slots are this many bytes apart (the largest offset alignment WebGPU allows).
 const UNIFORM_SLOT: u64 = 256;
@@ -524,29 +532,46 @@ impl Recorder<'_> {
     }
 
     /// One uniform buffer holding each of `slots` 256 bytes apart; one binding per slot.
+    ///
+    /// A device-resident call's slots go to the next free part of a ring of
+    /// [`DEVICE_RING_SLOTS`] instead: its work may run long after this call returns (when
+    /// the caller submits its encoder), and the queue writes the parameters before that
+    /// submit, so later calls must not overwrite them.
     pub fn uniforms(&mut self, role: &'static str, slots: &[&[u8]]) -> Vec<Bound> {
         let usage = wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST;
+        let n = slots.len() as u64;
+        let (role, capacity, first) = if self.device {
+            let capacity = DEVICE_RING_SLOTS.max(n);
+            let ws = &mut self.state.workspace;
+            if ws.device_ring + n > capacity {
+                ws.device_ring = 0;
+            }
+            let first = ws.device_ring;
+            ws.device_ring += n;
+            ("device_params", capacity, first)
+        } else {
+            // Room for 16 dispatches from the start, so that calls of different losses or
+            // options do not regrow it (and invalidate its bind groups) after the first.
+            (role, n.max(16), 0)
+        };
         // Room for 16 dispatches from the start, so that calls of different losses or
         // options do not regrow it (and invalidate its bind groups) after the first.
-        let s = self.slot(
-            role,
-            UNIFORM_SLOT * slots.len().max(16) as u64,
-            usage,
-            false,
-        );
+        let s = self.slot(role, UNIFORM_SLOT * capacity, usage, false);
         let mut bytes = vec![0u8; UNIFORM_SLOT as usize * slots.len()];
         for (k, data) in slots.iter().enumerate() {
             let at = k * UNIFORM_SLOT as usize;
             bytes[at..at + data.len()].copy_from_slice(data);
         }
-        self.gpu.queue.write_buffer(&s.buffer, 0, &bytes);
+        self.gpu
+            .queue
+            .write_buffer(&s.buffer, first * UNIFORM_SLOT, &bytes);
         slots
             .iter()
             .enumerate()
             .map(|(k, data)| Bound {
                 buffer: s.buffer.clone(),
                 id: s.id,
-                offset: k as u64 * UNIFORM_SLOT,
+                offset: (first + k as u64) * UNIFORM_SLOT,
                 size: round16(data.len() as u64),
             })
             .collect()

@@ -100,7 +100,11 @@ pub(crate) struct SoftmaxParams {
     pub accumulate: u32,
     /// clip: 0 when the rows are A, 1 when they are B.
     pub side: u32,
-    pub _pad0: [u32; 3],
+    /// 1: dL/dterm is counted on the device (device-resident calls), not `scale`.
+    pub device: u32,
+    /// softmax_count, softmax_loss: the last row window.
+    pub last: u32,
+    pub _pad0: u32,
     /// 1/τ.
     pub inv_temp: f32,
     /// dL/dterm.

@@ -65,6 +65,7 @@ pub const MODULES: &[(&str, &[&str])] = &[
         "softmax.wgsl",
         &[
             "common/distance.wgsl",
+            "common/reduce.wgsl",
             "common/tile.wgsl",
             "common/grad.wgsl",
         ],

@@ -47,6 +47,8 @@ pub(crate) struct Workspace {
     next_id: u64,
     /// Rows every row-indexed buffer is sized for (grow-only).
     pub row_capacity: u64,
+    /// Next free slot of the device-resident calls' parameter ring.
+    pub device_ring: u64,
     pub counts: Allocations,
     /// Bytes held by workspace buffers now.
     pub bytes: u64,

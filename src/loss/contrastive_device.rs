@@ -9,8 +9,9 @@ use crate::loss::steps::{
     alloc_sides, normalize_backward, normalize_forward, record, Buffers, Step,
 };
 
-/// f32 words of the loss buffer: [loss, Σ similar terms, Σ dissimilar terms, (padding)].
-const LOSS_BYTES: u64 = 16;
+/// Bytes of the loss buffer: f32 words [loss, Σ similar terms, Σ dissimilar terms, unused]
+/// (32, as the softmax losses use it, so that the shared buffer never regrows).
+const LOSS_BYTES: u64 = 32;
 
 impl Contrastive {
     /// [`Contrastive::batch`] on embeddings and labels in the caller's buffers: the
@@ -42,8 +43,17 @@ impl Contrastive {
             let scales = bufs.push(rec.small("scales", 48));
             let loss = rec.small("device_loss", LOSS_BYTES);
             let loss_i = bufs.push(loss.clone());
-            let (mut steps, flags) =
-                device::gather(rec, &plan, &mut bufs, &x, &labels, sides[0].raw(), classes)?;
+            let (flags, reset) = device::domain_flags(rec, &mut bufs);
+            let mut steps = vec![reset];
+            steps.extend(device::gather_rows(
+                rec,
+                &plan,
+                &mut bufs,
+                &x,
+                sides[0].raw(),
+                flags,
+            )?);
+            steps.extend(device::gather_ids(rec, &plan, &mut bufs, &labels, classes)?);
             steps.extend(normalize_forward(&plan, &sides));
             let xr = sides[0].rows();
             let (rb, n) = (plan.row_bytes, plan.windows);
@@ -120,6 +130,7 @@ impl Contrastive {
             out = Some(DeviceLoss {
                 loss,
                 flags: bufs.list[flags].clone(),
+                temperature: false,
             });
             Ok(())
         })?;

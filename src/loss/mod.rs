@@ -4,6 +4,7 @@ pub mod contrastive;
 mod contrastive_device;
 pub(crate) mod plan;
 pub mod softmax;
+mod softmax_device;
 pub(crate) mod steps;
 pub mod triplet;
 

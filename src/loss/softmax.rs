@@ -307,7 +307,6 @@ fn run(
     } else {
         (1.0 / terms as f64) as f32
     };
-    let inv_temp = (1.0 / f64::from(cfg.temperature)) as f32;
     let sweeps = match (cfg.loss, want) {
         (SoftmaxLoss::NtXent, false) => 2.0,
         (SoftmaxLoss::NtXent, true) => 3.0,
@@ -321,96 +320,31 @@ fn run(
     let bytes = gpu.execute("softmax loss", work, |rec| {
         let plan = Plan::new(rec, rows, dim, 0)?;
         plan_out = Some(plan);
-        let cap = plan.capacity;
         let mut bufs = Buffers::default();
         // Every side is normalised once: the similarity is the dot product of unit rows.
         let sides = upload_sides(rec, &plan, &mut bufs, &data, 1, want);
-        let class_buf = rec.rows_buffer("classes", cap * 4, true);
+        let class_buf = rec.rows_buffer("classes", plan.capacity * 4, true);
         rec.write(&class_buf, bytemuck::cast_slice(classes));
         let class_i = bufs.push(class_buf);
-        let partials = bufs.push(rec.rows_buffer("partials", cap * PARTIAL, false));
-        const STATS_ROLES: [&str; 2] = ["stats_a", "stats_b"];
-        let stats: Vec<usize> = (0..sides.len())
-            .map(|k| bufs.push(rec.rows_buffer(STATS_ROLES[k], cap * STATS, false)))
-            .collect();
-        let rb = plan.row_bytes;
-        let n = plan.windows;
-        let params = |r: u64, c: u64, accumulate: bool, side: usize| {
-            bytemuck::bytes_of(&SoftmaxParams {
-                rows: rows as u32,
-                dim4: plan.dim4 as u32,
-                distance: DIST_DOT,
-                family: cfg.loss.family(),
-                row_start: plan.start(r) as u32,
-                col_start: plan.start(c) as u32,
-                window_rows: plan.window_rows as u32,
-                accumulate: u32::from(accumulate),
-                side: side as u32,
-                inv_temp,
-                scale,
-                ..Default::default()
-            })
-            .to_vec()
-        };
-        // (row side, column side) of each orientation: the batch against itself, or A
-        // against B and B against A.
-        let orientations: Vec<(usize, usize)> = if sides.len() == 1 {
-            vec![(0, 0)]
-        } else {
-            vec![(0, 1), (1, 0)]
-        };
-        let tiles = |r: u64| plan.rows_in(r).div_ceil(ROW_TILE);
-        // Every (row window, column window) of every orientation: the tile kernels.
-        let sweep = |entry: &'static str, steps: &mut Vec<Step>| {
-            for &(a, b) in &orientations {
-                for r in 0..n {
-                    for c in 0..n {
-                        let mut bindings = vec![
-                            (1, sides[a].rows(), rb, r),
-                            (2, sides[b].rows(), rb, c),
-                            (3, class_i, 4, r),
-                            (4, class_i, 4, c),
-                        ];
-                        match sides[a].grad {
-                            Some(grad) if entry == "softmax_grad" => bindings.extend([
-                                (6, stats[a], STATS, r),
-                                (7, stats[b], STATS, c),
-                                (8, partials, PARTIAL, r),
-                                (9, grad, rb, r),
-                            ]),
-                            _ => bindings.push((5, stats[a], STATS, r)),
-                        }
-                        steps.push(Step {
-                            module: MODULE,
-                            entry,
-                            params: params(r, c, c > 0, a),
-                            bindings,
-                            groups: tiles(r),
-                        });
-                    }
-                }
-            }
-        };
-        let mut steps = normalize_forward(&plan, &sides);
-        sweep("softmax_stats", &mut steps);
-        if cfg.loss == SoftmaxLoss::NtXent {
-            sweep("softmax_positives", &mut steps);
-        }
-        for &(a, _) in &orientations {
-            for r in 0..n {
-                steps.push(Step {
-                    module: MODULE,
-                    entry: "softmax_finish",
-                    params: params(r, r, false, a),
-                    bindings: vec![(5, stats[a], STATS, r), (8, partials, PARTIAL, r)],
-                    groups: row_groups(&plan, r),
-                });
-            }
-        }
-        if want {
-            sweep("softmax_grad", &mut steps);
-        }
-        finish_recording(rec, &plan, &bufs, steps, &sides, partials, PARTIAL);
+        let built = build(
+            rec,
+            &plan,
+            &mut bufs,
+            cfg,
+            &sides,
+            class_i,
+            Some(scale),
+            want,
+        );
+        finish_recording(
+            rec,
+            &plan,
+            &bufs,
+            built.steps,
+            &sides,
+            built.partials,
+            PARTIAL,
+        );
         Ok(())
     })?;
     let plan = plan_out.unwrap_or_else(|| unreachable!("execute ran the recorder"));
@@ -422,4 +356,152 @@ fn run(
         grads,
         grad_temperature: want.then_some(grad_tau),
     })
+}
+
+/// A call's dispatch list once its sides and class ids are on the device, and the buffers
+/// it leaves results in.
+pub(crate) struct Built {
+    pub steps: Vec<Step>,
+    /// Per-row partials (`SoftmaxPartial`).
+    pub partials: usize,
+    /// The device-resident results `[loss, Σ terms, terms, dL/dterm, dL/dτ, ...]`.
+    pub dev: usize,
+}
+
+/// Bytes of the device-resident results buffer (shared with contrastive's, role
+/// "device_loss").
+pub(crate) const DEV_BYTES: u64 = 32;
+
+/// The normalisation, sweeps, finish and (with `want`) backward steps of one call over
+/// `sides` (one: a batch; two: CLIP's A and B). `scale`: dL/dterm known on the host, or
+/// `None` to count the terms on the device first (softmax_count) and reduce the loss and
+/// dL/dτ there too (softmax_loss).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn build(
+    rec: &mut crate::gpu::Recorder<'_>,
+    plan: &Plan,
+    bufs: &mut Buffers,
+    cfg: &Softmax,
+    sides: &[crate::loss::steps::Side],
+    class_i: usize,
+    scale: Option<f32>,
+    want: bool,
+) -> Built {
+    let cap = plan.capacity;
+    let rows = plan.rows;
+    let inv_temp = (1.0 / f64::from(cfg.temperature)) as f32;
+    let partials = bufs.push(rec.rows_buffer("partials", cap * PARTIAL, false));
+    const STATS_ROLES: [&str; 2] = ["stats_a", "stats_b"];
+    let stats: Vec<usize> = (0..sides.len())
+        .map(|k| bufs.push(rec.rows_buffer(STATS_ROLES[k], cap * STATS, false)))
+        .collect();
+    let dev = bufs.push(rec.small("device_loss", DEV_BYTES));
+    let rb = plan.row_bytes;
+    let n = plan.windows;
+    let params = |r: u64, c: u64, accumulate: bool, side: usize| {
+        bytemuck::bytes_of(&SoftmaxParams {
+            rows: rows as u32,
+            dim4: plan.dim4 as u32,
+            distance: DIST_DOT,
+            family: cfg.loss.family(),
+            row_start: plan.start(r) as u32,
+            col_start: plan.start(c) as u32,
+            window_rows: plan.window_rows as u32,
+            accumulate: u32::from(accumulate),
+            side: side as u32,
+            device: u32::from(scale.is_none()),
+            last: u32::from(r + 1 == n),
+            inv_temp,
+            scale: scale.unwrap_or(0.0),
+            ..Default::default()
+        })
+        .to_vec()
+    };
+    // (row side, column side) of each orientation: the batch against itself, or A
+    // against B and B against A.
+    let orientations: Vec<(usize, usize)> = if sides.len() == 1 {
+        vec![(0, 0)]
+    } else {
+        vec![(0, 1), (1, 0)]
+    };
+    let tiles = |r: u64| plan.rows_in(r).div_ceil(ROW_TILE);
+    // Every (row window, column window) of every orientation: the tile kernels.
+    let sweep = |entry: &'static str, steps: &mut Vec<Step>| {
+        for &(a, b) in &orientations {
+            for r in 0..n {
+                for c in 0..n {
+                    let mut bindings = vec![
+                        (1, sides[a].rows(), rb, r),
+                        (2, sides[b].rows(), rb, c),
+                        (3, class_i, 4, r),
+                        (4, class_i, 4, c),
+                    ];
+                    match sides[a].grad {
+                        Some(grad) if entry == "softmax_grad" => bindings.extend([
+                            (6, stats[a], STATS, r),
+                            (7, stats[b], STATS, c),
+                            (8, partials, PARTIAL, r),
+                            (9, grad, rb, r),
+                        ]),
+                        _ => bindings.push((5, stats[a], STATS, r)),
+                    }
+                    steps.push(Step {
+                        module: MODULE,
+                        entry,
+                        params: params(r, c, c > 0, a),
+                        bindings,
+                        groups: tiles(r),
+                    });
+                }
+            }
+        }
+    };
+    // One dispatch per row window of side 0 (or of every side) of a one-workgroup or
+    // one-invocation-per-row kernel.
+    let per_window = |entry: &'static str, all_sides: bool, steps: &mut Vec<Step>| {
+        let count = if all_sides { orientations.len() } else { 1 };
+        for &(a, _) in &orientations[..count] {
+            for r in 0..n {
+                let (bindings, groups) = match entry {
+                    "softmax_count" => (vec![(5, stats[a], STATS, r), (10, dev, 0, 0)], 1),
+                    "softmax_loss" => (vec![(8, partials, PARTIAL, r), (10, dev, 0, 0)], 1),
+                    _ => (
+                        vec![
+                            (5, stats[a], STATS, r),
+                            (8, partials, PARTIAL, r),
+                            (10, dev, 0, 0),
+                        ],
+                        row_groups(plan, r),
+                    ),
+                };
+                steps.push(Step {
+                    module: MODULE,
+                    entry,
+                    params: params(r, r, r > 0, a),
+                    bindings,
+                    groups,
+                });
+            }
+        }
+    };
+    let mut steps = normalize_forward(plan, sides);
+    sweep("softmax_stats", &mut steps);
+    if cfg.loss == SoftmaxLoss::NtXent {
+        sweep("softmax_positives", &mut steps);
+    }
+    if scale.is_none() {
+        per_window("softmax_count", false, &mut steps);
+    }
+    per_window("softmax_finish", true, &mut steps);
+    if want {
+        sweep("softmax_grad", &mut steps);
+    }
+    if scale.is_none() {
+        per_window("softmax_loss", false, &mut steps);
+    }
+    Built {
+        steps,
+        partials,
+        dev,
+    }
 }
