@@ -35,6 +35,8 @@
 //  11 storage, rw    grad_p     explicit: dL/dP
 //  12 storage, rw    grad_n     explicit: dL/dN
 //  13 storage, rw    nonzero_cols  mined: per anchor, the columns j with W[a][j] ≠ 0, in order
+//  14 storage, rw    dev        device-resident calls: [loss, Σ terms' values, terms (lo, hi),
+//                               active (lo, hi), -, -] (f32 bits, u32)
 // Ties choose the lowest index; every sum runs in a fixed order and every output value has
 // one owner: no atomics, bitwise deterministic.
 
@@ -51,11 +53,11 @@ struct TripletParams {
     accumulate: u32,
     chunk_local: u32,
     stride: u32,
-    _pad0: u32,
+    reduction: u32, // 0 mean, 1 sum, 2 mean-nonzero (triplet_finalize, triplet_loss)
     margin: f32,
     scale: f32,
+    last: u32,      // triplet_loss: the last window
     _pad1: f32,
-    _pad2: f32,
 }
 
 // Keep in sync with `TripletPartial` in src/gpu/params.rs.
@@ -87,6 +89,7 @@ const NONE: u32 = 0xffffffffu;
 @group(0) @binding(11) var<storage, read_write> grad_p: array<vec4<f32>>;
 @group(0) @binding(12) var<storage, read_write> grad_n: array<vec4<f32>>;
 @group(0) @binding(13) var<storage, read_write> nonzero_cols: array<u32>;
+@group(0) @binding(14) var<storage, read_write> dev: array<u32>;
 
 // Per-lane results of the mining kernels, folded by lane 0 in lane order.
 var<workgroup> sum_s: array<Kahan, 64>;
@@ -596,13 +599,19 @@ fn triplet_mine_all(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocat
     list_nonzero(a, base, lid);
 }
 
-// mean-nonzero: dL/dterm = 1 / (active terms of the whole batch), 0 if none.
+// dL/dterm counted on the device: 1 / (active terms of the whole batch) for mean-nonzero,
+// 1 / terms for mean (device-resident calls, whose labels the host does not see), 1 for
+// sum; 0 when there is nothing to divide by.
 @compute @workgroup_size(64)
 fn triplet_finalize(@builtin(local_invocation_index) lid: u32) {
     var total = Count64(vec4<u32>(0u), vec4<u32>(0u));
     for (var a = lid; a < params.rows; a += 64u) {
         let p = partials[a];
-        total = count64_add(total, Count64(vec4<u32>(p.active_lo, 0u, 0u, 0u), vec4<u32>(p.active_hi, 0u, 0u, 0u)));
+        var c = vec2<u32>(p.active_lo, p.active_hi);
+        if (params.reduction == 0u) {
+            c = vec2<u32>(p.terms_lo, p.terms_hi);
+        }
+        total = count64_add(total, Count64(vec4<u32>(c.x, 0u, 0u, 0u), vec4<u32>(c.y, 0u, 0u, 0u)));
     }
     pick_i[lid] = vec2<u32>(total.lo.x, total.hi.x);
     workgroupBarrier();
@@ -614,7 +623,65 @@ fn triplet_finalize(@builtin(local_invocation_index) lid: u32) {
         }
         let n = count64_to_f32(grand.lo.x, grand.hi.x);
         scales[0] = select(0.0, 1.0 / n, n > 0.0);
+        if (params.reduction == 1u) {
+            scales[0] = 1.0;
+        }
     }
+}
+
+// Device-resident calls: sums the partials of `params.window_rows` rows from the binding's
+// start (a row window of explicit triplets, or every anchor of mined ones) into dev[1..5]
+// in a fixed tree, adding from the second window on; the last window writes the loss.
+@compute @workgroup_size(64)
+fn triplet_loss(@builtin(local_invocation_index) lid: u32) {
+    var s = 0.0;
+    var c = Count64(vec4<u32>(0u), vec4<u32>(0u));
+    let n = min(params.window_rows, params.rows - min(params.rows, params.row_start));
+    for (var r = lid; r < n; r += 64u) {
+        let p = partials[r];
+        s += p.sum - p.carry;
+        c = count64_add(c, Count64(vec4<u32>(p.terms_lo, p.active_lo, 0u, 0u), vec4<u32>(p.terms_hi, p.active_hi, 0u, 0u)));
+    }
+    sum_s[lid] = Kahan(s, 0.0);
+    cnt_s[lid] = c.lo.xy;
+    pick_i[lid] = c.hi.xy;
+    workgroupBarrier();
+    for (var stride = 32u; stride > 0u; stride >>= 1u) {
+        if (lid < stride) {
+            sum_s[lid].sum += sum_s[lid + stride].sum;
+            let t = count64_add(
+                Count64(vec4<u32>(cnt_s[lid], 0u, 0u), vec4<u32>(pick_i[lid], 0u, 0u)),
+                Count64(vec4<u32>(cnt_s[lid + stride], 0u, 0u), vec4<u32>(pick_i[lid + stride], 0u, 0u)),
+            );
+            cnt_s[lid] = t.lo.xy;
+            pick_i[lid] = t.hi.xy;
+        }
+        workgroupBarrier();
+    }
+    if (lid != 0u) {
+        return;
+    }
+    var total = sum_s[0].sum;
+    var counts = Count64(vec4<u32>(cnt_s[0], 0u, 0u), vec4<u32>(pick_i[0], 0u, 0u));
+    if (params.accumulate != 0u) {
+        total += bitcast<f32>(dev[1]);
+        counts = count64_add(counts, Count64(vec4<u32>(dev[2], dev[4], 0u, 0u), vec4<u32>(dev[3], dev[5], 0u, 0u)));
+    }
+    dev[1] = bitcast<u32>(total);
+    dev[2] = counts.lo.x;
+    dev[3] = counts.hi.x;
+    dev[4] = counts.lo.y;
+    dev[5] = counts.hi.y;
+    if (params.last == 0u) {
+        return;
+    }
+    var divide = 1.0;
+    if (params.reduction == 0u) {
+        divide = count64_to_f32(counts.lo.x, counts.hi.x);
+    } else if (params.reduction == 2u) {
+        divide = count64_to_f32(counts.lo.y, counts.hi.y);
+    }
+    dev[0] = bitcast<u32>(select(0.0, total / divide, divide > 0.0));
 }
 
 // ---- mined triplets: gradients ----

@@ -19,8 +19,10 @@
 //! # Which losses
 //! [`Contrastive::batch_device`](crate::Contrastive::batch_device) and the softmax losses
 //! ([`Softmax::batch_device`](crate::Softmax::batch_device) for NT-Xent and SupCon,
-//! [`Softmax::pairs_device`](crate::Softmax::pairs_device) for CLIP). The triplet losses
-//! have the host-slice path only, for now.
+//! [`Softmax::pairs_device`](crate::Softmax::pairs_device) for CLIP), and the triplet losses
+//! ([`Triplet::explicit_device`](crate::Triplet::explicit_device),
+//! [`Triplet::mined_device`](crate::Triplet::mined_device)). Counts that a mean divides by
+//! and that depend on the labels are counted on the device.
 //!
 //! # Ordering
 //! Work recorded into the caller's encoder runs when the caller submits it. Until then any

@@ -493,3 +493,131 @@ fn two_calls_in_one_encoder_keep_their_own_parameters() {
         }
     }
 }
+
+#[test]
+fn triplet_losses_match_the_host_path() {
+    use metric_loss::{Mining, Triplet};
+    let Some((gpu, device, queue)) = shared(None) else {
+        return;
+    };
+    // Small integers: every distance is exact in f32, so both paths choose the same terms.
+    let (rows, dim) = (70usize, 5usize);
+    let mut rng = Rng::new(11);
+    let ints = |rng: &mut Rng| -> Vec<f32> {
+        (0..rows * dim).map(|_| rng.below(7) as f32 - 3.0).collect()
+    };
+    let (xa, xp, xn) = (ints(&mut rng), ints(&mut rng), ints(&mut rng));
+    let labels: Vec<i64> = (0..rows).map(|_| rng.below(9) as i64).collect();
+    let ids: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
+    let lb = storage(&device, bytemuck::cast_slice(&ids));
+    let bufs: Vec<wgpu::Buffer> = [&xa, &xp, &xn]
+        .iter()
+        .map(|v| {
+            storage(
+                &device,
+                bytemuck::cast_slice(&strided(v, dim, dim + 1, 1, 0.0)),
+            )
+        })
+        .collect();
+    fn rows_of_buf(b: &wgpu::Buffer, rows: usize, dim: usize) -> DeviceRows<'_> {
+        DeviceRows {
+            buffer: b,
+            offset: 4,
+            rows,
+            dim,
+            stride: dim + 1,
+        }
+    }
+    let check = |what: &str, host: &metric_loss::TripletOutput, loss: f64, grads: &[Vec<f32>]| {
+        assert!(
+            (loss - host.loss).abs() <= 1e-5 * (1.0 + host.loss.abs()),
+            "{what}: device {loss}, host {}",
+            host.loss
+        );
+        for (k, (g, h)) in grads.iter().zip(&host.grads).enumerate() {
+            let scale = h.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            for (i, (a, b)) in g.iter().zip(h).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-5 * (b.abs() + scale),
+                    "{what} grad {k}[{i}]: device {a}, host {b}"
+                );
+            }
+        }
+    };
+    let cfg = Triplet::default().margin(2.0);
+    fn e(v: &[f32], dim: usize) -> Embeddings<'_> {
+        Embeddings::new("x", v, v.len() / dim, dim).unwrap()
+    }
+    // Mined: every rule with its default reduction, and mean-nonzero for `all`.
+    for (mining, t) in [
+        (Mining::Hard, cfg),
+        (Mining::Semihard, cfg),
+        (Mining::All, cfg),
+        (Mining::All, cfg.reduction(Reduction::Mean)),
+    ] {
+        let g = storage(&device, bytemuck::cast_slice(&vec![0.0f32; rows * dim]));
+        let loss = t
+            .mined_device(
+                &gpu,
+                rows_of_buf(&bufs[0], rows, dim),
+                DeviceLabels::new(&lb),
+                mining,
+                Some(DeviceGrad::new(&g, dim)),
+                Target::Submit,
+            )
+            .unwrap()
+            .read(&gpu)
+            .unwrap();
+        let host = t
+            .mined(
+                &gpu,
+                &e(&xa, dim),
+                &Labels::new(&labels),
+                mining,
+                Grads::Compute,
+            )
+            .unwrap();
+        check(
+            &format!("{mining:?}"),
+            &host,
+            loss,
+            &[read_f32(&device, &queue, &g)],
+        );
+    }
+    // Explicit, with swap.
+    let t = cfg.swap(true);
+    let gs: Vec<wgpu::Buffer> = (0..3)
+        .map(|_| storage(&device, bytemuck::cast_slice(&vec![0.0f32; rows * dim])))
+        .collect();
+    let mut enc = device.create_command_encoder(&Default::default());
+    let dl = t
+        .explicit_device(
+            &gpu,
+            [
+                rows_of_buf(&bufs[0], rows, dim),
+                rows_of_buf(&bufs[1], rows, dim),
+                rows_of_buf(&bufs[2], rows, dim),
+            ],
+            Some([
+                DeviceGrad::new(&gs[0], dim),
+                DeviceGrad::new(&gs[1], dim),
+                DeviceGrad::new(&gs[2], dim),
+            ]),
+            Target::Encoder(&mut enc),
+        )
+        .unwrap();
+    queue.submit([enc.finish()]);
+    let loss = dl.read(&gpu).unwrap();
+    let host = t
+        .explicit(
+            &gpu,
+            &e(&xa, dim),
+            &e(&xp, dim),
+            &e(&xn, dim),
+            Grads::Compute,
+        )
+        .unwrap();
+    let grads: Vec<Vec<f32>> = gs.iter().map(|g| read_f32(&device, &queue, g)).collect();
+    check("explicit", &host, loss, &grads);
+    assert_eq!(gpu.uncaptured_errors(), 0);
+}

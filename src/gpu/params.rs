@@ -57,11 +57,14 @@ pub(crate) struct TripletParams {
     pub chunk_local: u32,
     /// Mined: row stride of the per-chunk distance, weight and choice buffers.
     pub stride: u32,
-    pub _pad0: u32,
+    /// 0 mean, 1 sum, 2 mean-nonzero (triplet_finalize, triplet_loss).
+    pub reduction: u32,
     pub margin: f32,
     /// Explicit triplets: dL/dterm (1/N for mean, 1 for sum).
     pub scale: f32,
-    pub _pad1: [f32; 2],
+    /// triplet_loss: the last window.
+    pub last: u32,
+    pub _pad1: f32,
 }
 
 /// Keep in sync with `TripletPartial` in shaders/triplet.wgsl.

@@ -49,6 +49,15 @@ impl Reduction {
             Reduction::MeanNonzero => "mean-nonzero",
         }
     }
+
+    /// The kernels' code: 0 mean, 1 sum, 2 mean-nonzero.
+    pub(crate) fn kernel_code(self) -> u32 {
+        match self {
+            Reduction::Mean => 0,
+            Reduction::Sum => 1,
+            Reduction::MeanNonzero => 2,
+        }
+    }
 }
 
 /// Contrastive loss (Hadsell, Chopra and LeCun, 2006) with its options.
@@ -237,11 +246,7 @@ impl Contrastive {
                 Hinge::Squared => 0,
                 Hinge::Linear => 1,
             },
-            reduction: match self.reduction {
-                Reduction::Mean => 0,
-                Reduction::Sum => 1,
-                Reduction::MeanNonzero => 2,
-            },
+            reduction: self.reduction.kernel_code(),
             pos_margin: self.pos_margin,
             margin: self.margin,
             ..Default::default()

@@ -7,6 +7,7 @@ pub mod softmax;
 mod softmax_device;
 pub(crate) mod steps;
 pub mod triplet;
+mod triplet_device;
 
 /// Distance between two rows u, v.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

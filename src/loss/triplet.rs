@@ -379,32 +379,7 @@ fn run_explicit(
             want,
         );
         let partials = bufs.push(rec.rows_buffer("partials", plan.capacity * PARTIAL, false));
-        let rb = plan.row_bytes;
-        let mut steps = normalize_forward(&plan, &sides);
-        for w in 0..plan.windows {
-            let mut p = cfg.params(rows, plan.dim4);
-            p.row_start = plan.start(w) as u32;
-            p.window_rows = plan.window_rows as u32;
-            p.scale = host_scale(reduction, rows);
-            let mut bindings = vec![(5, partials, PARTIAL, w)];
-            for (k, side) in sides.iter().enumerate() {
-                bindings.push((1 + k as u32, side.rows(), rb, w));
-                if let Some(g) = side.grad {
-                    bindings.push((10 + k as u32, g, rb, w));
-                }
-            }
-            steps.push(Step {
-                module: MODULE,
-                entry: if want {
-                    "triplet_explicit_fused"
-                } else {
-                    "triplet_explicit_forward"
-                },
-                params: bytemuck::bytes_of(&p).to_vec(),
-                bindings,
-                groups: row_groups(&plan, w),
-            });
-        }
+        let steps = explicit_steps(cfg, &plan, &sides, partials);
         finish_recording(rec, &plan, &bufs, steps, &sides, partials, PARTIAL);
         Ok(())
     })?;
@@ -412,9 +387,48 @@ fn run_explicit(
     Ok(output(reduction, &bytes, &plan, dim as usize))
 }
 
+/// The normalisation and per-window kernels of explicit triplets over `sides` (A, P, N).
+pub(crate) fn explicit_steps(
+    cfg: &Triplet,
+    plan: &Plan,
+    sides: &[crate::loss::steps::Side],
+    partials: usize,
+) -> Vec<Step> {
+    let (rows, rb) = (plan.rows, plan.row_bytes);
+    let reduction = cfg.reduction_for(None);
+    let want = sides[0].grad.is_some();
+    let mut steps = normalize_forward(plan, sides);
+    for w in 0..plan.windows {
+        let mut p = cfg.params(rows, plan.dim4);
+        p.row_start = plan.start(w) as u32;
+        p.window_rows = plan.window_rows as u32;
+        p.scale = host_scale(reduction, rows);
+        p.reduction = reduction.kernel_code();
+        let mut bindings = vec![(5, partials, PARTIAL, w)];
+        for (k, side) in sides.iter().enumerate() {
+            bindings.push((1 + k as u32, side.rows(), rb, w));
+            if let Some(g) = side.grad {
+                bindings.push((10 + k as u32, g, rb, w));
+            }
+        }
+        steps.push(Step {
+            module: MODULE,
+            entry: if want {
+                "triplet_explicit_fused"
+            } else {
+                "triplet_explicit_forward"
+            },
+            params: bytemuck::bytes_of(&p).to_vec(),
+            bindings,
+            groups: row_groups(plan, w),
+        });
+    }
+    steps
+}
+
 /// Bytes per batch row of each per-chunk buffer (distances, weights, choices, non-zero
 /// lists): 64 values.
-const CHUNK_ROW_BYTES: u64 = CHUNK * 4;
+pub(crate) const CHUNK_ROW_BYTES: u64 = CHUNK * 4;
 
 fn run_mined(
     gpu: &Gpu,
@@ -440,35 +454,6 @@ fn run_mined(
     let bytes = gpu.execute("triplet loss", work, |rec| {
         let plan = Plan::new(rec, rows, dim, CHUNK_ROW_BYTES)?;
         plan_out = Some(plan);
-        let limits = rec.limits().clone();
-        let binding = limits
-            .max_storage_buffer_binding_size
-            .min(limits.max_buffer_size);
-        // The chunk buffers are bound whole: their row stride is the capacity when that fits
-        // one binding (the same bindings for every batch size), else the batch itself.
-        let stride = if plan.capacity * CHUNK_ROW_BYTES <= binding {
-            plan.capacity
-        } else {
-            rows.div_ceil(64) * 64
-        };
-        if stride * CHUNK_ROW_BYTES > binding {
-            return Err(Error::LimitExceeded {
-                what: "mined triplets: one chunk's distances to the batch (64 × rows × 4 bytes, \
-                       one storage binding)"
-                    .into(),
-                needed: stride * CHUNK_ROW_BYTES,
-                limit: binding,
-            });
-        }
-        let groups = CHUNK * plan.dim4.div_ceil(64);
-        if groups > u64::from(limits.max_compute_workgroups_per_dimension) {
-            return Err(Error::LimitExceeded {
-                what: "mined triplets: workgroups per dispatch (64 anchors × dim/256)".into(),
-                needed: groups,
-                limit: u64::from(limits.max_compute_workgroups_per_dimension),
-            });
-        }
-        let cap = plan.capacity;
         let mut bufs = Buffers::default();
         let sides = upload_sides(
             rec,
@@ -478,127 +463,192 @@ fn run_mined(
             cfg.distance.normalize_stages(cfg.normalize),
             want,
         );
-        let class_buf = rec.rows_buffer("classes", cap * 4, true);
+        let class_buf = rec.rows_buffer("classes", plan.capacity * 4, true);
         rec.write(&class_buf, bytemuck::cast_slice(classes));
-        let class_i = bufs.push(class_buf.window(0, stride * 4));
-        let partials_buf = rec.rows_buffer("partials", cap * PARTIAL, false);
-        let partials = bufs.push(partials_buf.window(0, stride * PARTIAL));
-        let scales = rec.small("scales", 48);
-        rec.write(&scales, bytemuck::cast_slice(&[scale, 0.0, 0.0, 0.0]));
-        let scales = bufs.push(scales);
-        let mut chunk_buf = |role: &'static str| {
-            let b = rec.rows_buffer(role, cap * CHUNK_ROW_BYTES, false);
-            bufs.push(b.window(0, stride * CHUNK_ROW_BYTES))
-        };
-        let dist = chunk_buf("chunk_distances");
-        let weights = chunk_buf("chunk_weights");
-        let chosen = (mining == Mining::Semihard).then(|| chunk_buf("chunk_choices"));
-        let nonzero = chunk_buf("chunk_nonzero");
-        let (xr, grad) = (sides[0].rows(), sides[0].grad);
-        let rb = plan.row_bytes;
-
-        let params = |chunk: u64, col_w: u64, accumulate: bool| {
-            let start = chunk * CHUNK;
-            let row_w = start / plan.window_rows;
-            let mut p = cfg.params(rows, plan.dim4);
-            p.row_start = plan.start(row_w) as u32;
-            p.col_start = plan.start(col_w) as u32;
-            p.window_rows = plan.window_rows as u32;
-            p.chunk_local = (start - plan.start(row_w)) as u32;
-            p.stride = stride as u32;
-            p.accumulate = u32::from(accumulate);
-            (row_w, bytemuck::bytes_of(&p).to_vec())
-        };
-        let chunks = rows.div_ceil(CHUNK);
-        let mine_entry = match mining {
-            Mining::All => "triplet_mine_all",
-            Mining::Hard => "triplet_mine_hard",
-            Mining::Semihard => "triplet_mine_semihard",
-        };
-        let forward = |c: u64, steps: &mut Vec<Step>| {
-            for w in 0..plan.windows {
-                let (r, p) = params(c, w, false);
-                steps.push(Step {
-                    module: MODULE,
-                    entry: "triplet_distances",
-                    params: p,
-                    bindings: vec![(1, xr, rb, r), (2, xr, rb, w), (7, dist, 0, 0)],
-                    groups: plan.rows_in(w).div_ceil(ROW_TILE),
-                });
-            }
-            let mut bindings = vec![
-                (4, class_i, 0, 0),
-                (5, partials, 0, 0),
-                (6, scales, 0, 0),
-                (7, dist, 0, 0),
-                (8, weights, 0, 0),
-            ];
-            bindings.extend(chosen.map(|i| (9, i, 0, 0)));
-            bindings.push((13, nonzero, 0, 0));
-            steps.push(Step {
-                module: MODULE,
-                entry: mine_entry,
-                params: params(c, 0, false).1,
-                bindings,
-                groups: (rows - c * CHUNK).min(CHUNK),
-            });
-        };
-        let backward = |c: u64, steps: &mut Vec<Step>| {
-            let Some(g) = grad else { return };
-            for w in 0..plan.windows {
-                let (r, p) = params(c, w, c > 0);
-                steps.push(Step {
-                    module: MODULE,
-                    entry: "triplet_grad_cols",
-                    params: p,
-                    bindings: vec![
-                        (1, xr, rb, r),
-                        (2, xr, rb, w),
-                        (8, weights, 0, 0),
-                        (10, g, rb, w),
-                    ],
-                    groups: row_groups(&plan, w),
-                });
-            }
-            for w in 0..plan.windows {
-                let (r, p) = params(c, w, true);
-                steps.push(Step {
-                    module: MODULE,
-                    entry: "triplet_grad_rows",
-                    params: p,
-                    bindings: vec![
-                        (1, xr, rb, r),
-                        (2, xr, rb, w),
-                        (5, partials, 0, 0),
-                        (8, weights, 0, 0),
-                        (10, g, rb, r),
-                        (13, nonzero, 0, 0),
-                    ],
-                    groups,
-                });
-            }
-        };
-        let mut steps = normalize_forward(&plan, &sides);
-        if want && reduction == Reduction::MeanNonzero {
-            // dL/dterm = 1/active needs every chunk's counts first.
-            for c in 0..chunks {
-                forward(c, &mut steps);
-            }
-            steps.push(Step {
-                module: MODULE,
-                entry: "triplet_finalize",
-                params: params(0, 0, false).1,
-                bindings: vec![(5, partials, 0, 0), (6, scales, 0, 0)],
-                groups: 1,
-            });
-        }
-        for c in 0..chunks {
-            forward(c, &mut steps);
-            backward(c, &mut steps);
-        }
+        let class_i = bufs.push(class_buf);
+        let (steps, partials) = mined_steps(
+            rec,
+            cfg,
+            mining,
+            &plan,
+            &mut bufs,
+            &sides,
+            class_i,
+            Some(scale),
+        )?;
         finish_recording(rec, &plan, &bufs, steps, &sides, partials, PARTIAL);
         Ok(())
     })?;
     let plan = plan_out.unwrap_or_else(|| unreachable!("execute ran the recorder"));
     Ok(output(reduction, &bytes, &plan, dim as usize))
+}
+
+/// The chunked kernels of mined triplets over `sides` (one: X), with the class ids in
+/// workspace buffer `class_full`. `scale`: dL/dterm from the host, or `None` to count it on
+/// the device (`triplet_finalize`) before the gradient pass. Returns the steps (the
+/// normalisation first) and the partials' buffer.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn mined_steps(
+    rec: &mut crate::gpu::Recorder<'_>,
+    cfg: &Triplet,
+    mining: Mining,
+    plan: &Plan,
+    bufs: &mut Buffers,
+    sides: &[crate::loss::steps::Side],
+    class_full: usize,
+    scale: Option<f32>,
+) -> Result<(Vec<Step>, usize)> {
+    let plan = *plan;
+    let (rows, want) = (plan.rows, sides[0].grad.is_some());
+    let reduction = cfg.reduction_for(Some(mining));
+    let limits = rec.limits().clone();
+    let binding = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    // The chunk buffers are bound whole: their row stride is the capacity when that fits
+    // one binding (the same bindings for every batch size), else the batch itself.
+    let stride = if plan.capacity * CHUNK_ROW_BYTES <= binding {
+        plan.capacity
+    } else {
+        rows.div_ceil(64) * 64
+    };
+    if stride * CHUNK_ROW_BYTES > binding {
+        return Err(Error::LimitExceeded {
+            what: "mined triplets: one chunk's distances to the batch (64 × rows × 4 bytes, \
+                   one storage binding)"
+                .into(),
+            needed: stride * CHUNK_ROW_BYTES,
+            limit: binding,
+        });
+    }
+    let groups = CHUNK * plan.dim4.div_ceil(64);
+    if groups > u64::from(limits.max_compute_workgroups_per_dimension) {
+        return Err(Error::LimitExceeded {
+            what: "mined triplets: workgroups per dispatch (64 anchors × dim/256)".into(),
+            needed: groups,
+            limit: u64::from(limits.max_compute_workgroups_per_dimension),
+        });
+    }
+    let cap = plan.capacity;
+    let class_i = bufs.push(bufs.list[class_full].window(0, stride * 4));
+    let partials_buf = rec.rows_buffer("partials", cap * PARTIAL, false);
+    let partials = bufs.push(partials_buf.window(0, stride * PARTIAL));
+    let scales = rec.small("scales", 48);
+    if let Some(scale) = scale {
+        rec.write(&scales, bytemuck::cast_slice(&[scale, 0.0, 0.0, 0.0]));
+    }
+    let scales = bufs.push(scales);
+    let mut chunk_buf = |role: &'static str| {
+        let b = rec.rows_buffer(role, cap * CHUNK_ROW_BYTES, false);
+        bufs.push(b.window(0, stride * CHUNK_ROW_BYTES))
+    };
+    let dist = chunk_buf("chunk_distances");
+    let weights = chunk_buf("chunk_weights");
+    let chosen = (mining == Mining::Semihard).then(|| chunk_buf("chunk_choices"));
+    let nonzero = chunk_buf("chunk_nonzero");
+    let (xr, grad) = (sides[0].rows(), sides[0].grad);
+    let rb = plan.row_bytes;
+
+    let params = |chunk: u64, col_w: u64, accumulate: bool| {
+        let start = chunk * CHUNK;
+        let row_w = start / plan.window_rows;
+        let mut p = cfg.params(rows, plan.dim4);
+        p.row_start = plan.start(row_w) as u32;
+        p.col_start = plan.start(col_w) as u32;
+        p.window_rows = plan.window_rows as u32;
+        p.chunk_local = (start - plan.start(row_w)) as u32;
+        p.stride = stride as u32;
+        p.accumulate = u32::from(accumulate);
+        p.reduction = reduction.kernel_code();
+        (row_w, bytemuck::bytes_of(&p).to_vec())
+    };
+    let chunks = rows.div_ceil(CHUNK);
+    let mine_entry = match mining {
+        Mining::All => "triplet_mine_all",
+        Mining::Hard => "triplet_mine_hard",
+        Mining::Semihard => "triplet_mine_semihard",
+    };
+    let forward = |c: u64, steps: &mut Vec<Step>| {
+        for w in 0..plan.windows {
+            let (r, p) = params(c, w, false);
+            steps.push(Step {
+                module: MODULE,
+                entry: "triplet_distances",
+                params: p,
+                bindings: vec![(1, xr, rb, r), (2, xr, rb, w), (7, dist, 0, 0)],
+                groups: plan.rows_in(w).div_ceil(ROW_TILE),
+            });
+        }
+        let mut bindings = vec![
+            (4, class_i, 0, 0),
+            (5, partials, 0, 0),
+            (6, scales, 0, 0),
+            (7, dist, 0, 0),
+            (8, weights, 0, 0),
+        ];
+        bindings.extend(chosen.map(|i| (9, i, 0, 0)));
+        bindings.push((13, nonzero, 0, 0));
+        steps.push(Step {
+            module: MODULE,
+            entry: mine_entry,
+            params: params(c, 0, false).1,
+            bindings,
+            groups: (rows - c * CHUNK).min(CHUNK),
+        });
+    };
+    let backward = |c: u64, steps: &mut Vec<Step>| {
+        let Some(g) = grad else { return };
+        for w in 0..plan.windows {
+            let (r, p) = params(c, w, c > 0);
+            steps.push(Step {
+                module: MODULE,
+                entry: "triplet_grad_cols",
+                params: p,
+                bindings: vec![
+                    (1, xr, rb, r),
+                    (2, xr, rb, w),
+                    (8, weights, 0, 0),
+                    (10, g, rb, w),
+                ],
+                groups: row_groups(&plan, w),
+            });
+        }
+        for w in 0..plan.windows {
+            let (r, p) = params(c, w, true);
+            steps.push(Step {
+                module: MODULE,
+                entry: "triplet_grad_rows",
+                params: p,
+                bindings: vec![
+                    (1, xr, rb, r),
+                    (2, xr, rb, w),
+                    (5, partials, 0, 0),
+                    (8, weights, 0, 0),
+                    (10, g, rb, r),
+                    (13, nonzero, 0, 0),
+                ],
+                groups,
+            });
+        }
+    };
+    let mut steps = normalize_forward(&plan, sides);
+    if want && (scale.is_none() || reduction == Reduction::MeanNonzero) {
+        // dL/dterm = 1/active (or, counted on the device, 1/terms) needs every chunk's
+        // counts first.
+        for c in 0..chunks {
+            forward(c, &mut steps);
+        }
+        steps.push(Step {
+            module: MODULE,
+            entry: "triplet_finalize",
+            params: params(0, 0, false).1,
+            bindings: vec![(5, partials, 0, 0), (6, scales, 0, 0)],
+            groups: 1,
+        });
+    }
+    for c in 0..chunks {
+        forward(c, &mut steps);
+        backward(c, &mut steps);
+    }
+    Ok((steps, partials))
 }
