@@ -65,7 +65,7 @@ use crate::error::{Error, Result};
 use crate::gpu::params::DeviceParams;
 use crate::gpu::{Bound, Gpu, Recorder};
 use crate::loss::plan::{Plan, ROW_GROUP};
-use crate::loss::steps::{Buffers, Step};
+use crate::loss::steps::{normalize_backward, Buffers, Side, Step};
 
 /// Where a device-resident call's work goes.
 pub enum Target<'e> {
@@ -466,6 +466,42 @@ pub(crate) fn gather_ids(
             bindings: vec![(1, src, 0, 0), (3, ids, 4, w)],
             groups: plan.rows_in(w).div_ceil(ROW_GROUP),
         });
+    }
+    Ok(steps)
+}
+
+/// The first steps of a device-resident call: reset the domain flag, then gather every
+/// input side's rows from the caller's buffers. Returns them and the flag's buffer.
+pub(crate) fn gather_sides(
+    rec: &mut Recorder<'_>,
+    plan: &Plan,
+    bufs: &mut Buffers,
+    sides: &[Side],
+    inputs: &[DeviceRows<'_>],
+) -> Result<(Vec<Step>, usize)> {
+    let (flags, reset) = domain_flags(rec, bufs);
+    let mut steps = vec![reset];
+    for (side, x) in sides.iter().zip(inputs) {
+        steps.extend(gather_rows(rec, plan, bufs, x, side.raw(), flags)?);
+    }
+    Ok((steps, flags))
+}
+
+/// The last steps of a device-resident call: back through the normalisation, then every
+/// requested gradient into the caller's buffers.
+pub(crate) fn scatter_sides(
+    rec: &mut Recorder<'_>,
+    plan: &Plan,
+    bufs: &mut Buffers,
+    sides: &[Side],
+    grads: &[Option<DeviceGrad<'_>>],
+    dim: u64,
+) -> Result<Vec<Step>> {
+    let mut steps = normalize_backward(plan, sides);
+    for (side, g) in sides.iter().zip(grads) {
+        if let (Some(g), Some(gi)) = (g, side.grad) {
+            steps.extend(scatter(rec, plan, bufs, g, dim, gi)?);
+        }
     }
     Ok(steps)
 }

@@ -5,9 +5,7 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::loss::contrastive::{Contrastive, MODULE};
 use crate::loss::plan::{Plan, PARTIAL_BYTES, ROW_TILE};
-use crate::loss::steps::{
-    alloc_sides, normalize_backward, normalize_forward, record, Buffers, Step,
-};
+use crate::loss::steps::{alloc_sides, normalize_forward, record, Buffers, Step};
 
 /// Bytes of the loss buffer: f32 words [loss, Σ similar terms, Σ dissimilar terms, unused]
 /// (32, as the softmax losses use it, so that the shared buffer never regrows).
@@ -43,16 +41,7 @@ impl Contrastive {
             let scales = bufs.push(rec.small("scales", 48));
             let loss = rec.small("device_loss", LOSS_BYTES);
             let loss_i = bufs.push(loss.clone());
-            let (flags, reset) = device::domain_flags(rec, &mut bufs);
-            let mut steps = vec![reset];
-            steps.extend(device::gather_rows(
-                rec,
-                &plan,
-                &mut bufs,
-                &x,
-                sides[0].raw(),
-                flags,
-            )?);
+            let (mut steps, flags) = device::gather_sides(rec, &plan, &mut bufs, &sides, &[x])?;
             steps.extend(device::gather_ids(rec, &plan, &mut bufs, &labels, classes)?);
             steps.extend(normalize_forward(&plan, &sides));
             let xr = sides[0].rows();
@@ -108,7 +97,7 @@ impl Contrastive {
                     });
                 }
             }
-            if let (Some(g), Some(gi)) = (grad.as_ref(), sides[0].grad) {
+            if let Some(gi) = sides[0].grad {
                 for r in 0..n {
                     for c in 0..n {
                         let mut b = core(r, c);
@@ -123,8 +112,14 @@ impl Contrastive {
                         });
                     }
                 }
-                steps.extend(normalize_backward(&plan, &sides));
-                steps.extend(device::scatter(rec, &plan, &mut bufs, g, dim, gi)?);
+                steps.extend(device::scatter_sides(
+                    rec,
+                    &plan,
+                    &mut bufs,
+                    &sides,
+                    &[grad],
+                    dim,
+                )?);
             }
             record(rec, &plan, &bufs, &steps);
             out = Some(DeviceLoss {

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::loss::plan::Plan;
 use crate::loss::softmax::{build, Softmax, SoftmaxLoss};
-use crate::loss::steps::{alloc_sides, normalize_backward, record, Buffers};
+use crate::loss::steps::{alloc_sides, record, Buffers};
 
 impl Softmax {
     /// [`Softmax::batch`] (NT-Xent, SupCon) on embeddings and u32 labels in the caller's
@@ -78,18 +78,7 @@ fn run(
         let mut bufs = Buffers::default();
         let sides = alloc_sides(rec, &plan, &mut bufs, inputs.len(), 1, want);
         let classes = bufs.push(rec.rows_buffer("classes", plan.capacity * 4, true));
-        let (flags, reset) = device::domain_flags(rec, &mut bufs);
-        let mut steps = vec![reset];
-        for (side, x) in sides.iter().zip(inputs) {
-            steps.extend(device::gather_rows(
-                rec,
-                &plan,
-                &mut bufs,
-                x,
-                side.raw(),
-                flags,
-            )?);
-        }
+        let (mut steps, flags) = device::gather_sides(rec, &plan, &mut bufs, &sides, inputs)?;
         match &labels {
             Some(l) => steps.extend(device::gather_ids(rec, &plan, &mut bufs, l, classes)?),
             // CLIP: row i of A matches row i of B.
@@ -98,12 +87,9 @@ fn run(
         let built = build(rec, &plan, &mut bufs, cfg, &sides, classes, None, want);
         steps.extend(built.steps);
         // The results: the loss reduction runs last in `built`; the gradients follow.
-        steps.extend(normalize_backward(&plan, &sides));
-        for (side, g) in sides.iter().zip(grads) {
-            if let (Some(g), Some(gi)) = (g, side.grad) {
-                steps.extend(device::scatter(rec, &plan, &mut bufs, g, dim, gi)?);
-            }
-        }
+        steps.extend(device::scatter_sides(
+            rec, &plan, &mut bufs, &sides, grads, dim,
+        )?);
         record(rec, &plan, &bufs, &steps);
         out = Some(DeviceLoss {
             loss: bufs.list[built.dev].clone(),

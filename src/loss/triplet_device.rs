@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::gpu::params::TripletParams;
 use crate::gpu::Gpu;
 use crate::loss::plan::Plan;
-use crate::loss::steps::{alloc_sides, normalize_backward, record, Buffers, Step};
+use crate::loss::steps::{alloc_sides, record, Buffers, Step};
 use crate::loss::triplet::{explicit_steps, mined_steps, Mining, Triplet, CHUNK_ROW_BYTES};
 
 const MODULE: &str = "triplet.wgsl";
@@ -78,18 +78,7 @@ fn run(
         let mut bufs = Buffers::default();
         let stages = cfg.distance.normalize_stages(cfg.normalize);
         let sides = alloc_sides(rec, &plan, &mut bufs, inputs.len(), stages, want);
-        let (flags, reset) = device::domain_flags(rec, &mut bufs);
-        let mut steps = vec![reset];
-        for (side, x) in sides.iter().zip(inputs) {
-            steps.extend(device::gather_rows(
-                rec,
-                &plan,
-                &mut bufs,
-                x,
-                side.raw(),
-                flags,
-            )?);
-        }
+        let (mut steps, flags) = device::gather_sides(rec, &plan, &mut bufs, &sides, inputs)?;
         let dev = bufs.push(rec.small("device_loss", DEV_BYTES));
         let (partials, whole_partials) = match (mining, &labels) {
             (Some(m), Some(l)) => {
@@ -140,12 +129,9 @@ fn run(
                 groups: 1,
             });
         }
-        steps.extend(normalize_backward(&plan, &sides));
-        for (side, g) in sides.iter().zip(grads) {
-            if let (Some(g), Some(gi)) = (g, side.grad) {
-                steps.extend(device::scatter(rec, &plan, &mut bufs, g, dim, gi)?);
-            }
-        }
+        steps.extend(device::scatter_sides(
+            rec, &plan, &mut bufs, &sides, grads, dim,
+        )?);
         record(rec, &plan, &bufs, &steps);
         out = Some(DeviceLoss {
             loss: bufs.list[dev].clone(),
