@@ -22,6 +22,7 @@ use crate::loss::contrastive::{Contrastive, Distance, Hinge, Reduction};
 use crate::loss::{Grads, LossOutput};
 use crate::{ContrastiveOutput, Embeddings, Gpu, Labels, Result};
 
+pub mod fuzz;
 pub mod softmax;
 pub mod triplet;
 

@@ -1,0 +1,29 @@
+//! Replays the committed fuzz corpora (fuzz/corpus/<target>/*) through the fuzz targets'
+//! bodies (metric_loss::check::fuzz): nothing may panic, and valid input gives finite output.
+
+use std::path::Path;
+
+fn replay(target: &str, body: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        let result = std::panic::catch_unwind(|| body(&data));
+        assert!(result.is_ok(), "{} panicked", path.display());
+        n += 1;
+    }
+    assert!(n > 0, "{target}: empty corpus");
+}
+
+#[test]
+fn npy_input_corpus() {
+    replay("npy_input", metric_loss::check::fuzz::npy_input);
+}
+
+#[test]
+fn cpu_reference_corpus() {
+    replay("cpu_reference", metric_loss::check::fuzz::cpu_reference);
+}
