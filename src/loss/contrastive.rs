@@ -277,7 +277,7 @@ enum Mode {
     Batch,
 }
 
-pub(crate) const MODULE: &str = "contrastive.wgsl";
+const MODULE: &str = "contrastive.wgsl";
 
 fn run(
     gpu: &Gpu,
@@ -319,50 +319,26 @@ fn run(
         let rb = plan.row_bytes;
 
         let mut steps = normalize_forward(&plan, &sides);
-        let params = |row_w: u64, col_w: u64, accumulate: bool, last: bool| {
-            let mut p = cfg.params(rows as usize, plan.dim4 as usize);
-            p.row_start = plan.start(row_w) as u32;
-            p.col_start = plan.start(col_w) as u32;
-            p.window_rows = plan.window_rows as u32;
-            p.accumulate = u32::from(accumulate);
-            p.last = u32::from(last);
-            bytemuck::bytes_of(&p).to_vec()
+        let d = Dispatch {
+            cfg,
+            plan: &plan,
+            x: x_a,
+            classes: class_i,
+            partials: partials_i,
         };
         let n = plan.windows;
         let host_scales = cfg.reduction != Reduction::MeanNonzero;
-        let core = |r: u64, c: u64| {
-            vec![
-                (1, x_a, rb, r),
-                (2, x_a, rb, c),
-                (3, class_i, 4, r),
-                (4, class_i, 4, c),
-                (5, partials_i, PARTIAL_BYTES, r),
-            ]
-        };
-        let tiles = |r: u64| plan.rows_in(r).div_ceil(ROW_TILE);
         // Forward: loss terms and counts. Batch mode with gradients under mean or sum skips it:
         // the fused pass below computes them along with the gradient.
         match mode {
-            Mode::Batch if !want || !host_scales => {
-                for r in 0..n {
-                    for c in r..n {
-                        steps.push(Step {
-                            module: MODULE,
-                            entry: "contrastive_batch_forward",
-                            params: params(r, c, c > r, false),
-                            bindings: core(r, c),
-                            groups: tiles(r),
-                        });
-                    }
-                }
-            }
+            Mode::Batch if !want || !host_scales => steps.extend(d.batch_forward()),
             Mode::Batch => {}
             Mode::Pairs => {
                 for r in 0..n {
                     steps.push(Step {
                         module: MODULE,
                         entry: "contrastive_pairs_forward",
-                        params: params(r, r, false, false),
+                        params: d.params(r, r, false, false),
                         bindings: vec![
                             (1, x_a, rb, r),
                             (2, x_b, rb, r),
@@ -376,15 +352,7 @@ fn run(
         }
         // mean-nonzero: dL/dterm depends on the active counts, summed on the device.
         if want && !host_scales {
-            for r in 0..n {
-                steps.push(Step {
-                    module: MODULE,
-                    entry: "contrastive_finalize",
-                    params: params(r, r, r > 0, r + 1 == n),
-                    bindings: vec![(5, partials_i, PARTIAL_BYTES, r), (6, scales_i, 0, 0)],
-                    groups: 1,
-                });
-            }
+            steps.extend(d.per_window("contrastive_finalize", &[(6, scales_i)]));
         }
         if want {
             match mode {
@@ -394,27 +362,14 @@ fn run(
                     } else {
                         "contrastive_batch_backward"
                     };
-                    for r in 0..n {
-                        for c in 0..n {
-                            let mut b = core(r, c);
-                            b.push((6, scales_i, 0, 0));
-                            b.push((7, grad_i[0], rb, r));
-                            steps.push(Step {
-                                module: MODULE,
-                                entry,
-                                params: params(r, c, c > 0, false),
-                                bindings: b,
-                                groups: tiles(r),
-                            });
-                        }
-                    }
+                    steps.extend(d.batch_backward(entry, scales_i, grad_i[0]));
                 }
                 Mode::Pairs => {
                     for r in 0..n {
                         steps.push(Step {
                             module: MODULE,
                             entry: "contrastive_pairs_backward",
-                            params: params(r, r, false, false),
+                            params: d.params(r, r, false, false),
                             bindings: vec![
                                 (1, x_a, rb, r),
                                 (2, x_b, rb, r),
@@ -450,6 +405,105 @@ fn run(
         grads,
         grad_temperature: None,
     })
+}
+
+/// The uniform parameters and the in-batch kernels' steps over the windows of one call,
+/// shared by the host path and the device-resident one (`contrastive_device.rs`).
+pub(crate) struct Dispatch<'a> {
+    pub cfg: &'a Contrastive,
+    pub plan: &'a Plan,
+    /// The rows the distance kernels read (X).
+    pub x: usize,
+    pub classes: usize,
+    pub partials: usize,
+}
+
+impl Dispatch<'_> {
+    /// Parameters of the dispatch over row window `r` and column window `c`.
+    pub fn params(&self, r: u64, c: u64, accumulate: bool, last: bool) -> Vec<u8> {
+        let plan = self.plan;
+        let mut p = self.cfg.params(plan.rows as usize, plan.dim4 as usize);
+        p.row_start = plan.start(r) as u32;
+        p.col_start = plan.start(c) as u32;
+        p.window_rows = plan.window_rows as u32;
+        p.accumulate = u32::from(accumulate);
+        p.last = u32::from(last);
+        bytemuck::bytes_of(&p).to_vec()
+    }
+
+    /// The bindings every batch kernel over (r, c) takes.
+    fn core(&self, r: u64, c: u64) -> Vec<(u32, usize, u64, u64)> {
+        let rb = self.plan.row_bytes;
+        vec![
+            (1, self.x, rb, r),
+            (2, self.x, rb, c),
+            (3, self.classes, 4, r),
+            (4, self.classes, 4, c),
+            (5, self.partials, PARTIAL_BYTES, r),
+        ]
+    }
+
+    fn tiles(&self, r: u64) -> u64 {
+        self.plan.rows_in(r).div_ceil(ROW_TILE)
+    }
+
+    /// Loss terms and counts of the pairs i < j (column windows from the row window on).
+    pub fn batch_forward(&self) -> Vec<Step> {
+        let n = self.plan.windows;
+        let mut steps = Vec::new();
+        for r in 0..n {
+            for c in r..n {
+                steps.push(Step {
+                    module: MODULE,
+                    entry: "contrastive_batch_forward",
+                    params: self.params(r, c, c > r, false),
+                    bindings: self.core(r, c),
+                    groups: self.tiles(r),
+                });
+            }
+        }
+        steps
+    }
+
+    /// One single-workgroup dispatch of `entry` per row window (the partials and `extra`
+    /// whole buffers bound), flagging the last window.
+    pub fn per_window(&self, entry: &'static str, extra: &[(u32, usize)]) -> Vec<Step> {
+        let n = self.plan.windows;
+        (0..n)
+            .map(|r| {
+                let mut bindings = vec![(5, self.partials, PARTIAL_BYTES, r)];
+                bindings.extend(extra.iter().map(|&(b, i)| (b, i, 0, 0)));
+                Step {
+                    module: MODULE,
+                    entry,
+                    params: self.params(r, r, r > 0, r + 1 == n),
+                    bindings,
+                    groups: 1,
+                }
+            })
+            .collect()
+    }
+
+    /// The gradient over every (row window, column window), by `entry` (fused or not).
+    pub fn batch_backward(&self, entry: &'static str, scales: usize, grad: usize) -> Vec<Step> {
+        let (n, rb) = (self.plan.windows, self.plan.row_bytes);
+        let mut steps = Vec::new();
+        for r in 0..n {
+            for c in 0..n {
+                let mut bindings = self.core(r, c);
+                bindings.push((6, scales, 0, 0));
+                bindings.push((7, grad, rb, r));
+                steps.push(Step {
+                    module: MODULE,
+                    entry,
+                    params: self.params(r, c, c > 0, false),
+                    bindings,
+                    groups: self.tiles(r),
+                });
+            }
+        }
+        steps
+    }
 }
 
 /// dL/dterm of mean and sum, known on the host: 1/pairs or 1 (as f32 bits for `scales`).
