@@ -35,7 +35,7 @@ impl<C> Reference<C> {
     }
 
     /// The output with f32 gradients, as the GPU path returns it.
-    pub(crate) fn narrow(self) -> LossOutput<C> {
+    pub fn narrow(self) -> LossOutput<C> {
         LossOutput {
             loss: self.loss,
             counts: self.counts,

@@ -59,14 +59,10 @@ pub fn batch_f64(
     batch_with_mass(loss, tau, x, dim, classes, grads).0
 }
 
-/// [`batch_f64`] with gradients, and each row's coefficient mass Σ_j |dL/dz_ij| + |dL/dz_ji|:
+/// [`batch_f64`] and, with gradients, each row's coefficient mass Σ_j |dL/dz_ij| + |dL/dz_ji|:
 /// the size of what the row's gradient sums before cancellation (the tolerance rule's
-/// scale, `check::softmax`).
-pub fn batch_mass(loss: SoftmaxLoss, tau: f64, x: &[f64], dim: usize, classes: &[u32]) -> Vec<f64> {
-    batch_with_mass(loss, tau, x, dim, classes, Grads::Compute).1
-}
-
-fn batch_with_mass(
+/// scale, `check::softmax`); empty with [`Grads::Skip`].
+pub fn batch_with_mass(
     loss: SoftmaxLoss,
     tau: f64,
     x: &[f64],
@@ -168,12 +164,9 @@ pub fn clip_f64(tau: f64, a: &[f64], b: &[f64], dim: usize, grads: Grads) -> Ref
     clip_with_mass(tau, a, b, dim, grads).0
 }
 
-/// The coefficient mass of each row of A and of B (see [`batch_mass`]).
-pub fn clip_mass(tau: f64, a: &[f64], b: &[f64], dim: usize) -> [Vec<f64>; 2] {
-    clip_with_mass(tau, a, b, dim, Grads::Compute).1
-}
-
-fn clip_with_mass(
+/// [`clip_f64`] and, with gradients, the coefficient mass of each row of A and of B (see
+/// [`batch_with_mass`]).
+pub fn clip_with_mass(
     tau: f64,
     a: &[f64],
     b: &[f64],
