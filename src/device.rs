@@ -242,6 +242,13 @@ impl std::future::Future for Yield<'_> {
     }
 }
 
+/// The workspace buffer device-resident calls reduce their results into: 8 words, the
+/// loss first (each family's kernel documents the rest; the softmax losses use all 8, so
+/// one size serves every family and the shared buffer never regrows).
+pub(crate) fn loss_buffer(rec: &mut Recorder<'_>) -> Bound {
+    rec.small("device_loss", 32)
+}
+
 fn invalid(what: &'static str, reason: String) -> Error {
     Error::InvalidBuffer { what, reason }
 }

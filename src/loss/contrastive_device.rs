@@ -7,10 +7,6 @@ use crate::loss::contrastive::{Contrastive, Dispatch};
 use crate::loss::plan::{Plan, PARTIAL_BYTES};
 use crate::loss::steps::{alloc_sides, normalize_forward, record, Buffers};
 
-/// Bytes of the loss buffer: f32 words [loss, Σ similar terms, Σ dissimilar terms, unused]
-/// (32, as the softmax losses use it, so that the shared buffer never regrows).
-const LOSS_BYTES: u64 = 32;
-
 impl Contrastive {
     /// [`Contrastive::batch`] on embeddings and labels in the caller's buffers: the
     /// gradient (when `grad` is given) is written into the caller's buffer, scaled and
@@ -39,7 +35,7 @@ impl Contrastive {
             let partials =
                 bufs.push(rec.rows_buffer("partials", plan.capacity * PARTIAL_BYTES, false));
             let scales = bufs.push(rec.small("scales", 48));
-            let loss = rec.small("device_loss", LOSS_BYTES);
+            let loss = device::loss_buffer(rec);
             let loss_i = bufs.push(loss.clone());
             let (mut steps, flags) = device::gather_sides(rec, &plan, &mut bufs, &sides, &[x])?;
             steps.extend(device::gather_ids(rec, &plan, &mut bufs, &labels, classes)?);

@@ -368,10 +368,6 @@ pub(crate) struct Built {
     pub dev: usize,
 }
 
-/// Bytes of the device-resident results buffer (shared with contrastive's, role
-/// "device_loss").
-pub(crate) const DEV_BYTES: u64 = 32;
-
 /// The normalisation, sweeps, finish and (with `want`) backward steps of one call over
 /// `sides` (one: a batch; two: CLIP's A and B). `scale`: dL/dterm known on the host, or
 /// `None` to count the terms on the device first (softmax_count) and reduce the loss and
@@ -395,7 +391,7 @@ pub(crate) fn build(
     let stats: Vec<usize> = (0..sides.len())
         .map(|k| bufs.push(rec.rows_buffer(STATS_ROLES[k], cap * STATS, false)))
         .collect();
-    let dev = bufs.push(rec.small("device_loss", DEV_BYTES));
+    let dev = bufs.push(crate::device::loss_buffer(rec));
     let rb = plan.row_bytes;
     let n = plan.windows;
     let params = |r: u64, c: u64, accumulate: bool, side: usize| {

@@ -10,8 +10,6 @@ use crate::loss::triplet::{explicit_steps, mined_steps, Mining, Triplet, CHUNK_R
 
 const MODULE: &str = "triplet.wgsl";
 const PARTIAL: u64 = std::mem::size_of::<crate::gpu::params::TripletPartial>() as u64;
-/// Bytes of the device-resident results (the buffer shared with the other families).
-const DEV_BYTES: u64 = 32;
 
 impl Triplet {
     /// [`Triplet::explicit`] on rows i of A, P and N in the caller's buffers; `grads` are
@@ -79,7 +77,7 @@ fn run(
         let stages = cfg.distance.normalize_stages(cfg.normalize);
         let sides = alloc_sides(rec, &plan, &mut bufs, inputs.len(), stages, want);
         let (mut steps, flags) = device::gather_sides(rec, &plan, &mut bufs, &sides, inputs)?;
-        let dev = bufs.push(rec.small("device_loss", DEV_BYTES));
+        let dev = bufs.push(device::loss_buffer(rec));
         let (partials, whole_partials) = match (mining, &labels) {
             (Some(m), Some(l)) => {
                 let classes = bufs.push(rec.rows_buffer("classes", plan.capacity * 4, true));
