@@ -80,7 +80,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         )
                     };
                     checked += 1;
-                    check::compare_outputs(String::new(), &cfg, &g, &r, dim, d_max, len).pass()
+                    let norm = &check::spread(cfg.distance, cfg.normalize, &[&xe, &ye]);
+                    check::compare_outputs(String::new(), &cfg, &g, &r, dim, d_max, len, norm)
+                        .pass()
                 } else {
                     let out = cfg.batch(&gpu, &xe, &l, Grads::Compute)?;
                     finite(out.loss, &out.grads)

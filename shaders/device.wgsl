@@ -24,13 +24,10 @@ struct DeviceParams {
     stride: u32, // caller values between row starts
     accumulate: u32,
     scale: f32,
-    _pad0: u32,
+    max_abs: f32, // the call's magnitude limit: 1e15 (the domain) or less (src/loss/magnitude.rs)
     _pad1: u32,
     _pad2: u32,
 }
-
-// Keep in sync with `MAX_ABS_VALUE` in src/shape.rs.
-const MAX_ABS: f32 = 1e15;
 
 @group(0) @binding(0) var<uniform> params: DeviceParams;
 @group(0) @binding(1) var<storage, read> src: array<u32>;
@@ -45,7 +42,7 @@ fn in_batch(local: u32) -> bool {
 }
 
 // Caller rows → zero-padded workspace rows (one invocation per row); records the first
-// value outside the input domain.
+// value outside the input domain or beyond the call's magnitude limit.
 @compute @workgroup_size(64)
 fn device_gather_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
     let local = gid.x;
@@ -59,7 +56,7 @@ fn device_gather_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
             if (col < params.dim) {
                 let x = bitcast<f32>(src[params.first + local * params.stride + col]);
                 // NaN fails every comparison, so it is caught with the infinities.
-                if (!(abs(x) <= MAX_ABS)) {
+                if (!(abs(x) <= params.max_abs)) {
                     atomicMin(&flags[0], (params.row_start + local) * params.dim + col);
                 }
                 v[k] = x;

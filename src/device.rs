@@ -166,6 +166,8 @@ impl<'a> DeviceGrad<'a> {
 pub struct DeviceLoss {
     pub(crate) loss: Bound,
     pub(crate) flags: Bound,
+    /// The largest input magnitude the call accepted (see [`Error::TooLargeForLoss`]).
+    pub(crate) limit: f64,
     /// Softmax losses: dL/dτ is word 5 of the loss buffer.
     pub(crate) temperature: bool,
 }
@@ -179,7 +181,8 @@ impl DeviceLoss {
 
     /// Reads the loss back (waits for the work; after the caller has submitted its
     /// encoder). Fails with [`Error::DeviceInputOutOfDomain`] when an embedding value was
-    /// NaN, infinite or beyond 1e15.
+    /// NaN, infinite or beyond the call's limit (1e15, or less where the loss's f32
+    /// intermediates need it at this size: [`Error::TooLargeForLoss`]).
     pub fn read(&self, gpu: &Gpu) -> Result<f64> {
         Ok(self.read_all(gpu)?.0)
     }
@@ -198,6 +201,7 @@ impl DeviceLoss {
             return Err(Error::DeviceInputOutOfDomain {
                 what: "embeddings",
                 index: u64::from(words[0]),
+                limit: self.limit,
             });
         }
         let value = |w: usize| f64::from(f32::from_bits(words[1 + w]));
@@ -324,6 +328,15 @@ pub(crate) fn check_side(
     if x.dim == 0 {
         return Err(Error::ZeroDim { what });
     }
+    // The domain flag holds the first bad value's row-major index in 32 bits.
+    let values = (x.rows as u64).saturating_mul(x.dim as u64);
+    if values > u64::from(u32::MAX) {
+        return Err(Error::LimitExceeded {
+            what: format!("{what}: rows × dim (32-bit value indices)"),
+            needed: values,
+            limit: u64::from(u32::MAX),
+        });
+    }
     check_rows(what, x.buffer, x.offset, x.rows, x.dim, x.stride)?;
     if let Some(g) = grad {
         check_rows("gradient", g.buffer, g.offset, x.rows, x.dim, g.stride)?;
@@ -380,6 +393,7 @@ fn params(
     first: u32,
     stride: u64,
     g: Option<&DeviceGrad<'_>>,
+    max_abs: f64,
 ) -> Vec<u8> {
     bytemuck::bytes_of(&DeviceParams {
         rows: plan.rows as u32,
@@ -391,6 +405,7 @@ fn params(
         stride: stride as u32,
         accumulate: u32::from(g.is_some_and(|g| g.accumulate)),
         scale: g.map_or(1.0, |g| g.scale),
+        max_abs: max_abs as f32,
         ..Default::default()
     })
     .to_vec()
@@ -417,7 +432,7 @@ pub(crate) fn iota_ids(plan: &Plan, ids: usize) -> Vec<Step> {
         .map(|w| Step {
             module: MODULE,
             entry: "device_iota",
-            params: params(plan, w, 1, 0, 1, None),
+            params: params(plan, w, 1, 0, 1, None, 0.0),
             bindings: vec![(3, ids, 4, w)],
             groups: plan.rows_in(w).div_ceil(ROW_GROUP),
         })
@@ -425,14 +440,13 @@ pub(crate) fn iota_ids(plan: &Plan, ids: usize) -> Vec<Step> {
 }
 
 /// Steps that gather the caller's rows into `raw` (a workspace buffer), window by window,
-/// recording the first value outside the domain in `flags`.
+/// recording the first value NaN, infinite or beyond `limit` in magnitude in `flags`.
 pub(crate) fn gather_rows(
     rec: &mut Recorder<'_>,
     plan: &Plan,
     bufs: &mut Buffers,
     x: &DeviceRows<'_>,
-    raw: usize,
-    flags: usize,
+    (raw, flags, limit): (usize, usize, f64),
 ) -> Result<Vec<Step>> {
     let (dim, stride) = (x.dim as u64, x.stride as u64);
     let mut steps = Vec::new();
@@ -442,7 +456,7 @@ pub(crate) fn gather_rows(
         steps.push(Step {
             module: MODULE,
             entry: "device_gather_rows",
-            params: params(plan, w, dim, first, stride, None),
+            params: params(plan, w, dim, first, stride, None, limit),
             bindings: vec![
                 (1, src, 0, 0),
                 (2, raw, plan.row_bytes, w),
@@ -469,7 +483,7 @@ pub(crate) fn gather_ids(
         steps.push(Step {
             module: MODULE,
             entry: "device_gather_ids",
-            params: params(plan, w, 1, first, 1, None),
+            params: params(plan, w, 1, first, 1, None, 0.0),
             bindings: vec![(1, src, 0, 0), (3, ids, 4, w)],
             groups: plan.rows_in(w).div_ceil(ROW_GROUP),
         });
@@ -478,18 +492,20 @@ pub(crate) fn gather_ids(
 }
 
 /// The first steps of a device-resident call: reset the domain flag, then gather every
-/// input side's rows from the caller's buffers. Returns them and the flag's buffer.
+/// input side's rows from the caller's buffers, flagging values beyond `limit` (the
+/// loss's magnitude limit, at most 1e15). Returns them and the flag's buffer.
 pub(crate) fn gather_sides(
     rec: &mut Recorder<'_>,
     plan: &Plan,
     bufs: &mut Buffers,
     sides: &[Side],
     inputs: &[DeviceRows<'_>],
+    limit: f64,
 ) -> Result<(Vec<Step>, usize)> {
     let (flags, reset) = domain_flags(rec, bufs);
     let mut steps = vec![reset];
     for (side, x) in sides.iter().zip(inputs) {
-        steps.extend(gather_rows(rec, plan, bufs, x, side.raw(), flags)?);
+        steps.extend(gather_rows(rec, plan, bufs, x, (side.raw(), flags, limit))?);
     }
     Ok((steps, flags))
 }
@@ -530,7 +546,7 @@ pub(crate) fn scatter(
         steps.push(Step {
             module: MODULE,
             entry: "device_scatter_grad",
-            params: params(plan, w, dim, first, stride, Some(g)),
+            params: params(plan, w, dim, first, stride, Some(g), 0.0),
             bindings: vec![(4, grad, plan.row_bytes, w), (5, dst, 0, 0)],
             groups: plan.rows_in(w).div_ceil(ROW_GROUP),
         });

@@ -44,18 +44,42 @@ pub enum Error {
         /// The offending value.
         value: f64,
     },
-    /// A value of a caller's device buffer (device-resident API) is NaN, infinite or larger
-    /// in magnitude than [`crate::MAX_ABS_VALUE`]; found on the device, reported when the
-    /// loss is read.
+    /// A value inside the input domain is too large for this loss at this size: a squared
+    /// norm, squared distance, squared hinge, sum of terms or gradient sum could overflow
+    /// f32 (see the README, "Input domain").
     #[error(
-        "{what}[{index}] (in the caller's buffer, row-major index) is outside the input \
-         domain (NaN, infinite or |x| > 1e15); clean or rescale the input"
+        "{what}[{index}] = {value:e} is too large for {config}: values up to {limit:e} keep \
+         every f32 intermediate finite at this size; scale the embeddings down, normalize \
+         them, or use a smaller batch"
+    )]
+    TooLargeForLoss {
+        /// Which input.
+        what: &'static str,
+        /// Flat (row-major) index of the first offending value.
+        index: usize,
+        /// The offending value.
+        value: f64,
+        /// The largest magnitude this call accepts.
+        limit: f64,
+        /// The loss, its options and the size.
+        config: String,
+    },
+    /// A value of a caller's device buffer (device-resident API) is NaN, infinite or larger
+    /// in magnitude than the call's limit: [`crate::MAX_ABS_VALUE`], or less where the
+    /// loss's f32 intermediates need it ([`Error::TooLargeForLoss`]); found on the device,
+    /// reported when the loss is read.
+    #[error(
+        "{what}[{index}] (in the caller's buffer, row-major index) is NaN, infinite or \
+         beyond {limit:e} in magnitude (the input domain, or less where this loss's f32 \
+         intermediates need it at this size); clean or rescale the input"
     )]
     DeviceInputOutOfDomain {
         /// Which input.
         what: &'static str,
         /// Flat (row-major, `dim` values a row) index of the first offending value.
         index: u64,
+        /// The largest magnitude the call accepted.
+        limit: f64,
     },
     /// A caller's buffer (device-resident API) does not have the documented layout or
     /// usage: unaligned offset, stride below the dimension, rows past its end, no

@@ -21,6 +21,8 @@ pub struct Embeddings<'a> {
     data: &'a [f32],
     rows: usize,
     dim: usize,
+    what: &'static str,
+    max_abs: f64,
 }
 
 impl<'a> Embeddings<'a> {
@@ -44,8 +46,25 @@ impl<'a> Embeddings<'a> {
                 got: data.len(),
             });
         }
-        check_domain(what, data)?;
-        Ok(Self { data, rows, dim })
+        let max_abs = domain_max(what, data)?;
+        Ok(Self {
+            data,
+            rows,
+            dim,
+            what,
+            max_abs,
+        })
+    }
+
+    /// The name given to [`Embeddings::new`], for error messages.
+    pub fn what(&self) -> &'static str {
+        self.what
+    }
+
+    /// The largest magnitude of a value (each loss bounds it further at large sizes: see
+    /// [`crate::Error::TooLargeForLoss`]).
+    pub fn max_abs(&self) -> f64 {
+        self.max_abs
     }
 
     /// The values, row-major.
@@ -71,17 +90,23 @@ impl<'a> Embeddings<'a> {
 
 /// Returns the first value outside the domain as an error.
 pub fn check_domain(what: &'static str, data: &[f32]) -> Result<()> {
-    match data
-        .iter()
-        .position(|v| !v.is_finite() || f64::from(v.abs()) > MAX_ABS_VALUE)
-    {
-        Some(index) => Err(Error::OutOfDomain {
-            what,
-            index,
-            value: f64::from(data[index]),
-        }),
-        None => Ok(()),
+    domain_max(what, data).map(|_| ())
+}
+
+/// The largest magnitude, or the first value outside the domain as an error.
+fn domain_max(what: &'static str, data: &[f32]) -> Result<f64> {
+    let mut max = 0.0f32;
+    for (index, v) in data.iter().enumerate() {
+        if !v.is_finite() || f64::from(v.abs()) > MAX_ABS_VALUE {
+            return Err(Error::OutOfDomain {
+                what,
+                index,
+                value: f64::from(*v),
+            });
+        }
+        max = max.max(v.abs());
     }
+    Ok(f64::from(max))
 }
 
 /// Class labels remapped to dense ids `0..classes` (equal labels map to equal ids), so any

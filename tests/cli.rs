@@ -1005,3 +1005,52 @@ fn bench_covers_softmax() {
         assert!(v["terms"].as_u64().unwrap() > 0, "{v}");
     }
 }
+
+#[test]
+fn size_and_magnitude_limits_exit_2_with_one_line() {
+    let d = Dir::new("limits");
+    // A squared distance of 9e14-sized values overflows the contrastive squared hinge.
+    let big = d.f32s("big.npy", "(3, 2)", &[0.0, 1.0, 2.0, 3.0, 9e14, 5.0]);
+    let l = d.i64s("l.npy", &[0, 1, 0]);
+    assert_usage_error(
+        &[
+            "eval",
+            "--loss",
+            "contrastive",
+            "--embeddings",
+            &big,
+            "--labels",
+            &l,
+            "--distance",
+            "squared-euclidean",
+        ],
+        "too large",
+    );
+    // A header that promises 2^32 + 1 rows with no data behind it.
+    let huge = d.npy("huge.npy", "<f4", "(4294967297, 2)", &[]);
+    assert_usage_error(
+        &[
+            "eval",
+            "--loss",
+            "contrastive",
+            "--embeddings",
+            &huge,
+            "--labels",
+            &l,
+        ],
+        "huge.npy",
+    );
+    let c = "contrastive";
+    for (batch, dim, needle) in [
+        ("100000000000", "4", "32-bit row indices"),
+        ("4000000000", "4000000000", "too many values"),
+        // 2.3 GB of embeddings: above lavapipe's 2 GiB max_buffer_size (or, on a small
+        // host, above what it can allocate).
+        ("9000000", "64", "needs"),
+    ] {
+        assert_usage_error(
+            &["bench", "--loss", c, "--batch", batch, "--dim", dim],
+            needle,
+        );
+    }
+}

@@ -174,6 +174,7 @@ fn compare_to_host(gpu: &Gpu, cfg: &Contrastive, c: &Case, loss: f64, grad: &[f3
         c.dim,
         d_max,
         c.rows as u64,
+        &check::spread(cfg.distance, cfg.normalize, &[&x]),
     );
     common::assert_report(&report);
 }

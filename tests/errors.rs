@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use metric_loss::{Contrastive, Embeddings, Error, Gpu, GpuOptions, Grads, Labels};
 
@@ -180,4 +180,82 @@ fn timeout_is_an_error_and_the_gpu_stays_usable() {
     let reference = cfg.batch(shared, &x, &l, Grads::Compute).unwrap();
     assert_eq!(again, reference);
     assert_eq!(gpu.uncaptured_errors(), 0);
+}
+
+#[test]
+fn device_destroyed_during_a_call_is_an_error_not_a_hang() {
+    if common::gpu().is_none() {
+        return;
+    }
+    // Early (recording), halfway (waiting) and late (reading back). A call that finished
+    // before the destroy rightly succeeds; at least one must have been caught mid-call.
+    let lost = [0.05, 0.5, 0.9]
+        .into_iter()
+        .filter(|&f| destroy_during_a_call(f))
+        .count();
+    assert!(lost > 0, "no call was still running at its destroy");
+}
+
+/// Destroys the device `fraction` of a call's time into one; true if that call saw it.
+fn destroy_during_a_call(fraction: f64) -> bool {
+    let gpu = Gpu::new().unwrap();
+    let (b, d) = (2048, 64);
+    let data = common::normals(11, b * d);
+    let x = Embeddings::new("x", &data, b, d).unwrap();
+    let l = Labels::new(&common::labels(11, b, 32));
+    let cfg = Contrastive::default();
+    // Build the pipelines, then time a call.
+    cfg.batch(&gpu, &x, &l, Grads::Compute).unwrap();
+    let start = Instant::now();
+    cfg.batch(&gpu, &x, &l, Grads::Compute).unwrap();
+    let took = start.elapsed();
+    let (result, finished, destroyed) = std::thread::scope(|s| {
+        let call = s.spawn(|| {
+            let r = cfg.batch(&gpu, &x, &l, Grads::Compute);
+            (r, Instant::now())
+        });
+        std::thread::sleep(took.mul_f64(fraction));
+        let destroyed = Instant::now();
+        gpu.device().destroy();
+        let (r, finished) = call.join().unwrap();
+        (r, finished, destroyed)
+    });
+    let saw_it = match result {
+        Err(Error::DeviceLost { .. }) => {
+            // Not a hang: back well before the polling timeout.
+            let waited = finished - destroyed;
+            assert!(waited < took * 4 + Duration::from_secs(5), "{waited:?}");
+            true
+        }
+        Ok(_) if finished <= destroyed => false,
+        other => panic!(
+            "at {fraction}: expected DeviceLost, got {:?}",
+            other.map(|o| o.loss)
+        ),
+    };
+    match cfg.batch(&gpu, &x, &l, Grads::Skip) {
+        Err(Error::DeviceLost { .. }) => {}
+        other => panic!("expected DeviceLost on the next call, got {other:?}"),
+    }
+    saw_it
+}
+
+#[test]
+fn the_uncaptured_error_counter_counts() {
+    // Every test binary asserts at exit that its shared Gpu counted no uncaptured error
+    // (tests/common); this shows the counter would see one.
+    if common::gpu().is_none() {
+        return;
+    }
+    let gpu = Gpu::new().unwrap();
+    assert_eq!(gpu.uncaptured_errors(), 0);
+    // MAP_READ with STORAGE is invalid, outside any error scope.
+    let _ = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("invalid on purpose"),
+        size: 16,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let _ = gpu.device().poll(wgpu::PollType::Poll);
+    assert_eq!(gpu.uncaptured_errors(), 1);
 }

@@ -4,9 +4,12 @@
 use std::path::Path;
 
 fn replay(target: &str, body: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target);
+    replay_dir(&Path::new("fuzz/corpus").join(target), body);
+}
+
+fn replay_dir(dir: &Path, body: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+    let target = dir.display();
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
@@ -26,4 +29,13 @@ fn npy_input_corpus() {
 #[test]
 fn cpu_reference_corpus() {
     replay("cpu_reference", metric_loss::check::fuzz::cpu_reference);
+}
+
+/// The inputs fuzzing found failing (fuzz/findings, see TESTING.md), kept after their fix.
+#[test]
+fn findings_stay_fixed() {
+    replay_dir(
+        Path::new("fuzz/findings"),
+        metric_loss::check::fuzz::cpu_reference,
+    );
 }

@@ -289,6 +289,7 @@ fn cross_mined(gpu: &Gpu, cfg: &Triplet, mining: Mining, data: &[f32], labels: &
         &r,
         dim,
         d_max,
+        &metric_loss::check::spread(cfg.distance, cfg.normalize, &[&x]),
     ));
     assert_eq!(gpu.uncaptured_errors(), 0);
 }
@@ -333,7 +334,11 @@ fn explicit_sizes_around_the_workgroup() {
                 .explicit_cpu(&e[0], &e[1], &e[2], Grads::Compute)
                 .unwrap();
             let name = format!("explicit N={rows} D={dim} {cfg:?}");
-            common::assert_report(&compare_outputs(name, &cfg, None, &g, &r, dim, dec.d_max));
+            let norm =
+                &metric_loss::check::spread(cfg.distance, cfg.normalize, &[&e[0], &e[1], &e[2]]);
+            common::assert_report(&compare_outputs(
+                name, &cfg, None, &g, &r, dim, dec.d_max, norm,
+            ));
         }
     }
 }
@@ -573,6 +578,7 @@ fn large_batch_matches_reference() {
             &r,
             dim,
             d_max,
+            &metric_loss::check::spread(cfg.distance, cfg.normalize, &[&x]),
         ));
     }
 }

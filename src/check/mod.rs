@@ -9,13 +9,18 @@
 //! D the dimension, L the reduction length (the number of pair terms summed into that value:
 //! the pair count for the loss, the batch size for a batch gradient row, 1 in pair mode) and
 //! S the output's scale (for the loss, the largest possible term weighted by the reduction;
-//! for a gradient, the largest reference magnitude in that gradient). Why: an f32 dot product
+//! for a gradient, the larger of the largest reference magnitude among the call's gradients
+//! and the size of one term's contribution before it cancels: the largest |dL/dd| times the
+//! size of the distance gradient's operands, see [`contribution_scale`]). Why: an f32 dot product
 //! or squared distance over D values carries a relative error of at most about D·u, and a
 //! sequential f32 sum of L terms an error of at most about L·u times the magnitude of its
 //! terms (Higham, "Accuracy and Stability of Numerical Algorithms", §3–4); hinge, chain rule
 //! and normalisation scale those errors by factors bounded by the output's scale. The factor
 //! 8 covers the few roundings per step. It is an absolute part (u(D+L)S) plus a relative part
-//! (u(D+L)|r|), both growing with the reduction length, never a blanket epsilon.
+//! (u(D+L)|r|), both growing with the reduction length, never a blanket epsilon. One constant
+//! is added: f32's smallest normal value 2⁻¹²⁶ ≈ 1.2e-38, below which f32 has no relative
+//! precision (subnormals, or zero where the GPU flushes them), e.g. exp(−110) of a
+//! saturated softmax term at τ = 0.01.
 
 use crate::cpu;
 use crate::loss::contrastive::{Contrastive, Distance, Hinge, Reduction};
@@ -25,6 +30,10 @@ use crate::{ContrastiveOutput, Embeddings, Gpu, Labels, Result};
 pub mod fuzz;
 pub mod softmax;
 pub mod triplet;
+
+/// The smallest normal f32, 2⁻¹²⁶: below it values are subnormal, or flushed to zero (GPUs
+/// may flush subnormals), so no relative accuracy is possible.
+pub const F32_UNDERFLOW: f64 = 1.175_494_350_822_287_5e-38;
 
 /// f32 unit roundoff, 2⁻²⁴.
 pub const F32_ROUNDOFF: f64 = 5.960_464_477_539_063e-8;
@@ -36,6 +45,9 @@ pub struct Tolerance {
     pub length: f64,
     /// The output's scale S.
     pub scale: f64,
+    /// The absolute floor: f32's underflow threshold times the largest factor applied to a
+    /// value after it may have underflowed ([`F32_UNDERFLOW`] unless set).
+    pub floor: f64,
 }
 
 impl Tolerance {
@@ -44,12 +56,21 @@ impl Tolerance {
         Self {
             length: dim as f64 + reduction_len as f64,
             scale,
+            floor: F32_UNDERFLOW,
         }
+    }
+
+    /// The same rule with the underflow floor multiplied by `gain`, the largest factor an
+    /// underflowed intermediate is multiplied by on its way to the output (softmax: a weight
+    /// exp(z − lse) times 1/(τ·‖x‖)).
+    pub fn with_underflow_gain(mut self, gain: f64) -> Self {
+        self.floor = F32_UNDERFLOW * gain.max(1.0);
+        self
     }
 
     /// The largest allowed |g − r| for reference value `r`.
     pub fn bound(&self, r: f64) -> f64 {
-        8.0 * F32_ROUNDOFF * self.length * (r.abs() + self.scale)
+        8.0 * F32_ROUNDOFF * self.length * (r.abs() + self.scale) + self.floor
     }
 }
 
@@ -92,13 +113,138 @@ pub fn compare(gpu: &[f64], reference: &[f64], tol: Tolerance) -> Comparison {
     c
 }
 
+/// What the gradient tolerance needs to know of the inputs: the smallest raw row norm, and,
+/// where the distance is computed (after any normalisation), the largest row norm and the
+/// smallest non-zero distance between two rows.
+#[derive(Clone, Copy, Debug)]
+pub struct Spread {
+    /// Smallest row norm of the inputs as given.
+    pub min_norm: f64,
+    /// Largest row norm where the distance is computed.
+    pub max_norm: f64,
+    /// Smallest non-zero euclidean distance between two rows there (any inputs).
+    pub d_min: f64,
+}
+
+/// The smallest row norm of `x`.
+pub fn min_norm(x: &Embeddings<'_>) -> f64 {
+    (0..x.rows())
+        .map(|i| {
+            x.row(i)
+                .iter()
+                .map(|&v| f64::from(v).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// The [`Spread`] of the inputs of a loss with this distance and normalisation.
+pub fn spread(distance: Distance, normalize: bool, inputs: &[&Embeddings<'_>]) -> Spread {
+    let dim = inputs[0].dim();
+    let raw: Vec<f64> = inputs
+        .iter()
+        .flat_map(|x| cpu::distance::widen(x))
+        .collect();
+    let norms = |v: &[f64]| -> Vec<f64> {
+        v.chunks(dim)
+            .map(|r| r.iter().map(|a| a * a).sum::<f64>().sqrt())
+            .collect()
+    };
+    let min_norm = inputs
+        .iter()
+        .map(|x| min_norm(x))
+        .fold(f64::INFINITY, f64::min);
+    let unit = normalize || distance == Distance::Cosine;
+    let rows = if unit {
+        cpu::normalize::forward(&raw, dim).0
+    } else {
+        raw
+    };
+    let max_norm = norms(&rows).into_iter().fold(0.0, f64::max);
+    let n = rows.len() / dim;
+    let mut d_min = f64::INFINITY;
+    for i in 0..n {
+        for j in i + 1..n {
+            let d = cpu::distance::distance(
+                Distance::Euclidean,
+                &rows[i * dim..(i + 1) * dim],
+                &rows[j * dim..(j + 1) * dim],
+            );
+            if d > 0.0 {
+                d_min = d_min.min(d);
+            }
+        }
+    }
+    Spread {
+        min_norm,
+        max_norm,
+        d_min,
+    }
+}
+
+/// The size of one term's contribution to a gradient row before cancellation: `coef` (the
+/// largest |dL/dd|) times the size of the operands of the distance's gradient, times
+/// 2/max(‖x‖, 1e-12) for the first normalisation stage and 2 for a second. The operands:
+/// euclidean (u − v)/d, whose f32 rounding is relative to |u| + |v|, not to |u − v| (close
+/// rows: 2·max‖x‖/d_min); squared 2(u − v) (4·max‖x‖); cosine v̂ − cos·û (2). A gradient that
+/// cancels (close or nearly parallel rows, or a row's terms of opposite sign) is rounded
+/// relative to this, not to its own size.
+pub fn contribution_scale(distance: Distance, normalize: bool, coef: f64, s: &Spread) -> f64 {
+    let operands = match distance {
+        Distance::Euclidean => (2.0 * s.max_norm / s.d_min).max(1.0),
+        Distance::SquaredEuclidean => 4.0 * s.max_norm,
+        Distance::Cosine => 2.0,
+    };
+    let gain = match distance.normalize_stages(normalize) {
+        0 => 1.0,
+        1 => 2.0 / s.min_norm.max(cpu::normalize::NORM_EPS),
+        _ => 4.0 / s.min_norm.max(cpu::normalize::NORM_EPS),
+    };
+    let scale = coef * operands * gain;
+    if scale.is_finite() {
+        scale
+    } else {
+        0.0
+    }
+}
+
+/// The largest |dL/dd| of a contrastive call: the hinge's largest slope times the largest
+/// weight of a term under the reduction (from the reference's counts).
+fn contrastive_coef(cfg: &Contrastive, d_max: f64, counts: &crate::ContrastiveCounts) -> f64 {
+    let slope = match cfg.hinge {
+        Hinge::Squared => 2.0 * d_max.max(f64::from(cfg.margin)),
+        Hinge::Linear => 1.0,
+    };
+    let inv = |n: u64| if n == 0 { 0.0 } else { 1.0 / n as f64 };
+    let weight = match cfg.reduction {
+        Reduction::Mean => inv(counts.pairs()),
+        Reduction::Sum => 1.0,
+        Reduction::MeanNonzero => inv(counts.active_similar).max(inv(counts.active_dissimilar)),
+    };
+    slope * weight
+}
+
+/// The size of the operands a distance is computed from, in units of the distance: its f32
+/// rounding is relative to this, not to d (close rows cancel in u − v, nearly parallel rows
+/// in 1 − cos): euclidean 2·max‖x‖, squared 4·max‖x‖·√d_max, cosine 2.
+pub fn distance_operands(distance: Distance, d_max: f64, s: &Spread) -> f64 {
+    match distance {
+        Distance::Euclidean => 2.0 * s.max_norm,
+        Distance::SquaredEuclidean => 4.0 * s.max_norm * d_max.sqrt(),
+        Distance::Cosine => 2.0,
+    }
+}
+
 /// Largest possible pair term for `cfg` when no distance exceeds `d_max`, weighted by the
-/// reduction over `pairs` pairs: the loss's scale S.
-pub fn loss_scale(cfg: &Contrastive, d_max: f64, pairs: u64) -> f64 {
+/// reduction over `pairs` pairs: the loss's scale S. A term's rounding is at most its size
+/// plus the hinge's slope times the distance's operands ([`distance_operands`]).
+pub fn loss_scale(cfg: &Contrastive, d_max: f64, pairs: u64, spread: &Spread) -> f64 {
     let t = f64::from(cfg.margin) + f64::from(cfg.pos_margin) + d_max;
+    let c = distance_operands(cfg.distance, d_max, spread);
     let term = match cfg.hinge {
-        Hinge::Squared => t * t,
-        Hinge::Linear => t,
+        Hinge::Squared => t * t + 2.0 * t * c,
+        Hinge::Linear => t + c,
     };
     match cfg.reduction {
         Reduction::Mean => term,
@@ -284,7 +430,9 @@ impl CaseReport {
 }
 
 /// Compares a GPU output with the reference under the tolerance rule. `reduction_len` is the
-/// number of terms behind each gradient value (batch: rows; pairs: 1).
+/// number of terms behind each gradient value (batch: rows; pairs: 1); `spread` describes
+/// the inputs ([`spread`]).
+#[allow(clippy::too_many_arguments)]
 pub fn compare_outputs(
     name: String,
     cfg: &Contrastive,
@@ -293,14 +441,19 @@ pub fn compare_outputs(
     dim: usize,
     d_max: f64,
     reduction_len: u64,
+    spread: &Spread,
 ) -> CaseReport {
     let pairs = reference.counts.pairs();
-    let loss_tol = Tolerance::new(dim, pairs, loss_scale(cfg, d_max, pairs));
-    compare_any(name, gpu, reference, dim, loss_tol, reduction_len)
+    let loss_tol = Tolerance::new(dim, pairs, loss_scale(cfg, d_max, pairs, spread));
+    let coef = contrastive_coef(cfg, d_max, &reference.counts);
+    let floor = contribution_scale(cfg.distance, cfg.normalize, coef, spread);
+    compare_any(name, gpu, reference, dim, loss_tol, reduction_len, floor)
 }
 
 /// Compares any loss's GPU output with its reference: the loss under `loss_tol`, each
-/// gradient under the rule with `reduction_len` terms and its own scale, counts exactly.
+/// gradient under the rule with `reduction_len` terms and the gradient scale (the largest
+/// reference magnitude among all the gradients, at least `contribution`: see
+/// [`contribution_scale`]), counts exactly.
 pub fn compare_any<C: PartialEq>(
     name: String,
     gpu: &LossOutput<C>,
@@ -308,8 +461,14 @@ pub fn compare_any<C: PartialEq>(
     dim: usize,
     loss_tol: Tolerance,
     reduction_len: u64,
+    contribution: f64,
 ) -> CaseReport {
     let loss = compare(&[gpu.loss], &[reference.loss], loss_tol);
+    let scale = reference
+        .grads
+        .iter()
+        .flatten()
+        .fold(contribution, |m, v| m.max(f64::from(v.abs())));
     let grads = gpu
         .grads
         .iter()
@@ -317,7 +476,6 @@ pub fn compare_any<C: PartialEq>(
         .map(|(g, r)| {
             let g: Vec<f64> = g.iter().map(|&v| f64::from(v)).collect();
             let r: Vec<f64> = r.iter().map(|&v| f64::from(v)).collect();
-            let scale = r.iter().fold(0.0f64, |m, v| m.max(v.abs()));
             compare(&g, &r, Tolerance::new(dim, reduction_len, scale))
         })
         .collect::<Vec<_>>();
@@ -374,7 +532,8 @@ pub fn run_grid(gpu: &Gpu, rows: usize, dim: usize, seed: u64) -> Result<Vec<Cas
             );
             let d_max = dists.iter().cloned().fold(0.0, f64::max);
             let len = if batch { rows as u64 } else { 1 };
-            reports.push(compare_outputs(name, &cfg, &g, &r, dim, d_max, len));
+            let norm = spread(cfg.distance, cfg.normalize, &[&x, &b]);
+            reports.push(compare_outputs(name, &cfg, &g, &r, dim, d_max, len, &norm));
         }
     }
     Ok(reports)

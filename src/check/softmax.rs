@@ -7,8 +7,11 @@
 //! A = 1 + 1/τ and L the batch size (the terms behind one log-sum-exp or one gradient row):
 //! - loss: S = 2A + ln(L + 1) (a term is at most 2/τ + ln L; LSE and z are 1-Lipschitz);
 //! - gradient of row i: S = A · max_i m_i / (τ·max(||x_i||, 1e-12)), with m_i the row's
-//!   coefficient mass Σ_j |dL/dz_ij| + |dL/dz_ji| from the reference: the size of what the
-//!   row's gradient sums before cancellation, carried through the normalisation;
+//!   coefficient mass from the reference: Σ_j over dL/dz_ij and dL/dz_ji of the size of
+//!   their operands (SupCon and CLIP compute p − t, softmax weight minus target, which f32
+//!   rounds relative to p + t, as every f32 cross-entropy backward does: near saturation
+//!   the difference is tiny but its rounding is not), the size of what the row's gradient
+//!   sums before cancellation, carried through the normalisation;
 //! - dL/dτ: S = 2A²/τ (Σ|dL/dz| ≤ 2 for all three losses, each weight off by D·u/τ
 //!   relatively, times |z| ≤ 1/τ, over τ).
 //!
@@ -25,7 +28,7 @@ fn amplification(tau: f64) -> f64 {
 }
 
 /// The gradient scale S of one input from its rows and their coefficient masses.
-fn grad_scale(tau: f64, x: &Embeddings<'_>, mass: &[f64]) -> f64 {
+pub fn grad_scale(tau: f64, x: &Embeddings<'_>, mass: &[f64]) -> f64 {
     let dim = x.dim().max(1);
     x.data()
         .chunks(dim)
@@ -70,11 +73,11 @@ pub fn compare_outputs(
         .map(|((g, r), (x, m))| {
             let g: Vec<f64> = g.iter().map(|&v| f64::from(v)).collect();
             let r: Vec<f64> = r.iter().map(|&v| f64::from(v)).collect();
-            compare(
-                &g,
-                &r,
-                Tolerance::new(dim, rows as u64, grad_scale(tau, x, m)),
-            )
+            // A weight that underflowed is multiplied by up to A/(τ·min‖x‖) afterwards.
+            let min_norm = super::min_norm(x);
+            let gain = amp / (tau * min_norm.max(cpu::normalize::NORM_EPS));
+            let tol = Tolerance::new(dim, rows as u64, grad_scale(tau, x, m));
+            compare(&g, &r, tol.with_underflow_gain(gain))
         })
         .collect();
     let tau_tol = Tolerance::new(dim, rows as u64, 2.0 * amp * amp / tau);

@@ -164,16 +164,19 @@ pub fn make_clear(cfg: &mut Triplet, dec: &Decisions, wanted: f64, band: f64) ->
     }
 }
 
-/// The loss's tolerance: S is the largest possible term (margin or ln 2, plus d_max),
-/// times the number of terms for a sum; L the number of terms.
+/// The loss's tolerance: S is the largest possible term (margin or ln 2, plus d_max) plus
+/// the rounding of its two distances ([`super::distance_operands`]), times the number of
+/// terms for a sum; L the number of terms.
 pub fn loss_tolerance(
     cfg: &Triplet,
     mining: Option<Mining>,
     d_max: f64,
     terms: u64,
     dim: usize,
+    spread: &super::Spread,
 ) -> Tolerance {
     let term = d_max
+        + 2.0 * super::distance_operands(cfg.distance, d_max, spread)
         + match cfg.term {
             TripletTerm::Margin(m) => f64::from(m),
             TripletTerm::Soft => std::f64::consts::LN_2,
@@ -186,7 +189,9 @@ pub fn loss_tolerance(
 }
 
 /// Compares a GPU output with the reference: gradients with a reduction length of 3 for
-/// explicit triplets and the batch size for mined ones.
+/// explicit triplets and the batch size for mined ones; `spread` describes the inputs
+/// ([`super::spread`]).
+#[allow(clippy::too_many_arguments)]
 pub fn compare_outputs(
     name: String,
     cfg: &Triplet,
@@ -195,11 +200,20 @@ pub fn compare_outputs(
     reference: &TripletOutput,
     dim: usize,
     d_max: f64,
+    spread: &super::Spread,
 ) -> CaseReport {
-    let tol = loss_tolerance(cfg, mining, d_max, reference.counts.terms, dim);
+    let tol = loss_tolerance(cfg, mining, d_max, reference.counts.terms, dim, spread);
     let rows = reference.grads.first().map_or(1, |g| g.len() / dim.max(1));
     let len = if mining.is_some() { rows as u64 } else { 3 };
-    compare_any(name, gpu, reference, dim, tol, len)
+    // A term's slope is at most 1 (hinge or soft margin), weighted by the reduction.
+    let inv = |n: u64| if n == 0 { 0.0 } else { 1.0 / n as f64 };
+    let coef = match cfg.reduction_for(mining) {
+        Reduction::Sum => 1.0,
+        Reduction::Mean => inv(reference.counts.terms),
+        Reduction::MeanNonzero => inv(reference.counts.active),
+    };
+    let floor = super::contribution_scale(cfg.distance, cfg.normalize, coef, spread);
+    compare_any(name, gpu, reference, dim, tol, len, floor)
 }
 
 /// Every option of explicit triplets, and every mining rule with its reductions, on seeded
@@ -232,7 +246,10 @@ pub fn run_grid(gpu: &Gpu, rows: usize, dim: usize, seed: u64) -> Result<Vec<Cas
             let g = cfg.explicit(gpu, &e[0], &e[1], &e[2], Grads::Compute)?;
             let r = cfg.explicit_cpu(&e[0], &e[1], &e[2], Grads::Compute)?;
             let name = case_name("explicit", &cfg, None);
-            reports.push(compare_outputs(name, &cfg, None, &g, &r, dim, dec.d_max));
+            let norm = super::spread(cfg.distance, cfg.normalize, &[&e[0], &e[1], &e[2]]);
+            reports.push(compare_outputs(
+                name, &cfg, None, &g, &r, dim, dec.d_max, &norm,
+            ));
             break;
         }
     }
@@ -268,6 +285,7 @@ pub fn run_grid(gpu: &Gpu, rows: usize, dim: usize, seed: u64) -> Result<Vec<Cas
                 &r,
                 dim,
                 dec.d_max,
+                &super::spread(cfg.distance, cfg.normalize, &[&x]),
             ));
             break;
         }

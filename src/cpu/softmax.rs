@@ -59,9 +59,12 @@ pub fn batch_f64(
     batch_with_mass(loss, tau, x, dim, classes, grads).0
 }
 
-/// [`batch_f64`] and, with gradients, each row's coefficient mass Σ_j |dL/dz_ij| + |dL/dz_ji|:
-/// the size of what the row's gradient sums before cancellation (the tolerance rule's
-/// scale, `check::softmax`); empty with [`Grads::Skip`].
+/// [`batch_f64`] and, with gradients, each row's coefficient mass: Σ over the coefficients
+/// dL/dz_ij and dL/dz_ji of the size of what each is computed from (the weight plus the
+/// target, c·(p + t), for SupCon's c·(p − t), which f32 rounds relative to its operands;
+/// |dL/dz| for NT-Xent's sigmoid and softmax terms). It is the size of what the row's
+/// gradient sums before cancellation (the tolerance rule's scale, `check::softmax`); empty
+/// with [`Grads::Skip`].
 pub fn batch_with_mass(
     loss: SoftmaxLoss,
     tau: f64,
@@ -116,34 +119,31 @@ pub fn batch_with_mass(
     if grads == Grads::Skip {
         return (Reference::loss_only(sum * c, counts), Vec::new());
     }
-    // dL/dz_ij seen from anchor i.
-    let coef = |i: usize, j: usize, zij: f64| -> f64 {
+    // dL/dz_ij seen from anchor i, and the size of its operands.
+    let coef = |i: usize, j: usize, zij: f64| -> (f64, f64) {
         let a = &anchors[i];
-        let Some(l) = a.lse else { return 0.0 };
-        match loss {
+        let Some(l) = a.lse else { return (0.0, 0.0) };
+        let v = match loss {
             SoftmaxLoss::NtXent if positive(i, j) => -c * sigmoid(l - zij),
             SoftmaxLoss::NtXent if in_den(i, j) => c * a.weight * (zij - l).exp(),
             SoftmaxLoss::NtXent => 0.0,
             _ if a.positives == 0 || i == j => 0.0,
             _ => {
-                let p = if positive(i, j) {
-                    1.0 / a.positives as f64
-                } else {
-                    0.0
-                };
-                c * ((zij - l).exp() - p)
+                let (p, t) = ((zij - l).exp(), positive_share(positive(i, j), a.positives));
+                return (c * (p - t), c * (p + t));
             }
-        }
+        };
+        (v, v.abs())
     };
     let mut g = vec![0.0; b * dim];
     let (mut gz, mut mass) = (0.0, vec![0.0; b]);
     for i in 0..b {
         for j in 0..b {
             let zij = z(i, j);
-            let gij = coef(i, j, zij);
+            let (gij, gross) = coef(i, j, zij);
             gz += gij * zij;
-            mass[i] += gij.abs();
-            mass[j] += gij.abs();
+            mass[i] += gross;
+            mass[j] += gross;
             // s_ij = x̂_i·x̂_j: ds/dx̂_i = x̂_j and ds/dx̂_j = x̂_i.
             let (xi, xj) = (row(&xn, i, dim).to_vec(), row(&xn, j, dim).to_vec());
             add_scaled(&mut g[i * dim..(i + 1) * dim], gij / tau, &xj);
@@ -157,6 +157,15 @@ pub fn batch_with_mass(
         grad_temperature: Some(-gz / tau),
     };
     (r, mass)
+}
+
+/// The target weight of z_ij in SupCon's anchor term: 1/|P| for a positive, else 0.
+fn positive_share(positive: bool, positives: usize) -> f64 {
+    if positive {
+        1.0 / positives as f64
+    } else {
+        0.0
+    }
 }
 
 /// CLIP over the views `a` and `b` (N rows of `dim` values each; row i of each match).
@@ -200,10 +209,12 @@ pub fn clip_with_mass(
         for j in 0..n {
             let zij = z(i, j);
             let diag = if i == j { 2.0 } else { 0.0 };
-            let gij = 0.5 * c * ((zij - lse_row[i]).exp() + (zij - lse_col[j]).exp() - diag);
+            let p = (zij - lse_row[i]).exp() + (zij - lse_col[j]).exp();
+            let gij = 0.5 * c * (p - diag);
             gz += gij * zij;
-            mass[0][i] += gij.abs();
-            mass[1][j] += gij.abs();
+            // The size of the operands of p − diag (see `batch_with_mass`).
+            mass[0][i] += 0.5 * c * (p + diag);
+            mass[1][j] += 0.5 * c * (p + diag);
             add_scaled(&mut ga[i * dim..(i + 1) * dim], gij / tau, row(&bn, j, dim));
             add_scaled(&mut gb[j * dim..(j + 1) * dim], gij / tau, row(&an, i, dim));
         }

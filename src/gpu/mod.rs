@@ -346,9 +346,12 @@ impl Gpu {
             None => return Err(self.lost_or(Error::MapFailed(wgpu::BufferAsyncError))),
         }
         let mut bytes = {
-            let view = slice.get_mapped_range().map_err(|e| Error::Validation {
-                during,
-                description: e.to_string(),
+            // A device destroyed mid-call shows here as a destroyed staging buffer.
+            let view = slice.get_mapped_range().map_err(|e| {
+                self.lost_or(Error::Validation {
+                    during,
+                    description: e.to_string(),
+                })
             })?;
             view.to_vec()
         };

@@ -154,7 +154,9 @@ pub(crate) struct DeviceParams {
     pub stride: u32,
     pub accumulate: u32,
     pub scale: f32,
-    pub _pad: [u32; 3],
+    /// Gathers flag values beyond this magnitude (the call's limit, at most 1e15).
+    pub max_abs: f32,
+    pub _pad: [u32; 2],
 }
 
 /// Keep in sync with `NormalizeParams` in shaders/normalize.wgsl.

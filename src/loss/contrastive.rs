@@ -6,6 +6,7 @@ use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gpu::params::{ContrastiveParams, Partial};
 use crate::gpu::Gpu;
+use crate::loss::magnitude::{self, MarginWorst};
 use crate::loss::plan::{Plan, PARTIAL_BYTES, ROW_TILE};
 use crate::loss::steps::{
     finish_recording, normalize_forward, padded, row_groups, split_readback, upload_sides, Buffers,
@@ -263,16 +264,45 @@ fn check_pairs(
     cfg.validate()?;
     same_rows("rows of B", a.rows(), b.rows())?;
     same_rows("columns of B", a.dim(), b.dim())?;
-    same_rows("pair labels", a.rows(), similar.len())
+    same_rows("pair labels", a.rows(), similar.len())?;
+    let limit = cfg.magnitude_limit(Mode::Pairs, a.rows(), a.dim())?;
+    for x in [a, b] {
+        magnitude::check(x, limit, || cfg.describe(Mode::Pairs, a.rows(), a.dim()))?;
+    }
+    Ok(())
 }
 
 fn check_batch(cfg: &Contrastive, x: &Embeddings<'_>, labels: &Labels) -> Result<()> {
     cfg.validate()?;
-    same_rows("labels", x.rows(), labels.len())
+    same_rows("labels", x.rows(), labels.len())?;
+    let limit = cfg.magnitude_limit(Mode::Batch, x.rows(), x.dim())?;
+    magnitude::check(x, limit, || cfg.describe(Mode::Batch, x.rows(), x.dim()))
+}
+
+impl Contrastive {
+    /// The largest input magnitude whose f32 intermediates stay finite (see
+    /// [`magnitude`]); shared with the device-resident calls.
+    pub(crate) fn magnitude_limit(&self, mode: Mode, rows: usize, dim: usize) -> Result<f64> {
+        let n = rows as f64;
+        let (terms, per_row) = match mode {
+            Mode::Pairs => (n, 1.0),
+            Mode::Batch => (n * (n - 1.0) / 2.0, n - 1.0),
+        };
+        magnitude::margin_limit(&MarginWorst::contrastive(self, dim, terms, per_row))
+    }
+
+    fn describe(&self, mode: Mode, rows: usize, dim: usize) -> String {
+        let family = match mode {
+            Mode::Pairs => "contrastive pairs",
+            Mode::Batch => "contrastive batch",
+        };
+        let squared = self.hinge == Hinge::Squared;
+        magnitude::describe(family, self.distance, squared, rows, dim)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     Pairs,
     Batch,
 }

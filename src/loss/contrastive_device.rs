@@ -3,7 +3,7 @@
 use crate::device::{self, DeviceGrad, DeviceLabels, DeviceLoss, DeviceRows, Target};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::loss::contrastive::{Contrastive, Dispatch};
+use crate::loss::contrastive::{Contrastive, Dispatch, Mode};
 use crate::loss::plan::{Plan, PARTIAL_BYTES};
 use crate::loss::steps::{alloc_sides, normalize_forward, record, Buffers};
 
@@ -25,6 +25,7 @@ impl Contrastive {
         self.validate()?;
         device::check_batch(&x, &labels, grad.as_ref())?;
         let (rows, dim) = (x.rows as u64, x.dim as u64);
+        let limit = self.magnitude_limit(Mode::Batch, x.rows, x.dim)?;
         let mut out = None;
         gpu.execute_device("contrastive loss (device-resident)", target, |rec| {
             let plan = Plan::new(rec, rows, dim, 0)?;
@@ -37,7 +38,8 @@ impl Contrastive {
             let scales = bufs.push(rec.small("scales", 48));
             let loss = device::loss_buffer(rec);
             let loss_i = bufs.push(loss.clone());
-            let (mut steps, flags) = device::gather_sides(rec, &plan, &mut bufs, &sides, &[x])?;
+            let (mut steps, flags) =
+                device::gather_sides(rec, &plan, &mut bufs, &sides, &[x], limit)?;
             steps.extend(device::gather_ids(rec, &plan, &mut bufs, &labels, classes)?);
             steps.extend(normalize_forward(&plan, &sides));
             let d = Dispatch {
@@ -67,6 +69,7 @@ impl Contrastive {
             out = Some(DeviceLoss {
                 loss,
                 flags: bufs.list[flags].clone(),
+                limit,
                 temperature: false,
             });
             Ok(())

@@ -2,6 +2,7 @@
 
 pub mod contrastive;
 mod contrastive_device;
+pub(crate) mod magnitude;
 pub(crate) mod plan;
 pub mod softmax;
 mod softmax_device;

@@ -6,6 +6,7 @@ use crate::cpu;
 use crate::error::{Error, Result};
 use crate::gpu::params::{SoftmaxParams, SoftmaxPartial, SoftmaxStats};
 use crate::gpu::Gpu;
+use crate::loss::magnitude;
 use crate::loss::plan::{Plan, ROW_TILE};
 use crate::loss::steps::{
     finish_recording, normalize_forward, padded, row_groups, split_readback, upload_sides, Buffers,
@@ -236,7 +237,9 @@ fn check_batch(cfg: &Softmax, x: &Embeddings<'_>, labels: &Labels) -> Result<()>
             reason: "it takes two views A and B (pairs), not a labelled batch",
         });
     }
-    same_rows("labels", x.rows(), labels.len())
+    same_rows("labels", x.rows(), labels.len())?;
+    let limit = magnitude::softmax_limit(x.dim(), x.rows(), cfg.temperature)?;
+    magnitude::check(x, limit, || cfg.describe(x.rows(), x.dim()))
 }
 
 fn check_pairs(cfg: &Softmax, a: &Embeddings<'_>, b: &Embeddings<'_>) -> Result<()> {
@@ -248,7 +251,21 @@ fn check_pairs(cfg: &Softmax, a: &Embeddings<'_>, b: &Embeddings<'_>) -> Result<
         });
     }
     same_rows("rows of b", a.rows(), b.rows())?;
-    same_rows("columns of b", a.dim(), b.dim())
+    same_rows("columns of b", a.dim(), b.dim())?;
+    let limit = magnitude::softmax_limit(a.dim(), 2 * a.rows(), cfg.temperature)?;
+    for x in [a, b] {
+        magnitude::check(x, limit, || cfg.describe(a.rows(), a.dim()))?;
+    }
+    Ok(())
+}
+
+impl Softmax {
+    fn describe(&self, rows: usize, dim: usize) -> String {
+        format!(
+            "{:?} (temperature {}), {rows} rows of dimension {dim}",
+            self.loss, self.temperature
+        )
+    }
 }
 
 /// Number of terms the loss averages over, from the class ids (CLIP: the rows).

@@ -3,6 +3,7 @@
 use crate::device::{self, DeviceGrad, DeviceLabels, DeviceLoss, DeviceRows, Target};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
+use crate::loss::magnitude;
 use crate::loss::plan::Plan;
 use crate::loss::softmax::{build, Softmax, SoftmaxLoss};
 use crate::loss::steps::{alloc_sides, record, Buffers};
@@ -71,6 +72,11 @@ fn run(
     target: Target<'_>,
 ) -> Result<DeviceLoss> {
     let (rows, dim) = (inputs[0].rows as u64, inputs[0].dim as u64);
+    let limit = magnitude::softmax_limit(
+        inputs[0].dim,
+        inputs.len() * inputs[0].rows,
+        cfg.temperature,
+    )?;
     let want = grads.iter().any(Option::is_some);
     let mut out = None;
     gpu.execute_device("softmax loss (device-resident)", target, |rec| {
@@ -78,7 +84,8 @@ fn run(
         let mut bufs = Buffers::default();
         let sides = alloc_sides(rec, &plan, &mut bufs, inputs.len(), 1, want);
         let classes = bufs.push(rec.rows_buffer("classes", plan.capacity * 4, true));
-        let (mut steps, flags) = device::gather_sides(rec, &plan, &mut bufs, &sides, inputs)?;
+        let (mut steps, flags) =
+            device::gather_sides(rec, &plan, &mut bufs, &sides, inputs, limit)?;
         match &labels {
             Some(l) => steps.extend(device::gather_ids(rec, &plan, &mut bufs, l, classes)?),
             // CLIP: row i of A matches row i of B.
@@ -94,6 +101,7 @@ fn run(
         out = Some(DeviceLoss {
             loss: bufs.list[built.dev].clone(),
             flags: bufs.list[flags].clone(),
+            limit,
             temperature: want,
         });
         Ok(())

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::gpu::params::{TripletParams, TripletPartial};
 use crate::gpu::Gpu;
 use crate::loss::contrastive::Reduction;
+use crate::loss::magnitude::{self, MarginWorst};
 use crate::loss::plan::{Plan, ROW_TILE};
 use crate::loss::steps::{
     finish_recording, normalize_forward, padded, row_groups, split_readback, upload_sides, Buffers,
@@ -301,12 +302,53 @@ fn check_explicit(
     same_rows("rows of positive", a.rows(), p.rows())?;
     same_rows("rows of negative", a.rows(), n.rows())?;
     same_rows("columns of positive", a.dim(), p.dim())?;
-    same_rows("columns of negative", a.dim(), n.dim())
+    same_rows("columns of negative", a.dim(), n.dim())?;
+    let (rows, dim) = (a.rows(), a.dim());
+    let limit = cfg.magnitude_limit(dim, rows as f64)?;
+    for x in [a, p, n] {
+        magnitude::check(x, limit, || cfg.describe("explicit", rows, dim))?;
+    }
+    Ok(())
 }
 
 fn check_mined(cfg: &Triplet, x: &Embeddings<'_>, labels: &Labels, mining: Mining) -> Result<()> {
     cfg.validate(Some(mining))?;
-    same_rows("labels", x.rows(), labels.len())
+    same_rows("labels", x.rows(), labels.len())?;
+    let terms = mined_terms(labels.ids(), mining) as f64;
+    let limit = cfg.magnitude_limit(x.dim(), terms)?;
+    magnitude::check(x, limit, || cfg.describe("mined", x.rows(), x.dim()))
+}
+
+impl Triplet {
+    /// The largest input magnitude whose f32 intermediates stay finite (see
+    /// [`magnitude`]), over `terms` terms. A term touches three rows, once each, so a
+    /// row's gradient adds up at most 3 × terms contributions.
+    pub(crate) fn magnitude_limit(&self, dim: usize, terms: f64) -> Result<f64> {
+        let margin = match self.term {
+            TripletTerm::Margin(m) => f64::from(m),
+            TripletTerm::Soft => 0.0,
+        };
+        magnitude::margin_limit(&MarginWorst {
+            distance: self.distance,
+            normalize: self.normalize,
+            squared: false,
+            margin,
+            additive: true,
+            dim: dim as f64,
+            terms,
+            per_row: 3.0 * terms,
+        })
+    }
+
+    fn describe(&self, mode: &str, rows: usize, dim: usize) -> String {
+        magnitude::describe(
+            &format!("triplet ({mode})"),
+            self.distance,
+            false,
+            rows,
+            dim,
+        )
+    }
 }
 
 /// Sums the per-row partials in row order: counts in u64, the loss (Kahan sum minus its

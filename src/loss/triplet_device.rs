@@ -68,6 +68,14 @@ fn run(
     target: Target<'_>,
 ) -> Result<DeviceLoss> {
     let (rows, dim) = (inputs[0].rows as u64, inputs[0].dim as u64);
+    // The labels are on the device: mined calls take the most terms their mining can form.
+    let n = rows as f64;
+    let terms = match mining {
+        None | Some(Mining::Hard) => n,
+        Some(Mining::All) => n * n * n,
+        Some(Mining::Semihard) => n * n,
+    };
+    let limit = cfg.magnitude_limit(inputs[0].dim, terms)?;
     let want = grads.iter().any(Option::is_some);
     let mut out = None;
     gpu.execute_device("triplet loss (device-resident)", target, |rec| {
@@ -76,7 +84,8 @@ fn run(
         let mut bufs = Buffers::default();
         let stages = cfg.distance.normalize_stages(cfg.normalize);
         let sides = alloc_sides(rec, &plan, &mut bufs, inputs.len(), stages, want);
-        let (mut steps, flags) = device::gather_sides(rec, &plan, &mut bufs, &sides, inputs)?;
+        let (mut steps, flags) =
+            device::gather_sides(rec, &plan, &mut bufs, &sides, inputs, limit)?;
         let dev = bufs.push(device::loss_buffer(rec));
         let (partials, whole_partials) = match (mining, &labels) {
             (Some(m), Some(l)) => {
@@ -134,6 +143,7 @@ fn run(
         out = Some(DeviceLoss {
             loss: bufs.list[dev].clone(),
             flags: bufs.list[flags].clone(),
+            limit,
             temperature: false,
         });
         Ok(())

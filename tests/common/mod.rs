@@ -7,12 +7,19 @@ use std::sync::OnceLock;
 use metric_loss::check::{self, CaseReport, Rng};
 use metric_loss::{Contrastive, Embeddings, Gpu, Grads, Labels};
 
+static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
+
 /// One `Gpu` per test binary. `None` (test skipped, with a note) when there is no adapter,
-/// except under `CI=true`, where a missing adapter fails the test.
+/// except under `CI=true`, where a missing adapter fails the test. Creating it registers an
+/// exit check: the test binary fails if the `Gpu` counted an uncaptured wgpu error, so every
+/// binary asserts that its valid work raised none.
 pub fn gpu() -> Option<&'static Gpu> {
-    static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
     GPU.get_or_init(|| match Gpu::new() {
-        Ok(g) => Some(g),
+        Ok(g) => {
+            // SAFETY: registers a plain function with the C runtime, once per process.
+            unsafe { atexit(uncaptured_at_exit) };
+            Some(g)
+        }
         Err(e) => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("CI=true and no GPU adapter: {e}");
@@ -22,6 +29,24 @@ pub fn gpu() -> Option<&'static Gpu> {
         }
     })
     .as_ref()
+}
+
+unsafe extern "C" {
+    fn atexit(f: extern "C" fn()) -> std::ffi::c_int;
+    fn _exit(status: std::ffi::c_int) -> !;
+}
+
+/// Runs when the test binary exits, after every test (libtest returns or calls `exit`).
+extern "C" fn uncaptured_at_exit() {
+    if let Some(Some(gpu)) = GPU.get() {
+        let n = gpu.uncaptured_errors();
+        if n > 0 {
+            eprintln!("FAILED: the shared Gpu counted {n} uncaptured wgpu error(s) on valid work");
+            // SAFETY: ends the process at once with a failing status; exit() may not be
+            // called again from an exit handler.
+            unsafe { _exit(101) };
+        }
+    }
 }
 
 /// Seeded Gaussian rows.
@@ -69,6 +94,7 @@ pub fn cross_batch(gpu: &Gpu, name: &str, cfg: &Contrastive, x: &Embeddings<'_>,
         x.dim(),
         d_max,
         x.rows() as u64,
+        &check::spread(cfg.distance, cfg.normalize, &[x]),
     );
     assert_report(&report);
     assert_eq!(gpu.uncaptured_errors(), 0);
@@ -95,6 +121,7 @@ pub fn cross_pairs(
         a.dim(),
         d_max,
         1,
+        &check::spread(cfg.distance, cfg.normalize, &[a, b]),
     );
     assert_report(&report);
     assert_eq!(gpu.uncaptured_errors(), 0);

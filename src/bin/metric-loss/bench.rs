@@ -139,6 +139,35 @@ impl Workload<'_> {
     }
 }
 
+/// Refuses sizes whose indices overflow, that exceed 32-bit row indices, or whose generated
+/// inputs (`inputs` matrices of `b × d` f32) the host cannot allocate, before generating them.
+fn check_size(b: usize, d: usize, inputs: usize) -> Result<(), Failure> {
+    if b > u32::MAX as usize {
+        return Err(Failure::usage(format!(
+            "--batch {b}: at most {} rows (32-bit row indices)",
+            u32::MAX
+        )));
+    }
+    let values = b
+        .checked_mul(d)
+        .and_then(|v| v.checked_mul(inputs))
+        .filter(|&v| v <= isize::MAX as usize / 4)
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "--batch {b} × --dim {d}: too many values to index in memory"
+            ))
+        })?;
+    let mut probe: Vec<f32> = Vec::new();
+    probe.try_reserve_exact(values).map_err(|_| {
+        Failure::usage(format!(
+            "--batch {b} × --dim {d} needs {:.1} GB of host memory for its inputs, more than \
+             can be allocated; use a smaller batch or dimension",
+            values as f64 * 4e-9
+        ))
+    })?;
+    Ok(())
+}
+
 pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
     let triplet = matches!(args.loss, LossName::Triplet);
     let softmax = match args.loss {
@@ -199,16 +228,28 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
     if !(margin.is_finite() && margin >= 0.0) {
         return Err(Failure::usage("--margin must be finite and >= 0"));
     }
-    let mut rng = Rng::new(args.seed);
-    let x = match &given {
-        Some((data, ..)) => data.clone(),
-        None => rng.unit_rows(b, d),
-    };
     let sides = match args.mode {
         ModeArg::Batch if softmax == Some(SoftmaxLoss::Clip) => 1,
         ModeArg::Batch => 0,
         ModeArg::Pairs => 1,
         ModeArg::Triplets => 2,
+    };
+    check_size(b, d, 1 + sides)?;
+    let mut gpu = args.device.open()?;
+    if let Some(g) = &gpu {
+        // Checked again by the loss call; here before the inputs are generated.
+        let (bytes, limit) = ((b * d * 4) as u64, g.limits().max_buffer_size);
+        if bytes > limit {
+            return Err(Failure::usage(format!(
+                "--batch {b} × --dim {d} needs {bytes} bytes of embeddings, but the device \
+                 allows at most {limit} per buffer; use a smaller batch or dimension"
+            )));
+        }
+    }
+    let mut rng = Rng::new(args.seed);
+    let x = match &given {
+        Some((data, ..)) => data.clone(),
+        None => rng.unit_rows(b, d),
     };
     let others: Vec<Vec<f32>> = (0..sides).map(|_| rng.unit_rows(b, d)).collect();
     let classes = (b / 8).max(1) as u64;
@@ -255,7 +296,6 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
             b: (sides == 1).then(|| (eo[0], similar)),
         }
     };
-    let mut gpu = args.device.open()?;
     if let Some(g) = gpu.as_mut() {
         g.set_profiling(true);
     }

@@ -89,6 +89,7 @@ impl From<metric_loss::Error> for Failure {
             | E::EmptyInput { .. }
             | E::ZeroDim { .. }
             | E::OutOfDomain { .. }
+            | E::TooLargeForLoss { .. }
             | E::InvalidOption { .. }
             | E::OptionConflict { .. }
             | E::LimitExceeded { .. } => Failure::usage(e.to_string()),

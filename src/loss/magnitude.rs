@@ -1,0 +1,187 @@
+//! How large input values may be for a loss's f32 intermediates to stay finite.
+//!
+//! The input domain (finite, |x| ≤ 1e15) keeps one distance finite, but the margin losses
+//! square distances and hinges and add terms over many pairs. Each call bounds its largest
+//! intermediate (squared norm, squared distance, term, sum of terms, per-row gradient sum)
+//! by a worst case in M, the largest input magnitude, and refuses values beyond the M at
+//! which that bound reaches [`CEILING`]. The bound is conservative (every term at its
+//! largest, every sum over all terms), so ordinary embeddings are far inside it.
+
+use crate::error::{Error, Result};
+use crate::loss::contrastive::Hinge;
+use crate::loss::Distance;
+use crate::shape::{Embeddings, MAX_ABS_VALUE};
+
+/// Largest value an intermediate may reach: f32::MAX is 3.4e38, the rest is headroom for
+/// rounding and the small factors a bound leaves out.
+pub const CEILING: f64 = 1e37;
+
+/// A row's gradient is amplified by at most 2/max(‖x‖, 1e-12) per normalisation stage. Both
+/// stages (`normalize` and cosine) can see a zero row: the gains multiply.
+const NORMALIZE_GAIN: f64 = 2e12;
+
+/// What a margin loss does with its inputs, for the worst-case bound.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MarginWorst {
+    pub distance: Distance,
+    pub normalize: bool,
+    /// Squared hinge (contrastive's default); triplet's terms are linear.
+    pub squared: bool,
+    /// The largest margin (contrastive: max(m, p); triplet: m, 0 for the soft margin).
+    pub margin: f64,
+    /// Triplet: a term is d(a,p) − d(a,n) + m, bounded by d + m; contrastive by max(d, m).
+    pub additive: bool,
+    pub dim: f64,
+    /// Terms summed into the loss.
+    pub terms: f64,
+    /// Terms one row's gradient adds up.
+    pub per_row: f64,
+}
+
+impl MarginWorst {
+    pub fn contrastive(cfg: &crate::Contrastive, dim: usize, terms: f64, per_row: f64) -> Self {
+        Self {
+            distance: cfg.distance,
+            normalize: cfg.normalize,
+            squared: cfg.hinge == Hinge::Squared,
+            margin: f64::from(cfg.margin.max(cfg.pos_margin)),
+            additive: false,
+            dim: dim as f64,
+            terms,
+            per_row,
+        }
+    }
+
+    /// The largest intermediate when no input value exceeds `m` in magnitude.
+    pub fn at(&self, m: f64) -> f64 {
+        let unit = self.normalize || self.distance == Distance::Cosine;
+        let r = if unit { 1.0 } else { m };
+        let norm_sq = self.dim * m * m;
+        let diff_sq = 4.0 * self.dim * r * r;
+        let (d, dd) = match self.distance {
+            Distance::Euclidean => (diff_sq.sqrt(), 1.0),
+            Distance::SquaredEuclidean => (diff_sq, 2.0 * diff_sq.sqrt()),
+            Distance::Cosine => (2.0, 1.0),
+        };
+        let h = if self.additive {
+            d + self.margin + 1.0
+        } else {
+            d.max(self.margin)
+        };
+        let (term, slope) = if self.squared {
+            (h * h, 2.0 * h)
+        } else {
+            (h, 1.0)
+        };
+        let stages = self.distance.normalize_stages(self.normalize);
+        let gain = NORMALIZE_GAIN.powi(stages as i32);
+        let grad = self.per_row * slope * dd * gain;
+        norm_sq.max(diff_sq).max(self.terms * term).max(grad)
+    }
+}
+
+/// The largest input magnitude (at most the domain's 1e15) for which `worst` stays within
+/// [`CEILING`], or `None` when it exceeds it whatever the inputs (the options and size
+/// alone overflow).
+pub(crate) fn largest_magnitude(worst: impl Fn(f64) -> f64) -> Option<f64> {
+    if worst(MAX_ABS_VALUE) <= CEILING {
+        return Some(MAX_ABS_VALUE);
+    }
+    if worst(0.0) > CEILING {
+        return None;
+    }
+    // Geometric bisection: `lo` always passes, `hi` always fails.
+    let (mut lo, mut hi) = (f64::from(f32::MIN_POSITIVE), MAX_ABS_VALUE);
+    if worst(lo) > CEILING {
+        return Some(0.0);
+    }
+    for _ in 0..80 {
+        let mid = (lo * hi).sqrt();
+        if worst(mid) <= CEILING {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    // An f32 at or below `lo`, so that the device's f32 comparison agrees with the host's.
+    let f = lo as f32;
+    Some(if f64::from(f) > lo {
+        f64::from(f.next_down())
+    } else {
+        f64::from(f)
+    })
+}
+
+/// The limit for a margin loss, or the error that its margin is too large for the size.
+pub(crate) fn margin_limit(worst: &MarginWorst) -> Result<f64> {
+    largest_magnitude(|m| worst.at(m)).ok_or(Error::InvalidOption {
+        name: "margin",
+        value: worst.margin,
+        rule: "too large for this many terms: their f32 sum would overflow \
+               (margin² × terms with the squared hinge, margin × terms otherwise, \
+               must stay below 1e37); use a smaller margin or batch",
+    })
+}
+
+/// The limit for a softmax-contrastive loss: logits are cosines over τ, so only the squared
+/// norm and the normalisation's gain on the gradient (rows × 2/τ) grow.
+pub(crate) fn softmax_limit(dim: usize, rows: usize, temperature: f32) -> Result<f64> {
+    let grad = rows as f64 * 2.0 / f64::from(temperature) * NORMALIZE_GAIN;
+    largest_magnitude(|m| (dim as f64 * m * m).max(grad)).ok_or(Error::LimitExceeded {
+        what: "rows × 2/temperature × 4e12 (the softmax gradient's worst case)".into(),
+        needed: grad as u64,
+        limit: CEILING as u64,
+    })
+}
+
+/// Refuses the first value of `x` beyond `limit`. `config` describes the call for the
+/// message.
+pub(crate) fn check(x: &Embeddings<'_>, limit: f64, config: impl FnOnce() -> String) -> Result<()> {
+    if x.max_abs() <= limit {
+        return Ok(());
+    }
+    let data = x.data();
+    let index = data
+        .iter()
+        .position(|v| f64::from(v.abs()) > limit)
+        .unwrap_or_else(|| unreachable!("max_abs exceeds the limit"));
+    Err(Error::TooLargeForLoss {
+        what: x.what(),
+        index,
+        value: f64::from(data[index]),
+        limit,
+        config: config(),
+    })
+}
+
+/// A short description of a margin loss's options and size, for [`Error::TooLargeForLoss`].
+pub(crate) fn describe(
+    family: &str,
+    distance: Distance,
+    squared: bool,
+    rows: usize,
+    dim: usize,
+) -> String {
+    let distance = match distance {
+        Distance::Euclidean => "euclidean",
+        Distance::SquaredEuclidean => "squared-euclidean",
+        Distance::Cosine => "cosine",
+    };
+    let hinge = if squared { "squared" } else { "linear" };
+    format!("{family} with {distance} distance and {hinge} hinge, {rows} rows of dimension {dim}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_is_the_largest_magnitude_within_the_ceiling() {
+        let worst = |m: f64| m * m * m * m;
+        let limit = largest_magnitude(worst).unwrap();
+        assert!(worst(limit) <= CEILING);
+        assert!(worst(limit * 1.000_01) > CEILING);
+        assert_eq!(largest_magnitude(|m| m), Some(MAX_ABS_VALUE));
+        assert_eq!(largest_magnitude(|m| m + 1e38), None);
+    }
+}

@@ -1,0 +1,507 @@
+//! Property tests (proptest) of every loss over generated shapes, options, scales and data
+//! inside the input domain:
+//! - the GPU against the f64 CPU reference under the tolerance rule (`metric_loss::check`);
+//! - bitwise determinism of a rerun;
+//! - permuting rows together with their labels (or pairs, or triplets) permutes the
+//!   gradients and leaves the loss, within the rule on the GPU and to 1e-9 on the CPU;
+//! - swapping the two sides of a pair (contrastive pairs, CLIP) swaps the gradients;
+//! - translation invariance (euclidean distances, no normalisation): the gradients of a
+//!   batch, a pair or a triplet sum to zero; scale invariance (cosine similarities of the
+//!   softmax losses): each row's gradient is orthogonal to the row.
+//!
+//! Margins and mining decisions are placed clear of the f32/f64 kinks, as in the grids.
+//! Cases per property: `PROPTEST_CASES` (default 12, to keep CI fast).
+
+mod common;
+
+use metric_loss::check::{self, softmax as sm, triplet as tr, CaseReport, Rng, Tolerance};
+use metric_loss::{
+    cpu, Distance, Embeddings, Gpu, Grads, Labels, LossOutput, Softmax, SoftmaxLoss,
+};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+/// One generated case: sizes, a seed for the values, labels and permutation, the values'
+/// scale, and an index into the family's option grid.
+#[derive(Clone, Debug)]
+struct Case {
+    rows: usize,
+    dim: usize,
+    seed: u64,
+    scale: f32,
+    option: usize,
+}
+
+impl Case {
+    fn values(&self, salt: u64) -> Vec<f32> {
+        let v = Rng::new(self.seed ^ salt).normals(self.rows * self.dim);
+        v.into_iter().map(|x| x * self.scale).collect()
+    }
+
+    fn labels(&self) -> Vec<i64> {
+        let mut r = Rng::new(self.seed ^ 0x1abe1);
+        let classes = (self.rows as u64 / 3).max(2);
+        (0..self.rows).map(|_| r.below(classes) as i64).collect()
+    }
+
+    /// A seeded permutation of the rows (Fisher–Yates).
+    fn permutation(&self) -> Vec<usize> {
+        let mut r = Rng::new(self.seed ^ 0x9e37);
+        let mut p: Vec<usize> = (0..self.rows).collect();
+        for i in (1..p.len()).rev() {
+            p.swap(i, r.below(i as u64 + 1) as usize);
+        }
+        p
+    }
+}
+
+fn cases(rows: std::ops::RangeInclusive<usize>, options: usize) -> impl Strategy<Value = Case> {
+    (
+        rows,
+        1usize..=6,
+        any::<u64>(),
+        prop::sample::select(vec![1e-2f32, 1.0, 1e2]),
+        0..options,
+    )
+        .prop_map(|(rows, dim, seed, scale, option)| Case {
+            rows,
+            dim,
+            seed,
+            scale,
+            option,
+        })
+}
+
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Row k of the result is row `p[k]` of `v`.
+fn permute<T: Copy>(v: &[T], width: usize, p: &[usize]) -> Vec<T> {
+    p.iter()
+        .flat_map(|&i| v[i * width..(i + 1) * width].iter().copied())
+        .collect()
+}
+
+/// Undoes [`permute`] on every gradient of `out`.
+fn unpermute<C: Clone>(out: &LossOutput<C>, dim: usize, p: &[usize]) -> LossOutput<C> {
+    let mut back = out.clone();
+    for (g, orig) in back.grads.iter_mut().zip(&out.grads) {
+        for (k, &i) in p.iter().enumerate() {
+            g[i * dim..(i + 1) * dim].copy_from_slice(&orig[k * dim..(k + 1) * dim]);
+        }
+    }
+    back
+}
+
+fn bits<C>(out: &LossOutput<C>) -> (u64, Vec<Vec<u32>>, Option<u64>) {
+    (
+        out.loss.to_bits(),
+        out.grads
+            .iter()
+            .map(|g| g.iter().map(|v| v.to_bits()).collect())
+            .collect(),
+        out.grad_temperature.map(f64::to_bits),
+    )
+}
+
+fn pass(r: &CaseReport) -> Result<(), TestCaseError> {
+    prop_assert!(r.pass(), "{}: {:?}", r.name, r);
+    Ok(())
+}
+
+/// Two reference outputs agree: the loss (f64) to 1e-9 relative, gradients (narrowed to
+/// f32) to one f32 rounding (reordering f64 sums can move a value across a rounding point).
+fn close<C: PartialEq + std::fmt::Debug>(
+    a: &LossOutput<C>,
+    b: &LossOutput<C>,
+) -> Result<(), TestCaseError> {
+    let near = |x: f64, y: f64, s: f64| (x - y).abs() <= 1e-9 * (s + x.abs().max(y.abs()));
+    prop_assert_eq!(&a.counts, &b.counts);
+    prop_assert!(near(a.loss, b.loss, 0.0), "loss {} vs {}", a.loss, b.loss);
+    for (ga, gb) in a.grads.iter().zip(&b.grads) {
+        let s = ga.iter().fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
+        for (x, y) in ga.iter().zip(gb) {
+            let (x, y) = (f64::from(*x), f64::from(*y));
+            let ulp = check::F32_ROUNDOFF * 2.0 * x.abs().max(y.abs());
+            prop_assert!((x - y).abs() <= ulp + 1e-9 * s, "{x} vs {y}");
+        }
+    }
+    Ok(())
+}
+
+/// The rows of `grads` (each `rows × dim`), added per row index across the inputs and then
+/// over `rows_summed` rows, are zero within `rows_summed × inputs` GPU tolerances.
+fn sums_to_zero(
+    grads: &[Vec<f32>],
+    dim: usize,
+    rows_summed: usize,
+    reduction_len: u64,
+) -> Result<(), TestCaseError> {
+    let rows = grads[0].len() / dim;
+    let scale = grads
+        .iter()
+        .flatten()
+        .fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
+    let bound =
+        (rows_summed * grads.len()) as f64 * Tolerance::new(dim, reduction_len, scale).bound(0.0);
+    for start in (0..rows).step_by(rows_summed) {
+        for k in 0..dim {
+            let s: f64 = grads
+                .iter()
+                .flat_map(|g| (start..start + rows_summed).map(move |i| f64::from(g[i * dim + k])))
+                .sum();
+            prop_assert!(
+                s.abs() <= bound,
+                "column {k} from row {start}: sum {s:e} > {bound:e}"
+            );
+        }
+    }
+    Ok(())
+}
+
+fn translation_invariant(distance: Distance, normalize: bool) -> bool {
+    distance != Distance::Cosine && !normalize
+}
+
+fn contrastive_batch(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
+    let mut cfg = check::option_grid()[c.option];
+    let (data, labels) = (c.values(1), c.labels());
+    let x = Embeddings::new("x", &data, c.rows, c.dim).unwrap();
+    let l = Labels::new(&labels);
+    let dists = check::batch_distances(&cfg, &x);
+    let median = check::median(&dists);
+    check::clear_margins(&mut cfg, &dists, c.dim, 0.5 * median, 1.2 * median);
+    let d_max = dists.iter().cloned().fold(0.0, f64::max);
+    let compare = |name: &str, g: &LossOutput<_>, r: &LossOutput<_>| {
+        let n = format!("batch {name} {cfg:?} {c:?}");
+        check::compare_outputs(
+            n,
+            &cfg,
+            g,
+            r,
+            c.dim,
+            d_max,
+            c.rows as u64,
+            &check::spread(cfg.distance, cfg.normalize, &[&x]),
+        )
+    };
+    let g = cfg.batch(gpu, &x, &l, Grads::Compute).unwrap();
+    let r = cfg.batch_cpu(&x, &l, Grads::Compute).unwrap();
+    pass(&compare("gpu", &g, &r))?;
+    let again = cfg.batch(gpu, &x, &l, Grads::Compute).unwrap();
+    prop_assert_eq!(bits(&g), bits(&again));
+
+    let p = c.permutation();
+    let (pd, pl) = (permute(&data, c.dim, &p), permute(&labels, 1, &p));
+    let px = Embeddings::new("x", &pd, c.rows, c.dim).unwrap();
+    let pl = Labels::new(&pl);
+    let gp = cfg.batch(gpu, &px, &pl, Grads::Compute).unwrap();
+    pass(&compare("permuted", &unpermute(&gp, c.dim, &p), &r))?;
+    let rp = cfg.batch_cpu(&px, &pl, Grads::Compute).unwrap();
+    close(&unpermute(&rp, c.dim, &p), &r)?;
+
+    if translation_invariant(cfg.distance, cfg.normalize) {
+        sums_to_zero(&g.grads, c.dim, c.rows, c.rows as u64)?;
+    }
+    Ok(())
+}
+
+fn contrastive_pairs(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
+    let mut cfg = check::option_grid()[c.option];
+    let (da, db) = (c.values(1), c.values(2));
+    let similar: Vec<bool> = c.labels().iter().map(|v| v % 2 == 0).collect();
+    let a = Embeddings::new("a", &da, c.rows, c.dim).unwrap();
+    let b = Embeddings::new("b", &db, c.rows, c.dim).unwrap();
+    let dists = check::pair_distances(&cfg, &a, &b);
+    let median = check::median(&dists);
+    check::clear_margins(&mut cfg, &dists, c.dim, 0.5 * median, 1.2 * median);
+    let d_max = dists.iter().cloned().fold(0.0, f64::max);
+    let compare = |name: &str, g: &LossOutput<_>, r: &LossOutput<_>| {
+        let n = format!("pairs {name} {cfg:?} {c:?}");
+        check::compare_outputs(
+            n,
+            &cfg,
+            g,
+            r,
+            c.dim,
+            d_max,
+            1,
+            &check::spread(cfg.distance, cfg.normalize, &[&a, &b]),
+        )
+    };
+    let g = cfg.pairs(gpu, &a, &b, &similar, Grads::Compute).unwrap();
+    let r = cfg.pairs_cpu(&a, &b, &similar, Grads::Compute).unwrap();
+    pass(&compare("gpu", &g, &r))?;
+    let again = cfg.pairs(gpu, &a, &b, &similar, Grads::Compute).unwrap();
+    prop_assert_eq!(bits(&g), bits(&again));
+
+    // The two sides swapped: the same loss, the gradients swapped.
+    let mut swapped = cfg.pairs(gpu, &b, &a, &similar, Grads::Compute).unwrap();
+    swapped.grads.swap(0, 1);
+    pass(&compare("swapped", &swapped, &r))?;
+
+    let p = c.permutation();
+    let (pa, pb, ps) = (
+        permute(&da, c.dim, &p),
+        permute(&db, c.dim, &p),
+        permute(&similar, 1, &p),
+    );
+    let pa_e = Embeddings::new("a", &pa, c.rows, c.dim).unwrap();
+    let pb_e = Embeddings::new("b", &pb, c.rows, c.dim).unwrap();
+    let gp = cfg.pairs(gpu, &pa_e, &pb_e, &ps, Grads::Compute).unwrap();
+    pass(&compare("permuted", &unpermute(&gp, c.dim, &p), &r))?;
+    let rp = cfg.pairs_cpu(&pa_e, &pb_e, &ps, Grads::Compute).unwrap();
+    close(&unpermute(&rp, c.dim, &p), &r)?;
+
+    if translation_invariant(cfg.distance, cfg.normalize) {
+        sums_to_zero(&g.grads, c.dim, 1, 1)?;
+    }
+    Ok(())
+}
+
+fn triplet_explicit(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
+    let base = tr::explicit_grid()[c.option];
+    let data: Vec<Vec<f32>> = (1..=3).map(|s| c.values(s)).collect();
+    let e: Vec<Embeddings<'_>> = data
+        .iter()
+        .map(|d| Embeddings::new("t", d, c.rows, c.dim).unwrap())
+        .collect();
+    let dec = tr::explicit_decisions(&base, &e[0], &e[1], &e[2]);
+    let band = tr::decision_band(c.dim, dec.d_max);
+    let mut cfg = base;
+    let wanted = 0.3 * check::median(&dec.hinge_points).abs() + 0.1;
+    prop_assume!(tr::make_clear(&mut cfg, &dec, wanted, band));
+    let compare = |name: &str, g: &LossOutput<_>, r: &LossOutput<_>| {
+        let n = format!("explicit {name} {cfg:?} {c:?}");
+        tr::compare_outputs(
+            n,
+            &cfg,
+            None,
+            g,
+            r,
+            c.dim,
+            dec.d_max,
+            &check::spread(cfg.distance, cfg.normalize, &[&e[0], &e[1], &e[2]]),
+        )
+    };
+    let g = cfg
+        .explicit(gpu, &e[0], &e[1], &e[2], Grads::Compute)
+        .unwrap();
+    let r = cfg
+        .explicit_cpu(&e[0], &e[1], &e[2], Grads::Compute)
+        .unwrap();
+    pass(&compare("gpu", &g, &r))?;
+    let again = cfg
+        .explicit(gpu, &e[0], &e[1], &e[2], Grads::Compute)
+        .unwrap();
+    prop_assert_eq!(bits(&g), bits(&again));
+
+    let p = c.permutation();
+    let pd: Vec<Vec<f32>> = data.iter().map(|d| permute(d, c.dim, &p)).collect();
+    let pe: Vec<Embeddings<'_>> = pd
+        .iter()
+        .map(|d| Embeddings::new("t", d, c.rows, c.dim).unwrap())
+        .collect();
+    let gp = cfg
+        .explicit(gpu, &pe[0], &pe[1], &pe[2], Grads::Compute)
+        .unwrap();
+    pass(&compare("permuted", &unpermute(&gp, c.dim, &p), &r))?;
+    let rp = cfg
+        .explicit_cpu(&pe[0], &pe[1], &pe[2], Grads::Compute)
+        .unwrap();
+    close(&unpermute(&rp, c.dim, &p), &r)?;
+
+    if translation_invariant(cfg.distance, cfg.normalize) {
+        sums_to_zero(&g.grads, c.dim, 1, 3)?;
+    }
+    Ok(())
+}
+
+fn triplet_mined(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
+    let (base, mining) = tr::mined_grid()[c.option];
+    let (data, labels) = (c.values(1), c.labels());
+    let x = Embeddings::new("x", &data, c.rows, c.dim).unwrap();
+    let l = Labels::new(&labels);
+    let dec = tr::mined_decisions(&base, mining, &x, l.ids());
+    let band = tr::decision_band(c.dim, dec.d_max);
+    let mut cfg = base;
+    let wanted = 0.3 * check::median(&dec.hinge_points).abs() + 0.1;
+    prop_assume!(tr::make_clear(&mut cfg, &dec, wanted, band));
+    let compare = |name: &str, g: &LossOutput<_>, r: &LossOutput<_>| {
+        let n = format!("mined {name} {cfg:?} {mining:?} {c:?}");
+        tr::compare_outputs(
+            n,
+            &cfg,
+            Some(mining),
+            g,
+            r,
+            c.dim,
+            dec.d_max,
+            &check::spread(cfg.distance, cfg.normalize, &[&x]),
+        )
+    };
+    let g = cfg.mined(gpu, &x, &l, mining, Grads::Compute).unwrap();
+    let r = cfg.mined_cpu(&x, &l, mining, Grads::Compute).unwrap();
+    pass(&compare("gpu", &g, &r))?;
+    let again = cfg.mined(gpu, &x, &l, mining, Grads::Compute).unwrap();
+    prop_assert_eq!(bits(&g), bits(&again));
+
+    let p = c.permutation();
+    let (pd, pl) = (permute(&data, c.dim, &p), permute(&labels, 1, &p));
+    let px = Embeddings::new("x", &pd, c.rows, c.dim).unwrap();
+    let pl = Labels::new(&pl);
+    let gp = cfg.mined(gpu, &px, &pl, mining, Grads::Compute).unwrap();
+    pass(&compare("permuted", &unpermute(&gp, c.dim, &p), &r))?;
+    let rp = cfg.mined_cpu(&px, &pl, mining, Grads::Compute).unwrap();
+    close(&unpermute(&rp, c.dim, &p), &r)?;
+
+    if translation_invariant(cfg.distance, cfg.normalize) {
+        sums_to_zero(&g.grads, c.dim, c.rows, c.rows as u64)?;
+    }
+    Ok(())
+}
+
+/// Each row's gradient is orthogonal to the row (cosine similarities are scale-invariant),
+/// within the rule's gradient bound (scale from the coefficient masses): |x·g| ≤ Σ|x_k|·bound.
+fn orthogonal(
+    cfg: &Softmax,
+    x: &Embeddings<'_>,
+    mass: &[f64],
+    g: &[f32],
+) -> Result<(), TestCaseError> {
+    let dim = x.dim();
+    let scale = sm::grad_scale(f64::from(cfg.temperature), x, mass);
+    let bound = Tolerance::new(dim, x.rows() as u64, scale).bound(0.0);
+    for i in 0..x.rows() {
+        let row = x.row(i);
+        let dot: f64 = (0..dim)
+            .map(|k| f64::from(row[k]) * f64::from(g[i * dim + k]))
+            .sum();
+        let limit: f64 = row.iter().map(|v| f64::from(v.abs()) * bound).sum();
+        prop_assert!(dot.abs() <= limit, "row {i}: x·g = {dot:e} > {limit:e}");
+    }
+    Ok(())
+}
+
+const SOFTMAX: [SoftmaxLoss; 2] = [SoftmaxLoss::NtXent, SoftmaxLoss::SupCon];
+
+fn softmax_batch(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
+    let loss = SOFTMAX[c.option % 2];
+    let cfg = Softmax::new(loss).temperature(sm::TEMPERATURES[c.option / 2]);
+    let (data, labels) = (c.values(1), c.labels());
+    let x = Embeddings::new("x", &data, c.rows, c.dim).unwrap();
+    let l = Labels::new(&labels);
+    let (r, mass) = cpu::softmax::batch_with_mass(
+        loss,
+        f64::from(cfg.temperature),
+        &cpu::distance::widen(&x),
+        c.dim,
+        l.ids(),
+        Grads::Compute,
+    );
+    let r = r.narrow();
+    let compare = |name: &str, g: &LossOutput<_>| {
+        let n = format!("{loss:?} {name} {cfg:?} {c:?}");
+        sm::compare_outputs(n, &cfg, g, &r, &[&x], std::slice::from_ref(&mass))
+    };
+    let g = cfg.batch(gpu, &x, &l, Grads::Compute).unwrap();
+    pass(&compare("gpu", &g))?;
+    let again = cfg.batch(gpu, &x, &l, Grads::Compute).unwrap();
+    prop_assert_eq!(bits(&g), bits(&again));
+
+    let p = c.permutation();
+    let (pd, pl) = (permute(&data, c.dim, &p), permute(&labels, 1, &p));
+    let px = Embeddings::new("x", &pd, c.rows, c.dim).unwrap();
+    let pl = Labels::new(&pl);
+    let gp = cfg.batch(gpu, &px, &pl, Grads::Compute).unwrap();
+    pass(&compare("permuted", &unpermute(&gp, c.dim, &p)))?;
+    let rp = cfg.batch_cpu(&px, &pl, Grads::Compute).unwrap();
+    let rc = cfg.batch_cpu(&x, &l, Grads::Compute).unwrap();
+    close(&unpermute(&rp, c.dim, &p), &rc)?;
+
+    orthogonal(&cfg, &x, &mass, &g.grads[0])
+}
+
+fn clip(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
+    let cfg = Softmax::clip().temperature(sm::TEMPERATURES[c.option]);
+    let (da, db) = (c.values(1), c.values(2));
+    let a = Embeddings::new("a", &da, c.rows, c.dim).unwrap();
+    let b = Embeddings::new("b", &db, c.rows, c.dim).unwrap();
+    let (r, masses) = cpu::softmax::clip_with_mass(
+        f64::from(cfg.temperature),
+        &cpu::distance::widen(&a),
+        &cpu::distance::widen(&b),
+        c.dim,
+        Grads::Compute,
+    );
+    let r = r.narrow();
+    let compare = |name: &str, g: &LossOutput<_>| {
+        let n = format!("clip {name} {cfg:?} {c:?}");
+        sm::compare_outputs(n, &cfg, g, &r, &[&a, &b], &masses)
+    };
+    let g = cfg.pairs(gpu, &a, &b, Grads::Compute).unwrap();
+    pass(&compare("gpu", &g))?;
+    let again = cfg.pairs(gpu, &a, &b, Grads::Compute).unwrap();
+    prop_assert_eq!(bits(&g), bits(&again));
+
+    // CLIP is symmetric in its two views.
+    let mut swapped = cfg.pairs(gpu, &b, &a, Grads::Compute).unwrap();
+    swapped.grads.swap(0, 1);
+    pass(&compare("swapped", &swapped))?;
+
+    let p = c.permutation();
+    let (pa, pb) = (permute(&da, c.dim, &p), permute(&db, c.dim, &p));
+    let pa_e = Embeddings::new("a", &pa, c.rows, c.dim).unwrap();
+    let pb_e = Embeddings::new("b", &pb, c.rows, c.dim).unwrap();
+    let gp = cfg.pairs(gpu, &pa_e, &pb_e, Grads::Compute).unwrap();
+    pass(&compare("permuted", &unpermute(&gp, c.dim, &p)))?;
+    let rp = cfg.pairs_cpu(&pa_e, &pb_e, Grads::Compute).unwrap();
+    let rc = cfg.pairs_cpu(&a, &b, Grads::Compute).unwrap();
+    close(&unpermute(&rp, c.dim, &p), &rc)?;
+
+    orthogonal(&cfg, &a, &masses[0], &g.grads[0])?;
+    orthogonal(&cfg, &b, &masses[1], &g.grads[1])
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn contrastive_batch_properties(c in cases(2..=12, check::option_grid().len())) {
+        if let Some(gpu) = common::gpu() { contrastive_batch(gpu, &c)?; }
+    }
+
+    #[test]
+    fn contrastive_pairs_properties(c in cases(1..=12, check::option_grid().len())) {
+        if let Some(gpu) = common::gpu() { contrastive_pairs(gpu, &c)?; }
+    }
+
+    #[test]
+    fn triplet_explicit_properties(c in cases(1..=10, tr::explicit_grid().len())) {
+        if let Some(gpu) = common::gpu() { triplet_explicit(gpu, &c)?; }
+    }
+
+    #[test]
+    fn triplet_mined_properties(c in cases(3..=12, tr::mined_grid().len())) {
+        if let Some(gpu) = common::gpu() { triplet_mined(gpu, &c)?; }
+    }
+
+    #[test]
+    fn ntxent_and_supcon_properties(c in cases(2..=12, 2 * sm::TEMPERATURES.len())) {
+        if let Some(gpu) = common::gpu() { softmax_batch(gpu, &c)?; }
+    }
+
+    #[test]
+    fn clip_properties(c in cases(1..=12, sm::TEMPERATURES.len())) {
+        if let Some(gpu) = common::gpu() { clip(gpu, &c)?; }
+    }
+}
