@@ -6,8 +6,10 @@
 //! - Embeddings ([`DeviceRows`]): `rows` rows of `dim` f32 values, row-major, row r starting
 //!   at byte `offset + 4·r·stride` (`stride` ≥ `dim` values; whatever lies between rows is
 //!   ignored). `offset` is a multiple of 4. The buffer needs `STORAGE` usage. Values must be
-//!   in the input domain (finite, |x| ≤ 1e15): the device checks them, and
-//!   [`DeviceLoss::read`] reports the first one outside it.
+//!   in the input domain (finite, |x| ≤ 1e15) and within the call's magnitude limit (see
+//!   [`crate::Error::TooLargeForLoss`]; taken at the most terms the labels could form): the
+//!   device checks them, and [`DeviceLoss::read`] reports the first one outside. At most 2³²
+//!   values per input.
 //! - Labels ([`DeviceLabels`]): `rows` u32 class ids from byte `offset` (a multiple of 4);
 //!   rows with equal ids are similar. `STORAGE` usage.
 //! - Gradient ([`DeviceGrad`]): the embeddings' layout with its own `offset` and `stride`;
