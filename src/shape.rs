@@ -3,7 +3,8 @@
 use crate::error::{Error, Result};
 
 /// Largest magnitude an input value may have. Squared distances of values this large stay
-/// finite in f32 for any practical dimension (4·1e30·D < 3.4e38 for D < 8·10⁷).
+/// finite in f32 for any practical dimension (4·1e30·D < 3.4e38 for D < 8·10⁷); squared
+/// terms and large sums narrow it per call ([`crate::Error::TooLargeForLoss`]).
 pub const MAX_ABS_VALUE: f64 = 1e15;
 
 /// A row-major `rows × dim` matrix of f32 embeddings whose values are all in the input
