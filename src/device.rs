@@ -163,13 +163,18 @@ impl<'a> DeviceGrad<'a> {
 }
 
 /// The loss of a device-resident call, on the device: a small buffer of f32 values
-/// `[loss, ...]` in metric-loss's workspace, valid until the next call on the same
-/// [`Gpu`], and the flag of values outside the input domain.
+/// `[loss, ...]` in metric-loss's workspace, valid until the next device-resident call on
+/// the same [`Gpu`] (from any thread), and the flag of values outside the input domain.
+/// Reading it after that call fails with [`Error::StaleDeviceLoss`] rather than returning
+/// the later call's loss.
 pub struct DeviceLoss {
     pub(crate) loss: Bound,
     pub(crate) flags: Bound,
     /// The largest input magnitude the call accepted (see [`Error::TooLargeForLoss`]).
     pub(crate) limit: f64,
+    /// Which device-resident call on its `Gpu` this was: the buffers hold its results only
+    /// until the next one.
+    pub(crate) call: u64,
     /// Softmax losses: dL/dτ is word 5 of the loss buffer.
     pub(crate) temperature: bool,
 }
@@ -184,7 +189,8 @@ impl DeviceLoss {
     /// Reads the loss back (waits for the work; after the caller has submitted its
     /// encoder). Fails with [`Error::DeviceInputOutOfDomain`] when an embedding value was
     /// NaN, infinite or beyond the call's limit (1e15, or less where the loss's f32
-    /// intermediates need it at this size: [`Error::TooLargeForLoss`]).
+    /// intermediates need it at this size: [`Error::TooLargeForLoss`]), and with
+    /// [`Error::StaleDeviceLoss`] after a later device-resident call on this `Gpu`.
     pub fn read(&self, gpu: &Gpu) -> Result<f64> {
         Ok(self.read_all(gpu)?.0)
     }
@@ -194,6 +200,10 @@ impl DeviceLoss {
     pub fn read_all(&self, gpu: &Gpu) -> Result<(f64, Option<f64>)> {
         let (loss, flags) = (self.loss.clone(), self.flags.clone());
         let bytes = gpu.execute("reading the loss", 0.0, |rec| {
+            // Checked under the Gpu's lock: no other call can record in between.
+            if rec.last_device_call() != self.call {
+                return Err(Error::StaleDeviceLoss);
+            }
             rec.read_back(&flags, 4);
             rec.read_back(&loss, 24);
             Ok(())

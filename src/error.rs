@@ -81,6 +81,13 @@ pub enum Error {
         /// The largest magnitude the call accepted.
         limit: f64,
     },
+    /// A [`crate::device::DeviceLoss`] was read after a later device-resident call on the
+    /// same `Gpu` (from this thread or another) had overwritten its buffers.
+    #[error(
+        "this DeviceLoss was overwritten by a later device-resident call on the same Gpu; \
+         read it before the next call, or give each thread its own Gpu"
+    )]
+    StaleDeviceLoss,
     /// A caller's buffer (device-resident API) does not have the documented layout or
     /// usage: unaligned offset, stride below the dimension, rows past its end, no
     /// `STORAGE` usage.

@@ -622,3 +622,35 @@ fn triplet_losses_match_the_host_path() {
     check("explicit", &host, loss, &grads);
     assert_eq!(gpu.uncaptured_errors(), 0);
 }
+
+#[test]
+fn a_loss_read_after_a_later_call_is_stale_not_wrong() {
+    let Some((gpu, device, _queue)) = shared(None) else {
+        return;
+    };
+    let c = Case::new(9, 20, 5);
+    let xb = storage(&device, bytemuck::cast_slice(&c.x));
+    let lb = storage(&device, &c.ids());
+    let x = DeviceRows::new(&xb, c.rows, c.dim);
+    let run = |cfg: Contrastive| {
+        cfg.batch_device(&gpu, x, DeviceLabels::new(&lb), None, Target::Submit)
+            .unwrap()
+    };
+    let alone = run(Contrastive::default().margin(3.0)).read(&gpu).unwrap();
+    let first = run(Contrastive::default());
+    let second = run(Contrastive::default().margin(3.0));
+    // The workspace's loss buffer now holds the second call's loss.
+    assert!(matches!(first.read(&gpu), Err(Error::StaleDeviceLoss)));
+    let loss = second.read(&gpu).unwrap();
+    assert_eq!(loss.to_bits(), alone.to_bits());
+    Contrastive::default()
+        .batch(
+            &gpu,
+            &Embeddings::new("x", &c.x, c.rows, c.dim).unwrap(),
+            &Labels::new(&c.labels),
+            Grads::Skip,
+        )
+        .unwrap();
+    // Host-path calls do not touch the device-resident buffers.
+    assert_eq!(second.read(&gpu).unwrap(), loss);
+}

@@ -15,11 +15,13 @@
 mod common;
 
 use metric_loss::check::{self, softmax as sm, triplet as tr, CaseReport, Rng, Tolerance};
+use metric_loss::device::{DeviceGrad, DeviceLabels, DeviceRows, Target};
 use metric_loss::{
     cpu, Distance, Embeddings, Gpu, Grads, Labels, LossOutput, Softmax, SoftmaxLoss,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
+use wgpu::util::DeviceExt;
 
 /// One generated case: sizes, a seed for the values, labels and permutation, the values'
 /// scale, and an index into the family's option grid.
@@ -168,6 +170,63 @@ fn sums_to_zero(
     Ok(())
 }
 
+/// Serialises the device-resident sections of the properties, which run on parallel test
+/// threads sharing one `Gpu`: a `DeviceLoss` is readable only until the next device-resident
+/// call on its `Gpu` (`Error::StaleDeviceLoss` after that).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A caller's buffer on the `Gpu`'s device holding `data`.
+fn upload<T: bytemuck::Pod>(gpu: &Gpu, data: &[T]) -> wgpu::Buffer {
+    gpu.device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("caller"),
+            contents: bytemuck::cast_slice(data),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        })
+}
+
+/// The f32 values of a caller's buffer, read back.
+fn read(gpu: &Gpu, b: &wgpu::Buffer) -> Vec<f32> {
+    let staging = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("read"),
+        size: b.size(),
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut enc = gpu.device().create_command_encoder(&Default::default());
+    enc.copy_buffer_to_buffer(b, 0, &staging, 0, b.size());
+    gpu.queue().submit([enc.finish()]);
+    staging
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    gpu.device()
+        .poll(wgpu::PollType::wait_indefinitely())
+        .unwrap();
+    let view = staging.slice(..).get_mapped_range().unwrap();
+    bytemuck::cast_slice(&view).to_vec()
+}
+
+/// The device-resident path's output: the loss and dL/dτ read from the device, the
+/// gradients from the caller's buffers, and the counts of `reference` (the device path
+/// does not read them back).
+fn device_output<C: Clone>(
+    gpu: &Gpu,
+    loss: metric_loss::device::DeviceLoss,
+    grads: &[wgpu::Buffer],
+    reference: &LossOutput<C>,
+) -> LossOutput<C> {
+    let (loss, grad_temperature) = loss.read_all(gpu).unwrap();
+    LossOutput {
+        loss,
+        counts: reference.counts.clone(),
+        grads: grads.iter().map(|g| read(gpu, g)).collect(),
+        grad_temperature,
+    }
+}
+
 fn translation_invariant(distance: Distance, normalize: bool) -> bool {
     distance != Distance::Cosine && !normalize
 }
@@ -208,6 +267,21 @@ fn contrastive_batch(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
     pass(&compare("permuted", &unpermute(&gp, c.dim, &p), &r))?;
     let rp = cfg.batch_cpu(&px, &pl, Grads::Compute).unwrap();
     close(&unpermute(&rp, c.dim, &p), &r)?;
+
+    // The device-resident call on the caller's buffers.
+    let (xb, lb) = (upload(gpu, &data), upload(gpu, l.ids()));
+    let gb = upload(gpu, &vec![0.0f32; data.len()]);
+    let _serial = serial();
+    let dl = cfg
+        .batch_device(
+            gpu,
+            DeviceRows::new(&xb, c.rows, c.dim),
+            DeviceLabels::new(&lb),
+            Some(DeviceGrad::new(&gb, c.dim)),
+            Target::Submit,
+        )
+        .unwrap();
+    pass(&compare("device", &device_output(gpu, dl, &[gb], &r), &r))?;
 
     if translation_invariant(cfg.distance, cfg.normalize) {
         sums_to_zero(&g.grads, c.dim, c.rows, c.rows as u64)?;
@@ -320,6 +394,24 @@ fn triplet_explicit(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
         .unwrap();
     close(&unpermute(&rp, c.dim, &p), &r)?;
 
+    let bufs: Vec<wgpu::Buffer> = data.iter().map(|d| upload(gpu, d)).collect();
+    let grads: Vec<wgpu::Buffer> = data
+        .iter()
+        .map(|d| upload(gpu, &vec![0.0f32; d.len()]))
+        .collect();
+    let rows = |k: usize| DeviceRows::new(&bufs[k], c.rows, c.dim);
+    let grad = |k: usize| DeviceGrad::new(&grads[k], c.dim);
+    let _serial = serial();
+    let dl = cfg
+        .explicit_device(
+            gpu,
+            [rows(0), rows(1), rows(2)],
+            Some([grad(0), grad(1), grad(2)]),
+            Target::Submit,
+        )
+        .unwrap();
+    pass(&compare("device", &device_output(gpu, dl, &grads, &r), &r))?;
+
     if translation_invariant(cfg.distance, cfg.normalize) {
         sums_to_zero(&g.grads, c.dim, 1, 3)?;
     }
@@ -363,6 +455,21 @@ fn triplet_mined(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
     pass(&compare("permuted", &unpermute(&gp, c.dim, &p), &r))?;
     let rp = cfg.mined_cpu(&px, &pl, mining, Grads::Compute).unwrap();
     close(&unpermute(&rp, c.dim, &p), &r)?;
+
+    let (xb, lb) = (upload(gpu, &data), upload(gpu, l.ids()));
+    let gb = upload(gpu, &vec![0.0f32; data.len()]);
+    let _serial = serial();
+    let dl = cfg
+        .mined_device(
+            gpu,
+            DeviceRows::new(&xb, c.rows, c.dim),
+            DeviceLabels::new(&lb),
+            mining,
+            Some(DeviceGrad::new(&gb, c.dim)),
+            Target::Submit,
+        )
+        .unwrap();
+    pass(&compare("device", &device_output(gpu, dl, &[gb], &r), &r))?;
 
     if translation_invariant(cfg.distance, cfg.normalize) {
         sums_to_zero(&g.grads, c.dim, c.rows, c.rows as u64)?;
@@ -428,6 +535,20 @@ fn softmax_batch(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
     let rc = cfg.batch_cpu(&x, &l, Grads::Compute).unwrap();
     close(&unpermute(&rp, c.dim, &p), &rc)?;
 
+    let (xb, lb) = (upload(gpu, &data), upload(gpu, l.ids()));
+    let gb = upload(gpu, &vec![0.0f32; data.len()]);
+    let _serial = serial();
+    let dl = cfg
+        .batch_device(
+            gpu,
+            DeviceRows::new(&xb, c.rows, c.dim),
+            DeviceLabels::new(&lb),
+            Some(DeviceGrad::new(&gb, c.dim)),
+            Target::Submit,
+        )
+        .unwrap();
+    pass(&compare("device", &device_output(gpu, dl, &[gb], &r)))?;
+
     orthogonal(&cfg, &x, &mass, &g.grads[0])
 }
 
@@ -467,6 +588,21 @@ fn clip(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
     let rp = cfg.pairs_cpu(&pa_e, &pb_e, Grads::Compute).unwrap();
     let rc = cfg.pairs_cpu(&a, &b, Grads::Compute).unwrap();
     close(&unpermute(&rp, c.dim, &p), &rc)?;
+
+    let (ab, bb) = (upload(gpu, &da), upload(gpu, &db));
+    let zeros = vec![0.0f32; da.len()];
+    let (ga, gb) = (upload(gpu, &zeros), upload(gpu, &zeros));
+    let _serial = serial();
+    let dl = cfg
+        .pairs_device(
+            gpu,
+            DeviceRows::new(&ab, c.rows, c.dim),
+            DeviceRows::new(&bb, c.rows, c.dim),
+            Some([DeviceGrad::new(&ga, c.dim), DeviceGrad::new(&gb, c.dim)]),
+            Target::Submit,
+        )
+        .unwrap();
+    pass(&compare("device", &device_output(gpu, dl, &[ga, gb], &r)))?;
 
     orthogonal(&cfg, &a, &masses[0], &g.grads[0])?;
     orthogonal(&cfg, &b, &masses[1], &g.grads[1])

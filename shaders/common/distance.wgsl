@@ -23,16 +23,19 @@ fn dist_finish(kind: u32, acc: f32) -> f32 {
 }
 
 // Factor w of the distance's gradient: dd/du = w·(u − v) for the difference forms,
-// dd/du = −w·v for one-minus-dot. By convention it is 0 where d = 0 (never NaN).
+// dd/du = −w·v for one-minus-dot. By convention it is 0 where d = 0 (never NaN) for the
+// difference forms. One-minus-dot is smooth there (the normalisation's backward projects
+// −v out when v ∥ u), and f32 rounds 1 − cos of nearly parallel rows to 0 where f64 does
+// not: zeroing it would drop a gradient that 1/‖u‖ makes visible.
 fn dist_grad_factor(kind: u32, d: f32) -> f32 {
+    if (kind == DIST_ONE_MINUS_DOT) {
+        return 1.0;
+    }
     if (d == 0.0) {
         return 0.0;
     }
     if (kind == DIST_EUCLIDEAN) {
         return 1.0 / d;
     }
-    if (kind == DIST_SQUARED_EUCLIDEAN) {
-        return 2.0;
-    }
-    return 1.0;
+    return 2.0;
 }

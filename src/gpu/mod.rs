@@ -97,6 +97,9 @@ struct State {
     workspace: Workspace,
     timestamps: Option<wgpu::QuerySet>,
     last_kernel_seconds: Option<f64>,
+    /// Device-resident calls recorded so far: each overwrites the workspace's loss and flag
+    /// buffers, so a `DeviceLoss` is readable only while this still counts its own call.
+    device_calls: u64,
 }
 
 /// A shader module on the device, with naga's analysis of it (each entry point's layout).
@@ -227,6 +230,12 @@ impl Gpu {
     /// The underlying device, for callers that share it.
     pub fn device(&self) -> &wgpu::Device {
         &self.device
+    }
+
+    /// The device's queue, for callers that share it (to upload inputs for, or read the
+    /// gradients of, the device-resident calls).
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
     }
 
     /// The polling timeout of each loss call (`None`: automatic, see [`GpuOptions::timeout`]).
@@ -405,6 +414,9 @@ impl Gpu {
         if let Some(e) = oom.or(val) {
             return Err(self.lost_or(classify(e, during)));
         }
+        if recorded.is_ok() {
+            state.device_calls += 1;
+        }
         recorded
     }
 
@@ -471,6 +483,17 @@ impl Recorder<'_> {
     /// The device's limits.
     pub fn limits(&self) -> &wgpu::Limits {
         &self.gpu.limits
+    }
+
+    /// The number the device-resident call being recorded will have (see
+    /// `State::device_calls`).
+    pub fn next_device_call(&self) -> u64 {
+        self.state.device_calls + 1
+    }
+
+    /// The number of the last device-resident call recorded.
+    pub fn last_device_call(&self) -> u64 {
+        self.state.device_calls
     }
 
     /// Rows every row-indexed workspace buffer is sized for; `grow` raises it (grow-only).

@@ -70,6 +70,7 @@ impl Contrastive {
                 loss,
                 flags: bufs.list[flags].clone(),
                 limit,
+                call: rec.next_device_call(),
                 temperature: false,
             });
             Ok(())

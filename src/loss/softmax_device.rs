@@ -102,6 +102,7 @@ fn run(
             loss: bufs.list[built.dev].clone(),
             flags: bufs.list[flags].clone(),
             limit,
+            call: rec.next_device_call(),
             temperature: want,
         });
         Ok(())

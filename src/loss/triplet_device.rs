@@ -144,6 +144,7 @@ fn run(
             loss: bufs.list[dev].clone(),
             flags: bufs.list[flags].clone(),
             limit,
+            call: rec.next_device_call(),
             temperature: false,
         });
         Ok(())
