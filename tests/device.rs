@@ -7,7 +7,6 @@ mod common;
 use metric_loss::check::{self, Rng};
 use metric_loss::device::{DeviceGrad, DeviceLabels, DeviceRows, Target};
 use metric_loss::{Contrastive, Distance, Embeddings, Error, Gpu, Grads, Labels, Reduction};
-use wgpu::util::DeviceExt;
 
 /// A device of the caller's own, shared with metric-loss (`limits`: None for the adapter's).
 fn shared(limits: Option<wgpu::Limits>) -> Option<(Gpu, wgpu::Device, wgpu::Queue)> {
@@ -25,36 +24,6 @@ fn shared(limits: Option<wgpu::Limits>) -> Option<(Gpu, wgpu::Device, wgpu::Queu
         device,
         queue,
     ))
-}
-
-fn storage(device: &wgpu::Device, data: &[u8]) -> wgpu::Buffer {
-    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some("caller"),
-        contents: data,
-        usage: wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_SRC
-            | wgpu::BufferUsages::COPY_DST,
-    })
-}
-
-fn read_f32(device: &wgpu::Device, queue: &wgpu::Queue, b: &wgpu::Buffer) -> Vec<f32> {
-    let staging = device.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: b.size(),
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut enc = device.create_command_encoder(&Default::default());
-    enc.copy_buffer_to_buffer(b, 0, &staging, 0, b.size());
-    queue.submit([enc.finish()]);
-    staging
-        .slice(..)
-        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
-    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-    let view = staging.slice(..).get_mapped_range().unwrap();
-    let v = bytemuck::cast_slice(&view).to_vec();
-    drop(view);
-    v
 }
 
 /// Rows of `dim` values at `stride` from value `first`, gaps filled with `gap`.
@@ -106,9 +75,9 @@ fn device_run(
 ) -> (f64, Vec<f32>) {
     let (scale, accumulate, prefill) = grad;
     let xs = strided(&c.x, c.dim, c.dim + 3, 5, 7.0);
-    let xb = storage(device, bytemuck::cast_slice(&xs));
-    let lb = storage(device, &c.ids());
-    let gb = storage(
+    let xb = common::storage(device, bytemuck::cast_slice(&xs));
+    let lb = common::storage(device, &c.ids());
+    let gb = common::storage(
         device,
         bytemuck::cast_slice(&vec![prefill; 2 + c.rows * (c.dim + 1)]),
     );
@@ -143,7 +112,10 @@ fn device_run(
         cfg.batch_device(gpu, x, DeviceLabels::new(&lb), Some(g), Target::Submit)
             .unwrap()
     };
-    (loss.read(gpu).unwrap(), read_f32(device, queue, &gb))
+    (
+        loss.read(gpu).unwrap(),
+        common::read_f32(device, queue, &gb),
+    )
 }
 
 /// The row values of a caller gradient buffer (value 2 on, stride dim + 1).
@@ -250,8 +222,8 @@ fn the_loss_can_be_read_asynchronously() {
         return;
     };
     let c = Case::new(4, 33, 4);
-    let xb = storage(&device, bytemuck::cast_slice(&c.x));
-    let lb = storage(&device, &c.ids());
+    let xb = common::storage(&device, bytemuck::cast_slice(&c.x));
+    let lb = common::storage(&device, &c.ids());
     let cfg = Contrastive::default();
     let loss = cfg
         .batch_device(
@@ -280,8 +252,8 @@ fn bad_layouts_and_values_are_errors() {
         return;
     };
     let c = Case::new(5, 16, 4);
-    let xb = storage(&device, bytemuck::cast_slice(&c.x));
-    let lb = storage(&device, &c.ids());
+    let xb = common::storage(&device, bytemuck::cast_slice(&c.x));
+    let lb = common::storage(&device, &c.ids());
     let cfg = Contrastive::default();
     let run = |x: DeviceRows<'_>, l: DeviceLabels<'_>, g: Option<DeviceGrad<'_>>| {
         cfg.batch_device(&gpu, x, l, g, Target::Submit)
@@ -325,7 +297,7 @@ fn bad_layouts_and_values_are_errors() {
     let mut v = c.x.clone();
     v[3 * c.dim + 1] = f32::NAN;
     v[9 * c.dim] = f32::INFINITY;
-    let nb = storage(&device, bytemuck::cast_slice(&v));
+    let nb = common::storage(&device, bytemuck::cast_slice(&v));
     let loss = run(DeviceRows::new(&nb, c.rows, c.dim), l, None).unwrap();
     match loss.read(&gpu) {
         Err(Error::DeviceInputOutOfDomain { index, .. }) => {
@@ -344,9 +316,9 @@ fn a_loop_over_the_same_buffers_allocates_nothing_after_its_first_step() {
         return;
     };
     let c = Case::new(6, 96, 12);
-    let xb = storage(&device, bytemuck::cast_slice(&c.x));
-    let lb = storage(&device, &c.ids());
-    let gb = storage(&device, bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]));
+    let xb = common::storage(&device, bytemuck::cast_slice(&c.x));
+    let lb = common::storage(&device, &c.ids());
+    let gb = common::storage(&device, bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]));
     let mut after_first = None;
     for step in 0..20 {
         let mut enc = device.create_command_encoder(&Default::default());
@@ -388,9 +360,9 @@ fn softmax_losses_match_the_host_path() {
     let x = Embeddings::new("x", &c.x, c.rows, c.dim).unwrap();
     let y = Embeddings::new("y", &other, c.rows, c.dim).unwrap();
     let xs = strided(&c.x, c.dim, c.dim + 2, 3, 5.0);
-    let xb = storage(&device, bytemuck::cast_slice(&xs));
-    let yb = storage(&device, bytemuck::cast_slice(&other));
-    let lb = storage(&device, &c.ids());
+    let xb = common::storage(&device, bytemuck::cast_slice(&xs));
+    let yb = common::storage(&device, bytemuck::cast_slice(&other));
+    let lb = common::storage(&device, &c.ids());
     let rows_x = DeviceRows {
         buffer: &xb,
         offset: 12,
@@ -401,8 +373,8 @@ fn softmax_losses_match_the_host_path() {
     let rows_y = DeviceRows::new(&yb, c.rows, c.dim);
     for loss in [SoftmaxLoss::NtXent, SoftmaxLoss::SupCon, SoftmaxLoss::Clip] {
         let cfg = Softmax::new(loss);
-        let ga = storage(&device, bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]));
-        let gb = storage(&device, bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]));
+        let ga = common::storage(&device, bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]));
+        let gb = common::storage(&device, bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]));
         let mut enc = device.create_command_encoder(&Default::default());
         let (dev, host) = if loss == SoftmaxLoss::Clip {
             let grads = [DeviceGrad::new(&ga, c.dim), DeviceGrad::new(&gb, c.dim)];
@@ -425,7 +397,7 @@ fn softmax_losses_match_the_host_path() {
         let host_tau = host.grad_temperature.unwrap();
         close(&format!("{loss:?} dL/dtau"), dtau.unwrap(), host_tau, 1.0);
         for (k, buf) in [&ga, &gb].iter().enumerate().take(host.grads.len()) {
-            let g = read_f32(&device, &queue, buf);
+            let g = common::read_f32(&device, &queue, buf);
             let scale = host.grads[k].iter().fold(0.0f32, |m, v| m.max(v.abs()));
             for (i, (a, b)) in g.iter().zip(&host.grads[k]).enumerate() {
                 assert!(
@@ -437,7 +409,7 @@ fn softmax_losses_match_the_host_path() {
     }
     // No positive pair: loss 0, counted on the device.
     let distinct: Vec<u32> = (0..c.rows as u32).collect();
-    let db = storage(&device, bytemuck::cast_slice(&distinct));
+    let db = common::storage(&device, bytemuck::cast_slice(&distinct));
     let d = Softmax::supcon()
         .batch_device(&gpu, rows_x, DeviceLabels::new(&db), None, Target::Submit)
         .unwrap();
@@ -461,9 +433,9 @@ fn two_calls_in_one_encoder_keep_their_own_parameters() {
         .iter()
         .map(|c| {
             (
-                storage(&device, bytemuck::cast_slice(&c.x)),
-                storage(&device, &c.ids()),
-                storage(&device, bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim])),
+                common::storage(&device, bytemuck::cast_slice(&c.x)),
+                common::storage(&device, &c.ids()),
+                common::storage(&device, bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim])),
             )
         })
         .collect();
@@ -487,7 +459,7 @@ fn two_calls_in_one_encoder_keep_their_own_parameters() {
         let host = cfg
             .batch(&gpu, &e, &Labels::new(&c.labels), Grads::Compute)
             .unwrap();
-        let got = read_f32(&device, &queue, g);
+        let got = common::read_f32(&device, &queue, g);
         let scale = host.grads[0].iter().fold(0.0f32, |m, v| m.max(v.abs()));
         for (a, b) in got.iter().zip(&host.grads[0]) {
             assert!((a - b).abs() <= 1e-4 * (b.abs() + scale), "{a} {b}");
@@ -510,11 +482,11 @@ fn triplet_losses_match_the_host_path() {
     let (xa, xp, xn) = (ints(&mut rng), ints(&mut rng), ints(&mut rng));
     let labels: Vec<i64> = (0..rows).map(|_| rng.below(9) as i64).collect();
     let ids: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
-    let lb = storage(&device, bytemuck::cast_slice(&ids));
+    let lb = common::storage(&device, bytemuck::cast_slice(&ids));
     let bufs: Vec<wgpu::Buffer> = [&xa, &xp, &xn]
         .iter()
         .map(|v| {
-            storage(
+            common::storage(
                 &device,
                 bytemuck::cast_slice(&strided(v, dim, dim + 1, 1, 0.0)),
             )
@@ -556,7 +528,7 @@ fn triplet_losses_match_the_host_path() {
         (Mining::All, cfg),
         (Mining::All, cfg.reduction(Reduction::Mean)),
     ] {
-        let g = storage(&device, bytemuck::cast_slice(&vec![0.0f32; rows * dim]));
+        let g = common::storage(&device, bytemuck::cast_slice(&vec![0.0f32; rows * dim]));
         let loss = t
             .mined_device(
                 &gpu,
@@ -582,13 +554,13 @@ fn triplet_losses_match_the_host_path() {
             &format!("{mining:?}"),
             &host,
             loss,
-            &[read_f32(&device, &queue, &g)],
+            &[common::read_f32(&device, &queue, &g)],
         );
     }
     // Explicit, with swap.
     let t = cfg.swap(true);
     let gs: Vec<wgpu::Buffer> = (0..3)
-        .map(|_| storage(&device, bytemuck::cast_slice(&vec![0.0f32; rows * dim])))
+        .map(|_| common::storage(&device, bytemuck::cast_slice(&vec![0.0f32; rows * dim])))
         .collect();
     let mut enc = device.create_command_encoder(&Default::default());
     let dl = t
@@ -618,7 +590,10 @@ fn triplet_losses_match_the_host_path() {
             Grads::Compute,
         )
         .unwrap();
-    let grads: Vec<Vec<f32>> = gs.iter().map(|g| read_f32(&device, &queue, g)).collect();
+    let grads: Vec<Vec<f32>> = gs
+        .iter()
+        .map(|g| common::read_f32(&device, &queue, g))
+        .collect();
     check("explicit", &host, loss, &grads);
     assert_eq!(gpu.uncaptured_errors(), 0);
 }
@@ -629,8 +604,8 @@ fn a_loss_read_after_a_later_call_is_stale_not_wrong() {
         return;
     };
     let c = Case::new(9, 20, 5);
-    let xb = storage(&device, bytemuck::cast_slice(&c.x));
-    let lb = storage(&device, &c.ids());
+    let xb = common::storage(&device, bytemuck::cast_slice(&c.x));
+    let lb = common::storage(&device, &c.ids());
     let x = DeviceRows::new(&xb, c.rows, c.dim);
     let run = |cfg: Contrastive| {
         cfg.batch_device(&gpu, x, DeviceLabels::new(&lb), None, Target::Submit)

@@ -8,7 +8,6 @@ use metric_loss::device::{DeviceLabels, DeviceRows, Target};
 use metric_loss::{
     Contrastive, Distance, Embeddings, Error, Grads, Hinge, Labels, Mining, Reduction, Triplet,
 };
-use wgpu::util::DeviceExt;
 
 /// The limit a call reports for a value of 1e15 (the domain's edge), or 1e15 when the
 /// call accepts it.
@@ -227,14 +226,7 @@ fn device_resident_calls_flag_values_beyond_the_limit() {
         dim,
     );
     let mut v = extreme(rows, dim, limit);
-    let device = gpu.device();
-    let upload = |data: &[u8]| {
-        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("caller"),
-            contents: data,
-            usage: wgpu::BufferUsages::STORAGE,
-        })
-    };
+    let upload = |data: &[u8]| common::storage(gpu.device(), data);
     let lb = upload(bytemuck::cast_slice(&ids));
     let run = |v: &[f32]| {
         let xb = upload(bytemuck::cast_slice(v));

@@ -15,13 +15,12 @@
 mod common;
 
 use metric_loss::check::{self, softmax as sm, triplet as tr, CaseReport, Rng, Tolerance};
-use metric_loss::device::{DeviceGrad, DeviceLabels, DeviceRows, Target};
+use metric_loss::device::{DeviceGrad, DeviceLabels, DeviceLoss, DeviceRows, Target};
 use metric_loss::{
     cpu, Distance, Embeddings, Gpu, Grads, Labels, LossOutput, Softmax, SoftmaxLoss,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use wgpu::util::DeviceExt;
 
 /// One generated case: sizes, a seed for the values, labels and permutation, the values'
 /// scale, and an index into the family's option grid.
@@ -180,33 +179,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// A caller's buffer on the `Gpu`'s device holding `data`.
 fn upload<T: bytemuck::Pod>(gpu: &Gpu, data: &[T]) -> wgpu::Buffer {
-    gpu.device()
-        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("caller"),
-            contents: bytemuck::cast_slice(data),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-        })
-}
-
-/// The f32 values of a caller's buffer, read back.
-fn read(gpu: &Gpu, b: &wgpu::Buffer) -> Vec<f32> {
-    let staging = gpu.device().create_buffer(&wgpu::BufferDescriptor {
-        label: Some("read"),
-        size: b.size(),
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut enc = gpu.device().create_command_encoder(&Default::default());
-    enc.copy_buffer_to_buffer(b, 0, &staging, 0, b.size());
-    gpu.queue().submit([enc.finish()]);
-    staging
-        .slice(..)
-        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
-    gpu.device()
-        .poll(wgpu::PollType::wait_indefinitely())
-        .unwrap();
-    let view = staging.slice(..).get_mapped_range().unwrap();
-    bytemuck::cast_slice(&view).to_vec()
+    common::storage(gpu.device(), bytemuck::cast_slice(data))
 }
 
 /// The device-resident path's output: the loss and dL/dτ read from the device, the
@@ -214,7 +187,7 @@ fn read(gpu: &Gpu, b: &wgpu::Buffer) -> Vec<f32> {
 /// does not read them back).
 fn device_output<C: Clone>(
     gpu: &Gpu,
-    loss: metric_loss::device::DeviceLoss,
+    loss: DeviceLoss,
     grads: &[wgpu::Buffer],
     reference: &LossOutput<C>,
 ) -> LossOutput<C> {
@@ -222,9 +195,39 @@ fn device_output<C: Clone>(
     LossOutput {
         loss,
         counts: reference.counts.clone(),
-        grads: grads.iter().map(|g| read(gpu, g)).collect(),
+        grads: grads
+            .iter()
+            .map(|g| common::read_f32(gpu.device(), gpu.queue(), g))
+            .collect(),
         grad_temperature,
     }
+}
+
+/// A labelled batch's device-resident call: uploads the rows and class ids, runs `call` on
+/// them with a zeroed gradient buffer, and reads its output back (serialised, see
+/// [`serial`]).
+fn batch_on_device<C: Clone>(
+    gpu: &Gpu,
+    c: &Case,
+    data: &[f32],
+    labels: &Labels,
+    reference: &LossOutput<C>,
+    call: impl for<'b> FnOnce(
+        DeviceRows<'b>,
+        DeviceLabels<'b>,
+        DeviceGrad<'b>,
+    ) -> metric_loss::Result<DeviceLoss>,
+) -> LossOutput<C> {
+    let (xb, lb) = (upload(gpu, data), upload(gpu, labels.ids()));
+    let gb = upload(gpu, &vec![0.0f32; data.len()]);
+    let _serial = serial();
+    let loss = call(
+        DeviceRows::new(&xb, c.rows, c.dim),
+        DeviceLabels::new(&lb),
+        DeviceGrad::new(&gb, c.dim),
+    )
+    .unwrap();
+    device_output(gpu, loss, &[gb], reference)
 }
 
 fn translation_invariant(distance: Distance, normalize: bool) -> bool {
@@ -269,19 +272,10 @@ fn contrastive_batch(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
     close(&unpermute(&rp, c.dim, &p), &r)?;
 
     // The device-resident call on the caller's buffers.
-    let (xb, lb) = (upload(gpu, &data), upload(gpu, l.ids()));
-    let gb = upload(gpu, &vec![0.0f32; data.len()]);
-    let _serial = serial();
-    let dl = cfg
-        .batch_device(
-            gpu,
-            DeviceRows::new(&xb, c.rows, c.dim),
-            DeviceLabels::new(&lb),
-            Some(DeviceGrad::new(&gb, c.dim)),
-            Target::Submit,
-        )
-        .unwrap();
-    pass(&compare("device", &device_output(gpu, dl, &[gb], &r), &r))?;
+    let dev = batch_on_device(gpu, c, &data, &l, &r, |x, l, g| {
+        cfg.batch_device(gpu, x, l, Some(g), Target::Submit)
+    });
+    pass(&compare("device", &dev, &r))?;
 
     if translation_invariant(cfg.distance, cfg.normalize) {
         sums_to_zero(&g.grads, c.dim, c.rows, c.rows as u64)?;
@@ -456,20 +450,10 @@ fn triplet_mined(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
     let rp = cfg.mined_cpu(&px, &pl, mining, Grads::Compute).unwrap();
     close(&unpermute(&rp, c.dim, &p), &r)?;
 
-    let (xb, lb) = (upload(gpu, &data), upload(gpu, l.ids()));
-    let gb = upload(gpu, &vec![0.0f32; data.len()]);
-    let _serial = serial();
-    let dl = cfg
-        .mined_device(
-            gpu,
-            DeviceRows::new(&xb, c.rows, c.dim),
-            DeviceLabels::new(&lb),
-            mining,
-            Some(DeviceGrad::new(&gb, c.dim)),
-            Target::Submit,
-        )
-        .unwrap();
-    pass(&compare("device", &device_output(gpu, dl, &[gb], &r), &r))?;
+    let dev = batch_on_device(gpu, c, &data, &l, &r, |x, l, g| {
+        cfg.mined_device(gpu, x, l, mining, Some(g), Target::Submit)
+    });
+    pass(&compare("device", &dev, &r))?;
 
     if translation_invariant(cfg.distance, cfg.normalize) {
         sums_to_zero(&g.grads, c.dim, c.rows, c.rows as u64)?;
@@ -535,19 +519,10 @@ fn softmax_batch(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
     let rc = cfg.batch_cpu(&x, &l, Grads::Compute).unwrap();
     close(&unpermute(&rp, c.dim, &p), &rc)?;
 
-    let (xb, lb) = (upload(gpu, &data), upload(gpu, l.ids()));
-    let gb = upload(gpu, &vec![0.0f32; data.len()]);
-    let _serial = serial();
-    let dl = cfg
-        .batch_device(
-            gpu,
-            DeviceRows::new(&xb, c.rows, c.dim),
-            DeviceLabels::new(&lb),
-            Some(DeviceGrad::new(&gb, c.dim)),
-            Target::Submit,
-        )
-        .unwrap();
-    pass(&compare("device", &device_output(gpu, dl, &[gb], &r)))?;
+    let dev = batch_on_device(gpu, c, &data, &l, &r, |x, l, g| {
+        cfg.batch_device(gpu, x, l, Some(g), Target::Submit)
+    });
+    pass(&compare("device", &dev))?;
 
     orthogonal(&cfg, &x, &mass, &g.grads[0])
 }

@@ -9,7 +9,6 @@ use metric_loss::{
     Contrastive, Distance, Embeddings, Error, Gpu, GpuOptions, Grads, Labels, Mining, Result,
     Softmax, Triplet,
 };
-use wgpu::util::DeviceExt;
 
 /// The inputs of one sweep: three views of `rows × dim` (A, B or P, N), labels and pair
 /// flags.
@@ -289,13 +288,7 @@ type Expected = fn(&Error) -> bool;
 fn device_resident_calls_check_their_buffers_everywhere() {
     let Some(gpu) = common::gpu() else { return };
     let device = gpu.device();
-    let storage = |bytes: &[u8]| {
-        device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("caller"),
-            contents: bytes,
-            usage: wgpu::BufferUsages::STORAGE,
-        })
-    };
+    let storage = |bytes: &[u8]| common::storage(device, bytes);
     let data = common::normals(6, 8 * 4);
     let xb = storage(bytemuck::cast_slice(&data));
     let lb = storage(bytemuck::cast_slice(&[0u32, 1, 0, 1, 0, 1, 0, 1]));

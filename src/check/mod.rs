@@ -128,15 +128,8 @@ pub struct Spread {
 
 /// The smallest row norm of `x`.
 pub fn min_norm(x: &Embeddings<'_>) -> f64 {
-    (0..x.rows())
-        .map(|i| {
-            x.row(i)
-                .iter()
-                .map(|&v| f64::from(v).powi(2))
-                .sum::<f64>()
-                .sqrt()
-        })
-        .fold(f64::INFINITY, f64::min)
+    let (_, norms) = cpu::normalize::forward(&cpu::distance::widen(x), x.dim());
+    norms.into_iter().fold(f64::INFINITY, f64::min)
 }
 
 /// The [`Spread`] of the inputs of a loss with this distance and normalisation.
@@ -146,22 +139,20 @@ pub fn spread(distance: Distance, normalize: bool, inputs: &[&Embeddings<'_>]) -
         .iter()
         .flat_map(|x| cpu::distance::widen(x))
         .collect();
-    let norms = |v: &[f64]| -> Vec<f64> {
-        v.chunks(dim)
-            .map(|r| r.iter().map(|a| a * a).sum::<f64>().sqrt())
-            .collect()
-    };
-    let min_norm = inputs
-        .iter()
-        .map(|x| min_norm(x))
-        .fold(f64::INFINITY, f64::min);
+    let (unit_rows, norms) = cpu::normalize::forward(&raw, dim);
     let unit = normalize || distance == Distance::Cosine;
-    let rows = if unit {
-        cpu::normalize::forward(&raw, dim).0
-    } else {
-        raw
-    };
-    let max_norm = norms(&rows).into_iter().fold(0.0, f64::max);
+    // A normalised row's norm is n / max(n, 1e-12): 1, or less for the tiniest rows.
+    let max_norm = norms
+        .iter()
+        .map(|&n| {
+            if unit {
+                n / n.max(cpu::normalize::NORM_EPS)
+            } else {
+                n
+            }
+        })
+        .fold(0.0, f64::max);
+    let rows = if unit { unit_rows } else { raw };
     let n = rows.len() / dim;
     let mut d_min = f64::INFINITY;
     for i in 0..n {
@@ -177,7 +168,7 @@ pub fn spread(distance: Distance, normalize: bool, inputs: &[&Embeddings<'_>]) -
         }
     }
     Spread {
-        min_norm,
+        min_norm: norms.into_iter().fold(f64::INFINITY, f64::min),
         max_norm,
         d_min,
     }
@@ -216,13 +207,8 @@ fn contrastive_coef(cfg: &Contrastive, d_max: f64, counts: &crate::ContrastiveCo
         Hinge::Squared => 2.0 * d_max.max(f64::from(cfg.margin)),
         Hinge::Linear => 1.0,
     };
-    let inv = |n: u64| if n == 0 { 0.0 } else { 1.0 / n as f64 };
-    let weight = match cfg.reduction {
-        Reduction::Mean => inv(counts.pairs()),
-        Reduction::Sum => 1.0,
-        Reduction::MeanNonzero => inv(counts.active_similar).max(inv(counts.active_dissimilar)),
-    };
-    slope * weight
+    let (similar, dissimilar) = cpu::contrastive::scales(cfg.reduction, counts);
+    slope * similar.max(dissimilar)
 }
 
 /// The size of the operands a distance is computed from, in units of the distance: its f32

@@ -205,13 +205,9 @@ pub fn compare_outputs(
     let tol = loss_tolerance(cfg, mining, d_max, reference.counts.terms, dim, spread);
     let rows = reference.grads.first().map_or(1, |g| g.len() / dim.max(1));
     let len = if mining.is_some() { rows as u64 } else { 3 };
-    // A term's slope is at most 1 (hinge or soft margin), weighted by the reduction.
-    let inv = |n: u64| if n == 0 { 0.0 } else { 1.0 / n as f64 };
-    let coef = match cfg.reduction_for(mining) {
-        Reduction::Sum => 1.0,
-        Reduction::Mean => inv(reference.counts.terms),
-        Reduction::MeanNonzero => inv(reference.counts.active),
-    };
+    // A term's slope is at most 1 (hinge or soft margin), weighted by the reduction: the
+    // reduction of a sum of 1.
+    let coef = crate::loss::triplet::reduce(cfg.reduction_for(mining), 1.0, &reference.counts);
     let floor = super::contribution_scale(cfg.distance, cfg.normalize, coef, spread);
     compare_any(name, gpu, reference, dim, tol, len, floor)
 }

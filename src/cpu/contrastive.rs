@@ -39,7 +39,7 @@ fn hinge_slope(kind: Hinge, x: f64) -> f64 {
 }
 
 /// dL/d(term) for similar and dissimilar terms, from the counts (mirrors contrastive_finalize).
-fn scales(reduction: Reduction, c: &ContrastiveCounts) -> (f64, f64) {
+pub(crate) fn scales(reduction: Reduction, c: &ContrastiveCounts) -> (f64, f64) {
     let inv = |n: u64| if n == 0 { 0.0 } else { 1.0 / n as f64 };
     match reduction {
         Reduction::Mean => (inv(c.pairs()), inv(c.pairs())),

@@ -149,3 +149,39 @@ pub fn live(gpu: &Gpu) -> (isize, isize, isize) {
         c.compute_pipelines.read(),
     )
 }
+
+/// A caller's buffer (`STORAGE`, copyable both ways) holding `data`, for the
+/// device-resident API.
+pub fn storage(device: &wgpu::Device, data: &[u8]) -> wgpu::Buffer {
+    wgpu::util::DeviceExt::create_buffer_init(
+        device,
+        &wgpu::util::BufferInitDescriptor {
+            label: Some("caller"),
+            contents: data,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+        },
+    )
+}
+
+/// The f32 values of a buffer, read back through a staging copy.
+pub fn read_f32(device: &wgpu::Device, queue: &wgpu::Queue, b: &wgpu::Buffer) -> Vec<f32> {
+    let staging = device.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: b.size(),
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut enc = device.create_command_encoder(&Default::default());
+    enc.copy_buffer_to_buffer(b, 0, &staging, 0, b.size());
+    queue.submit([enc.finish()]);
+    staging
+        .slice(..)
+        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    let view = staging.slice(..).get_mapped_range().unwrap();
+    let v = bytemuck::cast_slice(&view).to_vec();
+    drop(view);
+    v
+}
