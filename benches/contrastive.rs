@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use metric_loss::check::Rng;
+use metric_loss::testing::Rng;
 use metric_loss::{Contrastive, Embeddings, Gpu, Grads, Labels};
 
 fn main() -> Result<(), metric_loss::Error> {
@@ -37,8 +37,8 @@ fn main() -> Result<(), metric_loss::Error> {
                 .map(|_| rng.below((b / 8).max(1) as u64) as i64)
                 .collect::<Vec<_>>(),
         );
-        let x = Embeddings::new("embeddings", &data, b, d)?;
-        let loss = Contrastive::default().margin(1.5);
+        let x = Embeddings::new(&data, b, d)?;
+        let loss = Contrastive::default().margin(1.5).unwrap();
         let warm = loss.batch(&gpu, &x, &labels, Grads::Compute)?;
         let mut times = Vec::new();
         for _ in 0..5 {
@@ -53,7 +53,7 @@ fn main() -> Result<(), metric_loss::Error> {
             "{b:>6} {d:>5} {median:>11.4} {:>13.3e} {:>13.3} {:>8.3}",
             pairs / median,
             6.0 * (b * b * d) as f64 / median / 1e9,
-            warm.counts.active_terms() as f64 / warm.counts.pairs() as f64
+            warm.active_terms().unwrap() as f64 / warm.counts.pairs() as f64
         );
     }
     Ok(())

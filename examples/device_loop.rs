@@ -7,7 +7,7 @@
 //!
 //! Run: `cargo run --release --example device_loop`
 
-use metric_loss::check::Rng;
+use metric_loss::testing::Rng;
 use metric_loss::device::{DeviceGrad, DeviceLabels, DeviceRows, Target};
 use metric_loss::{Contrastive, Gpu};
 use wgpu::util::DeviceExt;
@@ -17,7 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let instance = wgpu::Instance::default();
     let adapter = pollster::block_on(instance.request_adapter(&Default::default()))?;
     let (device, queue) = pollster::block_on(adapter.request_device(&Default::default()))?;
-    let gpu = Gpu::from_device(device.clone(), queue.clone());
+    let gpu = Gpu::from_device(device.clone(), queue.clone()).unwrap();
 
     let (rows, dim, classes) = (64usize, 16usize, 8u32);
     let mut table = Rng::new(1).normals(rows * dim);
@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         mapped_at_creation: false,
     });
 
-    let loss = Contrastive::default().margin(6.0);
+    let loss = Contrastive::default().margin(6.0).unwrap();
     let lr = 20.0f32;
     for step in 0..=60 {
         let mut encoder = device.create_command_encoder(&Default::default());

@@ -10,9 +10,9 @@
 
 use std::time::Instant;
 
-use metric_loss::check::{self, softmax, Rng};
+use metric_loss::testing::{self as check, Rng};
 use metric_loss::{
-    Contrastive, Embeddings, Gpu, Grads, Labels, Mining, Softmax, SoftmaxLoss, Triplet,
+    Contrastive, Embeddings, Gpu, Gradient, Grads, Labels, Mining, Softmax, SoftmaxLoss, Triplet,
 };
 
 /// Resident set size in bytes (Linux; 0 elsewhere).
@@ -44,14 +44,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let labels: Vec<i64> = (0..rows)
             .map(|_| rng.below(rows as u64 / 4 + 1) as i64)
             .collect();
-        let xe = Embeddings::new("x", &x, rows, dim)?;
-        let ye = Embeddings::new("y", &y, rows, dim)?;
+        let xe = Embeddings::named("x", &x, rows, dim)?;
+        let ye = Embeddings::named("y", &y, rows, dim)?;
         let l = Labels::new(&labels);
         // 97 is coprime with the 6 kinds, so every kind is checked in turn.
         let check_now = call % 97 == 0;
         let kind = call % 6;
-        let finite = |loss: f64, grads: &[Vec<f32>]| {
-            loss.is_finite() && grads.iter().flatten().all(|v| v.is_finite())
+        let finite = |loss: f64, grads: &[Gradient]| {
+            loss.is_finite() && grads.iter().flat_map(|g| g.iter()).all(|v| v.is_finite())
         };
         let ok = match kind {
             0 | 1 => {
@@ -64,25 +64,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     };
                     let m = check::median(&d);
                     check::clear_margins(&mut cfg, &d, dim, 0.5 * m, 1.2 * m);
-                    let d_max = d.iter().cloned().fold(0.0, f64::max);
-                    let (g, r, len) = if kind == 0 {
-                        (
-                            cfg.batch(&gpu, &xe, &l, Grads::Compute)?,
-                            cfg.batch_cpu(&xe, &l, Grads::Compute)?,
-                            rows as u64,
-                        )
+                    checked += 1;
+                    if kind == 0 {
+                        cfg.batch_check(&gpu, &xe, &l)?.pass()
                     } else {
                         let similar: Vec<bool> = labels.iter().map(|v| v % 2 == 0).collect();
-                        (
-                            cfg.pairs(&gpu, &xe, &ye, &similar, Grads::Compute)?,
-                            cfg.pairs_cpu(&xe, &ye, &similar, Grads::Compute)?,
-                            1,
-                        )
-                    };
-                    checked += 1;
-                    let norm = &check::spread(cfg.distance, cfg.normalize, &[&xe, &ye]);
-                    check::compare_outputs(String::new(), &cfg, &g, &r, dim, d_max, len, norm)
-                        .pass()
+                        cfg.pairs_check(&gpu, &xe, &ye, &similar)?.pass()
+                    }
                 } else {
                     let out = cfg.batch(&gpu, &xe, &l, Grads::Compute)?;
                     finite(out.loss, &out.grads)
@@ -92,7 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let t = Triplet::default();
                 let out = if kind == 2 {
                     let mining = [Mining::All, Mining::Hard, Mining::Semihard][call % 3];
-                    t.mined(&gpu, &xe, &l, mining, Grads::Compute)?
+                    t.mining(mining).batch(&gpu, &xe, &l, Grads::Compute)?
                 } else {
                     t.explicit(&gpu, &xe, &ye, &xe, Grads::Compute)?
                 };
@@ -104,11 +92,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 match (check_now, loss) {
                     (true, SoftmaxLoss::Clip) => {
                         checked += 1;
-                        softmax::cross_pairs(&gpu, String::new(), &cfg, &xe, &ye)?.pass()
+                        cfg.pairs_check(&gpu, &xe, &ye)?.pass()
                     }
                     (true, _) => {
                         checked += 1;
-                        softmax::cross_batch(&gpu, String::new(), &cfg, &xe, &l)?.pass()
+                        cfg.batch_check(&gpu, &xe, &l)?.pass()
                     }
                     (false, SoftmaxLoss::Clip) => {
                         let out = cfg.pairs(&gpu, &xe, &ye, Grads::Compute)?;

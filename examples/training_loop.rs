@@ -3,7 +3,7 @@
 //!
 //! Run: `cargo run --release --example training_loop`
 
-use metric_loss::check::Rng;
+use metric_loss::testing::Rng;
 use metric_loss::{Contrastive, Embeddings, Gpu, Grads, Labels};
 
 fn main() -> Result<(), metric_loss::Error> {
@@ -17,10 +17,10 @@ fn main() -> Result<(), metric_loss::Error> {
     );
 
     let gpu = Gpu::new()?; // once: pipelines and buffers are reused by every step
-    let loss = Contrastive::default().margin(6.0);
+    let loss = Contrastive::default().margin(6.0)?;
     let lr = 20.0f32; // the mean over 2016 pairs makes each gradient small
     for step in 0..=60 {
-        let x = Embeddings::new("embeddings", &table, rows, dim)?;
+        let x = Embeddings::new(&table, rows, dim)?;
         let out = loss.batch(&gpu, &x, &labels, Grads::Compute)?;
         for (w, g) in table.iter_mut().zip(&out.grads[0]) {
             *w -= lr * g;
@@ -29,8 +29,8 @@ fn main() -> Result<(), metric_loss::Error> {
             println!(
                 "step {step:>3}  loss {:.5}  active terms {:>4} of {}",
                 out.loss,
-                out.counts.active_terms(),
-                out.counts.pairs()
+                out.active_terms().unwrap_or(0),
+                out.terms()
             );
         }
     }

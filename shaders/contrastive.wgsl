@@ -5,17 +5,19 @@
 // multiple of 4 values (vec4 loads; padding changes no distance and gets no gradient).
 //
 // The host splits the rows into windows that fit one storage binding and one dispatch
-// (src/loss/plan.rs) and dispatches once per (row window, column window). Globals:
+// (src/engine/plan.rs) and dispatches once per (row window, column window); its table of
+// these entry points and bindings is src/losses/contrastive/kernels.rs. Globals:
 //   0 uniform        params      ContrastiveParams (this dispatch's windows and flags)
 //   1 storage, read  rows        batch: X rows of the row window; pairs: A
 //   2 storage, read  cols        batch: X rows of the column window; pairs: B
 //   3 storage, read  row_class   class id per row (batch) / 1 similar, 0 not (pairs)
 //   4 storage, read  col_class   class id per row of the column window (batch)
-//   5 storage, rw    partials    one Partial per row of the row window (or per pair)
+//   5 storage, rw    partials    one ContrastivePartial per row of the row window (or pair)
 //   6 storage, rw    scales      [dL/dterm similar, dissimilar] (+ u64 count totals)
 //   7 storage, rw    grad        dL/d(rows), row window, row-major f32, padded stride
 //   8 storage, rw    grad_b      pairs: dL/dB
 //   9 storage, rw    loss_out    device-resident calls: [loss, Σ similar terms, Σ dissimilar]
+// Shared pieces: common/distance, hinge, reduce, tile, tile_classes, tile_grad.
 //
 // Batch kernels: one workgroup of 8×8 invocations per 32-row tile; it walks the 32-column
 // tiles of the column window. Invocation (ty, tx) holds a 4×4 register block of pairs, rows
@@ -28,7 +30,7 @@
 // Sums run in a fixed order and every output value has one owner: no atomics, bitwise
 // deterministic.
 
-// Keep in sync with `ContrastiveParams` in src/gpu/params.rs.
+// Keep in sync with `ContrastiveParams` in src/losses/contrastive/kernels.rs.
 struct ContrastiveParams {
     rows: u32,
     dim4: u32,
@@ -48,29 +50,40 @@ struct ContrastiveParams {
     _pad3: f32,
 }
 
-// Keep in sync with `Reduction` in src/gpu/params.rs.
+// Per-row (batch mode) or per-pair (pair mode) partial results. Sums are Kahan-compensated
+// (sum, carry) so that a row's partial stays accurate to a few ulp however many column tiles
+// and column windows it spans; the host adds them in f64 / u64 in row order.
+// Keep in sync with `ContrastivePartial` in src/losses/contrastive/kernels.rs.
+struct ContrastivePartial {
+    sim_sum: f32,
+    sim_carry: f32,
+    dis_sum: f32,
+    dis_carry: f32,
+    sim_pairs: u32,
+    dis_pairs: u32,
+    sim_active: u32,
+    dis_active: u32,
+}
+
+// Keep in sync with `Reduction::kernel_code` in src/options.rs.
 const REDUCTION_MEAN: u32 = 0u;
 const REDUCTION_SUM: u32 = 1u;
 const REDUCTION_MEAN_NONZERO: u32 = 2u;
-
-const KC4: u32 = 8u; // vec4s per 32-dim chunk of the gradient phase
 
 @group(0) @binding(0) var<uniform> params: ContrastiveParams;
 @group(0) @binding(1) var<storage, read> rows: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> cols: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> row_class: array<u32>;
 @group(0) @binding(4) var<storage, read> col_class: array<u32>;
-@group(0) @binding(5) var<storage, read_write> partials: array<Partial>;
+@group(0) @binding(5) var<storage, read_write> partials: array<ContrastivePartial>;
 @group(0) @binding(6) var<storage, read_write> scales: array<u32>;
 @group(0) @binding(7) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(8) var<storage, read_write> grad_b: array<f32>;
 @group(0) @binding(9) var<storage, read_write> loss_out: array<f32>;
 
-var<workgroup> w_s: array<f32, 1024>;   // [row][col] dL/dd × distance factor
+// w_s (common/tile_grad.wgsl): the tile's weights dL/dd × distance factor.
 var<workgroup> red_s: array<vec2<f32>, 256>; // [row][tx] per-invocation (sim, dis) sums
 var<workgroup> cnt_s: array<u32, 256>;        // [row][tx] four 8-bit counts, packed
-var<workgroup> fin_s: array<Count64, 64>;
-var<workgroup> loss_s: array<vec2<f32>, 64>;
 
 fn hinge_arg(similar: bool, d: f32) -> f32 {
     if (similar) {
@@ -94,28 +107,6 @@ struct RowAcc {
     sim: Kahan,
     dis: Kahan,
     counts: vec4<u32>, // sim pairs, dis pairs, sim active, dis active
-}
-
-// Class ids and global indices of the invocation's 4 columns (tx + 8c) of a column tile.
-struct Cols {
-    ids: vec4<u32>,
-    index: vec4<u32>,
-}
-
-fn tile_cols(col_base: u32, tx: u32) -> Cols {
-    let lj = vec4<u32>(col_base + tx) + vec4<u32>(0u, 8u, 16u, 24u);
-    let j = vec4<u32>(params.col_start) + lj;
-    let n = arrayLength(&col_class);
-    // Past the batch the class is never read for a valid pair; clamp to stay in the binding.
-    let c = vec4<u32>(
-        col_class[min(lj.x, n - 1u)], col_class[min(lj.y, n - 1u)],
-        col_class[min(lj.z, n - 1u)], col_class[min(lj.w, n - 1u)],
-    );
-    return Cols(c, j);
-}
-
-fn row_class_of(rl: u32) -> u32 {
-    return row_class[min(rl, arrayLength(&row_class) - 1u)];
 }
 
 fn hinge_args4(similar: vec4<bool>, d: vec4<f32>) -> vec4<f32> {
@@ -172,14 +163,6 @@ fn add_tile_terms(acc: RowAcc, d: Block, rc: vec4<u32>, cols: Cols, row_base: u3
     return out;
 }
 
-// Class ids of the invocation's 4 rows (ty + 8r).
-fn block_row_classes(row_base: u32, ty: u32) -> vec4<u32> {
-    return vec4<u32>(
-        row_class_of(row_base + ty), row_class_of(row_base + ty + 8u),
-        row_class_of(row_base + ty + 16u), row_class_of(row_base + ty + 24u),
-    );
-}
-
 fn load_row_acc(local: u32) -> RowAcc {
     if (params.accumulate == 0u) {
         return RowAcc(Kahan(0.0, 0.0), Kahan(0.0, 0.0), vec4<u32>(0u));
@@ -193,7 +176,7 @@ fn load_row_acc(local: u32) -> RowAcc {
 }
 
 fn store_row_acc(local: u32, a: RowAcc) {
-    partials[local] = Partial(
+    partials[local] = ContrastivePartial(
         a.sim.sum, a.sim.carry, a.dis.sum, a.dis.carry,
         a.counts.x, a.counts.y, a.counts.z, a.counts.w,
     );
@@ -220,7 +203,7 @@ fn contrastive_batch_forward(
         first = wg.x;
     }
     let n_tiles = tiles_in_window(params.col_start);
-    let rc = block_row_classes(row_base, ty);
+    let rc = tile_row_classes(row_base + ty);
     for (var jt = first; jt < n_tiles; jt++) {
         let d = block_distances(row_base, jt * TILE, ty, tx);
         acc = add_tile_terms(acc, d, rc, tile_cols(jt * TILE, tx), row_base, ty, tx, lid);
@@ -264,12 +247,9 @@ fn row_vec(rl: u32, row_base: u32, q: u32) -> vec4<f32> {
     return load_row(true, li, params.row_start + li, q);
 }
 
-// Up to this many 32-dim chunks (D <= 256) keep their row values and gradient sums in
-// registers across all column tiles; wider rows add into `grad` after every tile. Either way
-// each value receives the same additions in the same order.
-const RESIDENT_CHUNKS: u32 = 8u;
+// Rows of up to RESIDENT_CHUNKS 32-dim chunks (D <= 256) keep their values in registers
+// across all column tiles, as common/tile_grad.wgsl keeps their gradient sums.
 var<private> x_res: array<vec4<f32>, 32>; // [chunk * 4 + r] row values, vec4 8·chunk + tx
-var<private> g_res: array<vec4<f32>, 32>; // [chunk * 4 + r] gradient sums
 
 // Gradient of the row window's rows over the column window (all j ≠ i); with `with_loss`
 // it also accumulates the loss terms (j > i), so mean and sum need one pass.
@@ -283,17 +263,14 @@ fn batch_backward(wg: vec3<u32>, lid3: vec3<u32>, lid: u32, with_loss: bool) {
         acc = load_row_acc(row_base + lid);
     }
     let sc = vec2<f32>(bitcast<f32>(scales[0]), bitcast<f32>(scales[1]));
-    let rc = block_row_classes(row_base, ty);
-    let chunks = (params.dim4 + KC4 - 1u) / KC4;
+    let rc = tile_row_classes(row_base + ty);
+    let chunks = grad_chunks();
     let resident = chunks <= RESIDENT_CHUNKS;
+    tile_grad_begin(row_base, ty, tx);
     if (resident) {
         for (var ch = 0u; ch < chunks; ch++) {
             for (var r = 0u; r < 4u; r++) {
                 x_res[ch * 4u + r] = row_vec(ty + 8u * r, row_base, ch * KC4 + tx);
-                g_res[ch * 4u + r] = vec4<f32>(0.0);
-                if (params.accumulate != 0u) {
-                    g_res[ch * 4u + r] = grad_vec(ty + 8u * r, row_base, ch * KC4 + tx);
-                }
             }
         }
     }
@@ -311,67 +288,23 @@ fn batch_backward(wg: vec3<u32>, lid3: vec3<u32>, lid: u32, with_loss: bool) {
         row_weights(ty + 24u, rc.w, d.r3, tc, row_base, tx, sc);
         let first = jt == 0u && params.accumulate == 0u;
         workgroupBarrier();
-        // Σ_j w_ij (x_i − x_j) (or −Σ_j w_ij x_j for one-minus-dot) over the tile's columns
-        // for the vec4 of dims 4·(q0 + tx), added into the row's gradient. Column rows are
-        // read as whole vec4s straight from the binding (the window holds every tile row).
+        // Σ_j w_ij (x_i − x_j) (or −Σ_j w_ij x_j for one-minus-dot, whose x_i reads as 0).
         for (var ch = 0u; ch < chunks; ch++) {
             let q = ch * KC4 + tx;
-            let qc = min(q, params.dim4 - 1u);
-            let live = q < params.dim4;
-            var x0: vec4<f32>;
-            var x1: vec4<f32>;
-            var x2: vec4<f32>;
-            var x3: vec4<f32>;
+            var x: Block;
             if (resident) {
-                x0 = x_res[ch * 4u];
-                x1 = x_res[ch * 4u + 1u];
-                x2 = x_res[ch * 4u + 2u];
-                x3 = x_res[ch * 4u + 3u];
+                x = Block(x_res[ch * 4u], x_res[ch * 4u + 1u], x_res[ch * 4u + 2u], x_res[ch * 4u + 3u]);
             } else {
-                x0 = row_vec(ty, row_base, q);
-                x1 = row_vec(ty + 8u, row_base, q);
-                x2 = row_vec(ty + 16u, row_base, q);
-                x3 = row_vec(ty + 24u, row_base, q);
+                x = Block(
+                    row_vec(ty, row_base, q), row_vec(ty + 8u, row_base, q),
+                    row_vec(ty + 16u, row_base, q), row_vec(ty + 24u, row_base, q),
+                );
             }
-            var g0 = vec4<f32>(0.0);
-            var g1 = vec4<f32>(0.0);
-            var g2 = vec4<f32>(0.0);
-            var g3 = vec4<f32>(0.0);
-            for (var j = 0u; j < TILE; j++) {
-                let xj = select(vec4<f32>(0.0), cols[(col_base + j) * params.dim4 + qc], live);
-                g0 += w_s[ty * TILE + j] * (x0 - xj);
-                g1 += w_s[(ty + 8u) * TILE + j] * (x1 - xj);
-                g2 += w_s[(ty + 16u) * TILE + j] * (x2 - xj);
-                g3 += w_s[(ty + 24u) * TILE + j] * (x3 - xj);
-            }
-            if (resident) {
-                if (first) {
-                    g_res[ch * 4u] = g0;
-                    g_res[ch * 4u + 1u] = g1;
-                    g_res[ch * 4u + 2u] = g2;
-                    g_res[ch * 4u + 3u] = g3;
-                } else {
-                    g_res[ch * 4u] += g0;
-                    g_res[ch * 4u + 1u] += g1;
-                    g_res[ch * 4u + 2u] += g2;
-                    g_res[ch * 4u + 3u] += g3;
-                }
-            } else {
-                store_grad(ty, g0, row_base, q, first);
-                store_grad(ty + 8u, g1, row_base, q, first);
-                store_grad(ty + 16u, g2, row_base, q, first);
-                store_grad(ty + 24u, g3, row_base, q, first);
-            }
+            tile_grad_keep(tile_grad_chunk(col_base, ty, q, true, x), row_base, ty, tx, ch, first);
         }
         workgroupBarrier();
     }
-    if (resident) {
-        for (var ch = 0u; ch < chunks; ch++) {
-            for (var r = 0u; r < 4u; r++) {
-                store_grad(ty + 8u * r, g_res[ch * 4u + r], row_base, ch * KC4 + tx, true);
-            }
-        }
-    }
+    tile_grad_end(row_base, ty, tx);
     if (with_loss && own) {
         store_row_acc(row_base + lid, acc);
     }
@@ -406,18 +339,10 @@ fn contrastive_finalize(@builtin(local_invocation_index) lid: u32) {
         let v = vec4<u32>(p.sim_pairs, p.dis_pairs, p.sim_active, p.dis_active);
         acc = count64_add(acc, Count64(v, vec4<u32>(0u)));
     }
-    fin_s[lid] = acc;
-    workgroupBarrier();
-    for (var stride = 32u; stride > 0u; stride >>= 1u) {
-        if (lid < stride) {
-            fin_s[lid] = count64_add(fin_s[lid], fin_s[lid + stride]);
-        }
-        workgroupBarrier();
-    }
+    var total = tree_count64(lid, acc);
     if (lid != 0u) {
         return;
     }
-    var total = fin_s[0];
     if (params.accumulate != 0u) {
         let prev = Count64(
             vec4<u32>(scales[4], scales[5], scales[6], scales[7]),
@@ -476,18 +401,10 @@ fn contrastive_loss(@builtin(local_invocation_index) lid: u32) {
         let p = partials[r];
         acc += vec2<f32>(p.sim_sum - p.sim_carry, p.dis_sum - p.dis_carry);
     }
-    loss_s[lid] = acc;
-    workgroupBarrier();
-    for (var stride = 32u; stride > 0u; stride >>= 1u) {
-        if (lid < stride) {
-            loss_s[lid] += loss_s[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    var total = tree_sum2(lid, acc);
     if (lid != 0u) {
         return;
     }
-    var total = loss_s[0];
     if (params.accumulate != 0u) {
         total += vec2<f32>(loss_out[1], loss_out[2]);
     }
@@ -535,9 +452,9 @@ fn contrastive_pairs_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let term = hinge_value(params.hinge, x);
     let on = select(0u, 1u, x > 0.0);
     if (similar) {
-        partials[local] = Partial(term, 0.0, 0.0, 0.0, 1u, 0u, on, 0u);
+        partials[local] = ContrastivePartial(term, 0.0, 0.0, 0.0, 1u, 0u, on, 0u);
     } else {
-        partials[local] = Partial(0.0, 0.0, term, 0.0, 0u, 1u, 0u, on);
+        partials[local] = ContrastivePartial(0.0, 0.0, term, 0.0, 0u, 1u, 0u, on);
     }
 }
 

@@ -1,5 +1,5 @@
 // Moving rows between a caller's buffers and the workspace, for the device-resident API
-// (src/device.rs): embeddings in (any 4-byte offset, any row stride >= D), class ids in, and
+// (src/engine/resident.rs, which holds the host's table of these entry points): embeddings in (any 4-byte offset, any row stride >= D), class ids in, and
 // the gradient out (scaled, overwriting or adding). One invocation per row; the host
 // dispatches once per row window, binding the caller's buffer from the
 // largest aligned offset at or below the window's first value.
@@ -13,7 +13,7 @@
 //   6 storage, rw    flags   [0]: the least global value index outside the input domain
 //                            (0xffffffff: none), by atomicMin (an integer: deterministic)
 
-// Keep in sync with `DeviceParams` in src/gpu/params.rs.
+// Keep in sync with `DeviceParams` in src/engine/resident.rs.
 struct DeviceParams {
     rows: u32,
     dim: u32,
@@ -24,7 +24,7 @@ struct DeviceParams {
     stride: u32, // caller values between row starts
     accumulate: u32,
     scale: f32,
-    max_abs: f32, // the call's magnitude limit: 1e15 (the domain) or less (src/loss/magnitude.rs)
+    max_abs: f32, // the call's magnitude limit: 1e15 (the domain) or less (src/limit.rs)
     _pad1: u32,
     _pad2: u32,
 }

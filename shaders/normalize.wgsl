@@ -1,7 +1,8 @@
 // Row normalisation x / max(||x||, 1e-12) and its backward pass, used by `normalize`
 // and by cosine distance (which runs as one-minus-dot on normalised rows). Rows are
 // zero-padded to whole vec4s; the padding stays zero. The host dispatches once per window
-// of rows (src/loss/plan.rs); all bindings below are that window's rows.
+// of rows (src/engine/plan.rs); all bindings below are that window's rows. The host's
+// table of these entry points and bindings is src/engine/sides.rs.
 //
 // Bindings (group 0):
 //   0 uniform        params  NormalizeParams: rows, dim4, row_start, window_rows
@@ -11,7 +12,7 @@
 //   4 storage, rw    grad    dL/d(dst) in, dL/d(src) out, in place (backward)
 // One invocation per row, 64 rows per workgroup; each loops over the row's vec4s.
 
-// Keep in sync with `NormalizeParams` in src/gpu/params.rs.
+// Keep in sync with `NormalizeParams` in src/engine/sides.rs.
 struct NormalizeParams {
     rows: u32,
     dim4: u32,

@@ -9,7 +9,8 @@
 //   supcon  denominator: j ≠ i;                       positives: as ntxent
 //   clip    rows are A, columns B (or B and A); the classes are the row indices, so the one
 //           positive is the matched row and the denominator is every column
-// Stages (the host dispatches each once per (row window, column window), src/loss/plan.rs):
+// Stages (the host dispatches each once per (row window, column window), src/engine/plan.rs;
+// its table of these entry points and bindings is src/losses/softmax/kernels.rs):
 //   softmax_stats      per row: max and rescaled sum of exp(z) over the denominator, Σ z
 //                      over the positives and their count
 //   softmax_positives  ntxent only, per row, with L = log Σ_den exp(z): Σ softplus(L − z_ip)
@@ -25,9 +26,10 @@
 //   2 storage, read  cols       normalised rows of the column window
 //   3 storage, read  row_class  class id per row of the row window
 //   4 storage, read  col_class  class id per row of the column window
-//   5 storage, rw    stats      Stats per row of the row window (stats, positives, finish)
-//   6 storage, read  row_stats  softmax_grad: the finished Stats of the row window
-//   7 storage, read  col_stats  softmax_grad: the finished Stats of the column window
+//   5 storage, rw    stats      SoftmaxStats per row of the row window (stats, positives,
+//                               finish)
+//   6 storage, read  row_stats  softmax_grad: the finished stats of the row window
+//   7 storage, read  col_stats  softmax_grad: the finished stats of the column window
 //   8 storage, rw    partials   SoftmaxPartial per row of the row window
 //   9 storage, rw    grad       dL/d(rows), row window, row-major f32, padded stride
 //  10 storage, rw    dev        device-resident calls: [loss, Σ loss terms, terms (u64 as
@@ -36,8 +38,9 @@
 // invocation keeps its 4 rows' running values in registers over its 4 columns of every
 // tile and the row owner folds the 8 invocations of a row in a fixed order at the end.
 // No atomics: bitwise deterministic. Every pair is evaluated; nothing is skipped.
+// Shared pieces: common/distance, reduce, smooth, tile, tile_classes, tile_grad.
 
-// Keep in sync with `SoftmaxParams` in src/gpu/params.rs.
+// Keep in sync with `SoftmaxParams` in src/losses/softmax/kernels.rs.
 struct SoftmaxParams {
     rows: u32,
     dim4: u32,
@@ -57,13 +60,13 @@ struct SoftmaxParams {
     _pad4: f32,
 }
 
-// Keep in sync with `Family` in src/gpu/params.rs.
+// Keep in sync with `SoftmaxLoss::family` in src/losses/softmax/kernels.rs.
 const FAMILY_NTXENT: u32 = 0u;
 const FAMILY_SUPCON: u32 = 1u;
 const FAMILY_CLIP: u32 = 2u;
 
-// Keep in sync with `SoftmaxStats` in src/gpu/params.rs.
-struct Stats {
+// Keep in sync with `SoftmaxStats` in src/losses/softmax/kernels.rs.
+struct SoftmaxStats {
     max: f32,       // running maximum of the denominator's logits
     sum: f32,       // Σ exp(z − max) over the denominator (0: empty)
     pos: f32,       // Σ z over the positives; ntxent after softmax_positives: Σ softplus
@@ -74,7 +77,7 @@ struct Stats {
     weight: f32,    // ntxent: W = Σ σ(lse − z_ip) over the positives
 }
 
-// Keep in sync with `SoftmaxPartial` in src/gpu/params.rs.
+// Keep in sync with `SoftmaxPartial` in src/losses/softmax/kernels.rs.
 struct SoftmaxPartial {
     loss: f32,      // the row's loss term(s), before dL/dterm
     loss_b: f32,    // clip: the term of row i of B
@@ -82,7 +85,6 @@ struct SoftmaxPartial {
     terms: u32,
 }
 
-const KC4: u32 = 8u; // vec4s per 32-dim chunk of the gradient phase
 const LOW: f32 = -3.0e38; // below every logit (|z| ≤ 1e4 for τ ≥ 1e-4)
 
 @group(0) @binding(0) var<uniform> params: SoftmaxParams;
@@ -90,18 +92,16 @@ const LOW: f32 = -3.0e38; // below every logit (|z| ≤ 1e4 for τ ≥ 1e-4)
 @group(0) @binding(2) var<storage, read> cols: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> row_class: array<u32>;
 @group(0) @binding(4) var<storage, read> col_class: array<u32>;
-@group(0) @binding(5) var<storage, read_write> stats: array<Stats>;
-@group(0) @binding(6) var<storage, read> row_stats: array<Stats>;
-@group(0) @binding(7) var<storage, read> col_stats: array<Stats>;
+@group(0) @binding(5) var<storage, read_write> stats: array<SoftmaxStats>;
+@group(0) @binding(6) var<storage, read> row_stats: array<SoftmaxStats>;
+@group(0) @binding(7) var<storage, read> col_stats: array<SoftmaxStats>;
 @group(0) @binding(8) var<storage, read_write> partials: array<SoftmaxPartial>;
 @group(0) @binding(9) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(10) var<storage, read_write> dev: array<u32>;
 
 var<workgroup> red_s: array<vec4<f32>, 256>; // [row][tx] per-invocation running values
 var<workgroup> cnt_s: array<u32, 256>;       // [row][tx] per-invocation counts
-var<workgroup> w_s: array<f32, 1024>;        // [row][col] dL/ds of the tile
-var<workgroup> fin_s: array<Count64, 64>;    // softmax_count's tree
-var<workgroup> sum_s: array<vec2<f32>, 64>;  // softmax_loss's tree
+// w_s (common/tile_grad.wgsl): dL/ds of the tile.
 
 // A running log-sum-exp: exp sums rescaled to the running maximum.
 struct Lse {
@@ -143,33 +143,6 @@ fn roles(i: u32, ci: u32, j: u32, cj: u32) -> vec2<bool> {
         return vec2<bool>(!same, same && i != j);
     }
     return vec2<bool>(i != j, same && i != j);
-}
-
-// Class ids and global indices of the invocation's 4 columns (tx + 8c) of a column tile.
-struct Cols {
-    ids: vec4<u32>,
-    index: vec4<u32>,
-    local: vec4<u32>,
-}
-
-fn tile_cols(col_base: u32, tx: u32) -> Cols {
-    let lj = vec4<u32>(col_base + tx) + vec4<u32>(0u, 8u, 16u, 24u);
-    let n = arrayLength(&col_class);
-    // Past the batch the class is never used; clamp to stay in the binding.
-    let c = vec4<u32>(
-        col_class[min(lj.x, n - 1u)], col_class[min(lj.y, n - 1u)],
-        col_class[min(lj.z, n - 1u)], col_class[min(lj.w, n - 1u)],
-    );
-    return Cols(c, vec4<u32>(params.col_start) + lj, lj);
-}
-
-fn class_of_row(local: u32) -> u32 {
-    return row_class[min(local, arrayLength(&row_class) - 1u)];
-}
-
-// Class ids of the invocation's 4 rows l0 + 8r.
-fn block_row_classes(l0: u32) -> vec4<u32> {
-    return vec4<u32>(class_of_row(l0), class_of_row(l0 + 8u), class_of_row(l0 + 16u), class_of_row(l0 + 24u));
 }
 
 // ---- softmax_stats ----
@@ -217,7 +190,7 @@ fn softmax_stats(
     var a2 = empty;
     var a3 = empty;
     let l0 = row_base + ty;
-    let rc = block_row_classes(l0);
+    let rc = tile_row_classes(l0);
     let n_tiles = tiles_in_window(params.col_start);
     for (var jt = 0u; jt < n_tiles; jt++) {
         let s = block_distances(row_base, jt * TILE, ty, tx);
@@ -236,7 +209,7 @@ fn softmax_stats(
     if (lid >= TILE || params.row_start + local >= params.rows) {
         return;
     }
-    var st = Stats(LOW, 0.0, 0.0, 0u, 0.0, 0.0, 0.0, 0.0);
+    var st = SoftmaxStats(LOW, 0.0, 0.0, 0u, 0.0, 0.0, 0.0, 0.0);
     if (params.accumulate != 0u) {
         st = stats[local];
     }
@@ -253,18 +226,6 @@ fn softmax_stats(
 }
 
 // ---- softmax_positives (ntxent) ----
-
-fn softplus(u: f32) -> f32 {
-    return max(u, 0.0) + log(1.0 + exp(-abs(u)));
-}
-
-fn sigmoid(u: f32) -> f32 {
-    let e = exp(-abs(u));
-    if (u >= 0.0) {
-        return 1.0 / (1.0 + e);
-    }
-    return e / (1.0 + e);
-}
 
 // log Σ_den exp(z) of row `local` from its running stats; `valid` false when empty.
 struct Den {
@@ -318,7 +279,7 @@ fn softmax_positives(
     let ty = lid3.y;
     let row_base = wg.x * TILE;
     let l0 = row_base + ty;
-    let rc = block_row_classes(l0);
+    let rc = tile_row_classes(l0);
     let d0 = den_of(l0);
     let d1 = den_of(l0 + 8u);
     let d2 = den_of(l0 + 16u);
@@ -365,7 +326,7 @@ fn softmax_positives(
 
 // Terms row `st` contributes: its positive pairs (ntxent), 1 if it has a positive (supcon),
 // 1 (clip, rows of A).
-fn row_terms(st: Stats) -> u32 {
+fn row_terms(st: SoftmaxStats) -> u32 {
     if (params.family == FAMILY_NTXENT) {
         return st.pos_n;
     }
@@ -384,18 +345,10 @@ fn softmax_count(@builtin(local_invocation_index) lid: u32) {
     for (var r = lid; r < n; r += 64u) {
         acc = count64_add(acc, Count64(vec4<u32>(row_terms(stats[r]), 0u, 0u, 0u), vec4<u32>(0u)));
     }
-    fin_s[lid] = acc;
-    workgroupBarrier();
-    for (var stride = 32u; stride > 0u; stride >>= 1u) {
-        if (lid < stride) {
-            fin_s[lid] = count64_add(fin_s[lid], fin_s[lid + stride]);
-        }
-        workgroupBarrier();
-    }
+    var total = tree_count64(lid, acc);
     if (lid != 0u) {
         return;
     }
-    var total = fin_s[0];
     if (params.accumulate != 0u) {
         total = count64_add(total, Count64(vec4<u32>(dev[2], 0u, 0u, 0u), vec4<u32>(dev[3], 0u, 0u, 0u)));
     }
@@ -417,18 +370,10 @@ fn softmax_loss(@builtin(local_invocation_index) lid: u32) {
         let p = partials[r];
         acc += vec2<f32>(p.loss + p.loss_b, p.grad_tau);
     }
-    sum_s[lid] = acc;
-    workgroupBarrier();
-    for (var stride = 32u; stride > 0u; stride >>= 1u) {
-        if (lid < stride) {
-            sum_s[lid] += sum_s[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    var total = tree_sum2(lid, acc);
     if (lid != 0u) {
         return;
     }
-    var total = sum_s[0];
     if (params.accumulate != 0u) {
         total += vec2<f32>(bitcast<f32>(dev[1]), bitcast<f32>(dev[6]));
     }
@@ -503,7 +448,7 @@ struct Coefs {
     pos: vec4<f32>,
 }
 
-fn stats_coefs(a: Stats, b: Stats, c: Stats, d: Stats) -> Coefs {
+fn stats_coefs(a: SoftmaxStats, b: SoftmaxStats, c: SoftmaxStats, d: SoftmaxStats) -> Coefs {
     return Coefs(
         vec4<f32>(a.lse, b.lse, c.lse, d.lse),
         vec4<f32>(a.coef_den, b.coef_den, c.coef_den, d.coef_den),
@@ -576,13 +521,9 @@ fn row_weights(local: u32, ci: u32, own: vec3<f32>, s: vec4<f32>, tc: Cols, cc: 
 // Rows of up to SMALL_DIM4 vec4s (D <= 16) take the register path: each invocation adds its
 // 4×4 block's w_ij x̂_j into its own 4 rows' sums, with no barrier per tile, and the 8
 // invocations of a row are folded in order at the end. Wider rows share each tile's
-// weights through w_s: invocation (ty, tx) then owns rows ty + 8r and, per 32-dim chunk,
-// the vec4 of dims 4·(8·chunk + tx); up to RESIDENT_CHUNKS chunks (D <= 256) keep their sums
-// in registers, wider rows add into `grad` after every tile. Each path gives every value
-// the same additions in the same order on every run.
+// weights through w_s (common/tile_grad.wgsl). Each path gives every value the same
+// additions in the same order on every run.
 const SMALL_DIM4: u32 = 4u;
-const RESIDENT_CHUNKS: u32 = 8u;
-var<private> g_res: array<vec4<f32>, 32>;         // [chunk * 4 + r]
 var<private> g_small: array<vec4<f32>, 16>;       // [q * 4 + r]
 
 // Adds the block's w_ij x̂_j into the invocation's 4 rows (w0..w3: rows ty + 8r, one
@@ -604,45 +545,6 @@ fn add_small(w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, col_bas
     }
 }
 
-// Σ_j w_ij x̂_j over a tile's columns for the vec4 of dims 4·(8·chunk + tx), from w_s.
-fn add_shared(row_base: u32, col_base: u32, ty: u32, tx: u32, resident: bool, first: bool) {
-    let chunks = (params.dim4 + KC4 - 1u) / KC4;
-    for (var ch = 0u; ch < chunks; ch++) {
-        let q = ch * KC4 + tx;
-        let qc = min(q, params.dim4 - 1u);
-        let live = q < params.dim4;
-        var g0 = vec4<f32>(0.0);
-        var g1 = vec4<f32>(0.0);
-        var g2 = vec4<f32>(0.0);
-        var g3 = vec4<f32>(0.0);
-        for (var j = 0u; j < TILE; j++) {
-            let xj = select(vec4<f32>(0.0), cols[(col_base + j) * params.dim4 + qc], live);
-            g0 += w_s[ty * TILE + j] * xj;
-            g1 += w_s[(ty + 8u) * TILE + j] * xj;
-            g2 += w_s[(ty + 16u) * TILE + j] * xj;
-            g3 += w_s[(ty + 24u) * TILE + j] * xj;
-        }
-        if (resident) {
-            if (first) {
-                g_res[ch * 4u] = g0;
-                g_res[ch * 4u + 1u] = g1;
-                g_res[ch * 4u + 2u] = g2;
-                g_res[ch * 4u + 3u] = g3;
-            } else {
-                g_res[ch * 4u] += g0;
-                g_res[ch * 4u + 1u] += g1;
-                g_res[ch * 4u + 2u] += g2;
-                g_res[ch * 4u + 3u] += g3;
-            }
-        } else {
-            store_grad(ty, g0, row_base, q, first);
-            store_grad(ty + 8u, g1, row_base, q, first);
-            store_grad(ty + 16u, g2, row_base, q, first);
-            store_grad(ty + 24u, g3, row_base, q, first);
-        }
-    }
-}
-
 @compute @workgroup_size(8, 8)
 fn softmax_grad(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -653,23 +555,15 @@ fn softmax_grad(
     let ty = lid3.y;
     let row_base = wg.x * TILE;
     let l0 = row_base + ty;
-    let rc = block_row_classes(l0);
+    let rc = tile_row_classes(l0);
     let own = row_coefs(l0);
     let small = params.dim4 <= SMALL_DIM4;
-    let chunks = (params.dim4 + KC4 - 1u) / KC4;
-    let resident = !small && chunks <= RESIDENT_CHUNKS;
-    for (var k = 0u; k < 32u; k++) {
-        g_res[k] = vec4<f32>(0.0);
-    }
+    let chunks = grad_chunks();
     for (var k = 0u; k < 16u; k++) {
         g_small[k] = vec4<f32>(0.0);
     }
-    if (resident && params.accumulate != 0u) {
-        for (var ch = 0u; ch < chunks; ch++) {
-            for (var r = 0u; r < 4u; r++) {
-                g_res[ch * 4u + r] = grad_vec(ty + 8u * r, row_base, ch * KC4 + tx);
-            }
-        }
+    if (!small) {
+        tile_grad_begin(row_base, ty, tx);
     }
     var tau = vec4<f32>(0.0); // the invocation's 4 rows' Σ dL/dz · z
     let n_tiles = tiles_in_window(params.col_start);
@@ -693,7 +587,12 @@ fn softmax_grad(
                 w_s[(ty + 24u) * TILE + tx + 8u * c] = w3.w[c];
             }
             workgroupBarrier();
-            add_shared(row_base, col_base, ty, tx, resident, jt == 0u && params.accumulate == 0u);
+            let first = jt == 0u && params.accumulate == 0u;
+            let none = vec4<f32>(0.0);
+            for (var ch = 0u; ch < chunks; ch++) {
+                let g = tile_grad_chunk(col_base, ty, ch * KC4 + tx, false, Block(none, none, none, none));
+                tile_grad_keep(g, row_base, ty, tx, ch, first);
+            }
             workgroupBarrier();
         }
     }
@@ -715,12 +614,8 @@ fn softmax_grad(
                 workgroupBarrier();
             }
         }
-    } else if (resident) {
-        for (var ch = 0u; ch < chunks; ch++) {
-            for (var r = 0u; r < 4u; r++) {
-                store_grad(ty + 8u * r, g_res[ch * 4u + r], row_base, ch * KC4 + tx, true);
-            }
-        }
+    } else {
+        tile_grad_end(row_base, ty, tx);
     }
     red_s[ty * 8u + tx] = vec4<f32>(tau.x, 0.0, 0.0, 0.0);
     red_s[(ty + 8u) * 8u + tx] = vec4<f32>(tau.y, 0.0, 0.0, 0.0);

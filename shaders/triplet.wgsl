@@ -4,7 +4,8 @@
 // distance arrives as one-minus-dot, and rows are zero-padded to a multiple of 4 values.
 //
 // Explicit triplets (triplet_explicit_*): one invocation per triplet i, rows A[i], P[i], N[i];
-// the host dispatches once per window of rows (src/loss/plan.rs).
+// the host dispatches once per window of rows (src/engine/plan.rs). The host's table of these
+// entry points and bindings is src/losses/triplet/kernels.rs.
 //
 // Mined triplets run per chunk of 64 anchors, so that no B×B buffer exists: per chunk,
 //   triplet_distances  (per column window)  d(a, j) of the chunk's anchors and every row j
@@ -39,8 +40,9 @@
 //                               active (lo, hi), -, -] (f32 bits, u32)
 // Ties choose the lowest index; every sum runs in a fixed order and every output value has
 // one owner: no atomics, bitwise deterministic.
+// Shared pieces: common/distance, reduce, smooth, tile.
 
-// Keep in sync with `TripletParams` in src/gpu/params.rs.
+// Keep in sync with `TripletParams` in src/losses/triplet/kernels.rs.
 struct TripletParams {
     rows: u32,
     dim4: u32,
@@ -60,7 +62,7 @@ struct TripletParams {
     _pad1: f32,
 }
 
-// Keep in sync with `TripletPartial` in src/gpu/params.rs.
+// Keep in sync with `TripletPartial` in src/losses/triplet/kernels.rs.
 struct TripletPartial {
     sum: f32,
     carry: f32,
@@ -100,24 +102,6 @@ var<workgroup> weight_s: f32;
 var<workgroup> count_s: array<u32, 64>; // per-lane list lengths (list_positives, list_nonzero)
 
 // ---- the term ----
-
-// log(1 + exp(x)) without overflow, accurate for large |x| on either side.
-fn softplus(x: f32) -> f32 {
-    let z = exp(-abs(x));
-    var l = log(1.0 + z);
-    if (z < 1e-4) {
-        l = z * (1.0 - z * (0.5 - z / 3.0));
-    }
-    return max(x, 0.0) + l;
-}
-
-fn sigmoid(x: f32) -> f32 {
-    if (x >= 0.0) {
-        return 1.0 / (1.0 + exp(-x));
-    }
-    let e = exp(x);
-    return e / (1.0 + e);
-}
 
 // Value, slope dterm/dx and activity of a term with x = d(a,p) − d(a,n).
 struct Term {
@@ -613,14 +597,8 @@ fn triplet_finalize(@builtin(local_invocation_index) lid: u32) {
         }
         total = count64_add(total, Count64(vec4<u32>(c.x, 0u, 0u, 0u), vec4<u32>(c.y, 0u, 0u, 0u)));
     }
-    pick_i[lid] = vec2<u32>(total.lo.x, total.hi.x);
-    workgroupBarrier();
+    let grand = tree_count64(lid, total);
     if (lid == 0u) {
-        var grand = Count64(vec4<u32>(0u), vec4<u32>(0u));
-        for (var t = 0u; t < 64u; t++) {
-            let c = pick_i[t];
-            grand = count64_add(grand, Count64(vec4<u32>(c.x, 0u, 0u, 0u), vec4<u32>(c.y, 0u, 0u, 0u)));
-        }
         let n = count64_to_f32(grand.lo.x, grand.hi.x);
         scales[0] = select(0.0, 1.0 / n, n > 0.0);
         if (params.reduction == 1u) {
@@ -642,27 +620,11 @@ fn triplet_loss(@builtin(local_invocation_index) lid: u32) {
         s += p.sum - p.carry;
         c = count64_add(c, Count64(vec4<u32>(p.terms_lo, p.active_lo, 0u, 0u), vec4<u32>(p.terms_hi, p.active_hi, 0u, 0u)));
     }
-    sum_s[lid] = Kahan(s, 0.0);
-    cnt_s[lid] = c.lo.xy;
-    pick_i[lid] = c.hi.xy;
-    workgroupBarrier();
-    for (var stride = 32u; stride > 0u; stride >>= 1u) {
-        if (lid < stride) {
-            sum_s[lid].sum += sum_s[lid + stride].sum;
-            let t = count64_add(
-                Count64(vec4<u32>(cnt_s[lid], 0u, 0u), vec4<u32>(pick_i[lid], 0u, 0u)),
-                Count64(vec4<u32>(cnt_s[lid + stride], 0u, 0u), vec4<u32>(pick_i[lid + stride], 0u, 0u)),
-            );
-            cnt_s[lid] = t.lo.xy;
-            pick_i[lid] = t.hi.xy;
-        }
-        workgroupBarrier();
-    }
+    var total = tree_sum2(lid, vec2<f32>(s, 0.0)).x;
+    var counts = tree_count64(lid, c);
     if (lid != 0u) {
         return;
     }
-    var total = sum_s[0].sum;
-    var counts = Count64(vec4<u32>(cnt_s[0], 0u, 0u), vec4<u32>(pick_i[0], 0u, 0u));
     if (params.accumulate != 0u) {
         total += bitcast<f32>(dev[1]);
         counts = count64_add(counts, Count64(vec4<u32>(dev[2], dev[4], 0u, 0u), vec4<u32>(dev[3], dev[5], 0u, 0u)));

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 /// Everything that can go wrong in a loss call, from input validation to the device.
 ///
-/// Each variant says what went wrong and, in its message, what to do about it.
+/// Each variant says what went wrong and, in its message, what to do about it. The input
+/// errors (`ShapeMismatch` through `LimitExceeded`) are found before anything runs on the
+/// device; the repository's `docs/errors.md` says when each happens and what to do.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -33,30 +35,34 @@ pub enum Error {
     },
     /// A value is NaN, infinite or larger in magnitude than [`crate::MAX_ABS_VALUE`].
     #[error(
-        "{what}[{index}] = {value} is outside the input domain (finite, |x| <= 1e15); \
-         clean or rescale the input"
+        "{what}: value {value} at row {row}, column {column} is outside the input domain \
+         (finite, |x| <= 1e15); clean or rescale the input"
     )]
     OutOfDomain {
         /// Which input.
         what: &'static str,
-        /// Flat (row-major) index of the first offending value.
-        index: usize,
+        /// Row of the first offending value.
+        row: usize,
+        /// Its column.
+        column: usize,
         /// The offending value.
         value: f64,
     },
     /// A value inside the input domain is too large for this loss at this size: a squared
     /// norm, squared distance, squared hinge, sum of terms or gradient sum could overflow
-    /// f32 (see the README, "Input domain").
+    /// f32 (see docs/losses.md, "Input domain").
     #[error(
-        "{what}[{index}] = {value:e} is too large for {config}: values up to {limit:e} keep \
-         every f32 intermediate finite at this size; scale the embeddings down, normalize \
-         them, or use a smaller batch"
+        "{what}: value {value:e} at row {row}, column {column} is too large for {config}: \
+         values up to {limit:e} keep every f32 intermediate finite at this size; scale the \
+         embeddings down, normalize them, or use a smaller batch"
     )]
     TooLargeForLoss {
         /// Which input.
         what: &'static str,
-        /// Flat (row-major) index of the first offending value.
-        index: usize,
+        /// Row of the first offending value.
+        row: usize,
+        /// Its column.
+        column: usize,
         /// The offending value.
         value: f64,
         /// The largest magnitude this call accepts.
@@ -69,15 +75,17 @@ pub enum Error {
     /// loss's f32 intermediates need it ([`Error::TooLargeForLoss`]); found on the device,
     /// reported when the loss is read.
     #[error(
-        "{what}[{index}] (in the caller's buffer, row-major index) is NaN, infinite or \
-         beyond {limit:e} in magnitude (the input domain, or less where this loss's f32 \
-         intermediates need it at this size); clean or rescale the input"
+        "{what}: the value at row {row}, column {column} of the caller's buffer is NaN, \
+         infinite or beyond {limit:e} in magnitude (the input domain, or less where this \
+         loss's f32 intermediates need it at this size); clean or rescale the input"
     )]
     DeviceInputOutOfDomain {
         /// Which input.
         what: &'static str,
-        /// Flat (row-major, `dim` values a row) index of the first offending value.
-        index: u64,
+        /// Row of the first offending value.
+        row: u64,
+        /// Its column.
+        column: u64,
         /// The largest magnitude the call accepted.
         limit: f64,
     },
@@ -109,7 +117,7 @@ pub enum Error {
         rule: &'static str,
     },
     /// Two options that do not go together, or an option the chosen mode does not take
-    /// (`--swap` with mining, a mean-nonzero reduction for batch-hard mining).
+    /// (`swap` with mining, a mean-nonzero reduction for batch-hard mining).
     #[error("{option} does not apply here: {reason}")]
     OptionConflict {
         /// The option as the CLI spells it, e.g. `"swap"`.
@@ -117,18 +125,18 @@ pub enum Error {
         /// Why, and what is accepted instead.
         reason: &'static str,
     },
-    /// The input needs more than the device allows (buffer size, binding size, dispatch size).
-    #[error(
-        "{what} needs {needed}, but the device allows at most {limit}; \
-         use a smaller batch or a device with larger limits"
-    )]
+    /// The input needs more than a limit allows: the host's indices, 32-bit row indices, or
+    /// the device's buffer, binding or dispatch sizes.
+    #[error("{what} needs {needed}, more than the limit of {limit}; {hint}")]
     LimitExceeded {
-        /// Which limit, e.g. `"max_storage_buffer_binding_size (bytes) for the embeddings"`.
+        /// What is measured, with its unit, e.g. `"embeddings buffer (bytes, max_buffer_size)"`.
         what: String,
         /// What the call needs.
-        needed: u64,
-        /// What the device allows.
-        limit: u64,
+        needed: u128,
+        /// What is allowed.
+        limit: u128,
+        /// What to change: a smaller batch, a smaller dimension, a device with larger limits.
+        hint: &'static str,
     },
     /// No graphics adapter was found.
     #[error(
@@ -188,3 +196,8 @@ pub enum Error {
 
 /// Shorthand for `Result<T, metric_loss::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Advice of a [`Error::LimitExceeded`] that more rows caused.
+pub(crate) const SMALLER_BATCH: &str = "use a smaller batch or a device with larger limits";
+/// Advice of a [`Error::LimitExceeded`] that wider rows caused.
+pub(crate) const SMALLER_DIM: &str = "use a smaller dimension or a device with larger limits";

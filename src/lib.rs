@@ -1,43 +1,66 @@
 //! # metric-loss
 //!
-//! Metric-learning losses with gradients, computed by WGSL compute kernels through `wgpu`
-//! on any GPU (Vulkan, Metal, DX12) or on Mesa's software Vulkan driver, each with a CPU
-//! reference in f64 to check against.
+//! Metric-learning losses with gradients — contrastive, triplet (explicit or mined:
+//! all, batch-hard, semi-hard) and softmax-contrastive (NT-Xent, SupCon, CLIP, with dL/dτ)
+//! — computed by WGSL compute kernels through [`wgpu`] on any GPU (Vulkan, Metal, DX12) or
+//! on Mesa's software Vulkan driver. In-batch losses tile the pair space: no B×B buffer
+//! exists, so any batch whose rows fit in device memory runs. Every loss has an f64 CPU
+//! reference to check against.
 //!
-//! So far: the contrastive loss ([`Contrastive`]) over explicit pairs or over every pair
-//! of a labelled batch, the triplet loss ([`Triplet`]) over explicit triplets or mined
-//! from a labelled batch (all, batch-hard, semi-hard), and the softmax-contrastive losses
-//! ([`Softmax`]: NT-Xent, SupCon, CLIP) with dL/dτ. In-batch losses tile the pair space so
-//! that no B×B buffer exists.
+//! The lines a training loop writes:
 //!
 //! ```no_run
 //! use metric_loss::{Contrastive, Embeddings, Gpu, Grads, Labels};
 //!
-//! let gpu = Gpu::new()?; // once; reuse it for every step
-//! let loss = Contrastive::default().margin(1.0);
-//! # let (embeddings, rows, dim, labels) = (vec![0.0f32; 8], 4, 2, vec![0i64, 0, 1, 1]);
-//! let x = Embeddings::new("embeddings", &embeddings, rows, dim)?;
+//! let gpu = Gpu::new()?; // once: pipelines and buffers are reused by every call
+//! let loss = Contrastive::default().margin(1.0)?;
+//! # let (batch, rows, dim, labels) = (vec![0.0f32; 8], 4, 2, vec![0i64, 0, 1, 1]);
+//! let x = Embeddings::new(&batch, rows, dim)?; // rows × dim, row-major; checks the values
 //! let out = loss.batch(&gpu, &x, &Labels::new(&labels), Grads::Compute)?;
-//! let (value, dx) = (out.loss, &out.grads[0]);
+//! let dx = &out.grads[0]; // dL/dX, rows × dim
+//! println!("loss {} over {} pairs, {:?} active", out.loss, out.terms(), out.active_terms());
 //! # Ok::<(), metric_loss::Error>(())
 //! ```
+//!
+//! # What is here
+//! - The losses: [`Contrastive`], [`Triplet`], [`Softmax`]. Each has the same calls: a
+//!   labelled `batch` and a mode of matched rows (`pairs`, or `explicit` triplets), each on
+//!   host slices, as the f64 CPU reference (`*_cpu`), on the caller's own device buffers
+//!   (`*_device`, see [`device`]) and as a GPU-versus-CPU [`tolerance::Verdict`]
+//!   (`*_check`); `validate_*` checks an input without a device. [`BatchLoss`] is the
+//!   `batch` calls as a trait, for code that switches losses.
+//! - The inputs: [`Embeddings`] (validated rows), [`Labels`] (any integers, remapped).
+//! - The outputs: [`LossOutput`] with the loss, the family's [`Counts`], one [`Gradient`]
+//!   per input and dL/dτ.
+//! - The device: [`Gpu`] ([`Gpu::new`], or [`Gpu::from_device`] to share a framework's
+//!   wgpu 30 device, re-exported as [`wgpu`]).
+//! - Errors: one [`Error`] enum; nothing a caller can reach panics.
+//!
+//! This crate has no default features. Its `testing` feature is the test harness of its own
+//! tests and CLI (seeded inputs, case grids, fuzz bodies); library users leave it off.
+//! The exact definitions, the tolerance rule and the error taxonomy are in the repository's
+//! `docs/`.
 #![warn(missing_docs)]
 
-pub mod check;
-pub mod cpu;
 pub mod device;
+mod engine;
 mod error;
-pub mod gpu;
-pub mod loss;
-pub mod npy;
-mod shape;
+mod input;
+mod limit;
+mod losses;
+mod options;
+mod reference;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod tolerance;
 
+pub use engine::{AdapterSummary, Allocations, Gpu, GpuOptions, DEFAULT_TIMEOUT};
 pub use error::{Error, Result};
-pub use gpu::{AdapterSummary, Gpu, GpuOptions};
-pub use loss::contrastive::{
-    Contrastive, ContrastiveCounts, ContrastiveOutput, Distance, Hinge, Reduction,
-};
-pub use loss::softmax::{Softmax, SoftmaxCounts, SoftmaxLoss, SoftmaxOutput, MIN_TEMPERATURE};
-pub use loss::triplet::{Mining, Triplet, TripletCounts, TripletOutput, TripletTerm};
-pub use loss::{Grads, LossOutput};
-pub use shape::{check_domain, Embeddings, Labels, MAX_ABS_VALUE};
+pub use input::{Embeddings, Labels, MAX_ABS_VALUE};
+pub use losses::contrastive::{Contrastive, ContrastiveCounts, ContrastiveOutput};
+pub use losses::softmax::{Softmax, SoftmaxCounts, SoftmaxLoss, SoftmaxOutput, MIN_TEMPERATURE};
+pub use losses::triplet::{Mining, Triplet, TripletCounts, TripletOutput, TripletTerm};
+pub use losses::BatchLoss;
+pub use options::{Counts, Distance, Gradient, Grads, Hinge, LossOutput, Reduction};
+/// The wgpu this crate runs on (30): depend on it through this re-export, or on `wgpu = "30"`.
+pub use wgpu;

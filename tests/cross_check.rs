@@ -4,7 +4,7 @@
 mod common;
 
 use common::{cross_batch, cross_pairs, gpu, labels, normals};
-use metric_loss::check::{self, clear_margins, median};
+use metric_loss::testing::{self as check, clear_margins, median};
 use metric_loss::{Contrastive, Distance, Embeddings, Hinge, Labels, Reduction};
 
 // The sizes, plus the 32-row tile's neighbours.
@@ -34,7 +34,7 @@ fn batch_sizes_and_dims_rotating_options() {
                 continue;
             }
             let data = normals(k as u64, b * d);
-            let x = Embeddings::new("x", &data, b, d).unwrap();
+            let x = Embeddings::named("x", &data, b, d).unwrap();
             let l = Labels::new(&labels(k as u64, b, (b as u64 / 3).max(2)));
             let mut cfg = configs[k % configs.len()];
             let dists = check::batch_distances(&cfg, &x);
@@ -54,8 +54,8 @@ fn pair_sizes_and_dims_rotating_options() {
         for &d in &DIMS {
             let a = normals(2 * k as u64, n * d);
             let b = normals(2 * k as u64 + 1, n * d);
-            let a = Embeddings::new("a", &a, n, d).unwrap();
-            let b = Embeddings::new("b", &b, n, d).unwrap();
+            let a = Embeddings::named("a", &a, n, d).unwrap();
+            let b = Embeddings::named("b", &b, n, d).unwrap();
             let similar: Vec<bool> = labels(k as u64, n, 2).iter().map(|&v| v == 1).collect();
             let mut cfg = configs[k % configs.len()];
             let dists = check::pair_distances(&cfg, &a, &b);
@@ -83,7 +83,7 @@ fn label_patterns() {
     let Some(gpu) = gpu() else { return };
     let (b, d) = (33, 4);
     let data = normals(7, b * d);
-    let x = Embeddings::new("x", &data, b, d).unwrap();
+    let x = Embeddings::named("x", &data, b, d).unwrap();
     let equal = vec![5i64; b];
     let distinct: Vec<i64> = (0..b as i64).collect();
     let random = labels(3, b, 4);
@@ -105,7 +105,7 @@ fn label_patterns() {
 fn all_equal_labels_have_no_dissimilar_pairs_and_distinct_no_similar() {
     let Some(gpu) = gpu() else { return };
     let data = normals(11, 20 * 3);
-    let x = Embeddings::new("x", &data, 20, 3).unwrap();
+    let x = Embeddings::named("x", &data, 20, 3).unwrap();
     let cfg = Contrastive::default();
     let eq = cfg
         .batch(gpu, &x, &Labels::new(&[1; 20]), metric_loss::Grads::Compute)
@@ -142,7 +142,7 @@ fn duplicated_and_zero_rows() {
     for v in &mut data[10 * d..13 * d] {
         *v = 0.0;
     }
-    let x = Embeddings::new("x", &data, b, d).unwrap();
+    let x = Embeddings::named("x", &data, b, d).unwrap();
     let l = Labels::new(&labels(5, b, 3));
     for cfg in configs() {
         // pos_margin 0 keeps the kink at d = 0 where the duplicates sit: values are compared
@@ -160,19 +160,7 @@ fn duplicated_and_zero_rows() {
         if exact_zero {
             cross_batch(gpu, "duplicates", &c, &x, &l);
         } else {
-            let g = c.batch(gpu, &x, &l, metric_loss::Grads::Compute).unwrap();
-            let r = c.batch_cpu(&x, &l, metric_loss::Grads::Compute).unwrap();
-            let d_max = dists.iter().cloned().fold(0.0, f64::max);
-            let mut report = check::compare_outputs(
-                "cosine duplicates".into(),
-                &c,
-                &g,
-                &r,
-                d,
-                d_max,
-                b as u64,
-                &check::spread(c.distance, c.normalize, &[&x]),
-            );
+            let mut report = c.batch_check(gpu, &x, &l).unwrap();
             report.counts_equal = true; // f32 may see 1 − cos = ±1e-7 where f64 sees 0
             common::assert_report(&report);
         }
@@ -184,7 +172,7 @@ fn duplicated_and_zero_rows() {
 #[test]
 fn one_row_batch_has_no_pairs() {
     let Some(gpu) = gpu() else { return };
-    let x = Embeddings::new("x", &[1.0, 2.0], 1, 2).unwrap();
+    let x = Embeddings::named("x", &[1.0, 2.0], 1, 2).unwrap();
     for cfg in configs() {
         let out = cfg
             .batch(gpu, &x, &Labels::new(&[0]), metric_loss::Grads::Compute)
@@ -199,7 +187,7 @@ fn one_row_batch_has_no_pairs() {
 fn loss_only_matches_loss_with_grads() {
     let Some(gpu) = gpu() else { return };
     let data = normals(2, 40 * 6);
-    let x = Embeddings::new("x", &data, 40, 6).unwrap();
+    let x = Embeddings::named("x", &data, 40, 6).unwrap();
     let l = Labels::new(&labels(2, 40, 5));
     let cfg = Contrastive::default()
         .distance(Distance::Cosine)
@@ -216,7 +204,7 @@ fn rows_wider_than_the_resident_chunks() {
     let Some(gpu) = gpu() else { return };
     let (b, d) = (45, 300);
     let data = normals(31, b * d);
-    let x = Embeddings::new("x", &data, b, d).unwrap();
+    let x = Embeddings::named("x", &data, b, d).unwrap();
     let l = Labels::new(&labels(31, b, 5));
     for base in [
         Contrastive::default(),

@@ -12,8 +12,8 @@ fn reruns_and_separate_gpus_agree_bitwise() {
     let (rows, dim) = (160, 7);
     let data = common::normals(9, rows * dim);
     let other = common::normals(10, rows * dim);
-    let x = Embeddings::new("x", &data, rows, dim).unwrap();
-    let b = Embeddings::new("b", &other, rows, dim).unwrap();
+    let x = Embeddings::named("x", &data, rows, dim).unwrap();
+    let b = Embeddings::named("b", &other, rows, dim).unwrap();
     let l = Labels::new(&common::labels(9, rows, 6));
     let similar: Vec<bool> = common::labels(4, rows, 2).iter().map(|&v| v == 0).collect();
     let configs = [
@@ -22,12 +22,12 @@ fn reruns_and_separate_gpus_agree_bitwise() {
             .distance(Distance::Cosine)
             .normalize(true)
             .reduction(Reduction::MeanNonzero)
-            .margin(1.1),
+            .margin(1.1).unwrap(),
         Contrastive::default()
             .distance(Distance::SquaredEuclidean)
             .hinge(Hinge::Linear)
             .reduction(Reduction::Sum)
-            .margin(12.0),
+            .margin(12.0).unwrap(),
     ];
     for cfg in configs {
         let runs = [first, first, &second]

@@ -4,9 +4,11 @@
 
 mod common;
 
-use metric_loss::check::{self, Rng};
+use metric_loss::testing::{self as check, Rng};
 use metric_loss::device::{DeviceGrad, DeviceLabels, DeviceRows, Target};
-use metric_loss::{Contrastive, Distance, Embeddings, Error, Gpu, Grads, Labels, Reduction};
+use metric_loss::{
+    wgpu, Contrastive, Distance, Embeddings, Error, Gpu, Gradient, Grads, Labels, Reduction,
+};
 
 /// A device of the caller's own, shared with metric-loss (`limits`: None for the adapter's).
 fn shared(limits: Option<wgpu::Limits>) -> Option<(Gpu, wgpu::Device, wgpu::Queue)> {
@@ -20,7 +22,7 @@ fn shared(limits: Option<wgpu::Limits>) -> Option<(Gpu, wgpu::Device, wgpu::Queu
     }))
     .ok()?;
     Some((
-        Gpu::from_device(device.clone(), queue.clone()),
+        Gpu::from_device(device.clone(), queue.clone()).unwrap(),
         device,
         queue,
     ))
@@ -75,11 +77,9 @@ fn device_run(
 ) -> (f64, Vec<f32>) {
     let (scale, accumulate, prefill) = grad;
     let xs = strided(&c.x, c.dim, c.dim + 3, 5, 7.0);
-    let xb = common::storage(device, bytemuck::cast_slice(&xs));
-    let lb = common::storage(device, &c.ids());
-    let gb = common::storage(
-        device,
-        bytemuck::cast_slice(&vec![prefill; 2 + c.rows * (c.dim + 1)]),
+    let xb = gpu.storage_buffer("caller", bytemuck::cast_slice(&xs));
+    let lb = gpu.storage_buffer("caller", &c.ids());
+    let gb = gpu.storage_buffer("caller", bytemuck::cast_slice(&vec![prefill; 2 + c.rows * (c.dim + 1)]),
     );
     let x = DeviceRows {
         buffer: &xb,
@@ -114,7 +114,7 @@ fn device_run(
     };
     (
         loss.read(gpu).unwrap(),
-        common::read_f32(device, queue, &gb),
+        gpu.read_f32(&gb).unwrap(),
     )
 }
 
@@ -126,28 +126,17 @@ fn rows_of(buf: &[f32], rows: usize, dim: usize) -> Vec<f32> {
 }
 
 fn compare_to_host(gpu: &Gpu, cfg: &Contrastive, c: &Case, loss: f64, grad: &[f32]) {
-    let x = Embeddings::new("x", &c.x, c.rows, c.dim).unwrap();
+    let x = Embeddings::named("x", &c.x, c.rows, c.dim).unwrap();
     let host = cfg
         .batch(gpu, &x, &Labels::new(&c.labels), Grads::Compute)
         .unwrap();
-    let d = check::batch_distances(cfg, &x);
-    let d_max = d.iter().cloned().fold(0.0, f64::max);
     let dev = metric_loss::LossOutput {
         loss,
         counts: host.counts,
-        grads: vec![grad.to_vec()],
+        grads: vec![Gradient::new(grad.to_vec(), c.dim)],
         grad_temperature: None,
     };
-    let report = check::compare_outputs(
-        format!("device {cfg:?}"),
-        cfg,
-        &dev,
-        &host,
-        c.dim,
-        d_max,
-        c.rows as u64,
-        &check::spread(cfg.distance, cfg.normalize, &[&x]),
-    );
+    let report = check::contrastive_batch_verdict(format!("device {cfg:?}"), cfg, &dev, &host, &x);
     common::assert_report(&report);
 }
 
@@ -168,7 +157,7 @@ fn matches_the_host_path_with_offsets_and_strides() {
             normalize,
             ..Default::default()
         }
-        .margin(2.0);
+        .margin(2.0).unwrap();
         for encoder in [false, true] {
             let (loss, buf) =
                 device_run(&gpu, &device, &queue, &cfg, &c, (1.0, false, 9.0), encoder);
@@ -211,19 +200,19 @@ fn windows_match_the_host_path() {
     };
     // 100 values a row: 64 KiB bindings take windows of 128 rows; B = 300 needs 3.
     let c = Case::new(3, 300, 100);
-    let cfg = Contrastive::default().margin(14.0);
+    let cfg = Contrastive::default().margin(14.0).unwrap();
     let (loss, buf) = device_run(&gpu, &device, &queue, &cfg, &c, (1.0, false, 0.0), false);
     compare_to_host(&gpu, &cfg, &c, loss, &rows_of(&buf, c.rows, c.dim));
 }
 
 #[test]
 fn the_loss_can_be_read_asynchronously() {
-    let Some((gpu, device, _queue)) = shared(None) else {
+    let Some((gpu, _device, _queue)) = shared(None) else {
         return;
     };
     let c = Case::new(4, 33, 4);
-    let xb = common::storage(&device, bytemuck::cast_slice(&c.x));
-    let lb = common::storage(&device, &c.ids());
+    let xb = gpu.storage_buffer("caller", bytemuck::cast_slice(&c.x));
+    let lb = gpu.storage_buffer("caller", &c.ids());
     let cfg = Contrastive::default();
     let loss = cfg
         .batch_device(
@@ -235,7 +224,7 @@ fn the_loss_can_be_read_asynchronously() {
         )
         .unwrap();
     let value = pollster::block_on(loss.read_async(&gpu)).unwrap();
-    let x = Embeddings::new("x", &c.x, c.rows, c.dim).unwrap();
+    let x = Embeddings::named("x", &c.x, c.rows, c.dim).unwrap();
     let host = cfg
         .batch(&gpu, &x, &Labels::new(&c.labels), Grads::Skip)
         .unwrap();
@@ -252,8 +241,8 @@ fn bad_layouts_and_values_are_errors() {
         return;
     };
     let c = Case::new(5, 16, 4);
-    let xb = common::storage(&device, bytemuck::cast_slice(&c.x));
-    let lb = common::storage(&device, &c.ids());
+    let xb = gpu.storage_buffer("caller", bytemuck::cast_slice(&c.x));
+    let lb = gpu.storage_buffer("caller", &c.ids());
     let cfg = Contrastive::default();
     let run = |x: DeviceRows<'_>, l: DeviceLabels<'_>, g: Option<DeviceGrad<'_>>| {
         cfg.batch_device(&gpu, x, l, g, Target::Submit)
@@ -297,11 +286,11 @@ fn bad_layouts_and_values_are_errors() {
     let mut v = c.x.clone();
     v[3 * c.dim + 1] = f32::NAN;
     v[9 * c.dim] = f32::INFINITY;
-    let nb = common::storage(&device, bytemuck::cast_slice(&v));
+    let nb = gpu.storage_buffer("caller", bytemuck::cast_slice(&v));
     let loss = run(DeviceRows::new(&nb, c.rows, c.dim), l, None).unwrap();
     match loss.read(&gpu) {
-        Err(Error::DeviceInputOutOfDomain { index, .. }) => {
-            assert_eq!(index, (3 * c.dim + 1) as u64)
+        Err(Error::DeviceInputOutOfDomain { row, column, .. }) => {
+            assert_eq!((row, column), (3, 1))
         }
         other => panic!("{other:?}"),
     }
@@ -316,9 +305,9 @@ fn a_loop_over_the_same_buffers_allocates_nothing_after_its_first_step() {
         return;
     };
     let c = Case::new(6, 96, 12);
-    let xb = common::storage(&device, bytemuck::cast_slice(&c.x));
-    let lb = common::storage(&device, &c.ids());
-    let gb = common::storage(&device, bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]));
+    let xb = gpu.storage_buffer("caller", bytemuck::cast_slice(&c.x));
+    let lb = gpu.storage_buffer("caller", &c.ids());
+    let gb = gpu.storage_buffer("caller", bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]));
     let mut after_first = None;
     for step in 0..20 {
         let mut enc = device.create_command_encoder(&Default::default());
@@ -357,12 +346,12 @@ fn softmax_losses_match_the_host_path() {
             "{what}: device {got}, host {want}"
         );
     };
-    let x = Embeddings::new("x", &c.x, c.rows, c.dim).unwrap();
-    let y = Embeddings::new("y", &other, c.rows, c.dim).unwrap();
+    let x = Embeddings::named("x", &c.x, c.rows, c.dim).unwrap();
+    let y = Embeddings::named("y", &other, c.rows, c.dim).unwrap();
     let xs = strided(&c.x, c.dim, c.dim + 2, 3, 5.0);
-    let xb = common::storage(&device, bytemuck::cast_slice(&xs));
-    let yb = common::storage(&device, bytemuck::cast_slice(&other));
-    let lb = common::storage(&device, &c.ids());
+    let xb = gpu.storage_buffer("caller", bytemuck::cast_slice(&xs));
+    let yb = gpu.storage_buffer("caller", bytemuck::cast_slice(&other));
+    let lb = gpu.storage_buffer("caller", &c.ids());
     let rows_x = DeviceRows {
         buffer: &xb,
         offset: 12,
@@ -373,8 +362,8 @@ fn softmax_losses_match_the_host_path() {
     let rows_y = DeviceRows::new(&yb, c.rows, c.dim);
     for loss in [SoftmaxLoss::NtXent, SoftmaxLoss::SupCon, SoftmaxLoss::Clip] {
         let cfg = Softmax::new(loss);
-        let ga = common::storage(&device, bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]));
-        let gb = common::storage(&device, bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]));
+        let ga = gpu.storage_buffer("caller", bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]));
+        let gb = gpu.storage_buffer("caller", bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]));
         let mut enc = device.create_command_encoder(&Default::default());
         let (dev, host) = if loss == SoftmaxLoss::Clip {
             let grads = [DeviceGrad::new(&ga, c.dim), DeviceGrad::new(&gb, c.dim)];
@@ -397,7 +386,7 @@ fn softmax_losses_match_the_host_path() {
         let host_tau = host.grad_temperature.unwrap();
         close(&format!("{loss:?} dL/dtau"), dtau.unwrap(), host_tau, 1.0);
         for (k, buf) in [&ga, &gb].iter().enumerate().take(host.grads.len()) {
-            let g = common::read_f32(&device, &queue, buf);
+            let g = gpu.read_f32(buf).unwrap();
             let scale = host.grads[k].iter().fold(0.0f32, |m, v| m.max(v.abs()));
             for (i, (a, b)) in g.iter().zip(&host.grads[k]).enumerate() {
                 assert!(
@@ -409,7 +398,7 @@ fn softmax_losses_match_the_host_path() {
     }
     // No positive pair: loss 0, counted on the device.
     let distinct: Vec<u32> = (0..c.rows as u32).collect();
-    let db = common::storage(&device, bytemuck::cast_slice(&distinct));
+    let db = gpu.storage_buffer("caller", bytemuck::cast_slice(&distinct));
     let d = Softmax::supcon()
         .batch_device(&gpu, rows_x, DeviceLabels::new(&db), None, Target::Submit)
         .unwrap();
@@ -426,16 +415,16 @@ fn two_calls_in_one_encoder_keep_their_own_parameters() {
     // call in between: each gradient must match its own host result.
     let cases = [Case::new(9, 40, 5), Case::new(10, 70, 5)];
     let cfgs = [
-        Contrastive::default().margin(1.0),
-        Contrastive::default().margin(3.0),
+        Contrastive::default().margin(1.0).unwrap(),
+        Contrastive::default().margin(3.0).unwrap(),
     ];
     let bufs: Vec<_> = cases
         .iter()
         .map(|c| {
             (
-                common::storage(&device, bytemuck::cast_slice(&c.x)),
-                common::storage(&device, &c.ids()),
-                common::storage(&device, bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim])),
+                gpu.storage_buffer("caller", bytemuck::cast_slice(&c.x)),
+                gpu.storage_buffer("caller", &c.ids()),
+                gpu.storage_buffer("caller", bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim])),
             )
         })
         .collect();
@@ -449,17 +438,17 @@ fn two_calls_in_one_encoder_keep_their_own_parameters() {
             Target::Encoder(&mut enc),
         )
         .unwrap();
-        let e = Embeddings::new("x", &c.x, c.rows, c.dim).unwrap();
+        let e = Embeddings::named("x", &c.x, c.rows, c.dim).unwrap();
         cfg.batch(&gpu, &e, &Labels::new(&c.labels), Grads::Skip)
             .unwrap();
     }
     queue.submit([enc.finish()]);
     for ((c, cfg), (_, _, g)) in cases.iter().zip(&cfgs).zip(&bufs) {
-        let e = Embeddings::new("x", &c.x, c.rows, c.dim).unwrap();
+        let e = Embeddings::named("x", &c.x, c.rows, c.dim).unwrap();
         let host = cfg
             .batch(&gpu, &e, &Labels::new(&c.labels), Grads::Compute)
             .unwrap();
-        let got = common::read_f32(&device, &queue, g);
+        let got = gpu.read_f32(g).unwrap();
         let scale = host.grads[0].iter().fold(0.0f32, |m, v| m.max(v.abs()));
         for (a, b) in got.iter().zip(&host.grads[0]) {
             assert!((a - b).abs() <= 1e-4 * (b.abs() + scale), "{a} {b}");
@@ -482,13 +471,11 @@ fn triplet_losses_match_the_host_path() {
     let (xa, xp, xn) = (ints(&mut rng), ints(&mut rng), ints(&mut rng));
     let labels: Vec<i64> = (0..rows).map(|_| rng.below(9) as i64).collect();
     let ids: Vec<u32> = labels.iter().map(|&l| l as u32).collect();
-    let lb = common::storage(&device, bytemuck::cast_slice(&ids));
+    let lb = gpu.storage_buffer("caller", bytemuck::cast_slice(&ids));
     let bufs: Vec<wgpu::Buffer> = [&xa, &xp, &xn]
         .iter()
         .map(|v| {
-            common::storage(
-                &device,
-                bytemuck::cast_slice(&strided(v, dim, dim + 1, 1, 0.0)),
+            gpu.storage_buffer("caller", bytemuck::cast_slice(&strided(v, dim, dim + 1, 1, 0.0)),
             )
         })
         .collect();
@@ -517,9 +504,9 @@ fn triplet_losses_match_the_host_path() {
             }
         }
     };
-    let cfg = Triplet::default().margin(2.0);
+    let cfg = Triplet::default().margin(2.0).unwrap();
     fn e(v: &[f32], dim: usize) -> Embeddings<'_> {
-        Embeddings::new("x", v, v.len() / dim, dim).unwrap()
+        Embeddings::named("x", v, v.len() / dim, dim).unwrap()
     }
     // Mined: every rule with its default reduction, and mean-nonzero for `all`.
     for (mining, t) in [
@@ -528,49 +515,34 @@ fn triplet_losses_match_the_host_path() {
         (Mining::All, cfg),
         (Mining::All, cfg.reduction(Reduction::Mean)),
     ] {
-        let g = common::storage(&device, bytemuck::cast_slice(&vec![0.0f32; rows * dim]));
+        let g = gpu.storage_buffer("caller", bytemuck::cast_slice(&vec![0.0f32; rows * dim]));
         let loss = t
-            .mined_device(
-                &gpu,
-                rows_of_buf(&bufs[0], rows, dim),
-                DeviceLabels::new(&lb),
-                mining,
-                Some(DeviceGrad::new(&g, dim)),
-                Target::Submit,
-            )
+            .mining(mining).batch_device(&gpu, rows_of_buf(&bufs[0], rows, dim), DeviceLabels::new(&lb), Some(DeviceGrad::new(&g, dim)), Target::Submit)
             .unwrap()
             .read(&gpu)
             .unwrap();
         let host = t
-            .mined(
-                &gpu,
-                &e(&xa, dim),
-                &Labels::new(&labels),
-                mining,
-                Grads::Compute,
-            )
+            .mining(mining).batch(&gpu, &e(&xa, dim), &Labels::new(&labels), Grads::Compute)
             .unwrap();
         check(
             &format!("{mining:?}"),
             &host,
             loss,
-            &[common::read_f32(&device, &queue, &g)],
+            &[gpu.read_f32(&g).unwrap()],
         );
     }
     // Explicit, with swap.
     let t = cfg.swap(true);
     let gs: Vec<wgpu::Buffer> = (0..3)
-        .map(|_| common::storage(&device, bytemuck::cast_slice(&vec![0.0f32; rows * dim])))
+        .map(|_| gpu.storage_buffer("caller", bytemuck::cast_slice(&vec![0.0f32; rows * dim])))
         .collect();
     let mut enc = device.create_command_encoder(&Default::default());
     let dl = t
         .explicit_device(
             &gpu,
-            [
-                rows_of_buf(&bufs[0], rows, dim),
-                rows_of_buf(&bufs[1], rows, dim),
-                rows_of_buf(&bufs[2], rows, dim),
-            ],
+            rows_of_buf(&bufs[0], rows, dim),
+            rows_of_buf(&bufs[1], rows, dim),
+            rows_of_buf(&bufs[2], rows, dim),
             Some([
                 DeviceGrad::new(&gs[0], dim),
                 DeviceGrad::new(&gs[1], dim),
@@ -592,7 +564,7 @@ fn triplet_losses_match_the_host_path() {
         .unwrap();
     let grads: Vec<Vec<f32>> = gs
         .iter()
-        .map(|g| common::read_f32(&device, &queue, g))
+        .map(|g| gpu.read_f32(g).unwrap())
         .collect();
     check("explicit", &host, loss, &grads);
     assert_eq!(gpu.uncaptured_errors(), 0);
@@ -600,20 +572,20 @@ fn triplet_losses_match_the_host_path() {
 
 #[test]
 fn a_loss_read_after_a_later_call_is_stale_not_wrong() {
-    let Some((gpu, device, _queue)) = shared(None) else {
+    let Some((gpu, _device, _queue)) = shared(None) else {
         return;
     };
     let c = Case::new(9, 20, 5);
-    let xb = common::storage(&device, bytemuck::cast_slice(&c.x));
-    let lb = common::storage(&device, &c.ids());
+    let xb = gpu.storage_buffer("caller", bytemuck::cast_slice(&c.x));
+    let lb = gpu.storage_buffer("caller", &c.ids());
     let x = DeviceRows::new(&xb, c.rows, c.dim);
     let run = |cfg: Contrastive| {
         cfg.batch_device(&gpu, x, DeviceLabels::new(&lb), None, Target::Submit)
             .unwrap()
     };
-    let alone = run(Contrastive::default().margin(3.0)).read(&gpu).unwrap();
+    let alone = run(Contrastive::default().margin(3.0).unwrap()).read(&gpu).unwrap();
     let first = run(Contrastive::default());
-    let second = run(Contrastive::default().margin(3.0));
+    let second = run(Contrastive::default().margin(3.0).unwrap());
     // The workspace's loss buffer now holds the second call's loss.
     assert!(matches!(first.read(&gpu), Err(Error::StaleDeviceLoss)));
     let loss = second.read(&gpu).unwrap();
@@ -621,7 +593,7 @@ fn a_loss_read_after_a_later_call_is_stale_not_wrong() {
     Contrastive::default()
         .batch(
             &gpu,
-            &Embeddings::new("x", &c.x, c.rows, c.dim).unwrap(),
+            &Embeddings::named("x", &c.x, c.rows, c.dim).unwrap(),
             &Labels::new(&c.labels),
             Grads::Skip,
         )

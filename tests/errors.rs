@@ -9,7 +9,7 @@ use metric_loss::{Contrastive, Embeddings, Error, Gpu, GpuOptions, Grads, Labels
 #[test]
 fn shape_errors() {
     assert!(matches!(
-        Embeddings::new("x", &[1.0; 5], 2, 3),
+        Embeddings::named("x", &[1.0; 5], 2, 3),
         Err(Error::ShapeMismatch {
             expected: 6,
             got: 5,
@@ -17,15 +17,15 @@ fn shape_errors() {
         })
     ));
     assert!(matches!(
-        Embeddings::new("x", &[], 0, 3),
+        Embeddings::named("x", &[], 0, 3),
         Err(Error::EmptyInput { .. })
     ));
     assert!(matches!(
-        Embeddings::new("x", &[], 3, 0),
+        Embeddings::named("x", &[], 3, 0),
         Err(Error::ZeroDim { .. })
     ));
-    let x = Embeddings::new("x", &[1.0; 6], 2, 3).unwrap();
-    let b = Embeddings::new("b", &[1.0; 9], 3, 3).unwrap();
+    let x = Embeddings::named("x", &[1.0; 6], 2, 3).unwrap();
+    let b = Embeddings::named("b", &[1.0; 9], 3, 3).unwrap();
     let cfg = Contrastive::default();
     assert!(matches!(
         cfg.batch_cpu(&x, &Labels::new(&[0, 1, 2]), Grads::Skip),
@@ -62,34 +62,60 @@ fn out_of_domain_values_name_the_first_index() {
         let mut data = [0.5f32; 6];
         data[at] = bad;
         data[5] = if at == 5 { bad } else { 0.5 };
-        match Embeddings::new("embeddings", &data, 2, 3) {
-            Err(Error::OutOfDomain { index, what, .. }) => {
-                assert_eq!((index, what), (at, "embeddings"))
+        match Embeddings::new(&data, 2, 3) {
+            Err(Error::OutOfDomain {
+                row, column, what, ..
+            }) => {
+                assert_eq!((row, column, what), (at / 3, at % 3, "embeddings"))
             }
             other => panic!("{bad}: expected OutOfDomain, got {other:?}"),
         }
     }
-    assert!(Embeddings::new("x", &[1e15, -1e15], 1, 2).is_ok());
+    assert!(Embeddings::named("x", &[1e15, -1e15], 1, 2).is_ok());
 }
 
 #[test]
 fn invalid_options() {
+    // The builders refuse them at once.
+    for err in [
+        Contrastive::default().margin(-0.5).unwrap_err(),
+        Contrastive::default().margin(f32::NAN).unwrap_err(),
+        Contrastive::default().pos_margin(f32::INFINITY).unwrap_err(),
+        Contrastive::default().pos_margin(-1.0).unwrap_err(),
+    ] {
+        assert!(matches!(err, Error::InvalidOption { .. }), "{err:?}");
+    }
+    // Set directly, they are refused by validate and by every call.
     for cfg in [
-        Contrastive::default().margin(-0.5),
-        Contrastive::default().margin(f32::NAN),
-        Contrastive::default().pos_margin(f32::INFINITY),
-        Contrastive::default().pos_margin(-1.0),
+        Contrastive {
+            margin: -0.5,
+            ..Default::default()
+        },
+        Contrastive {
+            margin: f32::NAN,
+            ..Default::default()
+        },
+        Contrastive {
+            pos_margin: f32::INFINITY,
+            ..Default::default()
+        },
+        Contrastive {
+            pos_margin: -1.0,
+            ..Default::default()
+        },
     ] {
         assert!(
             matches!(cfg.validate(), Err(Error::InvalidOption { .. })),
             "{cfg:?}"
         );
     }
-    let x = Embeddings::new("x", &[1.0; 4], 2, 2).unwrap();
-    let err = Contrastive::default()
-        .margin(-1.0)
-        .batch_cpu(&x, &Labels::new(&[0, 1]), Grads::Skip)
-        .unwrap_err();
+    let x = Embeddings::named("x", &[1.0; 4], 2, 2).unwrap();
+    let err = Contrastive {
+        margin: -1.0,
+        ..Default::default()
+    }
+    .batch_cpu(&x, &Labels::new(&[0, 1]), Grads::Skip)
+    .unwrap_err();
     assert!(err.to_string().contains("margin"), "{err}");
 }
 
@@ -147,7 +173,7 @@ fn lost_device_is_reported_on_the_next_call() {
     }
     let gpu = Gpu::new().unwrap();
     let data = common::normals(3, 32 * 4);
-    let x = Embeddings::new("x", &data, 32, 4).unwrap();
+    let x = Embeddings::named("x", &data, 32, 4).unwrap();
     let l = Labels::new(&common::labels(3, 32, 4));
     Contrastive::default()
         .batch(&gpu, &x, &l, Grads::Compute)
@@ -167,7 +193,7 @@ fn timeout_is_an_error_and_the_gpu_stays_usable() {
     let mut gpu = Gpu::new().unwrap();
     let (b, d) = (512, 32);
     let data = common::normals(5, b * d);
-    let x = Embeddings::new("x", &data, b, d).unwrap();
+    let x = Embeddings::named("x", &data, b, d).unwrap();
     let l = Labels::new(&common::labels(5, b, 16));
     let cfg = Contrastive::default();
     gpu.set_timeout(Some(Duration::from_nanos(1)));
@@ -201,7 +227,7 @@ fn destroy_during_a_call(fraction: f64) -> bool {
     let gpu = Gpu::new().unwrap();
     let (b, d) = (2048, 64);
     let data = common::normals(11, b * d);
-    let x = Embeddings::new("x", &data, b, d).unwrap();
+    let x = Embeddings::named("x", &data, b, d).unwrap();
     let l = Labels::new(&common::labels(11, b, 32));
     let cfg = Contrastive::default();
     // Build the pipelines, then time a call.

@@ -1,5 +1,7 @@
-//! Replays the committed fuzz corpora (fuzz/corpus/<target>/*) through the fuzz targets'
-//! bodies (metric_loss::check::fuzz): nothing may panic, and valid input gives finite output.
+//! Replays the committed `cpu_reference` fuzz corpus (fuzz/corpus/cpu_reference/*) and the
+//! findings through the target's body (metric_loss::testing::fuzz): nothing may panic, and
+//! valid input gives finite output. The CLI's `npy_input` corpus is replayed by
+//! cli/tests/fuzz_corpus.rs.
 
 use std::path::Path;
 
@@ -22,13 +24,8 @@ fn replay_dir(dir: &Path, body: fn(&[u8])) {
 }
 
 #[test]
-fn npy_input_corpus() {
-    replay("npy_input", metric_loss::check::fuzz::npy_input);
-}
-
-#[test]
 fn cpu_reference_corpus() {
-    replay("cpu_reference", metric_loss::check::fuzz::cpu_reference);
+    replay("cpu_reference", metric_loss::testing::fuzz::cpu_reference);
 }
 
 /// The inputs fuzzing found failing (fuzz/findings, see TESTING.md), kept after their fix.
@@ -36,6 +33,6 @@ fn cpu_reference_corpus() {
 fn findings_stay_fixed() {
     replay_dir(
         Path::new("fuzz/findings"),
-        metric_loss::check::fuzz::cpu_reference,
+        metric_loss::testing::fuzz::cpu_reference,
     );
 }

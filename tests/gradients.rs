@@ -1,9 +1,9 @@
 //! The CPU reference's gradients against central finite differences in f64, for every
 //! option, at points whose terms sit well away from the hinge's kinks.
 
-use metric_loss::check::{self, clear_margin, median, Rng};
-use metric_loss::cpu::contrastive::{batch_f64, pairs_f64};
-use metric_loss::{Contrastive, Embeddings, Grads, Reduction};
+use metric_loss::testing::{self as check, clear_margin, median, Rng};
+use metric_loss::testing::contrastive_reference::{batch_f64, pairs_f64};
+use metric_loss::{Contrastive, Counts, Embeddings, Grads, Reduction};
 
 const H: f64 = 1e-6;
 
@@ -37,13 +37,13 @@ fn batch_gradients_match_finite_differences() {
     let classes = [0u32, 1, 0, 2, 1, 0, 2];
     let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
     let x64: Vec<f64> = x32.iter().map(|&v| f64::from(v)).collect();
-    let e = Embeddings::new("x", &x32, rows, dim).unwrap();
+    let e = Embeddings::named("x", &x32, rows, dim).unwrap();
     for mut cfg in configs() {
         let d = check::batch_distances(&cfg, &e);
         place(&mut cfg, &d);
         let r = batch_f64(&cfg, &x64, dim, &classes, Grads::Compute);
         assert!(
-            r.counts.active_terms() > 0,
+            r.counts.active().unwrap() > 0,
             "{cfg:?}: nothing active, test is vacuous"
         );
         assert_fd(&format!("batch {cfg:?}"), &r.grads[0], |k, h| {
@@ -66,8 +66,8 @@ fn pair_gradients_match_finite_differences() {
         b.iter().map(|&v| f64::from(v)).collect(),
     );
     let (ea, eb) = (
-        Embeddings::new("a", &a, n, dim).unwrap(),
-        Embeddings::new("b", &b, n, dim).unwrap(),
+        Embeddings::named("a", &a, n, dim).unwrap(),
+        Embeddings::named("b", &b, n, dim).unwrap(),
     );
     for mut cfg in configs() {
         let d = check::pair_distances(&cfg, &ea, &eb);
@@ -91,7 +91,7 @@ fn gradient_below_the_norm_floor() {
     // A row with norm below 1e-12 is divided by the constant 1e-12: d(x/eps)/dx = I/eps.
     let cfg = Contrastive::default()
         .normalize(true)
-        .margin(1.5)
+        .margin(1.5).unwrap()
         .reduction(Reduction::Sum);
     let a = [1e-14, 0.0];
     let b = [0.0, 1.0];
@@ -131,8 +131,8 @@ fn widen(v: &[f32]) -> Vec<f64> {
 
 #[test]
 fn triplet_explicit_gradients_match_finite_differences() {
-    use metric_loss::check::triplet::{explicit_decisions, explicit_grid, make_clear};
-    use metric_loss::cpu::triplet::explicit_f64;
+    use metric_loss::testing::triplet::{explicit_decisions, explicit_grid, make_clear};
+    use metric_loss::testing::triplet_reference::explicit_f64;
     let (n, dim) = (5, 3);
     for base in explicit_grid() {
         let mut cfg = base;
@@ -147,7 +147,7 @@ fn triplet_explicit_gradients_match_finite_differences() {
             |d| {
                 let e: Vec<Embeddings<'_>> = d
                     .iter()
-                    .map(|v| Embeddings::new("t", v, n, dim).unwrap())
+                    .map(|v| Embeddings::named("t", v, n, dim).unwrap())
                     .collect();
                 let dec = explicit_decisions(&base, &e[0], &e[1], &e[2]);
                 cfg = base;
@@ -173,28 +173,29 @@ fn triplet_explicit_gradients_match_finite_differences() {
 
 #[test]
 fn triplet_mined_gradients_match_finite_differences() {
-    use metric_loss::check::triplet::{make_clear, mined_decisions, mined_grid};
-    use metric_loss::cpu::triplet::mined_f64;
+    use metric_loss::testing::triplet::{make_clear, mined_decisions, mined_grid};
+    use metric_loss::testing::triplet_reference::batch_f64;
     let (rows, dim) = (9, 3);
     let classes = [0u32, 1, 0, 2, 1, 0, 2, 1, 0];
-    for (base, mining) in mined_grid() {
+    for base in mined_grid() {
+        let mining = base.mining;
         let mut cfg = base;
         let data = clear_triplet_input(
             |rng| rng.normals(rows * dim),
             |d| {
-                let x = Embeddings::new("x", d, rows, dim).unwrap();
-                let dec = mined_decisions(&base, mining, &x, &classes);
+                let x = Embeddings::named("x", d, rows, dim).unwrap();
+                let dec = mined_decisions(&base, &x, &classes);
                 cfg = base;
                 make_clear(&mut cfg, &dec, 0.4, 1e-3)
             },
         );
         let x = widen(&data);
-        let r = mined_f64(&cfg, mining, &x, dim, &classes, Grads::Compute);
+        let r = batch_f64(&cfg, &x, dim, &classes, Grads::Compute);
         assert!(r.counts.active > 0, "{cfg:?} {mining:?}: vacuous");
         assert_fd(&format!("{mining:?} {cfg:?}"), &r.grads[0], |k, h| {
             let mut p = x.clone();
             p[k] += h;
-            mined_f64(&cfg, mining, &p, dim, &classes, Grads::Skip).loss
+            batch_f64(&cfg, &p, dim, &classes, Grads::Skip).loss
         });
     }
 }
@@ -203,7 +204,7 @@ fn triplet_mined_gradients_match_finite_differences() {
 /// default temperatures and at τ = 0.05 with duplicate rows.
 #[test]
 fn softmax_gradients_match_finite_differences() {
-    use metric_loss::cpu::softmax::{batch_f64, clip_f64};
+    use metric_loss::testing::softmax_reference::{batch_f64, pairs_f64 as clip_f64};
     use metric_loss::SoftmaxLoss;
     let (rows, dim) = (7, 3);
     let mut rng = Rng::new(5);

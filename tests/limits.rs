@@ -4,7 +4,7 @@
 
 mod common;
 
-use metric_loss::check;
+use metric_loss::testing as check;
 use metric_loss::{
     Contrastive, Distance, Embeddings, Error, Gpu, GpuOptions, Grads, Labels, Reduction,
 };
@@ -43,9 +43,9 @@ fn batch_mode_fits_in_64_bytes_per_value() {
     };
     assert_eq!(gpu.limits().max_buffer_size, cap);
     let data = common::normals(1, b * d);
-    let x = Embeddings::new("x", &data, b, d).unwrap();
+    let x = Embeddings::named("x", &data, b, d).unwrap();
     let l = Labels::new(&common::labels(1, b, 128));
-    let mut cfg = Contrastive::default().margin(1.5);
+    let mut cfg = Contrastive::default().margin(1.5).unwrap();
     let dists = check::batch_distances(&cfg, &x);
     check::clear_margins(&mut cfg, &dists, d, 0.0, 1.5);
     common::cross_batch(&gpu, "B=1024 under max_buffer_size 64·B·D", &cfg, &x, &l);
@@ -60,7 +60,7 @@ fn batch_split_into_windows_matches_reference_and_unsplit_run() {
     // 32 rows hold 512, so windows are 384 rows and B = 900 needs 3 of them (9 window pairs).
     let (b, d) = (900usize, 37usize);
     let data = common::normals(2, b * d);
-    let x = Embeddings::new("x", &data, b, d).unwrap();
+    let x = Embeddings::named("x", &data, b, d).unwrap();
     let l = Labels::new(&common::labels(2, b, 40));
     for base in [
         Contrastive::default(),
@@ -97,8 +97,8 @@ fn pairs_split_into_windows_match_reference() {
     let (n, d) = (2000usize, 5usize);
     let a = common::normals(3, n * d);
     let b = common::normals(4, n * d);
-    let a = Embeddings::new("a", &a, n, d).unwrap();
-    let b = Embeddings::new("b", &b, n, d).unwrap();
+    let a = Embeddings::named("a", &a, n, d).unwrap();
+    let b = Embeddings::named("b", &b, n, d).unwrap();
     let similar: Vec<bool> = common::labels(5, n, 2).iter().map(|&v| v == 1).collect();
     for base in [
         Contrastive::default(),
@@ -127,7 +127,7 @@ fn rows_wider_than_a_binding_are_an_error() {
     };
     // 64 rows of 64 values = 16 KiB: not even one window fits a 4 KiB binding.
     let data = vec![0.5f32; 100 * 64];
-    let x = Embeddings::new("x", &data, 100, 64).unwrap();
+    let x = Embeddings::named("x", &data, 100, 64).unwrap();
     let err = Contrastive::default()
         .batch(&gpu, &x, &Labels::new(&[0; 100]), Grads::Compute)
         .unwrap_err();
@@ -154,7 +154,7 @@ fn embeddings_beyond_max_buffer_size_are_an_error() {
     };
     // 1000 rows × 64 values × 4 bytes = 256 KiB > 64 KiB.
     let data = vec![0.5f32; 1000 * 64];
-    let x = Embeddings::new("x", &data, 1000, 64).unwrap();
+    let x = Embeddings::named("x", &data, 1000, 64).unwrap();
     let err = Contrastive::default()
         .batch(&gpu, &x, &Labels::new(&[0; 1000]), Grads::Compute)
         .unwrap_err();

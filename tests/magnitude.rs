@@ -27,16 +27,17 @@ fn try_limit_of(
 ) -> metric_loss::Result<f64> {
     let mut v = vec![0.0f32; rows * dim];
     v[dim + 1] = -1e15;
-    let x = Embeddings::new("x", &v, rows, dim).unwrap();
+    let x = Embeddings::named("x", &v, rows, dim).unwrap();
     match call(&x) {
         Ok(()) => Ok(1e15),
         Err(Error::TooLargeForLoss {
-            index,
+            row,
+            column,
             value,
             limit,
             ..
         }) => {
-            assert_eq!((index, value), (dim + 1, f64::from(-1e15f32)));
+            assert_eq!((row * dim + column, value), (dim + 1, f64::from(-1e15f32)));
             assert!(limit > 0.0 && limit < 1e15);
             Ok(limit)
         }
@@ -63,7 +64,7 @@ fn extreme(rows: usize, dim: usize, limit: f64) -> Vec<f32> {
         .collect()
 }
 
-fn assert_finite(what: &str, loss: f64, grads: &[Vec<f32>]) {
+fn assert_finite(what: &str, loss: f64, grads: &[metric_loss::Gradient]) {
     assert!(loss.is_finite(), "{what}: loss {loss}");
     for g in grads {
         assert!(g.iter().all(|v| v.is_finite()), "{what}: gradient {g:?}");
@@ -81,16 +82,20 @@ fn the_fuzz_finding_is_refused_with_the_first_index() {
     a[4] = -2.27e14;
     let b = vec![0.25f32; 9];
     let (a, b) = (
-        Embeddings::new("a", &a, 3, 3).unwrap(),
-        Embeddings::new("b", &b, 3, 3).unwrap(),
+        Embeddings::named("a", &a, 3, 3).unwrap(),
+        Embeddings::named("b", &b, 3, 3).unwrap(),
     );
     let similar = [true, false, true];
     let err = cfg.pairs_cpu(&a, &b, &similar, Grads::Compute).unwrap_err();
     match &err {
         Error::TooLargeForLoss {
-            what, index, limit, ..
+            what,
+            row,
+            column,
+            limit,
+            ..
         } => {
-            assert_eq!((*what, *index), ("a", 4));
+            assert_eq!((*what, *row, *column), ("a", 1, 1));
             assert!(*limit < 2.27e14, "{limit}");
         }
         other => panic!("{other}"),
@@ -125,7 +130,7 @@ fn contrastive_inputs_at_the_limit_stay_finite_on_the_gpu() {
                         .distance(distance)
                         .hinge(hinge)
                         .normalize(normalize)
-                        .margin(margin)
+                        .margin(margin).unwrap()
                         .reduction(Reduction::Sum);
                     let check =
                         |x: &Embeddings<'_>| cfg.batch_cpu(x, &labels, Grads::Skip).map(|_| ());
@@ -141,7 +146,7 @@ fn contrastive_inputs_at_the_limit_stay_finite_on_the_gpu() {
                         Err(e) => panic!("{cfg:?}: {e}"),
                     };
                     let v = extreme(rows, dim, limit);
-                    let x = Embeddings::new("x", &v, rows, dim).unwrap();
+                    let x = Embeddings::named("x", &v, rows, dim).unwrap();
                     let what = format!("{cfg:?} at {limit:e}");
                     let out = cfg.batch(gpu, &x, &labels, Grads::Compute).unwrap();
                     assert_finite(&what, out.loss, &out.grads);
@@ -151,9 +156,9 @@ fn contrastive_inputs_at_the_limit_stay_finite_on_the_gpu() {
                     let mut over = v.clone();
                     over[7] = (limit as f32).next_up().copysign(over[7]);
                     if f64::from(over[7].abs()) <= 1e15 {
-                        let x = Embeddings::new("x", &over, rows, dim).unwrap();
+                        let x = Embeddings::named("x", &over, rows, dim).unwrap();
                         match cfg.batch(gpu, &x, &labels, Grads::Compute) {
-                            Err(Error::TooLargeForLoss { index: 7, .. }) => {}
+                            Err(Error::TooLargeForLoss { row, column, .. }) if row * dim + column == 7 => {}
                             other => panic!("{what}: {other:?}"),
                         }
                     }
@@ -171,13 +176,13 @@ fn triplet_inputs_at_the_limit_stay_finite_on_the_gpu() {
     let labels = Labels::new(&[0, 1, 0, 1, 2, 2, 0, 1]);
     for distance in [Distance::Euclidean, Distance::SquaredEuclidean] {
         for mining in [Mining::All, Mining::Hard, Mining::Semihard] {
-            let cfg = Triplet::default().distance(distance).margin(1e15);
+            let cfg = Triplet::default().distance(distance).margin(1e15).unwrap();
             let check =
-                |x: &Embeddings<'_>| cfg.mined_cpu(x, &labels, mining, Grads::Skip).map(|_| ());
+                |x: &Embeddings<'_>| cfg.mining(mining).batch_cpu(x, &labels, Grads::Skip).map(|_| ());
             let limit = limit_of(check, rows, dim);
             let v = extreme(rows, dim, limit);
-            let x = Embeddings::new("x", &v, rows, dim).unwrap();
-            let out = cfg.mined(gpu, &x, &labels, mining, Grads::Compute).unwrap();
+            let x = Embeddings::named("x", &v, rows, dim).unwrap();
+            let out = cfg.mining(mining).batch(gpu, &x, &labels, Grads::Compute).unwrap();
             assert_finite(
                 &format!("{cfg:?} {mining:?} at {limit:e}"),
                 out.loss,
@@ -189,7 +194,7 @@ fn triplet_inputs_at_the_limit_stay_finite_on_the_gpu() {
         let limit = limit_of(explicit, rows, dim);
         let (a, p) = (extreme(rows, dim, limit), extreme(rows, dim, -limit));
         let n: Vec<f32> = a.iter().map(|v| v * 0.5).collect();
-        let e = |v| Embeddings::new("x", v, rows, dim).unwrap();
+        let e = |v| Embeddings::named("x", v, rows, dim).unwrap();
         let out = cfg
             .explicit(gpu, &e(&a), &e(&p), &e(&n), Grads::Compute)
             .unwrap();
@@ -202,9 +207,9 @@ fn a_margin_too_large_for_the_batch_is_an_invalid_option() {
     // 1e15² per squared-hinge term over 4,600 × 4,599 / 2 pairs passes 1e37.
     let rows = 4600;
     let v = vec![0.0f32; rows];
-    let x = Embeddings::new("x", &v, rows, 1).unwrap();
+    let x = Embeddings::named("x", &v, rows, 1).unwrap();
     let labels = Labels::new(&vec![0; rows]);
-    let cfg = Contrastive::default().margin(1e15);
+    let cfg = Contrastive::default().margin(1e15).unwrap();
     match cfg.batch_cpu(&x, &labels, Grads::Skip) {
         Err(Error::InvalidOption { name: "margin", .. }) => {}
         other => panic!("{other:?}"),
@@ -226,7 +231,7 @@ fn device_resident_calls_flag_values_beyond_the_limit() {
         dim,
     );
     let mut v = extreme(rows, dim, limit);
-    let upload = |data: &[u8]| common::storage(gpu.device(), data);
+    let upload = |data: &[u8]| gpu.storage_buffer("caller", data);
     let lb = upload(bytemuck::cast_slice(&ids));
     let run = |v: &[f32]| {
         let xb = upload(bytemuck::cast_slice(v));
@@ -244,7 +249,8 @@ fn device_resident_calls_flag_values_beyond_the_limit() {
     v[13] = (limit as f32 * 2.0).min(1e15);
     match run(&v) {
         Err(Error::DeviceInputOutOfDomain {
-            index: 13,
+            row: 3,
+            column: 1,
             limit: l,
             ..
         }) => assert_eq!(l, limit),

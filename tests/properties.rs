@@ -1,6 +1,7 @@
 //! Property tests (proptest) of every loss over generated shapes, options, scales and data
 //! inside the input domain:
-//! - the GPU against the f64 CPU reference under the tolerance rule (`metric_loss::check`);
+//! - the GPU against the f64 CPU reference under the tolerance rule
+//!   (`metric_loss::tolerance`), on the host-slice and device-resident paths;
 //! - bitwise determinism of a rerun;
 //! - permuting rows together with their labels (or pairs, or triplets) permutes the
 //!   gradients and leaves the loss, within the rule on the GPU and to 1e-9 on the CPU;
@@ -14,10 +15,11 @@
 
 mod common;
 
-use metric_loss::check::{self, softmax as sm, triplet as tr, CaseReport, Rng, Tolerance};
 use metric_loss::device::{DeviceGrad, DeviceLabels, DeviceLoss, DeviceRows, Target};
+use metric_loss::testing::{self as check, softmax as sm, triplet as tr, Rng};
+use metric_loss::tolerance::{Tolerance, Verdict};
 use metric_loss::{
-    cpu, Distance, Embeddings, Gpu, Grads, Labels, LossOutput, Softmax, SoftmaxLoss,
+    wgpu, Distance, Embeddings, Gpu, Gradient, Grads, Labels, LossOutput, Softmax, SoftmaxLoss,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -114,7 +116,7 @@ fn bits<C>(out: &LossOutput<C>) -> (u64, Vec<Vec<u32>>, Option<u64>) {
     )
 }
 
-fn pass(r: &CaseReport) -> Result<(), TestCaseError> {
+fn pass(r: &Verdict) -> Result<(), TestCaseError> {
     prop_assert!(r.pass(), "{}: {:?}", r.name, r);
     Ok(())
 }
@@ -132,7 +134,7 @@ fn close<C: PartialEq + std::fmt::Debug>(
         let s = ga.iter().fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
         for (x, y) in ga.iter().zip(gb) {
             let (x, y) = (f64::from(*x), f64::from(*y));
-            let ulp = check::F32_ROUNDOFF * 2.0 * x.abs().max(y.abs());
+            let ulp = metric_loss::tolerance::F32_ROUNDOFF * 2.0 * x.abs().max(y.abs());
             prop_assert!((x - y).abs() <= ulp + 1e-9 * s, "{x} vs {y}");
         }
     }
@@ -142,7 +144,7 @@ fn close<C: PartialEq + std::fmt::Debug>(
 /// The rows of `grads` (each `rows × dim`), added per row index across the inputs and then
 /// over `rows_summed` rows, are zero within `rows_summed × inputs` GPU tolerances.
 fn sums_to_zero(
-    grads: &[Vec<f32>],
+    grads: &[Gradient],
     dim: usize,
     rows_summed: usize,
     reduction_len: u64,
@@ -150,7 +152,7 @@ fn sums_to_zero(
     let rows = grads[0].len() / dim;
     let scale = grads
         .iter()
-        .flatten()
+        .flat_map(|g| g.iter())
         .fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
     let bound =
         (rows_summed * grads.len()) as f64 * Tolerance::new(dim, reduction_len, scale).bound(0.0);
@@ -179,7 +181,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// A caller's buffer on the `Gpu`'s device holding `data`.
 fn upload<T: bytemuck::Pod>(gpu: &Gpu, data: &[T]) -> wgpu::Buffer {
-    common::storage(gpu.device(), bytemuck::cast_slice(data))
+    gpu.storage_buffer("caller", bytemuck::cast_slice(data))
 }
 
 /// The device-resident path's output: the loss and dL/dτ read from the device, the
@@ -197,7 +199,8 @@ fn device_output<C: Clone>(
         counts: reference.counts.clone(),
         grads: grads
             .iter()
-            .map(|g| common::read_f32(gpu.device(), gpu.queue(), g))
+            .zip(&reference.grads)
+            .map(|(g, r)| Gradient::new(gpu.read_f32(g).unwrap(), r.dim()))
             .collect(),
         grad_temperature,
     }
@@ -237,24 +240,14 @@ fn translation_invariant(distance: Distance, normalize: bool) -> bool {
 fn contrastive_batch(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
     let mut cfg = check::option_grid()[c.option];
     let (data, labels) = (c.values(1), c.labels());
-    let x = Embeddings::new("x", &data, c.rows, c.dim).unwrap();
+    let x = Embeddings::named("x", &data, c.rows, c.dim).unwrap();
     let l = Labels::new(&labels);
     let dists = check::batch_distances(&cfg, &x);
     let median = check::median(&dists);
     check::clear_margins(&mut cfg, &dists, c.dim, 0.5 * median, 1.2 * median);
-    let d_max = dists.iter().cloned().fold(0.0, f64::max);
     let compare = |name: &str, g: &LossOutput<_>, r: &LossOutput<_>| {
         let n = format!("batch {name} {cfg:?} {c:?}");
-        check::compare_outputs(
-            n,
-            &cfg,
-            g,
-            r,
-            c.dim,
-            d_max,
-            c.rows as u64,
-            &check::spread(cfg.distance, cfg.normalize, &[&x]),
-        )
+        check::contrastive_batch_verdict(n, &cfg, g, r, &x)
     };
     let g = cfg.batch(gpu, &x, &l, Grads::Compute).unwrap();
     let r = cfg.batch_cpu(&x, &l, Grads::Compute).unwrap();
@@ -264,7 +257,7 @@ fn contrastive_batch(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
 
     let p = c.permutation();
     let (pd, pl) = (permute(&data, c.dim, &p), permute(&labels, 1, &p));
-    let px = Embeddings::new("x", &pd, c.rows, c.dim).unwrap();
+    let px = Embeddings::named("x", &pd, c.rows, c.dim).unwrap();
     let pl = Labels::new(&pl);
     let gp = cfg.batch(gpu, &px, &pl, Grads::Compute).unwrap();
     pass(&compare("permuted", &unpermute(&gp, c.dim, &p), &r))?;
@@ -287,24 +280,14 @@ fn contrastive_pairs(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
     let mut cfg = check::option_grid()[c.option];
     let (da, db) = (c.values(1), c.values(2));
     let similar: Vec<bool> = c.labels().iter().map(|v| v % 2 == 0).collect();
-    let a = Embeddings::new("a", &da, c.rows, c.dim).unwrap();
-    let b = Embeddings::new("b", &db, c.rows, c.dim).unwrap();
+    let a = Embeddings::named("a", &da, c.rows, c.dim).unwrap();
+    let b = Embeddings::named("b", &db, c.rows, c.dim).unwrap();
     let dists = check::pair_distances(&cfg, &a, &b);
     let median = check::median(&dists);
     check::clear_margins(&mut cfg, &dists, c.dim, 0.5 * median, 1.2 * median);
-    let d_max = dists.iter().cloned().fold(0.0, f64::max);
     let compare = |name: &str, g: &LossOutput<_>, r: &LossOutput<_>| {
         let n = format!("pairs {name} {cfg:?} {c:?}");
-        check::compare_outputs(
-            n,
-            &cfg,
-            g,
-            r,
-            c.dim,
-            d_max,
-            1,
-            &check::spread(cfg.distance, cfg.normalize, &[&a, &b]),
-        )
+        check::contrastive_pairs_verdict(n, &cfg, g, r, &a, &b)
     };
     let g = cfg.pairs(gpu, &a, &b, &similar, Grads::Compute).unwrap();
     let r = cfg.pairs_cpu(&a, &b, &similar, Grads::Compute).unwrap();
@@ -323,12 +306,30 @@ fn contrastive_pairs(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
         permute(&db, c.dim, &p),
         permute(&similar, 1, &p),
     );
-    let pa_e = Embeddings::new("a", &pa, c.rows, c.dim).unwrap();
-    let pb_e = Embeddings::new("b", &pb, c.rows, c.dim).unwrap();
+    let pa_e = Embeddings::named("a", &pa, c.rows, c.dim).unwrap();
+    let pb_e = Embeddings::named("b", &pb, c.rows, c.dim).unwrap();
     let gp = cfg.pairs(gpu, &pa_e, &pb_e, &ps, Grads::Compute).unwrap();
     pass(&compare("permuted", &unpermute(&gp, c.dim, &p), &r))?;
     let rp = cfg.pairs_cpu(&pa_e, &pb_e, &ps, Grads::Compute).unwrap();
     close(&unpermute(&rp, c.dim, &p), &r)?;
+
+    // The device-resident call on the caller's buffers, pair labels as u32.
+    let flags: Vec<u32> = similar.iter().map(|&s| u32::from(s)).collect();
+    let (ab, bb, yb) = (upload(gpu, &da), upload(gpu, &db), upload(gpu, &flags));
+    let zeros = vec![0.0f32; da.len()];
+    let (ga, gb) = (upload(gpu, &zeros), upload(gpu, &zeros));
+    let _serial = serial();
+    let dl = cfg
+        .pairs_device(
+            gpu,
+            DeviceRows::new(&ab, c.rows, c.dim),
+            DeviceRows::new(&bb, c.rows, c.dim),
+            DeviceLabels::new(&yb),
+            Some([DeviceGrad::new(&ga, c.dim), DeviceGrad::new(&gb, c.dim)]),
+            Target::Submit,
+        )
+        .unwrap();
+    pass(&compare("device", &device_output(gpu, dl, &[ga, gb], &r), &r))?;
 
     if translation_invariant(cfg.distance, cfg.normalize) {
         sums_to_zero(&g.grads, c.dim, 1, 1)?;
@@ -341,7 +342,7 @@ fn triplet_explicit(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
     let data: Vec<Vec<f32>> = (1..=3).map(|s| c.values(s)).collect();
     let e: Vec<Embeddings<'_>> = data
         .iter()
-        .map(|d| Embeddings::new("t", d, c.rows, c.dim).unwrap())
+        .map(|d| Embeddings::named("t", d, c.rows, c.dim).unwrap())
         .collect();
     let dec = tr::explicit_decisions(&base, &e[0], &e[1], &e[2]);
     let band = tr::decision_band(c.dim, dec.d_max);
@@ -350,16 +351,7 @@ fn triplet_explicit(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
     prop_assume!(tr::make_clear(&mut cfg, &dec, wanted, band));
     let compare = |name: &str, g: &LossOutput<_>, r: &LossOutput<_>| {
         let n = format!("explicit {name} {cfg:?} {c:?}");
-        tr::compare_outputs(
-            n,
-            &cfg,
-            None,
-            g,
-            r,
-            c.dim,
-            dec.d_max,
-            &check::spread(cfg.distance, cfg.normalize, &[&e[0], &e[1], &e[2]]),
-        )
+        tr::explicit_verdict(n, &cfg, g, r, [&e[0], &e[1], &e[2]])
     };
     let g = cfg
         .explicit(gpu, &e[0], &e[1], &e[2], Grads::Compute)
@@ -377,7 +369,7 @@ fn triplet_explicit(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
     let pd: Vec<Vec<f32>> = data.iter().map(|d| permute(d, c.dim, &p)).collect();
     let pe: Vec<Embeddings<'_>> = pd
         .iter()
-        .map(|d| Embeddings::new("t", d, c.rows, c.dim).unwrap())
+        .map(|d| Embeddings::named("t", d, c.rows, c.dim).unwrap())
         .collect();
     let gp = cfg
         .explicit(gpu, &pe[0], &pe[1], &pe[2], Grads::Compute)
@@ -399,7 +391,9 @@ fn triplet_explicit(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
     let dl = cfg
         .explicit_device(
             gpu,
-            [rows(0), rows(1), rows(2)],
+            rows(0),
+            rows(1),
+            rows(2),
             Some([grad(0), grad(1), grad(2)]),
             Target::Submit,
         )
@@ -413,45 +407,37 @@ fn triplet_explicit(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
 }
 
 fn triplet_mined(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
-    let (base, mining) = tr::mined_grid()[c.option];
+    let base = tr::mined_grid()[c.option];
+    let mining = base.mining;
     let (data, labels) = (c.values(1), c.labels());
-    let x = Embeddings::new("x", &data, c.rows, c.dim).unwrap();
+    let x = Embeddings::named("x", &data, c.rows, c.dim).unwrap();
     let l = Labels::new(&labels);
-    let dec = tr::mined_decisions(&base, mining, &x, l.ids());
+    let dec = tr::mined_decisions(&base, &x, l.ids());
     let band = tr::decision_band(c.dim, dec.d_max);
     let mut cfg = base;
     let wanted = 0.3 * check::median(&dec.hinge_points).abs() + 0.1;
     prop_assume!(tr::make_clear(&mut cfg, &dec, wanted, band));
     let compare = |name: &str, g: &LossOutput<_>, r: &LossOutput<_>| {
         let n = format!("mined {name} {cfg:?} {mining:?} {c:?}");
-        tr::compare_outputs(
-            n,
-            &cfg,
-            Some(mining),
-            g,
-            r,
-            c.dim,
-            dec.d_max,
-            &check::spread(cfg.distance, cfg.normalize, &[&x]),
-        )
+        tr::batch_verdict(n, &cfg, g, r, &x)
     };
-    let g = cfg.mined(gpu, &x, &l, mining, Grads::Compute).unwrap();
-    let r = cfg.mined_cpu(&x, &l, mining, Grads::Compute).unwrap();
+    let g = cfg.mining(mining).batch(gpu, &x, &l, Grads::Compute).unwrap();
+    let r = cfg.mining(mining).batch_cpu(&x, &l, Grads::Compute).unwrap();
     pass(&compare("gpu", &g, &r))?;
-    let again = cfg.mined(gpu, &x, &l, mining, Grads::Compute).unwrap();
+    let again = cfg.mining(mining).batch(gpu, &x, &l, Grads::Compute).unwrap();
     prop_assert_eq!(bits(&g), bits(&again));
 
     let p = c.permutation();
     let (pd, pl) = (permute(&data, c.dim, &p), permute(&labels, 1, &p));
-    let px = Embeddings::new("x", &pd, c.rows, c.dim).unwrap();
+    let px = Embeddings::named("x", &pd, c.rows, c.dim).unwrap();
     let pl = Labels::new(&pl);
-    let gp = cfg.mined(gpu, &px, &pl, mining, Grads::Compute).unwrap();
+    let gp = cfg.mining(mining).batch(gpu, &px, &pl, Grads::Compute).unwrap();
     pass(&compare("permuted", &unpermute(&gp, c.dim, &p), &r))?;
-    let rp = cfg.mined_cpu(&px, &pl, mining, Grads::Compute).unwrap();
+    let rp = cfg.mining(mining).batch_cpu(&px, &pl, Grads::Compute).unwrap();
     close(&unpermute(&rp, c.dim, &p), &r)?;
 
     let dev = batch_on_device(gpu, c, &data, &l, &r, |x, l, g| {
-        cfg.mined_device(gpu, x, l, mining, Some(g), Target::Submit)
+        cfg.mining(mining).batch_device(gpu, x, l, Some(g), Target::Submit)
     });
     pass(&compare("device", &dev, &r))?;
 
@@ -473,7 +459,7 @@ fn orthogonal(
     let scale = sm::grad_scale(f64::from(cfg.temperature), x, mass);
     let bound = Tolerance::new(dim, x.rows() as u64, scale).bound(0.0);
     for i in 0..x.rows() {
-        let row = x.row(i);
+        let row = x.row(i).unwrap();
         let dot: f64 = (0..dim)
             .map(|k| f64::from(row[k]) * f64::from(g[i * dim + k]))
             .sum();
@@ -487,22 +473,22 @@ const SOFTMAX: [SoftmaxLoss; 2] = [SoftmaxLoss::NtXent, SoftmaxLoss::SupCon];
 
 fn softmax_batch(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
     let loss = SOFTMAX[c.option % 2];
-    let cfg = Softmax::new(loss).temperature(sm::TEMPERATURES[c.option / 2]);
+    let cfg = Softmax::new(loss).temperature(sm::TEMPERATURES[c.option / 2]).unwrap();
     let (data, labels) = (c.values(1), c.labels());
-    let x = Embeddings::new("x", &data, c.rows, c.dim).unwrap();
+    let x = Embeddings::named("x", &data, c.rows, c.dim).unwrap();
     let l = Labels::new(&labels);
-    let (r, mass) = cpu::softmax::batch_with_mass(
+    let (r, mass) = check::softmax_reference::batch_with_mass(
         loss,
         f64::from(cfg.temperature),
-        &cpu::distance::widen(&x),
+        &check::widen(&x),
         c.dim,
         l.ids(),
         Grads::Compute,
     );
-    let r = r.narrow();
+    let r = r.narrow(c.dim);
     let compare = |name: &str, g: &LossOutput<_>| {
         let n = format!("{loss:?} {name} {cfg:?} {c:?}");
-        sm::compare_outputs(n, &cfg, g, &r, &[&x], std::slice::from_ref(&mass))
+        sm::verdict(n, &cfg, g, &r, &[&x], std::slice::from_ref(&mass))
     };
     let g = cfg.batch(gpu, &x, &l, Grads::Compute).unwrap();
     pass(&compare("gpu", &g))?;
@@ -511,7 +497,7 @@ fn softmax_batch(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
 
     let p = c.permutation();
     let (pd, pl) = (permute(&data, c.dim, &p), permute(&labels, 1, &p));
-    let px = Embeddings::new("x", &pd, c.rows, c.dim).unwrap();
+    let px = Embeddings::named("x", &pd, c.rows, c.dim).unwrap();
     let pl = Labels::new(&pl);
     let gp = cfg.batch(gpu, &px, &pl, Grads::Compute).unwrap();
     pass(&compare("permuted", &unpermute(&gp, c.dim, &p)))?;
@@ -528,21 +514,21 @@ fn softmax_batch(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
 }
 
 fn clip(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
-    let cfg = Softmax::clip().temperature(sm::TEMPERATURES[c.option]);
+    let cfg = Softmax::clip().temperature(sm::TEMPERATURES[c.option]).unwrap();
     let (da, db) = (c.values(1), c.values(2));
-    let a = Embeddings::new("a", &da, c.rows, c.dim).unwrap();
-    let b = Embeddings::new("b", &db, c.rows, c.dim).unwrap();
-    let (r, masses) = cpu::softmax::clip_with_mass(
+    let a = Embeddings::named("a", &da, c.rows, c.dim).unwrap();
+    let b = Embeddings::named("b", &db, c.rows, c.dim).unwrap();
+    let (r, masses) = check::softmax_reference::pairs_with_mass(
         f64::from(cfg.temperature),
-        &cpu::distance::widen(&a),
-        &cpu::distance::widen(&b),
+        &check::widen(&a),
+        &check::widen(&b),
         c.dim,
         Grads::Compute,
     );
-    let r = r.narrow();
+    let r = r.narrow(c.dim);
     let compare = |name: &str, g: &LossOutput<_>| {
         let n = format!("clip {name} {cfg:?} {c:?}");
-        sm::compare_outputs(n, &cfg, g, &r, &[&a, &b], &masses)
+        sm::verdict(n, &cfg, g, &r, &[&a, &b], &masses)
     };
     let g = cfg.pairs(gpu, &a, &b, Grads::Compute).unwrap();
     pass(&compare("gpu", &g))?;
@@ -556,8 +542,8 @@ fn clip(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
 
     let p = c.permutation();
     let (pa, pb) = (permute(&da, c.dim, &p), permute(&db, c.dim, &p));
-    let pa_e = Embeddings::new("a", &pa, c.rows, c.dim).unwrap();
-    let pb_e = Embeddings::new("b", &pb, c.rows, c.dim).unwrap();
+    let pa_e = Embeddings::named("a", &pa, c.rows, c.dim).unwrap();
+    let pb_e = Embeddings::named("b", &pb, c.rows, c.dim).unwrap();
     let gp = cfg.pairs(gpu, &pa_e, &pb_e, Grads::Compute).unwrap();
     pass(&compare("permuted", &unpermute(&gp, c.dim, &p)))?;
     let rp = cfg.pairs_cpu(&pa_e, &pb_e, Grads::Compute).unwrap();

@@ -5,7 +5,7 @@
 
 mod common;
 
-use metric_loss::check::Rng;
+use metric_loss::testing::Rng;
 use metric_loss::{Contrastive, Embeddings, Gpu, Grads, Labels, Reduction};
 
 #[test]
@@ -28,7 +28,7 @@ fn training_loop_allocates_nothing_after_its_first_step() {
         let rows = if step == 99 { 40 } else { b };
         let data = rng.normals(rows * d);
         let labels: Vec<i64> = (0..rows).map(|_| rng.below(10) as i64).collect();
-        let x = Embeddings::new("x", &data, rows, d).unwrap();
+        let x = Embeddings::named("x", &data, rows, d).unwrap();
         for cfg in &cfgs {
             let out = cfg
                 .batch(&gpu, &x, &Labels::new(&labels), Grads::Compute)
@@ -67,7 +67,7 @@ fn changing_shapes_do_not_grow_memory_without_limit() {
             let d = [3usize, 8, 17][rng.below(3) as usize];
             let data = rng.normals(rows * d);
             let labels: Vec<i64> = (0..rows).map(|_| rng.below(7) as i64).collect();
-            let x = Embeddings::new("x", &data, rows, d).unwrap();
+            let x = Embeddings::named("x", &data, rows, d).unwrap();
             let cfg = Contrastive::default().normalize(rng.below(2) == 0);
             cfg.batch(gpu, &x, &Labels::new(&labels), Grads::Compute)
                 .unwrap();

@@ -4,7 +4,7 @@
 
 mod common;
 
-use metric_loss::check::softmax::run_grid;
+use metric_loss::testing::softmax::run_grid;
 
 #[test]
 fn grid_matches_reference() {

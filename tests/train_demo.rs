@@ -8,7 +8,7 @@ mod common;
 mod demo;
 
 use demo::{retrieval, split, Digits, LossKind, Mlp, Settings, EMBED, TEST};
-use metric_loss::check::Rng;
+use metric_loss::testing::Rng;
 
 #[test]
 fn the_split_is_fixed_and_disjoint() {

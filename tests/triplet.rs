@@ -4,13 +4,15 @@
 
 mod common;
 
-use metric_loss::check::triplet::{
-    compare_outputs, decision_band, explicit_decisions, make_clear, mined_decisions,
+use metric_loss::testing::triplet::{
+    batch_verdict, decision_band, explicit_decisions, explicit_verdict, make_clear,
+    mined_decisions, mined_terms,
 };
-use metric_loss::check::{compare, Rng, Tolerance};
+use metric_loss::testing::Rng;
+use metric_loss::tolerance::{compare, Tolerance};
 use metric_loss::{
     Distance, Embeddings, Error, Gpu, GpuOptions, Grads, Labels, Mining, Reduction, Triplet,
-    TripletOutput,
+    TripletOutput, TripletTerm,
 };
 
 fn close(what: &str, got: &[f32], want: &[f64]) {
@@ -48,9 +50,9 @@ const TP: [f32; 6] = [3.0, 4.0, 0.0, 2.0, 1.0, 1.0];
 const TN: [f32; 6] = [6.0, 0.0, 1.0, 0.0, 1.0, 1.0];
 
 fn explicit_both(cfg: Triplet) -> Vec<(&'static str, TripletOutput)> {
-    let a = Embeddings::new("anchor", &TA, 3, 2).unwrap();
-    let p = Embeddings::new("positive", &TP, 3, 2).unwrap();
-    let n = Embeddings::new("negative", &TN, 3, 2).unwrap();
+    let a = Embeddings::named("anchor", &TA, 3, 2).unwrap();
+    let p = Embeddings::named("positive", &TP, 3, 2).unwrap();
+    let n = Embeddings::named("negative", &TN, 3, 2).unwrap();
     both(
         || cfg.explicit_cpu(&a, &p, &n, Grads::Compute),
         |g| cfg.explicit(g, &a, &p, &n, Grads::Compute),
@@ -117,11 +119,11 @@ fn mined_both(
     labels: &[i64],
     mining: Mining,
 ) -> Vec<(&'static str, TripletOutput)> {
-    let x = Embeddings::new("embeddings", data, data.len(), 1).unwrap();
+    let x = Embeddings::new(data, data.len(), 1).unwrap();
     let l = Labels::new(labels);
     both(
-        || cfg.mined_cpu(&x, &l, mining, Grads::Compute),
-        |g| cfg.mined(g, &x, &l, mining, Grads::Compute),
+        || cfg.mining(mining).batch_cpu(&x, &l, Grads::Compute),
+        |g| cfg.mining(mining).batch(g, &x, &l, Grads::Compute),
     )
 }
 
@@ -155,7 +157,7 @@ fn hard_ties_choose_the_lowest_index() {
     // a2: g2 −= 2, g1 += 1, g4 += 1; a3: g4 −= 1, g1 += 1; a4: g3 += 1, g2 −= 1.
     // g = (0, 5, −4, −1, 0); had a tie gone to the higher index, rows 1–4 would differ.
     let x = [0.0, 2.0, -2.0, 5.0, -5.0];
-    let cfg = Triplet::default().margin(4.0).reduction(Reduction::Sum);
+    let cfg = Triplet::default().margin(4.0).unwrap().reduction(Reduction::Sum);
     for (dev, out) in mined_both(cfg, &x, &[0, 0, 0, 1, 1], Mining::Hard) {
         close_loss(dev, out.loss, 33.0);
         assert_eq!((out.counts.terms, out.counts.active), (5, 5), "{dev}");
@@ -237,7 +239,7 @@ fn singletons_and_anchors_without_positives() {
     let labels = [0i64, 1, 2, 0, 2, 2, 3];
     let data = [0.0f32, 1.5, 4.0, 7.5, 9.0, 12.5, 20.0];
     for (mining, terms) in [(Mining::Hard, 5), (Mining::Semihard, 8), (Mining::All, 34)] {
-        let runs = mined_both(Triplet::default().margin(0.75), &data, &labels, mining);
+        let runs = mined_both(Triplet::default().margin(0.75).unwrap(), &data, &labels, mining);
         for (dev, out) in &runs {
             assert_eq!(out.counts.terms, terms, "{dev} {mining:?}");
         }
@@ -264,8 +266,8 @@ fn clear_mined_case(
     for _ in 0..500 {
         let data = rng.normals(rows * dim);
         let labels: Vec<i64> = (0..rows).map(|_| rng.below(classes) as i64).collect();
-        let x = Embeddings::new("x", &data, rows, dim).unwrap();
-        let dec = mined_decisions(cfg, mining, &x, Labels::new(&labels).ids());
+        let x = Embeddings::named("x", &data, rows, dim).unwrap();
+        let dec = mined_decisions(&cfg.mining(mining), &x, Labels::new(&labels).ids());
         if make_clear(cfg, &dec, 0.5, decision_band(dim, dec.d_max)) {
             return (data, labels);
         }
@@ -275,22 +277,12 @@ fn clear_mined_case(
 
 fn cross_mined(gpu: &Gpu, cfg: &Triplet, mining: Mining, data: &[f32], labels: &[i64], dim: usize) {
     let rows = labels.len();
-    let x = Embeddings::new("x", data, rows, dim).unwrap();
+    let x = Embeddings::named("x", data, rows, dim).unwrap();
     let l = Labels::new(labels);
-    let g = cfg.mined(gpu, &x, &l, mining, Grads::Compute).unwrap();
-    let r = cfg.mined_cpu(&x, &l, mining, Grads::Compute).unwrap();
-    let d_max = mined_decisions(cfg, mining, &x, l.ids()).d_max;
+    let g = cfg.mining(mining).batch(gpu, &x, &l, Grads::Compute).unwrap();
+    let r = cfg.mining(mining).batch_cpu(&x, &l, Grads::Compute).unwrap();
     let name = format!("{mining:?} B={rows} D={dim} {cfg:?}");
-    common::assert_report(&compare_outputs(
-        name,
-        cfg,
-        Some(mining),
-        &g,
-        &r,
-        dim,
-        d_max,
-        &metric_loss::check::spread(cfg.distance, cfg.normalize, &[&x]),
-    ));
+    common::assert_report(&batch_verdict(name, &cfg.mining(mining), &g, &r, &x));
     assert_eq!(gpu.uncaptured_errors(), 0);
 }
 
@@ -320,7 +312,7 @@ fn explicit_sizes_around_the_workgroup() {
             let data: Vec<Vec<f32>> = (0..3).map(|_| rng.normals(rows * dim)).collect();
             let e: Vec<Embeddings<'_>> = data
                 .iter()
-                .map(|d| Embeddings::new("t", d, rows, dim).unwrap())
+                .map(|d| Embeddings::named("t", d, rows, dim).unwrap())
                 .collect();
             let dec = explicit_decisions(&base, &e[0], &e[1], &e[2]);
             let mut cfg = base;
@@ -334,11 +326,7 @@ fn explicit_sizes_around_the_workgroup() {
                 .explicit_cpu(&e[0], &e[1], &e[2], Grads::Compute)
                 .unwrap();
             let name = format!("explicit N={rows} D={dim} {cfg:?}");
-            let norm =
-                &metric_loss::check::spread(cfg.distance, cfg.normalize, &[&e[0], &e[1], &e[2]]);
-            common::assert_report(&compare_outputs(
-                name, &cfg, None, &g, &r, dim, dec.d_max, norm,
-            ));
+            common::assert_report(&explicit_verdict(name, &cfg, &g, &r, [&e[0], &e[1], &e[2]]));
         }
     }
 }
@@ -360,13 +348,13 @@ fn reruns_are_bitwise_identical() {
     let (rows, dim) = (160, 12);
     let data = common::normals(11, rows * dim);
     let labels = common::labels(11, rows, 12);
-    let x = Embeddings::new("x", &data, rows, dim).unwrap();
+    let x = Embeddings::named("x", &data, rows, dim).unwrap();
     let l = Labels::new(&labels);
     for mining in [Mining::All, Mining::Hard, Mining::Semihard] {
-        let cfg = Triplet::default().normalize(true).margin(0.3);
-        let first = triplet_bits(&cfg.mined(gpu, &x, &l, mining, Grads::Compute).unwrap());
+        let cfg = Triplet::default().normalize(true).margin(0.3).unwrap();
+        let first = triplet_bits(&cfg.mining(mining).batch(gpu, &x, &l, Grads::Compute).unwrap());
         for _ in 0..2 {
-            let again = cfg.mined(gpu, &x, &l, mining, Grads::Compute).unwrap();
+            let again = cfg.mining(mining).batch(gpu, &x, &l, Grads::Compute).unwrap();
             assert_eq!(triplet_bits(&again), first, "{mining:?}");
         }
     }
@@ -401,15 +389,15 @@ fn windows_match_reference_and_unsplit_run() {
     let mut rng = Rng::new(3);
     let data: Vec<f32> = (0..rows * dim).map(|_| rng.below(7) as f32 - 3.0).collect();
     let labels = common::labels(3, rows, 20);
-    let x = Embeddings::new("x", &data, rows, dim).unwrap();
+    let x = Embeddings::named("x", &data, rows, dim).unwrap();
     let l = Labels::new(&labels);
     for mining in [Mining::All, Mining::Hard, Mining::Semihard] {
         let cfg = Triplet::default()
             .distance(Distance::SquaredEuclidean)
-            .margin(0.5);
+            .margin(0.5).unwrap();
         cross_mined(&small, &cfg, mining, &data, &labels, dim);
-        let split = cfg.mined(&small, &x, &l, mining, Grads::Compute).unwrap();
-        let whole = cfg.mined(full, &x, &l, mining, Grads::Compute).unwrap();
+        let split = cfg.mining(mining).batch(&small, &x, &l, Grads::Compute).unwrap();
+        let whole = cfg.mining(mining).batch(full, &x, &l, Grads::Compute).unwrap();
         assert!(split.counts.active > 0);
         assert_eq!(triplet_bits(&split), triplet_bits(&whole), "{mining:?}");
     }
@@ -417,7 +405,7 @@ fn windows_match_reference_and_unsplit_run() {
     let data: Vec<Vec<f32>> = (0..3).map(|k| common::normals(20 + k, 300 * dim)).collect();
     let e: Vec<Embeddings<'_>> = data
         .iter()
-        .map(|d| Embeddings::new("t", d, 300, dim).unwrap())
+        .map(|d| Embeddings::named("t", d, 300, dim).unwrap())
         .collect();
     let cfg = Triplet::default().swap(true);
     let split = cfg
@@ -429,10 +417,10 @@ fn windows_match_reference_and_unsplit_run() {
     assert_eq!(triplet_bits(&split), triplet_bits(&whole));
     // 64 × 1024 rows × 4 bytes = 256 KiB of distances per chunk: more than one binding.
     let big = common::normals(4, 1024 * 4);
-    let x = Embeddings::new("x", &big, 1024, 4).unwrap();
+    let x = Embeddings::named("x", &big, 1024, 4).unwrap();
     let l = Labels::new(&common::labels(4, 1024, 10));
     let err = Triplet::default()
-        .mined(&small, &x, &l, Mining::Hard, Grads::Skip)
+        .mining(Mining::Hard).batch(&small, &x, &l, Grads::Skip)
         .unwrap_err();
     assert!(matches!(err, Error::LimitExceeded { .. }), "{err}");
 }
@@ -457,7 +445,7 @@ fn mining_needs_no_batch_by_batch_buffer() {
     for mining in [Mining::All, Mining::Hard, Mining::Semihard] {
         let cfg = Triplet::default()
             .distance(Distance::SquaredEuclidean)
-            .margin(0.5);
+            .margin(0.5).unwrap();
         cross_mined(&gpu, &cfg, mining, &data, &labels, d);
     }
     assert!(gpu.workspace_bytes().1 < 4 * (b * b) as u64);
@@ -476,11 +464,11 @@ fn a_training_loop_allocates_nothing_after_its_first_step() {
         let rows = if step == 29 { 40 } else { b };
         let data = rng.normals(rows * d);
         let labels: Vec<i64> = (0..rows).map(|_| rng.below(10) as i64).collect();
-        let x = Embeddings::new("x", &data, rows, d).unwrap();
+        let x = Embeddings::named("x", &data, rows, d).unwrap();
         let l = Labels::new(&labels);
         for mining in [Mining::All, Mining::Hard, Mining::Semihard] {
             let out = Triplet::default()
-                .mined(&gpu, &x, &l, mining, Grads::Compute)
+                .mining(mining).batch(&gpu, &x, &l, Grads::Compute)
                 .unwrap();
             assert!(out.loss.is_finite());
         }
@@ -502,7 +490,7 @@ fn a_training_loop_allocates_nothing_after_its_first_step() {
 #[test]
 fn options_that_do_not_apply_are_errors() {
     let data = [0.0f32; 8];
-    let x = Embeddings::new("x", &data, 4, 2).unwrap();
+    let x = Embeddings::named("x", &data, 4, 2).unwrap();
     let l = Labels::new(&[0, 0, 1, 1]);
     let conflicts = [
         (Triplet::default().swap(true), Mining::Hard),
@@ -514,7 +502,7 @@ fn options_that_do_not_apply_are_errors() {
         (Triplet::default().reduction(Reduction::Sum), Mining::All),
     ];
     for (cfg, mining) in conflicts {
-        let err = cfg.mined_cpu(&x, &l, mining, Grads::Skip).unwrap_err();
+        let err = cfg.mining(mining).batch_cpu(&x, &l, Grads::Skip).unwrap_err();
         assert!(
             matches!(err, Error::OptionConflict { .. }),
             "{cfg:?} {mining:?}: {err}"
@@ -526,18 +514,21 @@ fn options_that_do_not_apply_are_errors() {
         .unwrap_err();
     assert!(matches!(err, Error::OptionConflict { .. }));
     for m in [-1.0, f32::NAN, f32::INFINITY] {
-        let err = Triplet::default()
-            .margin(m)
-            .explicit_cpu(&x, &x, &x, Grads::Skip);
+        assert!(Triplet::default().margin(m).is_err(), "margin {m}");
+        let direct = Triplet {
+            term: TripletTerm::Margin(m),
+            ..Default::default()
+        };
+        let err = direct.explicit_cpu(&x, &x, &x, Grads::Skip);
         assert!(
             matches!(err, Err(Error::InvalidOption { .. })),
             "margin {m}"
         );
     }
-    let short = Embeddings::new("p", &data[..6], 3, 2).unwrap();
+    let short = Embeddings::named("p", &data[..6], 3, 2).unwrap();
     let err = Triplet::default().explicit_cpu(&x, &short, &x, Grads::Skip);
     assert!(matches!(err, Err(Error::ShapeMismatch { .. })));
-    let err = Triplet::default().mined_cpu(&x, &Labels::new(&[0, 1]), Mining::Hard, Grads::Skip);
+    let err = Triplet::default().mining(Mining::Hard).batch_cpu(&x, &Labels::new(&[0, 1]), Grads::Skip);
     assert!(matches!(err, Err(Error::ShapeMismatch { .. })));
 }
 
@@ -555,30 +546,20 @@ fn large_batch_matches_reference() {
         .map(|_| rng.below(41) as f32 - 20.0)
         .collect();
     let labels = common::labels(9, rows, (rows / 8) as u64);
-    let x = Embeddings::new("x", &data, rows, dim).unwrap();
+    let x = Embeddings::named("x", &data, rows, dim).unwrap();
     let l = Labels::new(&labels);
     for mining in [Mining::Hard, Mining::Semihard, Mining::All] {
         let cfg = Triplet::default()
             .distance(Distance::SquaredEuclidean)
-            .margin(0.5);
-        let g = cfg.mined(gpu, &x, &l, mining, Grads::Skip).unwrap();
-        let r = cfg.mined_cpu(&x, &l, mining, Grads::Skip).unwrap();
+            .margin(0.5).unwrap();
+        let g = cfg.mining(mining).batch(gpu, &x, &l, Grads::Skip).unwrap();
+        let r = cfg.mining(mining).batch_cpu(&x, &l, Grads::Skip).unwrap();
         assert_eq!(g.counts, r.counts, "{mining:?}");
         assert_eq!(
             g.counts.terms,
-            metric_loss::loss::triplet::mined_terms(l.ids(), mining)
+            mined_terms(l.ids(), mining)
         );
-        let d_max = 4.0 * 40.0 * 40.0;
         let name = format!("{mining:?} B={rows}");
-        common::assert_report(&compare_outputs(
-            name,
-            &cfg,
-            Some(mining),
-            &g,
-            &r,
-            dim,
-            d_max,
-            &metric_loss::check::spread(cfg.distance, cfg.normalize, &[&x]),
-        ));
+        common::assert_report(&batch_verdict(name, &cfg.mining(mining), &g, &r, &x));
     }
 }

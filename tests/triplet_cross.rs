@@ -3,7 +3,7 @@
 
 mod common;
 
-use metric_loss::check::triplet::run_grid;
+use metric_loss::testing::triplet::run_grid;
 
 #[test]
 fn grid_matches_reference() {

@@ -7,7 +7,7 @@ mod common;
 use metric_loss::device::{DeviceLabels, DeviceRows, Target};
 use metric_loss::{
     Contrastive, Distance, Embeddings, Error, Gpu, GpuOptions, Grads, Labels, Mining, Result,
-    Softmax, Triplet,
+    Softmax, Triplet, TripletTerm,
 };
 
 /// The inputs of one sweep: three views of `rows × dim` (A, B or P, N), labels and pair
@@ -46,9 +46,16 @@ fn ok<T>(r: Result<T>) -> Result<()> {
 /// Every host entry point on `inputs`, on the CPU reference and, with a `Gpu`, on it too.
 fn every_entry(gpu: Option<&Gpu>, o: Options, x: &Inputs<'_>) -> Vec<(String, Result<()>)> {
     let (c, t) = (o.contrastive, o.triplet);
-    let nt = Softmax::ntxent().temperature(o.softmax_temperature);
-    let sc = Softmax::supcon().temperature(o.softmax_temperature);
-    let cl = Softmax::clip().temperature(o.softmax_temperature);
+    // Set directly rather than through the builder, which would refuse a bad one first.
+    let with_t = |s: Softmax| Softmax {
+        temperature: o.softmax_temperature,
+        ..s
+    };
+    let (nt, sc, cl) = (
+        with_t(Softmax::ntxent()),
+        with_t(Softmax::supcon()),
+        with_t(Softmax::clip()),
+    );
     let g = Grads::Compute;
     let mut out = vec![
         ("contrastive batch cpu", ok(c.batch_cpu(&x.a, &x.labels, g))),
@@ -58,7 +65,7 @@ fn every_entry(gpu: Option<&Gpu>, o: Options, x: &Inputs<'_>) -> Vec<(String, Re
         ),
         (
             "triplet mined cpu",
-            ok(t.mined_cpu(&x.a, &x.labels, Mining::All, g)),
+            ok(t.mining(Mining::All).batch_cpu(&x.a, &x.labels, g)),
         ),
         (
             "triplet explicit cpu",
@@ -80,7 +87,7 @@ fn every_entry(gpu: Option<&Gpu>, o: Options, x: &Inputs<'_>) -> Vec<(String, Re
             ),
             (
                 "triplet mined gpu",
-                ok(t.mined(gpu, &x.a, &x.labels, Mining::All, g)),
+                ok(t.mining(Mining::All).batch(gpu, &x.a, &x.labels, g)),
             ),
             (
                 "triplet explicit gpu",
@@ -96,9 +103,9 @@ fn every_entry(gpu: Option<&Gpu>, o: Options, x: &Inputs<'_>) -> Vec<(String, Re
 
 fn inputs<'a>(a: &'a [f32], b: &'a [f32], rows: usize, dim: usize, brows: usize) -> Inputs<'a> {
     Inputs {
-        a: Embeddings::new("a", a, rows, dim).unwrap(),
-        b: Embeddings::new("b", b, brows, dim).unwrap(),
-        c: Embeddings::new("c", b, brows, dim).unwrap(),
+        a: Embeddings::named("a", a, rows, dim).unwrap(),
+        b: Embeddings::named("b", b, brows, dim).unwrap(),
+        c: Embeddings::named("c", b, brows, dim).unwrap(),
         labels: Labels::new(&(0..rows as i64).map(|i| i % 2).collect::<Vec<_>>()),
         similar: (0..rows).map(|i| i % 2 == 0).collect(),
     }
@@ -149,19 +156,20 @@ fn mismatched_rows_and_labels_are_shape_errors_everywhere() {
 #[test]
 fn embeddings_refuse_empty_zero_width_overflowing_and_out_of_domain_input() {
     assert!(matches!(
-        Embeddings::new("x", &[], 0, 3),
+        Embeddings::named("x", &[], 0, 3),
         Err(Error::EmptyInput { what: "x" })
     ));
     assert!(matches!(
-        Embeddings::new("x", &[], 3, 0),
+        Embeddings::named("x", &[], 3, 0),
         Err(Error::ZeroDim { what: "x" })
     ));
+    let overflow = Embeddings::named("x", &[0.0; 4], usize::MAX / 2 + 1, 2).unwrap_err();
+    assert!(matches!(overflow, Error::LimitExceeded { .. }), "{overflow}");
+    // The exact product, not a saturated 2⁶⁴ − 1.
+    let msg = overflow.to_string();
+    assert!(msg.contains("18446744073709551616"), "{msg}");
     assert!(matches!(
-        Embeddings::new("x", &[0.0; 4], usize::MAX / 2 + 1, 2),
-        Err(Error::LimitExceeded { .. })
-    ));
-    assert!(matches!(
-        Embeddings::new("x", &[0.0; 5], 2, 3),
+        Embeddings::named("x", &[0.0; 5], 2, 3),
         Err(Error::ShapeMismatch {
             expected: 6,
             got: 5,
@@ -172,9 +180,10 @@ fn embeddings_refuse_empty_zero_width_overflowing_and_out_of_domain_input() {
         let mut v = vec![0.5f32; 12];
         v[7] = bad;
         v[10] = f32::NAN;
-        match Embeddings::new("x", &v, 4, 3) {
+        match Embeddings::named("x", &v, 4, 3) {
             Err(Error::OutOfDomain {
-                index: 7,
+                row: 2,
+                column: 1,
                 what: "x",
                 ..
             }) => {}
@@ -188,9 +197,19 @@ fn invalid_margins_and_temperatures_are_invalid_options_everywhere() {
     let data = common::normals(4, 6 * 2);
     let x = inputs(&data, &data, 6, 2, 6);
     for bad in [-1.0f32, f32::NAN, f32::INFINITY, 2e15] {
+        // The builders refuse it at once; set directly, every call refuses it.
+        assert!(Contrastive::default().margin(bad).is_err());
+        assert!(Contrastive::default().pos_margin(bad).is_err());
+        assert!(Triplet::default().margin(bad).is_err());
         let o = Options {
-            contrastive: Contrastive::default().margin(bad),
-            triplet: Triplet::default().margin(bad),
+            contrastive: Contrastive {
+                margin: bad,
+                ..Default::default()
+            },
+            triplet: Triplet {
+                term: TripletTerm::Margin(bad),
+                ..Default::default()
+            },
             softmax_temperature: 0.1,
         };
         for (name, r) in every_entry(common::gpu(), o, &x) {
@@ -201,7 +220,10 @@ fn invalid_margins_and_temperatures_are_invalid_options_everywhere() {
             }
         }
         let pos = Options {
-            contrastive: Contrastive::default().pos_margin(bad),
+            contrastive: Contrastive {
+                pos_margin: bad,
+                ..Default::default()
+            },
             ..Options::default()
         };
         for (name, r) in every_entry(common::gpu(), pos, &x) {
@@ -215,6 +237,7 @@ fn invalid_margins_and_temperatures_are_invalid_options_everywhere() {
         }
     }
     for bad in [0.0f32, 5e-5, -0.1, f32::NAN, f32::INFINITY, 2e15] {
+        assert!(Softmax::ntxent().temperature(bad).is_err());
         let o = Options {
             softmax_temperature: bad,
             ..Options::default()
@@ -250,7 +273,9 @@ fn values_too_large_for_a_loss_name_the_first_index() {
     };
     for (name, r) in every_entry(common::gpu(), o, &x) {
         match r {
-            Err(Error::TooLargeForLoss { index: 5, .. }) if name.contains("contrastive") => {}
+            Err(Error::TooLargeForLoss {
+                row: 2, column: 1, ..
+            }) if name.contains("contrastive") => {}
             // Triplet terms are linear in d (8e30 here, over a few dozen terms) and the
             // softmax losses normalise rows: 9e14 is inside their limits at this size.
             Ok(()) if !name.contains("contrastive") => {}
@@ -287,8 +312,7 @@ type Expected = fn(&Error) -> bool;
 #[test]
 fn device_resident_calls_check_their_buffers_everywhere() {
     let Some(gpu) = common::gpu() else { return };
-    let device = gpu.device();
-    let storage = |bytes: &[u8]| common::storage(device, bytes);
+    let storage = |bytes: &[u8]| gpu.storage_buffer("caller", bytes);
     let data = common::normals(6, 8 * 4);
     let xb = storage(bytemuck::cast_slice(&data));
     let lb = storage(bytemuck::cast_slice(&[0u32, 1, 0, 1, 0, 1, 0, 1]));
@@ -300,12 +324,16 @@ fn device_resident_calls_check_their_buffers_everywhere() {
                 ok(Contrastive::default().batch_device(gpu, x, l, None, Target::Submit)),
             ),
             (
+                "contrastive pairs",
+                ok(Contrastive::default().pairs_device(gpu, x, x, l, None, Target::Submit)),
+            ),
+            (
                 "triplet mined",
-                ok(Triplet::default().mined_device(gpu, x, l, Mining::Hard, None, Target::Submit)),
+                ok(Triplet::default().mining(Mining::Hard).batch_device(gpu, x, l, None, Target::Submit)),
             ),
             (
                 "triplet explicit",
-                ok(Triplet::default().explicit_device(gpu, [x, x, x], None, Target::Submit)),
+                ok(Triplet::default().explicit_device(gpu, x, x, x, None, Target::Submit)),
             ),
             (
                 "ntxent",

@@ -2,8 +2,8 @@
 //! the UCI digits, a fixed split, a small MLP with Adam, the retrieval metrics, and the
 //! training loop whose loss and gradient come from the GPU each step.
 
-use metric_loss::check::Rng;
-use metric_loss::{Contrastive, Embeddings, Gpu, Grads, Labels, Mining, Softmax, Triplet};
+use metric_loss::testing::Rng;
+use metric_loss::{BatchLoss, Contrastive, Embeddings, Gpu, Grads, Labels, Mining, Softmax, Triplet};
 
 /// Pixels per image (8×8) and the embedding size.
 pub const INPUT: usize = 64;
@@ -273,34 +273,27 @@ impl LossKind {
     ) -> Result<(f64, Vec<f32>), metric_loss::Error> {
         let ids: Vec<i64> = labels.iter().map(|&c| i64::from(c)).collect();
         let l = Labels::new(&ids);
-        let x = Embeddings::new("embeddings", emb, labels.len(), EMBED)?;
-        let out = match self {
-            LossKind::Contrastive => Contrastive::default()
-                .margin(margin)
-                .batch(gpu, &x, &l, Grads::Compute)?
-                .map_counts(),
-            LossKind::Triplet => Triplet::default()
-                .margin(0.5)
-                .mined(gpu, &x, &l, Mining::Semihard, Grads::Compute)?
-                .map_counts(),
-            LossKind::Ntxent => Softmax::ntxent()
-                .temperature(0.1)
-                .batch(gpu, &x, &l, Grads::Compute)?
-                .map_counts(),
-        };
-        Ok(out)
+        let x = Embeddings::new(emb, labels.len(), EMBED)?;
+        match self {
+            LossKind::Contrastive => loss_and_grad(&Contrastive::default().margin(margin)?, gpu, &x, &l),
+            LossKind::Triplet => {
+                let loss = Triplet::default().margin(0.5)?.mining(Mining::Semihard);
+                loss_and_grad(&loss, gpu, &x, &l)
+            }
+            LossKind::Ntxent => loss_and_grad(&Softmax::ntxent().temperature(0.1)?, gpu, &x, &l),
+        }
     }
 }
 
-/// (loss, gradient) of any family's output.
-trait LossAndGrad {
-    fn map_counts(self) -> (f64, Vec<f32>);
-}
-
-impl<C> LossAndGrad for metric_loss::LossOutput<C> {
-    fn map_counts(mut self) -> (f64, Vec<f32>) {
-        (self.loss, self.grads.swap_remove(0))
-    }
+/// (loss, dL/dX) of any family's batch call.
+fn loss_and_grad<L: BatchLoss>(
+    loss: &L,
+    gpu: &Gpu,
+    x: &Embeddings<'_>,
+    labels: &Labels,
+) -> Result<(f64, Vec<f32>), metric_loss::Error> {
+    let mut out = loss.batch(gpu, x, labels, Grads::Compute)?;
+    Ok((out.loss, out.grads.swap_remove(0).into_values()))
 }
 
 /// Training settings.

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use demo::{retrieval, split, Digits, LossKind, Mlp, Settings, EMBED, INPUT};
-use metric_loss::check::Rng;
+use metric_loss::testing::Rng;
 use metric_loss::Gpu;
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -1,5 +1,6 @@
 // Pairwise distance pieces shared by every pairwise kernel.
-// Depends on no globals. Keep the kinds in sync with `DistanceKind` in src/gpu/params.rs.
+// Depends on no globals. Keep the kinds in sync with `Distance::kernel_kind` in
+// src/options.rs (DIST_DOT is the softmax losses' own).
 //
 // Kernels accumulate Σ (u − v)² (the difference form, not |u|² + |v|² − 2u·v: it stays
 // exact near d = 0) or Σ u·v over the dimension in one fixed order, so d(i, j) and d(j, i)

@@ -1,5 +1,5 @@
 // Hinge of a pair term, shared by the margin losses. Depends on no globals.
-// Keep the kinds in sync with `Hinge` in src/gpu/params.rs.
+// Keep the kinds in sync with `Hinge::kernel_kind` in src/options.rs.
 // `x` is the hinge argument (d − p for similar pairs, m − d for dissimilar ones);
 // a term is active iff x > 0, and relu'(0) = 0.
 

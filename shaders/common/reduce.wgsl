@@ -1,19 +1,5 @@
-// Reduction pieces. Depends on no globals.
-
-// Per-row (batch mode) or per-pair (pair mode) partial results. Sums are Kahan-compensated
-// (sum, carry) so that a row's partial stays accurate to a few ulp however many column tiles
-// and column windows it spans; the host adds them in f64 / u64 in row order.
-// Keep in sync with `Partial` in src/gpu/params.rs.
-struct Partial {
-    sim_sum: f32,
-    sim_carry: f32,
-    dis_sum: f32,
-    dis_carry: f32,
-    sim_pairs: u32,
-    dis_pairs: u32,
-    sim_active: u32,
-    dis_active: u32,
-}
+// Reduction pieces: compensated sums, 64-bit counters, and the fixed-order trees that sum a
+// value over the 64 invocations of a workgroup. Depends on no globals.
 
 struct Kahan {
     sum: f32,
@@ -40,4 +26,34 @@ fn count64_add(a: Count64, b: Count64) -> Count64 {
 
 fn count64_to_f32(lo: u32, hi: u32) -> f32 {
     return f32(hi) * 4294967296.0 + f32(lo);
+}
+
+var<workgroup> tree_counts: array<Count64, 64>;
+var<workgroup> tree_sums: array<vec2<f32>, 64>;
+
+// The sum of every invocation's `v` (invocation `lid` of 64), pairwise in a fixed tree
+// (strides 32, 16, ..., 1). Call from uniform control flow; every invocation gets the total.
+fn tree_count64(lid: u32, v: Count64) -> Count64 {
+    tree_counts[lid] = v;
+    workgroupBarrier();
+    for (var stride = 32u; stride > 0u; stride >>= 1u) {
+        if (lid < stride) {
+            tree_counts[lid] = count64_add(tree_counts[lid], tree_counts[lid + stride]);
+        }
+        workgroupBarrier();
+    }
+    return tree_counts[0];
+}
+
+// As tree_count64, for two f32 sums.
+fn tree_sum2(lid: u32, v: vec2<f32>) -> vec2<f32> {
+    tree_sums[lid] = v;
+    workgroupBarrier();
+    for (var stride = 32u; stride > 0u; stride >>= 1u) {
+        if (lid < stride) {
+            tree_sums[lid] += tree_sums[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    return tree_sums[0];
 }

@@ -5,7 +5,7 @@
 //   rows, cols: array<vec4<f32>> (the row and column windows, zero-padded rows of dim4 vec4s)
 //   params: a struct with fields dim4, distance (a DIST_* kind), rows and window_rows (u32)
 
-// Rows (and columns) per tile. Keep in sync with `ROW_TILE` in src/loss/plan.rs.
+// Rows (and columns) per tile. Keep in sync with `ROW_TILE` in src/engine/plan.rs.
 const TILE: u32 = 32u;
 
 // A 4×4 register block: row ty + 8r of the tile is `rr`, its columns tx + 8c the lanes.

@@ -1,11 +1,12 @@
 //! Shared test support: the adapter, seeded inputs, and comparisons under the tolerance rule
-//! of `metric_loss::check` (absolute plus relative, scaled by D + the reduction length).
+//! of `metric_loss::tolerance` (absolute plus relative, scaled by D + the reduction length).
 #![allow(dead_code)]
 
 use std::sync::OnceLock;
 
-use metric_loss::check::{self, CaseReport, Rng};
-use metric_loss::{Contrastive, Embeddings, Gpu, Grads, Labels};
+use metric_loss::testing::Rng;
+use metric_loss::tolerance::Verdict;
+use metric_loss::{wgpu, Contrastive, Embeddings, Gpu, Labels};
 
 static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
 
@@ -61,41 +62,16 @@ pub fn labels(seed: u64, n: usize, classes: u64) -> Vec<i64> {
 }
 
 /// Panics with the worst element of every failing output.
-pub fn assert_report(r: &CaseReport) {
-    if r.pass() {
-        return;
+pub fn assert_report(r: &Verdict) {
+    if !r.pass() {
+        panic!("{}: GPU and CPU disagree\n  {}", r.name, r.failures().join("\n  "));
     }
-    let mut msg = format!("{}: GPU and CPU disagree\n", r.name);
-    if !r.counts_equal {
-        msg.push_str("  counts differ\n");
-    }
-    for (what, c) in std::iter::once(("loss", &r.loss)).chain(r.grads.iter().map(|g| ("grad", g))) {
-        if let (false, Some((i, g, re, b))) = (c.pass, c.worst) {
-            msg.push_str(&format!(
-                "  {what}[{i}]: gpu {g:e}, reference {re:e}, |diff| {:e} > bound {b:e}\n",
-                (g - re).abs()
-            ));
-        }
-    }
-    panic!("{msg}");
 }
 
 /// Runs batch mode on the GPU and the CPU and compares everything.
 pub fn cross_batch(gpu: &Gpu, name: &str, cfg: &Contrastive, x: &Embeddings<'_>, labels: &Labels) {
-    let g = cfg.batch(gpu, x, labels, Grads::Compute).unwrap();
-    let r = cfg.batch_cpu(x, labels, Grads::Compute).unwrap();
-    let d = check::batch_distances(cfg, x);
-    let d_max = d.iter().cloned().fold(0.0, f64::max);
-    let report = check::compare_outputs(
-        format!("{name} B={} D={} {cfg:?}", x.rows(), x.dim()),
-        cfg,
-        &g,
-        &r,
-        x.dim(),
-        d_max,
-        x.rows() as u64,
-        &check::spread(cfg.distance, cfg.normalize, &[x]),
-    );
+    let mut report = cfg.batch_check(gpu, x, labels).unwrap();
+    report.name = format!("{name} B={} D={} {cfg:?}", x.rows(), x.dim());
     assert_report(&report);
     assert_eq!(gpu.uncaptured_errors(), 0);
 }
@@ -109,26 +85,14 @@ pub fn cross_pairs(
     b: &Embeddings<'_>,
     similar: &[bool],
 ) {
-    let g = cfg.pairs(gpu, a, b, similar, Grads::Compute).unwrap();
-    let r = cfg.pairs_cpu(a, b, similar, Grads::Compute).unwrap();
-    let d = check::pair_distances(cfg, a, b);
-    let d_max = d.iter().cloned().fold(0.0, f64::max);
-    let report = check::compare_outputs(
-        format!("{name} N={} D={} {cfg:?}", a.rows(), a.dim()),
-        cfg,
-        &g,
-        &r,
-        a.dim(),
-        d_max,
-        1,
-        &check::spread(cfg.distance, cfg.normalize, &[a, b]),
-    );
+    let mut report = cfg.pairs_check(gpu, a, b, similar).unwrap();
+    report.name = format!("{name} N={} D={} {cfg:?}", a.rows(), a.dim());
     assert_report(&report);
     assert_eq!(gpu.uncaptured_errors(), 0);
 }
 
 /// The loss and gradients as bit patterns, for bitwise comparisons.
-pub fn bits(out: &metric_loss::ContrastiveOutput) -> (u64, Vec<Vec<u32>>) {
+pub fn bits<C>(out: &metric_loss::LossOutput<C>) -> (u64, Vec<Vec<u32>>) {
     (
         out.loss.to_bits(),
         out.grads
@@ -150,38 +114,7 @@ pub fn live(gpu: &Gpu) -> (isize, isize, isize) {
     )
 }
 
-/// A caller's buffer (`STORAGE`, copyable both ways) holding `data`, for the
-/// device-resident API.
-pub fn storage(device: &wgpu::Device, data: &[u8]) -> wgpu::Buffer {
-    wgpu::util::DeviceExt::create_buffer_init(
-        device,
-        &wgpu::util::BufferInitDescriptor {
-            label: Some("caller"),
-            contents: data,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-        },
-    )
-}
-
-/// The f32 values of a buffer, read back through a staging copy.
-pub fn read_f32(device: &wgpu::Device, queue: &wgpu::Queue, b: &wgpu::Buffer) -> Vec<f32> {
-    let staging = device.create_buffer(&wgpu::BufferDescriptor {
-        label: None,
-        size: b.size(),
-        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-        mapped_at_creation: false,
-    });
-    let mut enc = device.create_command_encoder(&Default::default());
-    enc.copy_buffer_to_buffer(b, 0, &staging, 0, b.size());
-    queue.submit([enc.finish()]);
-    staging
-        .slice(..)
-        .map_async(wgpu::MapMode::Read, |r| r.unwrap());
-    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-    let view = staging.slice(..).get_mapped_range().unwrap();
-    let v = bytemuck::cast_slice(&view).to_vec();
-    drop(view);
-    v
+/// The ids of host labels as the bytes of a caller's u32 labels buffer.
+pub fn id_bytes(labels: &Labels) -> Vec<u8> {
+    bytemuck::cast_slice(labels.ids()).to_vec()
 }

@@ -1,0 +1,202 @@
+//! `metric-loss bench`: time forward + backward calls through the host API.
+//!
+//! Inputs follow the project's benchmark rules: Gaussian rows, L2-normalised, `normalize`
+//! off, margin 1.5 for contrastive (most dissimilar pairs sit inside it) and 1 for triplet,
+//! labels uniform over B/8 classes (pairs: y uniform over 0/1). NT-Xent and SupCon take two
+//! views of B/2 samples (labels i mod B/2, SimCLR's setting); CLIP two independent B×D
+//! views. Every pair's term is evaluated whatever the data.
+//!
+//! `mod.rs` checks the arguments, `workload.rs` builds the inputs and the call,
+//! [`time`] runs it, `report.rs` prints what was measured.
+
+mod report;
+mod workload;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, ValueEnum};
+use metric_loss::{Gpu, SoftmaxLoss};
+
+use crate::eval::{DeviceArg, LossName, MiningArg};
+use crate::Failure;
+use workload::Workload;
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ModeArg {
+    /// In-batch: every pair (contrastive) or mined triplets (triplet) of a labelled batch.
+    Batch,
+    /// Contrastive over explicit pairs.
+    Pairs,
+    /// Triplet over explicit (anchor, positive, negative) rows.
+    Triplets,
+}
+
+#[derive(Args)]
+pub(crate) struct BenchArgs {
+    /// The loss.
+    #[arg(long, value_enum)]
+    loss: LossName,
+    /// Rows (B in batch mode, N pairs or triplets otherwise).
+    #[arg(long, default_value_t = 0, required_unless_present = "embeddings")]
+    batch: usize,
+    /// Embedding dimension.
+    #[arg(long, default_value_t = 0, required_unless_present = "embeddings")]
+    dim: usize,
+    /// In-batch, explicit pairs (contrastive) or explicit triplets (triplet).
+    #[arg(long, value_enum, default_value = "batch")]
+    mode: ModeArg,
+    /// Triplet in batch mode: the mining rule.
+    #[arg(long, value_enum, default_value = "hard")]
+    mining: MiningArg,
+    /// Timed calls.
+    #[arg(long, default_value_t = 5)]
+    repeat: usize,
+    /// Untimed calls first (pipeline compilation, allocation).
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Where the loss runs.
+    #[arg(long, value_enum, default_value = "gpu")]
+    device: DeviceArg,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    json: bool,
+    /// Seed of the generated inputs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Batch mode: time these embeddings (B×D .npy) instead of generated ones.
+    #[arg(long, requires = "labels")]
+    embeddings: Option<PathBuf>,
+    /// Batch mode: their integer labels (B .npy).
+    #[arg(long, requires = "embeddings")]
+    labels: Option<PathBuf>,
+    /// Margin m (default 1.5 for contrastive, 1 for triplet).
+    #[arg(long)]
+    margin: Option<f32>,
+    /// ntxent, supcon, clip: the temperature (default 0.07; supcon 0.1).
+    #[arg(long)]
+    temperature: Option<f32>,
+}
+
+impl BenchArgs {
+    /// The softmax loss `--loss` names, if it names one.
+    fn softmax(&self) -> Option<SoftmaxLoss> {
+        match self.loss {
+            LossName::Ntxent => Some(SoftmaxLoss::NtXent),
+            LossName::Supcon => Some(SoftmaxLoss::SupCon),
+            LossName::Clip => Some(SoftmaxLoss::Clip),
+            _ => None,
+        }
+    }
+
+    /// The flags that go together: every conflict is a usage error before anything runs.
+    fn check(&self) -> Result<(), Failure> {
+        let softmax = self.softmax();
+        let triplet = self.loss == LossName::Triplet;
+        let refuse = |why: &str| Err(Failure::usage(why));
+        if softmax.is_some() && self.mode != ModeArg::Batch {
+            return refuse(
+                "--mode applies to contrastive and triplet; ntxent, supcon and clip run in-batch",
+            );
+        }
+        if softmax.is_none() && self.temperature.is_some() {
+            return refuse("--temperature applies to --loss ntxent, supcon and clip");
+        }
+        if softmax == Some(SoftmaxLoss::Clip) && self.embeddings.is_some() {
+            return refuse("--embeddings/--labels apply to a labelled batch, not to --loss clip");
+        }
+        match (triplet, self.mode) {
+            (true, ModeArg::Pairs) => {
+                refuse("--mode pairs applies to contrastive; triplet takes batch or triplets")
+            }
+            (false, ModeArg::Triplets) => {
+                refuse("--mode triplets applies to triplet; contrastive takes batch or pairs")
+            }
+            _ if self.embeddings.is_some() && self.mode != ModeArg::Batch => {
+                refuse("--embeddings/--labels apply to --mode batch")
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The measured times of `repeat` calls after `warmup` untimed ones: per-call wall times,
+/// kernel times (GPU timestamps, where available) and the last call's (terms, active).
+pub(crate) struct Timing {
+    pub wall: Vec<f64>,
+    pub kernel: Vec<f64>,
+    pub counts: (u64, u64),
+}
+
+fn time(work: &Workload<'_>, gpu: &Option<Gpu>, warmup: usize, repeat: usize, label: String) -> Result<Timing, Failure> {
+    let bar = indicatif::ProgressBar::new((repeat + warmup) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} calls, {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(label);
+    for _ in 0..warmup {
+        work.call(gpu)?;
+        bar.inc(1);
+    }
+    let mut t = Timing {
+        wall: Vec::new(),
+        kernel: Vec::new(),
+        counts: (0, 0),
+    };
+    for _ in 0..repeat {
+        let start = Instant::now();
+        t.counts = work.call(gpu)?;
+        t.wall.push(start.elapsed().as_secs_f64());
+        if let Some(k) = gpu.as_ref().and_then(|g| g.last_kernel_seconds()) {
+            t.kernel.push(k);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(t)
+}
+
+pub(crate) fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
+    args.check()?;
+    let cfg = workload::Config::new(&args)?;
+    let given = workload::Inputs::given(&args)?;
+    let (b, d) = match &given {
+        Some(x) => (x.rows, x.dim),
+        None => (args.batch, args.dim),
+    };
+    if b == 0 || d == 0 || args.repeat == 0 {
+        return Err(Failure::usage(
+            "--batch, --dim and --repeat must be at least 1",
+        ));
+    }
+    crate::io::host_sizes(b, d, 1 + workload::Inputs::sides(&args))?;
+    cfg.check_size(args.mode, b, d)?;
+    if let Some(x) = &given {
+        // The loss's own checks of given values (the magnitude limit), before any device.
+        Workload::new(cfg, args.mode, x)?;
+    }
+    // Every input error is found: only now open the device, and check that the inputs fit
+    // its buffers before generating them.
+    let mut gpu = args.device.open()?;
+    if let Some(g) = gpu.as_mut() {
+        let (bytes, limit) = ((b * d * 4) as u64, g.limits().max_buffer_size);
+        if bytes > limit {
+            return Err(Failure::usage(format!(
+                "--batch {b} × --dim {d} needs {bytes} bytes of embeddings, but the device \
+                 allows at most {limit} per buffer; use a smaller batch or dimension"
+            )));
+        }
+        g.set_profiling(true);
+    }
+    let inputs = match given {
+        Some(x) => x,
+        None => workload::Inputs::generate(&args, b, d),
+    };
+    let work = Workload::new(cfg, args.mode, &inputs)?;
+    let label = format!("B={} D={}", inputs.rows, inputs.dim);
+    let timing = time(&work, &gpu, args.warmup, args.repeat, label)?;
+    report::print(&args, &work, &inputs, &gpu, &timing)?;
+    Ok(ExitCode::SUCCESS)
+}

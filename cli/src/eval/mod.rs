@@ -1,0 +1,341 @@
+//! `metric-loss eval`: read and validate everything, then open the device, compute, write
+//! the gradients and print one JSON line.
+//!
+//! The flags are parsed together (one command line) in groups by what they are for; each
+//! loss then takes the groups it uses into its own arguments (`contrastive.rs`,
+//! `triplet.rs`, `softmax.rs`). A flag of another loss is refused by one rule, from the
+//! table of which loss takes which flag ([`TAKES`]).
+
+mod contrastive;
+mod softmax;
+mod triplet;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, ValueEnum};
+use metric_loss::{Distance, Gpu, Reduction};
+
+use crate::Failure;
+
+/// The losses `--loss` names.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LossName {
+    Contrastive,
+    Triplet,
+    Ntxent,
+    Supcon,
+    Clip,
+}
+
+impl LossName {
+    pub fn name(self) -> &'static str {
+        match self {
+            LossName::Contrastive => "contrastive",
+            LossName::Triplet => "triplet",
+            LossName::Ntxent => "ntxent",
+            LossName::Supcon => "supcon",
+            LossName::Clip => "clip",
+        }
+    }
+}
+
+/// Where a loss runs.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum DeviceArg {
+    Gpu,
+    Cpu,
+}
+
+impl DeviceArg {
+    /// The device for `gpu`; `None` for the CPU reference. Called once the input is valid.
+    pub(crate) fn open(self) -> Result<Option<Gpu>, Failure> {
+        Ok(match self {
+            DeviceArg::Gpu => Some(Gpu::new()?),
+            DeviceArg::Cpu => None,
+        })
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            DeviceArg::Gpu => "gpu",
+            DeviceArg::Cpu => "cpu",
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum MiningArg {
+    All,
+    Hard,
+    Semihard,
+}
+
+impl From<MiningArg> for metric_loss::Mining {
+    fn from(m: MiningArg) -> Self {
+        match m {
+            MiningArg::All => Self::All,
+            MiningArg::Hard => Self::Hard,
+            MiningArg::Semihard => Self::Semihard,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum DistanceArg {
+    Euclidean,
+    SquaredEuclidean,
+    Cosine,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum HingeArg {
+    Squared,
+    Linear,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ReductionArg {
+    Mean,
+    Sum,
+    MeanNonzero,
+}
+
+impl From<ReductionArg> for Reduction {
+    fn from(r: ReductionArg) -> Self {
+        match r {
+            ReductionArg::Mean => Reduction::Mean,
+            ReductionArg::Sum => Reduction::Sum,
+            ReductionArg::MeanNonzero => Reduction::MeanNonzero,
+        }
+    }
+}
+
+/// A labelled batch and its gradient.
+#[derive(Args)]
+pub(crate) struct BatchFlags {
+    /// Batch mode: embeddings (B×D .npy).
+    #[arg(long)]
+    pub embeddings: Option<PathBuf>,
+    /// Batch mode: integer class labels (B .npy).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Batch mode: write dL/dX here (float32 .npy).
+    #[arg(long)]
+    pub grad: Option<PathBuf>,
+}
+
+/// Two matched inputs (contrastive pairs, CLIP views) and their gradients.
+#[derive(Args)]
+pub(crate) struct PairFlags {
+    /// Pair mode (contrastive), views (clip): first rows (N×D .npy).
+    #[arg(long)]
+    pub a: Option<PathBuf>,
+    /// Pair mode (contrastive), views (clip): second rows (N×D .npy).
+    #[arg(long)]
+    pub b: Option<PathBuf>,
+    /// Contrastive pair mode: 1 similar, 0 dissimilar (N .npy).
+    #[arg(long)]
+    pub y: Option<PathBuf>,
+    /// Pair mode: write dL/dA here (float32 .npy).
+    #[arg(long)]
+    pub grad_a: Option<PathBuf>,
+    /// Pair mode: write dL/dB here (float32 .npy).
+    #[arg(long)]
+    pub grad_b: Option<PathBuf>,
+}
+
+/// Explicit triplets, their gradients, and how triplets are mined from a batch.
+#[derive(Args)]
+pub(crate) struct TripletFlags {
+    /// Triplet: anchors (N×D .npy).
+    #[arg(long)]
+    pub anchor: Option<PathBuf>,
+    /// Triplet: positives (N×D .npy).
+    #[arg(long)]
+    pub positive: Option<PathBuf>,
+    /// Triplet: negatives (N×D .npy).
+    #[arg(long)]
+    pub negative: Option<PathBuf>,
+    /// Triplet: write dL/dA here (float32 .npy).
+    #[arg(long)]
+    pub grad_anchor: Option<PathBuf>,
+    /// Triplet: write dL/dP here (float32 .npy).
+    #[arg(long)]
+    pub grad_positive: Option<PathBuf>,
+    /// Triplet: write dL/dN here (float32 .npy).
+    #[arg(long)]
+    pub grad_negative: Option<PathBuf>,
+    /// Triplet: form triplets from --embeddings and --labels.
+    #[arg(long, value_enum)]
+    pub mining: Option<MiningArg>,
+    /// Triplet: negative distance min(d(a,n), d(p,n)) (explicit triplets).
+    #[arg(long)]
+    pub swap: bool,
+    /// Triplet: soft margin log(1 + exp(d(a,p) − d(a,n))) (explicit triplets).
+    #[arg(long)]
+    pub soft: bool,
+}
+
+/// The options of the margin losses.
+#[derive(Args)]
+pub(crate) struct MarginFlags {
+    /// Margin m (default 1; contrastive: the dissimilar margin).
+    #[arg(long, allow_hyphen_values = true)]
+    pub margin: Option<f64>,
+    /// Contrastive: positive margin p (default 0).
+    #[arg(long, allow_hyphen_values = true)]
+    pub pos_margin: Option<f64>,
+    /// Contrastive, triplet: distance between rows (default euclidean).
+    #[arg(long, value_enum)]
+    pub distance: Option<DistanceArg>,
+    /// Contrastive: hinge shape (default squared).
+    #[arg(long, value_enum)]
+    pub hinge: Option<HingeArg>,
+    /// Reduction (default mean; triplet with --mining all: mean-nonzero).
+    #[arg(long, value_enum)]
+    pub reduction: Option<ReductionArg>,
+    /// Contrastive, triplet: divide each row by its norm first.
+    #[arg(long)]
+    pub normalize: bool,
+}
+
+impl MarginFlags {
+    /// The distance (euclidean when not given).
+    pub fn distance(&self) -> Distance {
+        match self.distance.unwrap_or(DistanceArg::Euclidean) {
+            DistanceArg::Euclidean => Distance::Euclidean,
+            DistanceArg::SquaredEuclidean => Distance::SquaredEuclidean,
+            DistanceArg::Cosine => Distance::Cosine,
+        }
+    }
+}
+
+/// A margin flag's value, checked: finite, >= 0, <= 1e15.
+pub(crate) fn margin_value(flag: &str, v: f64) -> Result<f32, Failure> {
+    if !(0.0..=metric_loss::MAX_ABS_VALUE).contains(&v) {
+        return Err(Failure::usage(format!(
+            "{flag} {v}: must be finite, >= 0 and <= 1e15"
+        )));
+    }
+    Ok(v as f32)
+}
+
+#[derive(Args)]
+pub(crate) struct EvalArgs {
+    /// The loss.
+    #[arg(long, value_enum)]
+    pub loss: LossName,
+    /// Where the loss runs.
+    #[arg(long, value_enum, default_value = "gpu")]
+    pub device: DeviceArg,
+    #[command(flatten)]
+    pub batch: BatchFlags,
+    #[command(flatten)]
+    pub pairs: PairFlags,
+    #[command(flatten)]
+    pub triplet: TripletFlags,
+    #[command(flatten)]
+    pub margin: MarginFlags,
+    /// ntxent, supcon, clip: the temperature τ (default 0.07; supcon 0.1); >= 1e-4.
+    #[arg(long, allow_hyphen_values = true)]
+    pub temperature: Option<f64>,
+}
+
+const BATCH: [&str; 3] = ["embeddings", "labels", "grad"];
+const MARGIN: [&str; 4] = ["margin", "distance", "reduction", "normalize"];
+
+/// Which loss takes which flag (clap's ids, the flag without `--`, `_` for `-`), beside
+/// `--loss` and `--device`, which all take.
+pub(crate) const TAKES: [(LossName, &[&[&str]]); 5] = [
+    (
+        LossName::Contrastive,
+        &[
+            &BATCH,
+            &MARGIN,
+            &["a", "b", "y", "grad_a", "grad_b", "pos_margin", "hinge"],
+        ],
+    ),
+    (
+        LossName::Triplet,
+        &[
+            &BATCH,
+            &MARGIN,
+            &[
+                "anchor",
+                "positive",
+                "negative",
+                "grad_anchor",
+                "grad_positive",
+                "grad_negative",
+                "mining",
+                "swap",
+                "soft",
+            ],
+        ],
+    ),
+    (LossName::Ntxent, &[&BATCH, &["temperature"]]),
+    (LossName::Supcon, &[&BATCH, &["temperature"]]),
+    (LossName::Clip, &[&["a", "b", "grad_a", "grad_b", "temperature"]]),
+];
+
+fn takes(loss: LossName, id: &str) -> bool {
+    TAKES
+        .iter()
+        .filter(|(l, _)| *l == loss)
+        .flat_map(|(_, groups)| groups.iter().copied().flatten())
+        .any(|f| *f == id)
+}
+
+/// Refuses the first flag given on the command line that `loss` does not take, naming the
+/// losses that do.
+fn refuse_others(m: &ArgMatches, loss: LossName) -> Result<(), Failure> {
+    // The arguments themselves, not the groups clap makes of the flattened structs.
+    let command = <EvalArgs as Args>::augment_args(clap::Command::new("eval"));
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        let given = m.value_source(id) == Some(ValueSource::CommandLine);
+        if !given || id == "loss" || id == "device" || takes(loss, id) {
+            continue;
+        }
+        let others: Vec<&str> = TAKES
+            .iter()
+            .filter(|(l, _)| takes(*l, id))
+            .map(|(l, _)| l.name())
+            .collect();
+        return Err(Failure::usage(format!(
+            "--{} does not apply to --loss {}; it applies to --loss {}",
+            id.replace('_', "-"),
+            loss.name(),
+            others.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The JSON line's fields every loss reports first.
+pub(crate) fn head(loss: f64, gpu: &Option<Gpu>) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("loss".into(), loss.into());
+    m.insert(
+        "device".into(),
+        if gpu.is_some() { "gpu" } else { "cpu" }.into(),
+    );
+    m.insert(
+        "adapter".into(),
+        gpu.as_ref().map(|g| g.adapter().name.clone()).into(),
+    );
+    m
+}
+
+pub(crate) fn run(args: EvalArgs, m: &ArgMatches) -> Result<ExitCode, Failure> {
+    refuse_others(m, args.loss)?;
+    match args.loss {
+        LossName::Contrastive => contrastive::run(&args),
+        LossName::Triplet => triplet::run(&args),
+        LossName::Ntxent => softmax::run(&args, metric_loss::SoftmaxLoss::NtXent),
+        LossName::Supcon => softmax::run(&args, metric_loss::SoftmaxLoss::SupCon),
+        LossName::Clip => softmax::run(&args, metric_loss::SoftmaxLoss::Clip),
+    }
+}

@@ -1,0 +1,210 @@
+//! One pipeline for every call: validate (the family, before this) → plan (pure) → steps →
+//! execute on the host path or record for the device-resident path → read back → reduce.
+//!
+//! A family implements [`LossCall`] for a validated call (its options and mode) and gets
+//! both paths from [`run_host`] and [`run_device`]: the uploads or gathers of its inputs and
+//! class ids, the normalisation stages before and after its own steps, the scatter of the
+//! gradients into the caller's buffers, and the read back.
+
+use bytemuck::Pod;
+
+use super::gpu::Gpu;
+use super::kernel::Step;
+use super::plan::Plan;
+use super::recorder::{Bound, Recorder, RowBuf};
+use super::resident::{self, DeviceClasses, DeviceLoss};
+use super::sides::{self, Side};
+use crate::error::{Error, Result};
+use crate::input::{DeviceGrad, DeviceRows, Embeddings, Target};
+use crate::options::{Gradient, Grads, LossOutput};
+
+/// Where dL/dterm comes from.
+#[derive(Clone, Copy)]
+pub(crate) enum Path<'a> {
+    /// The host path: the class ids are known here (`None` without labels), so counts a
+    /// mean divides by can be computed on the host.
+    Host(Option<&'a [u32]>),
+    /// The device-resident path: the labels are only on the device, so such counts are
+    /// counted there, and the family reduces its loss into [`Build::loss`].
+    Device,
+}
+
+/// What a family's steps are built from.
+pub(crate) struct Build<'r, 'a> {
+    pub rec: &'r mut Recorder<'a>,
+    pub plan: &'r Plan,
+    /// The input sides, normalised as the family asked ([`LossCall::stages`]).
+    pub sides: &'r [Side],
+    /// The class ids, one u32 per row, when the call has labels.
+    pub classes: Option<&'r RowBuf>,
+    /// The device-resident calls' result buffer: 8 words, the loss first (each family's
+    /// shader documents the rest).
+    pub loss: &'r Bound,
+    pub path: Path<'r>,
+    pub want: bool,
+}
+
+impl Build<'_, '_> {
+    /// The class ids of a call whose family always has them.
+    pub fn classes(&self) -> Result<&RowBuf> {
+        self.classes.ok_or(Error::Validation {
+            during: "recording a dispatch",
+            description: "internal: this call needs class ids and has none".into(),
+        })
+    }
+}
+
+/// What a family's dispatches left behind.
+pub(crate) struct Built {
+    pub steps: Vec<Step>,
+    /// Per-row partials (a [`LossCall::Partial`] per row), read back by the host path.
+    pub partials: RowBuf,
+}
+
+/// A validated call of one family: its options and mode.
+pub(crate) trait LossCall {
+    type Counts;
+    /// The per-row partial result the host path reads back.
+    type Partial: Pod;
+    /// What the call was doing, for device errors: "contrastive loss".
+    const DURING: &'static str;
+    /// Normalisation stages of every input side before the family's kernels.
+    fn stages(&self) -> usize;
+    /// Bytes per row of row-indexed buffers the family binds whole (see [`Plan::new`]).
+    fn whole_row_bytes(&self) -> u64 {
+        0
+    }
+    /// The call's model work in FLOPs (scales the automatic timeout).
+    fn work(&self, plan: &Plan, want: bool) -> f64;
+    /// The family's dispatches, between the normalisation and its backward pass.
+    fn steps(&self, b: &mut Build<'_, '_>) -> Result<Built>;
+    /// The host path's loss, counts and dL/dτ from the per-row partials.
+    fn reduce(&self, partials: &[Self::Partial], want: bool) -> (f64, Self::Counts, Option<f64>);
+    /// Whether the device-resident result holds dL/dτ (word 5).
+    fn has_grad_temperature(&self, _want: bool) -> bool {
+        false
+    }
+}
+
+/// Runs `call` on host slices: uploads the inputs (and `classes`), runs, reads back.
+pub(crate) fn run_host<L: LossCall>(
+    gpu: &Gpu,
+    call: &L,
+    inputs: &[&Embeddings<'_>],
+    classes: Option<&[u32]>,
+    grads: Grads,
+) -> Result<LossOutput<L::Counts>> {
+    let (rows, dim) = (inputs[0].rows() as u64, inputs[0].dim() as u64);
+    let plan = Plan::new(gpu.limits(), rows, dim, call.whole_row_bytes())?;
+    let want = grads == Grads::Compute;
+    let data: Vec<_> = inputs.iter().map(|e| sides::padded(e)).collect();
+    let partial = std::mem::size_of::<L::Partial>() as u64;
+    let ((), bytes) = gpu.execute(L::DURING, call.work(&plan, want), |rec| {
+        rec.reserve(&plan);
+        let sides = sides::alloc(rec, &plan, data.len(), call.stages(), want);
+        for (side, d) in sides.iter().zip(&data) {
+            rec.write(&side.raw().whole(), bytemuck::cast_slice(d));
+        }
+        let class_buf = classes.map(|ids| {
+            let b = rec.rows("classes", 4, true);
+            rec.write(&b.whole(), bytemuck::cast_slice(ids));
+            b
+        });
+        let loss = rec.small("device_loss", 32);
+        let built = call.steps(&mut Build {
+            rec,
+            plan: &plan,
+            sides: &sides,
+            classes: class_buf.as_ref(),
+            loss: &loss,
+            path: Path::Host(classes),
+            want,
+        })?;
+        let mut steps = sides::forward(&plan, &sides);
+        steps.extend(built.steps);
+        steps.extend(sides::backward(&plan, &sides));
+        rec.record(&steps)?;
+        rec.read_back(&built.partials.whole(), rows * partial);
+        for g in sides.iter().filter_map(|s| s.grad.as_ref()) {
+            rec.read_back(&g.whole(), rows * plan.row_bytes);
+        }
+        Ok(())
+    })?;
+    let (partials, rest) = bytes.split_at((rows * partial) as usize);
+    let grads = rest
+        .chunks_exact((rows * plan.row_bytes) as usize)
+        .map(|c| {
+            let padded: &[f32] = bytemuck::cast_slice(c);
+            let values = padded
+                .chunks_exact((plan.dim4 * 4) as usize)
+                .flat_map(|r| &r[..dim as usize])
+                .copied()
+                .collect();
+            Gradient::new(values, dim as usize)
+        })
+        .collect();
+    let partials: Vec<L::Partial> = bytemuck::pod_collect_to_vec(partials);
+    let (loss, counts, grad_temperature) = call.reduce(&partials, want);
+    Ok(LossOutput {
+        loss,
+        counts,
+        grads,
+        grad_temperature,
+    })
+}
+
+/// Runs `call` on the caller's buffers: gathers the inputs (checking their values against
+/// `limit`) and class ids, runs, scatters the gradients, keeps the loss on the device.
+/// The layouts were checked by the family.
+pub(crate) fn run_device<L: LossCall>(
+    gpu: &Gpu,
+    call: &L,
+    inputs: &[DeviceRows<'_>],
+    classes: DeviceClasses<'_>,
+    grads: &[Option<DeviceGrad<'_>>],
+    target: Target<'_>,
+    limit: f64,
+) -> Result<DeviceLoss> {
+    let (rows, dim) = (inputs[0].rows as u64, inputs[0].dim as u64);
+    let plan = Plan::new(gpu.limits(), rows, dim, call.whole_row_bytes())?;
+    let want = grads.iter().any(Option::is_some);
+    gpu.execute_device(L::DURING, target, |rec| {
+        rec.reserve(&plan);
+        let sides = sides::alloc(rec, &plan, inputs.len(), call.stages(), want);
+        let class_buf = match classes {
+            DeviceClasses::None => None,
+            _ => Some(rec.rows("classes", 4, true)),
+        };
+        let (mut steps, flags) = resident::gather(
+            rec,
+            &plan,
+            &sides,
+            inputs,
+            (&classes, class_buf.as_ref()),
+            limit,
+        )?;
+        let loss = rec.small("device_loss", 32);
+        let built = call.steps(&mut Build {
+            rec,
+            plan: &plan,
+            sides: &sides,
+            classes: class_buf.as_ref(),
+            loss: &loss,
+            path: Path::Device,
+            want,
+        })?;
+        steps.extend(sides::forward(&plan, &sides));
+        steps.extend(built.steps);
+        steps.extend(sides::backward(&plan, &sides));
+        steps.extend(resident::scatter(rec, &plan, &sides, grads)?);
+        rec.record(&steps)?;
+        Ok(DeviceLoss {
+            loss,
+            flags,
+            limit,
+            dim,
+            call: rec.next_device_call(),
+            temperature: call.has_grad_temperature(want),
+        })
+    })
+}

@@ -1,0 +1,18 @@
+//! The kernel engine, with no loss semantics: the device ([`Gpu`]), the typed kernel
+//! contract, the pure plan, the workspace, and the one call pipeline every family runs on.
+
+pub(crate) mod call;
+mod errors;
+mod gpu;
+pub(crate) mod kernel;
+pub(crate) mod plan;
+pub(crate) mod recorder;
+pub(crate) mod resident;
+pub(crate) mod shader;
+pub(crate) mod sides;
+mod workspace;
+
+pub use gpu::{AdapterSummary, Gpu, GpuOptions, DEFAULT_TIMEOUT};
+pub use recorder::DEVICE_RING_SLOTS;
+pub use resident::DeviceLoss;
+pub use workspace::Allocations;

@@ -1,0 +1,159 @@
+//! Splitting rows into windows that fit one storage binding and one dispatch: a pure
+//! function of the input's shape, what the family binds whole, and the device's limits.
+//!
+//! Every row-indexed buffer (embeddings, labels, partials, norms, gradients) is sized for
+//! the workspace's row capacity, which only grows ([`Plan::capacity`]), and bound in windows
+//! of `window_rows` rows. A window is a multiple of 64 rows, so every window's byte offset is
+//! a multiple of 256 (the largest storage offset alignment WebGPU allows) for any row size;
+//! windows are the same whatever the batch size, so a smaller batch reuses the same
+//! bindings.
+
+use crate::error::{Error, Result, SMALLER_BATCH, SMALLER_DIM};
+
+/// Rows handled by one tile-kernel workgroup (shaders/common/tile.wgsl `TILE`).
+pub(crate) const ROW_TILE: u64 = 32;
+/// Rows per workgroup of the one-invocation-per-row kernels.
+pub(crate) const ROW_GROUP: u64 = 64;
+/// Bytes of the widest per-row state a family keeps (partials, statistics).
+pub(crate) const ROW_STATE_BYTES: u64 = 32;
+
+/// How the rows of one call are laid out and split.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    /// Rows in the call.
+    pub rows: u64,
+    /// Values per row.
+    pub dim: u64,
+    /// vec4s per zero-padded row.
+    pub dim4: u64,
+    /// Bytes per padded row.
+    pub row_bytes: u64,
+    /// Rows per binding window (and between window starts).
+    pub window_rows: u64,
+    /// Windows this call uses.
+    pub windows: u64,
+    /// Bytes per row of row-indexed buffers bound whole rather than in windows.
+    whole_row_bytes: u64,
+    /// The device's largest buffer.
+    max_buffer: u64,
+}
+
+impl Plan {
+    /// Plans `rows` rows of `dim` values under `limits`. `whole_row_bytes`: bytes per row of
+    /// row-indexed buffers that are bound whole rather than in windows (their capacity must
+    /// still fit one buffer); 0 if none.
+    pub fn new(limits: &wgpu::Limits, rows: u64, dim: u64, whole_row_bytes: u64) -> Result<Self> {
+        let dim4 = dim.div_ceil(4);
+        let row_bytes = dim4 * 16;
+        let binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        let widest = row_bytes.max(ROW_STATE_BYTES);
+        if 64 * widest > binding {
+            return Err(Error::LimitExceeded {
+                what: format!(
+                    "one 64-row window of rows of dimension {dim} (bytes, \
+                     max_storage_buffer_binding_size)"
+                ),
+                needed: u128::from(64 * widest),
+                limit: u128::from(binding),
+                hint: SMALLER_DIM,
+            });
+        }
+        let groups = u64::from(limits.max_compute_workgroups_per_dimension);
+        if groups < 2 {
+            return Err(Error::LimitExceeded {
+                what: "workgroups per dispatch (max_compute_workgroups_per_dimension)".into(),
+                needed: 2,
+                limit: u128::from(groups),
+                hint: "use a device with larger limits",
+            });
+        }
+        let window_rows = (binding / widest).min(groups * ROW_TILE) / 64 * 64;
+        let max_rows = u64::from(u32::MAX) - 2 * window_rows;
+        if rows > max_rows {
+            return Err(Error::LimitExceeded {
+                what: "rows (32-bit row indices)".into(),
+                needed: u128::from(rows),
+                limit: u128::from(max_rows),
+                hint: SMALLER_BATCH,
+            });
+        }
+        let plan = Self {
+            rows,
+            dim,
+            dim4,
+            row_bytes,
+            window_rows,
+            windows: rows.div_ceil(window_rows),
+            whole_row_bytes,
+            max_buffer: limits.max_buffer_size,
+        };
+        let needed = plan.fit(rows);
+        if !plan.fits(needed) {
+            return Err(Error::LimitExceeded {
+                what: "the embeddings buffer (bytes, max_buffer_size)".into(),
+                needed: u128::from(needed * row_bytes),
+                limit: u128::from(plan.max_buffer),
+                hint: SMALLER_BATCH,
+            });
+        }
+        Ok(plan)
+    }
+
+    /// `cap` rounded up to whole windows (or to 64 rows below one window).
+    fn fit(&self, cap: u64) -> u64 {
+        if cap > self.window_rows {
+            cap.div_ceil(self.window_rows) * self.window_rows
+        } else {
+            cap.div_ceil(64) * 64
+        }
+    }
+
+    /// Whether every row-indexed buffer of `cap` rows fits one buffer.
+    fn fits(&self, cap: u64) -> bool {
+        let widest = self
+            .row_bytes
+            .max(ROW_STATE_BYTES)
+            .max(self.whole_row_bytes);
+        cap.checked_mul(widest)
+            .is_some_and(|bytes| bytes <= self.max_buffer)
+    }
+
+    /// The workspace's row capacity for this call given the capacity `old` it has: kept
+    /// when it holds the call, else at least doubled (grow-only, so that a training loop
+    /// whose batches do not grow allocates nothing after its first step).
+    pub fn capacity(&self, old: u64) -> u64 {
+        if self.rows <= old && self.fits(old) && self.fit(old) == old {
+            return old;
+        }
+        let doubled = self.fit(self.rows.max(old.saturating_mul(2)));
+        if self.fits(doubled) {
+            doubled
+        } else {
+            self.fit(self.rows)
+        }
+    }
+
+    /// First row of window `w`.
+    pub fn start(&self, w: u64) -> u64 {
+        w * self.window_rows
+    }
+
+    /// Rows of the call inside window `w`.
+    pub fn rows_in(&self, w: u64) -> u64 {
+        self.rows
+            .saturating_sub(self.start(w))
+            .min(self.window_rows)
+    }
+
+    /// Workgroups of the one-invocation-per-row kernels for window `w`.
+    pub fn row_groups(&self, w: u64) -> u64 {
+        self.rows_in(w).div_ceil(ROW_GROUP)
+    }
+
+    /// Workgroups of the tile kernels (32 rows each) for window `w`.
+    pub fn tiles(&self, w: u64) -> u64 {
+        self.rows_in(w).div_ceil(ROW_TILE)
+    }
+}

@@ -1,0 +1,462 @@
+//! Device-resident calls: the caller's buffers checked against the documented layout,
+//! gathered into the workspace and scattered back (shaders/device.wgsl), and the loss kept
+//! on the device ([`DeviceLoss`]).
+
+use bytemuck::{Pod, Zeroable};
+
+use super::gpu::Gpu;
+#[cfg(test)]
+use super::kernel::Layout;
+use super::kernel::{mirrored, Kernel, Slot, Step, Table};
+use super::plan::Plan;
+use super::recorder::{Bound, Recorder, RowBuf};
+use super::shader::Module;
+use super::sides::Side;
+use crate::error::{Error, Result};
+use crate::input::{DeviceGrad, DeviceLabels, DeviceRows};
+
+pub(crate) static MODULE: Module = Module {
+    file: "device.wgsl",
+    source: include_str!("../../shaders/device.wgsl"),
+    includes: &[],
+};
+
+/// Keep in sync with `DeviceParams` in shaders/device.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub(crate) struct DeviceParams {
+    pub rows: u32,
+    pub dim: u32,
+    pub dim4: u32,
+    pub row_start: u32,
+    pub window_rows: u32,
+    /// Index of the window's first value in the bound caller range.
+    pub first: u32,
+    /// Caller values between row starts.
+    pub stride: u32,
+    pub accumulate: u32,
+    pub scale: f32,
+    /// Gathers flag values beyond this magnitude (the call's limit, at most 1e15).
+    pub max_abs: f32,
+    pub _pad1: u32,
+    pub _pad2: u32,
+}
+mirrored!(
+    DeviceParams,
+    "DeviceParams",
+    [rows, dim, dim4, row_start, window_rows, first, stride, accumulate, scale, max_abs, _pad1, _pad2]
+);
+
+const SRC: Slot = Slot::read(1, "src");
+const ROWS: Slot = Slot::read_write(2, "rows");
+const IDS: Slot = Slot::read_write(3, "ids");
+const GRAD: Slot = Slot::read(4, "grad");
+const DST: Slot = Slot::read_write(5, "dst");
+const FLAGS: Slot = Slot::read_write(6, "flags");
+
+static GATHER_ROWS: Kernel<DeviceParams> =
+    Kernel::new(&MODULE, "device_gather_rows", &[SRC, ROWS, FLAGS]);
+static GATHER_IDS: Kernel<DeviceParams> = Kernel::new(&MODULE, "device_gather_ids", &[SRC, IDS]);
+static RESET: Kernel<DeviceParams> = Kernel::new(&MODULE, "device_reset", &[FLAGS]);
+static IOTA: Kernel<DeviceParams> = Kernel::new(&MODULE, "device_iota", &[IDS]);
+static SCATTER: Kernel<DeviceParams> =
+    Kernel::new(&MODULE, "device_scatter_grad", &[GRAD, DST]);
+
+pub(crate) static TABLE: Table = Table {
+    #[cfg(test)]
+    module: &MODULE,
+    kernels: &[
+        &GATHER_ROWS.info,
+        &GATHER_IDS.info,
+        &RESET.info,
+        &IOTA.info,
+        &SCATTER.info,
+    ],
+    #[cfg(test)]
+    structs: &[Layout::of::<DeviceParams>()],
+};
+
+/// Where a device-resident call's class ids come from.
+pub(crate) enum DeviceClasses<'a> {
+    /// No labels (explicit triplets).
+    None,
+    /// The caller's u32 values.
+    Labels(DeviceLabels<'a>),
+    /// Row indices 0..rows (CLIP: row i of A matches row i of B).
+    Iota,
+}
+
+/// The loss of a device-resident call, on the device: a small buffer of f32 values
+/// `[loss, ...]` in metric-loss's workspace, valid until the next device-resident call on
+/// the same [`Gpu`] (from any thread), and the flag of values outside the input domain.
+/// Reading it after that call fails with [`Error::StaleDeviceLoss`] rather than returning
+/// the later call's loss.
+pub struct DeviceLoss {
+    pub(crate) loss: Bound,
+    pub(crate) flags: Bound,
+    /// The largest input magnitude the call accepted (see [`Error::TooLargeForLoss`]).
+    pub(crate) limit: f64,
+    /// Values per row of the inputs (for the row and column of a flagged value).
+    pub(crate) dim: u64,
+    /// Which device-resident call on its `Gpu` this was: the buffers hold its results only
+    /// until the next one.
+    pub(crate) call: u64,
+    /// Softmax losses: dL/dτ is word 5 of the loss buffer.
+    pub(crate) temperature: bool,
+}
+
+impl DeviceLoss {
+    /// The buffer holding the loss as its first f32 (for the caller's own kernels; it is
+    /// overwritten by the next call on this `Gpu`).
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.loss.buffer
+    }
+
+    /// Reads the loss back (waits for the work; after the caller has submitted its
+    /// encoder). Fails with [`Error::DeviceInputOutOfDomain`] when an embedding value was
+    /// NaN, infinite or beyond the call's limit (1e15, or less where the loss's f32
+    /// intermediates need it at this size: [`Error::TooLargeForLoss`]), and with
+    /// [`Error::StaleDeviceLoss`] after a later device-resident call on this `Gpu`.
+    pub fn read(&self, gpu: &Gpu) -> Result<f64> {
+        Ok(self.read_all(gpu)?.0)
+    }
+
+    /// The loss and, for the softmax losses with a gradient, dL/dτ (f32 word 5 of the
+    /// buffer); see [`DeviceLoss::read`].
+    pub fn read_all(&self, gpu: &Gpu) -> Result<(f64, Option<f64>)> {
+        let bytes = gpu.read_device(self.call, &[(&self.flags, 4), (&self.loss, 24)])?;
+        let words: &[u32] = bytemuck::cast_slice(&bytes);
+        if words[0] != u32::MAX {
+            let index = u64::from(words[0]);
+            return Err(Error::DeviceInputOutOfDomain {
+                what: "embeddings",
+                row: index / self.dim,
+                column: index % self.dim,
+                limit: self.limit,
+            });
+        }
+        let value = |w: usize| f64::from(f32::from_bits(words[1 + w]));
+        Ok((value(0), self.temperature.then(|| value(5))))
+    }
+
+    /// [`DeviceLoss::read`] for callers that run an executor: yields to it until the
+    /// device has finished, instead of blocking the thread on the wait.
+    pub async fn read_async(&self, gpu: &Gpu) -> Result<f64> {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        gpu.queue_done(move || flag.store(true, std::sync::atomic::Ordering::SeqCst));
+        Yield { gpu, done: &done }.await;
+        self.read(gpu)
+    }
+}
+
+/// A future that polls the device without blocking and yields until `done` is set.
+struct Yield<'a> {
+    gpu: &'a Gpu,
+    done: &'a std::sync::atomic::AtomicBool,
+}
+
+impl std::future::Future for Yield<'_> {
+    type Output = ();
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let _ = self.gpu.device().poll(wgpu::PollType::Poll);
+        if self.done.load(std::sync::atomic::Ordering::SeqCst) {
+            return std::task::Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+fn invalid(what: &'static str, reason: String) -> Error {
+    Error::InvalidBuffer { what, reason }
+}
+
+fn check_storage(what: &'static str, buffer: &wgpu::Buffer) -> Result<()> {
+    if buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+        Ok(())
+    } else {
+        Err(invalid(what, "the buffer needs STORAGE usage".into()))
+    }
+}
+
+fn check_offset(what: &'static str, offset: u64) -> Result<()> {
+    if offset.is_multiple_of(4) {
+        Ok(())
+    } else {
+        Err(invalid(
+            what,
+            format!("offset {offset} is not a multiple of 4"),
+        ))
+    }
+}
+
+/// The bytes `rows` rows of `dim` values `stride` apart need from the buffer's start.
+fn rows_end(offset: u64, rows: usize, dim: usize, stride: usize) -> Option<u64> {
+    (rows as u64 - 1)
+        .checked_mul(stride as u64)?
+        .checked_add(dim as u64)?
+        .checked_mul(4)?
+        .checked_add(offset)
+}
+
+/// Checks a row layout: offset alignment, stride, usage and that every row lies inside the
+/// buffer.
+fn check_rows(
+    what: &'static str,
+    buffer: &wgpu::Buffer,
+    offset: u64,
+    rows: usize,
+    dim: usize,
+    stride: usize,
+) -> Result<()> {
+    check_storage(what, buffer)?;
+    check_offset(what, offset)?;
+    if stride < dim {
+        return Err(invalid(
+            what,
+            format!("stride {stride} is less than dim {dim}"),
+        ));
+    }
+    match rows_end(offset, rows, dim, stride) {
+        Some(end) if end <= buffer.size() => Ok(()),
+        Some(end) => Err(invalid(
+            what,
+            format!(
+                "{rows} rows of {dim} values with stride {stride} from byte {offset} need \
+                 {end} bytes, but it has {}",
+                buffer.size()
+            ),
+        )),
+        None => Err(invalid(
+            what,
+            format!("{rows} rows of {dim} values with stride {stride} overflow 64-bit offsets"),
+        )),
+    }
+}
+
+/// Checks a labels layout: one u32 per row from an aligned offset.
+pub(crate) fn check_labels(
+    what: &'static str,
+    labels: &DeviceLabels<'_>,
+    rows: usize,
+) -> Result<()> {
+    check_storage(what, labels.buffer)?;
+    check_offset(what, labels.offset)?;
+    let need = labels.offset + 4 * rows as u64;
+    if need > labels.buffer.size() {
+        return Err(invalid(
+            what,
+            format!(
+                "{rows} u32 values from byte {} need {need} bytes, but it has {}",
+                labels.offset,
+                labels.buffer.size()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks one side's rows and its gradient's layout.
+pub(crate) fn check_side(
+    what: &'static str,
+    x: &DeviceRows<'_>,
+    grad: Option<&DeviceGrad<'_>>,
+) -> Result<()> {
+    if x.rows == 0 {
+        return Err(Error::EmptyInput { what });
+    }
+    if x.dim == 0 {
+        return Err(Error::ZeroDim { what });
+    }
+    // The domain flag holds the first bad value's row-major index in 32 bits.
+    let values = x.rows as u128 * x.dim as u128;
+    if values > u128::from(u32::MAX) {
+        return Err(Error::LimitExceeded {
+            what: format!("{what}: rows × dim (32-bit value indices)"),
+            needed: values,
+            limit: u128::from(u32::MAX),
+            hint: crate::error::SMALLER_BATCH,
+        });
+    }
+    check_rows(what, x.buffer, x.offset, x.rows, x.dim, x.stride)?;
+    if let Some(g) = grad {
+        check_rows("gradient", g.buffer, g.offset, x.rows, x.dim, g.stride)?;
+        if !g.scale.is_finite() {
+            return Err(Error::InvalidOption {
+                name: "gradient scale",
+                value: f64::from(g.scale),
+                rule: "must be finite",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks that every side has the first side's rows and dimension.
+pub(crate) fn same_shape(what: &'static str, first: &DeviceRows<'_>, x: &DeviceRows<'_>) -> Result<()> {
+    if (x.rows, x.dim) == (first.rows, first.dim) {
+        Ok(())
+    } else {
+        Err(Error::ShapeMismatch {
+            what,
+            expected: first.rows * first.dim,
+            got: x.rows * x.dim,
+        })
+    }
+}
+
+/// The window `w` of a caller's row layout as a binding: from the largest aligned offset at
+/// or below its first row, and the index of that row's first value in the binding.
+fn window(
+    rec: &mut Recorder<'_>,
+    plan: &Plan,
+    w: u64,
+    buffer: &wgpu::Buffer,
+    offset: u64,
+    dim: u64,
+    stride: u64,
+) -> Result<(Bound, u32)> {
+    let align = u64::from(rec.limits().min_storage_buffer_offset_alignment).max(4);
+    let start = offset + 4 * plan.start(w) * stride;
+    let end = start + 4 * ((plan.rows_in(w) - 1) * stride + dim);
+    let base = start / align * align;
+    let size = (end - base).div_ceil(4) * 4;
+    let limit = rec
+        .limits()
+        .max_storage_buffer_binding_size
+        .min(rec.limits().max_buffer_size);
+    if size > limit {
+        return Err(Error::LimitExceeded {
+            what: "one window of a caller's rows in one storage binding (bytes)".into(),
+            needed: u128::from(size),
+            limit: u128::from(limit),
+            hint: crate::error::SMALLER_DIM,
+        });
+    }
+    Ok((
+        rec.external(buffer, base, size),
+        ((start - base) / 4) as u32,
+    ))
+}
+
+/// The parameters of window `w` of a caller layout of `dim` values a row, `stride` apart,
+/// whose first value sits at index `first` of the binding.
+struct Caller<'g> {
+    dim: u64,
+    stride: u64,
+    grad: Option<&'g DeviceGrad<'g>>,
+    max_abs: f64,
+}
+
+impl Caller<'_> {
+    fn params(&self, plan: &Plan, w: u64, first: u32) -> DeviceParams {
+        DeviceParams {
+            rows: plan.rows as u32,
+            dim: self.dim as u32,
+            dim4: plan.dim4 as u32,
+            row_start: plan.start(w) as u32,
+            window_rows: plan.window_rows as u32,
+            first,
+            stride: self.stride as u32,
+            accumulate: u32::from(self.grad.is_some_and(|g| g.accumulate)),
+            scale: self.grad.map_or(1.0, |g| g.scale),
+            max_abs: self.max_abs as f32,
+            ..Default::default()
+        }
+    }
+}
+
+const IDS_ONLY: Caller<'static> = Caller {
+    dim: 1,
+    stride: 1,
+    grad: None,
+    max_abs: 0.0,
+};
+
+/// The first steps of a device-resident call: reset the domain flag (on the GPU timeline: a
+/// queue write would land at the caller's next submit, after any later call's), then gather
+/// every input side's rows from the caller's buffers, flagging values beyond `limit` (the
+/// loss's magnitude limit, at most 1e15), then the class ids. Returns them and the flag.
+pub(crate) fn gather(
+    rec: &mut Recorder<'_>,
+    plan: &Plan,
+    sides: &[Side],
+    inputs: &[DeviceRows<'_>],
+    classes: (&DeviceClasses<'_>, Option<&RowBuf>),
+    limit: f64,
+) -> Result<(Vec<Step>, Bound)> {
+    let flags = rec.small("device_flags", 16);
+    let mut steps = vec![Step::new(&RESET, DeviceParams::default(), 1).bind(FLAGS, flags.clone())];
+    for (side, x) in sides.iter().zip(inputs) {
+        let c = Caller {
+            dim: x.dim as u64,
+            stride: x.stride as u64,
+            grad: None,
+            max_abs: limit,
+        };
+        for w in 0..plan.windows {
+            let (src, first) = window(rec, plan, w, x.buffer, x.offset, c.dim, c.stride)?;
+            steps.push(
+                Step::new(&GATHER_ROWS, c.params(plan, w, first), plan.row_groups(w))
+                    .bind(SRC, src)
+                    .bind(ROWS, side.raw().win(w))
+                    .bind(FLAGS, flags.clone()),
+            );
+        }
+    }
+    if let (source, Some(ids)) = classes {
+        for w in 0..plan.windows {
+            match source {
+                DeviceClasses::Labels(l) => {
+                    let (src, first) = window(rec, plan, w, l.buffer, l.offset, 1, 1)?;
+                    steps.push(
+                        Step::new(&GATHER_IDS, IDS_ONLY.params(plan, w, first), plan.row_groups(w))
+                            .bind(SRC, src)
+                            .bind(IDS, ids.win(w)),
+                    );
+                }
+                DeviceClasses::Iota => steps.push(
+                    Step::new(&IOTA, IDS_ONLY.params(plan, w, 0), plan.row_groups(w))
+                        .bind(IDS, ids.win(w)),
+                ),
+                DeviceClasses::None => {}
+            }
+        }
+    }
+    Ok((steps, flags))
+}
+
+/// Steps that write `scale · gradient` of every side that has one into the caller's
+/// buffers (after the normalisation's backward pass).
+pub(crate) fn scatter(
+    rec: &mut Recorder<'_>,
+    plan: &Plan,
+    sides: &[Side],
+    grads: &[Option<DeviceGrad<'_>>],
+) -> Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    for (side, g) in sides.iter().zip(grads) {
+        let (Some(g), Some(grad)) = (g, &side.grad) else {
+            continue;
+        };
+        let c = Caller {
+            dim: plan.dim,
+            stride: g.stride as u64,
+            grad: Some(g),
+            max_abs: 0.0,
+        };
+        for w in 0..plan.windows {
+            let (dst, first) = window(rec, plan, w, g.buffer, g.offset, c.dim, c.stride)?;
+            steps.push(
+                Step::new(&SCATTER, c.params(plan, w, first), plan.row_groups(w))
+                    .bind(GRAD, grad.win(w))
+                    .bind(DST, dst),
+            );
+        }
+    }
+    Ok(steps)
+}

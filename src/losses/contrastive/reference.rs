@@ -1,0 +1,183 @@
+//! CPU reference of the contrastive loss (mirrors contrastive.wgsl: forward terms and counts,
+//! the reduction's scales, then the backward pass), in f64.
+
+use super::{reduce, Contrastive, ContrastiveCounts};
+use crate::options::{Grads, Hinge, Reduction};
+use crate::reference::{add_scaled, distance, distance_grad, finish_grad, prepare, row};
+
+/// The contrastive reference's f64 result.
+pub type Reference = crate::reference::Reference<ContrastiveCounts>;
+
+/// The hinge argument: d − p for similar pairs, m − d for dissimilar ones.
+fn hinge_arg(cfg: &Contrastive, similar: bool, d: f64) -> f64 {
+    if similar {
+        d - f64::from(cfg.pos_margin)
+    } else {
+        f64::from(cfg.margin) - d
+    }
+}
+
+fn hinge_value(kind: Hinge, x: f64) -> f64 {
+    let r = x.max(0.0);
+    match kind {
+        Hinge::Squared => r * r,
+        Hinge::Linear => r,
+    }
+}
+
+fn hinge_slope(kind: Hinge, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 0.0;
+    }
+    match kind {
+        Hinge::Squared => 2.0 * x,
+        Hinge::Linear => 1.0,
+    }
+}
+
+/// dL/d(term) for similar and dissimilar terms, from the counts (mirrors contrastive_finalize).
+pub(crate) fn scales(reduction: Reduction, c: &ContrastiveCounts) -> (f64, f64) {
+    let inv = |n: u64| if n == 0 { 0.0 } else { 1.0 / n as f64 };
+    match reduction {
+        Reduction::Mean => (inv(c.pairs()), inv(c.pairs())),
+        Reduction::Sum => (1.0, 1.0),
+        Reduction::MeanNonzero => (inv(c.active_similar), inv(c.active_dissimilar)),
+    }
+}
+
+struct Terms {
+    sim: f64,
+    dis: f64,
+    counts: ContrastiveCounts,
+}
+
+impl Terms {
+    fn new() -> Self {
+        Self {
+            sim: 0.0,
+            dis: 0.0,
+            counts: ContrastiveCounts::default(),
+        }
+    }
+
+    fn add(&mut self, cfg: &Contrastive, similar: bool, d: f64) {
+        let x = hinge_arg(cfg, similar, d);
+        let term = hinge_value(cfg.hinge, x);
+        let active = u64::from(x > 0.0);
+        if similar {
+            self.sim += term;
+            self.counts.similar_pairs += 1;
+            self.counts.active_similar += active;
+        } else {
+            self.dis += term;
+            self.counts.dissimilar_pairs += 1;
+            self.counts.active_dissimilar += active;
+        }
+    }
+}
+
+/// dL/dd of one pair given the scales.
+fn slope(cfg: &Contrastive, similar: bool, d: f64, (s_sim, s_dis): (f64, f64)) -> f64 {
+    let h = hinge_slope(cfg.hinge, hinge_arg(cfg, similar, d));
+    if similar {
+        h * s_sim
+    } else {
+        -h * s_dis
+    }
+}
+
+/// Pair mode in f64: row i of `a` with row i of `b`.
+pub fn pairs_f64(
+    cfg: &Contrastive,
+    a: &[f64],
+    b: &[f64],
+    dim: usize,
+    similar: &[bool],
+    grads: Grads,
+) -> Reference {
+    let (an, a_norms) = prepare(cfg.normalize, a, dim);
+    let (bn, b_norms) = prepare(cfg.normalize, b, dim);
+    let mut terms = Terms::new();
+    for (i, &s) in similar.iter().enumerate() {
+        let d = distance(cfg.distance, row(&an, i, dim), row(&bn, i, dim));
+        terms.add(cfg, s, d);
+    }
+    let loss = reduce(cfg.reduction, terms.sim, terms.dis, &terms.counts);
+    if grads == Grads::Skip {
+        return Reference::loss_only(loss, terms.counts);
+    }
+    let sc = scales(cfg.reduction, &terms.counts);
+    let mut ga = vec![0.0; an.len()];
+    let mut gb = vec![0.0; bn.len()];
+    for (i, &s) in similar.iter().enumerate() {
+        let (u, v) = (row(&an, i, dim), row(&bn, i, dim));
+        let c = slope(cfg, s, distance(cfg.distance, u, v), sc);
+        add_scaled(
+            &mut ga[i * dim..(i + 1) * dim],
+            c,
+            &distance_grad(cfg.distance, u, v),
+        );
+        add_scaled(
+            &mut gb[i * dim..(i + 1) * dim],
+            c,
+            &distance_grad(cfg.distance, v, u),
+        );
+    }
+    Reference {
+        loss,
+        counts: terms.counts,
+        grads: vec![
+            finish_grad(&an, a_norms, ga, dim),
+            finish_grad(&bn, b_norms, gb, dim),
+        ],
+        grad_temperature: None,
+    }
+}
+
+/// Batch mode in f64: every pair i < j of `x`, similar iff `classes` are equal.
+pub fn batch_f64(
+    cfg: &Contrastive,
+    x: &[f64],
+    dim: usize,
+    classes: &[u32],
+    grads: Grads,
+) -> Reference {
+    let (xn, norms) = prepare(cfg.normalize, x, dim);
+    let rows = classes.len();
+    let mut terms = Terms::new();
+    for i in 0..rows {
+        for j in i + 1..rows {
+            let d = distance(cfg.distance, row(&xn, i, dim), row(&xn, j, dim));
+            terms.add(cfg, classes[i] == classes[j], d);
+        }
+    }
+    let loss = reduce(cfg.reduction, terms.sim, terms.dis, &terms.counts);
+    if grads == Grads::Skip {
+        return Reference::loss_only(loss, terms.counts);
+    }
+    let sc = scales(cfg.reduction, &terms.counts);
+    let mut g = vec![0.0; xn.len()];
+    for i in 0..rows {
+        for j in i + 1..rows {
+            let (u, v) = (row(&xn, i, dim), row(&xn, j, dim));
+            let similar = classes[i] == classes[j];
+            let c = slope(cfg, similar, distance(cfg.distance, u, v), sc);
+            add_scaled(
+                &mut g[i * dim..(i + 1) * dim],
+                c,
+                &distance_grad(cfg.distance, u, v),
+            );
+            add_scaled(
+                &mut g[j * dim..(j + 1) * dim],
+                c,
+                &distance_grad(cfg.distance, v, u),
+            );
+        }
+    }
+    Reference {
+        loss,
+        counts: terms.counts,
+        grads: vec![finish_grad(&xn, norms, g, dim)],
+        grad_temperature: None,
+    }
+}

@@ -1,0 +1,215 @@
+//! The contrastive loss's dispatches over the windows of one call, for both paths.
+
+use std::mem::size_of;
+
+use super::kernels::{self as k, ContrastiveParams, ContrastivePartial};
+use super::{Contrastive, ContrastiveCounts, Mode};
+use crate::engine::call::{Build, Built, LossCall, Path};
+use crate::engine::kernel::Step;
+use crate::engine::plan::Plan;
+use crate::engine::recorder::{Bound, RowBuf};
+use crate::error::Result;
+use crate::options::Reduction;
+
+/// A validated contrastive call.
+pub(crate) struct Call {
+    pub cfg: Contrastive,
+    pub mode: Mode,
+}
+
+impl LossCall for Call {
+    type Counts = ContrastiveCounts;
+    type Partial = ContrastivePartial;
+    const DURING: &'static str = "contrastive loss";
+
+    fn stages(&self) -> usize {
+        self.cfg.distance.normalize_stages(self.cfg.normalize)
+    }
+
+    fn work(&self, plan: &Plan, _want: bool) -> f64 {
+        let (rows, dim) = (plan.rows as f64, plan.dim as f64);
+        match self.mode {
+            Mode::Batch => 6.0 * rows * rows * dim,
+            Mode::Pairs => 6.0 * rows * dim,
+        }
+    }
+
+    fn steps(&self, b: &mut Build<'_, '_>) -> Result<Built> {
+        let plan = b.plan;
+        let partials = b.rec.rows("partials", size_of::<ContrastivePartial>() as u64, false);
+        let scales = b.rec.small("scales", 48);
+        let host = matches!(b.path, Path::Host(_));
+        // mean and sum have dL/dterm from the number of pairs, known on the host; the device
+        // path and mean-nonzero count it on the device (contrastive_finalize).
+        let host_scales = host && self.cfg.reduction != Reduction::MeanNonzero;
+        let d = Dispatch {
+            cfg: &self.cfg,
+            plan,
+            x: b.sides[0].rows(),
+            y: b.sides[b.sides.len() - 1].rows(),
+            classes: b.classes()?,
+            partials: &partials,
+        };
+        let mut steps = Vec::new();
+        match self.mode {
+            // With gradients and host scales the fused pass computes the terms too.
+            Mode::Batch if !host_scales || !b.want => steps.extend(d.batch_forward()),
+            Mode::Batch => {}
+            Mode::Pairs => steps.extend(d.pairs(&k::PAIRS_FORWARD, None)),
+        }
+        if !host || (b.want && !host_scales) {
+            steps.extend(d.per_window(&k::FINALIZE, |s| s.bind(k::SCALES, scales.clone())));
+        }
+        if !host {
+            steps.extend(d.per_window(&k::LOSS, |s| {
+                s.bind(k::SCALES, scales.clone())
+                    .bind(k::LOSS_OUT, b.loss.clone())
+            }));
+        }
+        if b.want {
+            let grads: Vec<&RowBuf> = b.sides.iter().filter_map(|s| s.grad.as_ref()).collect();
+            match self.mode {
+                Mode::Batch => {
+                    let kernel = if host_scales {
+                        &k::BATCH_FUSED
+                    } else {
+                        &k::BATCH_BACKWARD
+                    };
+                    steps.extend(d.batch_backward(kernel, &scales, grads[0]));
+                }
+                Mode::Pairs => {
+                    steps.extend(d.pairs(&k::PAIRS_BACKWARD, Some((&scales, grads[0], grads[1]))))
+                }
+            }
+            if host_scales {
+                let pairs = match self.mode {
+                    Mode::Batch => plan.rows * plan.rows.saturating_sub(1) / 2,
+                    Mode::Pairs => plan.rows,
+                };
+                let s = self.cfg.reduction.term_scale(pairs);
+                b.rec
+                    .write(&scales, bytemuck::cast_slice(&[s, s, 0.0, 0.0]));
+            }
+        }
+        Ok(Built { steps, partials })
+    }
+
+    fn reduce(&self, partials: &[ContrastivePartial], _want: bool) -> (f64, ContrastiveCounts, Option<f64>) {
+        let mut c = ContrastiveCounts::default();
+        let (mut sim, mut dis) = (0.0f64, 0.0f64);
+        // Row order: counts in u64, loss parts (Kahan sum minus its carried compensation) in
+        // f64.
+        for p in partials {
+            sim += f64::from(p.sim_sum) - f64::from(p.sim_carry);
+            dis += f64::from(p.dis_sum) - f64::from(p.dis_carry);
+            c.similar_pairs += u64::from(p.sim_pairs);
+            c.dissimilar_pairs += u64::from(p.dis_pairs);
+            c.active_similar += u64::from(p.sim_active);
+            c.active_dissimilar += u64::from(p.dis_active);
+        }
+        (super::reduce(self.cfg.reduction, sim, dis, &c), c, None)
+    }
+}
+
+/// The uniform parameters and the steps over the windows of one call.
+struct Dispatch<'a> {
+    cfg: &'a Contrastive,
+    plan: &'a Plan,
+    /// The rows the distance kernels read (X, or A in pair mode) and B (X again in a batch).
+    x: &'a RowBuf,
+    y: &'a RowBuf,
+    classes: &'a RowBuf,
+    partials: &'a RowBuf,
+}
+
+impl Dispatch<'_> {
+    /// Parameters of the dispatch over row window `r` and column window `c`.
+    fn params(&self, r: u64, c: u64, accumulate: bool, last: bool) -> ContrastiveParams {
+        let (cfg, plan) = (self.cfg, self.plan);
+        ContrastiveParams {
+            rows: plan.rows as u32,
+            dim4: plan.dim4 as u32,
+            distance: cfg.distance.kernel_kind(),
+            hinge: cfg.hinge.kernel_kind(),
+            reduction: cfg.reduction.kernel_code(),
+            row_start: plan.start(r) as u32,
+            col_start: plan.start(c) as u32,
+            window_rows: plan.window_rows as u32,
+            accumulate: u32::from(accumulate),
+            last: u32::from(last),
+            pos_margin: cfg.pos_margin,
+            margin: cfg.margin,
+            ..Default::default()
+        }
+    }
+
+    /// A tile kernel over (r, c) with the bindings every one of them takes.
+    fn tile(&self, kernel: &'static k::K, r: u64, c: u64, accumulate: bool) -> Step {
+        Step::new(kernel, self.params(r, c, accumulate, false), self.plan.tiles(r))
+            .bind(k::ROWS, self.x.win(r))
+            .bind(k::COLS, self.x.win(c))
+            .bind(k::ROW_CLASS, self.classes.win(r))
+            .bind(k::COL_CLASS, self.classes.win(c))
+            .bind(k::PARTIALS, self.partials.win(r))
+    }
+
+    /// Loss terms and counts of the pairs i < j (column windows from the row window on).
+    fn batch_forward(&self) -> Vec<Step> {
+        let n = self.plan.windows;
+        (0..n)
+            .flat_map(|r| (r..n).map(move |c| (r, c)))
+            .map(|(r, c)| self.tile(&k::BATCH_FORWARD, r, c, c > r))
+            .collect()
+    }
+
+    /// The gradient over every (row window, column window), by `kernel` (fused or not).
+    fn batch_backward(&self, kernel: &'static k::K, scales: &Bound, grad: &RowBuf) -> Vec<Step> {
+        let n = self.plan.windows;
+        (0..n)
+            .flat_map(|r| (0..n).map(move |c| (r, c)))
+            .map(|(r, c)| {
+                self.tile(kernel, r, c, c > 0)
+                    .bind(k::SCALES, scales.clone())
+                    .bind(k::GRAD, grad.win(r))
+            })
+            .collect()
+    }
+
+    /// One single-workgroup dispatch of `kernel` per row window (the partials bound, and
+    /// what `bind` adds), flagging the last window.
+    fn per_window(&self, kernel: &'static k::K, bind: impl Fn(Step) -> Step) -> Vec<Step> {
+        let n = self.plan.windows;
+        (0..n)
+            .map(|r| {
+                bind(
+                    Step::new(kernel, self.params(r, r, r > 0, r + 1 == n), 1)
+                        .bind(k::PARTIALS, self.partials.win(r)),
+                )
+            })
+            .collect()
+    }
+
+    /// Pair mode, one invocation per pair, window by window: the forward kernel, or the
+    /// backward one with (scales, dL/dA, dL/dB).
+    fn pairs(
+        &self,
+        kernel: &'static k::K,
+        backward: Option<(&Bound, &RowBuf, &RowBuf)>,
+    ) -> Vec<Step> {
+        (0..self.plan.windows)
+            .map(|r| {
+                let s = Step::new(kernel, self.params(r, r, false, false), self.plan.row_groups(r))
+                    .bind(k::ROWS, self.x.win(r))
+                    .bind(k::COLS, self.y.win(r))
+                    .bind(k::ROW_CLASS, self.classes.win(r));
+                match backward {
+                    None => s.bind(k::PARTIALS, self.partials.win(r)),
+                    Some((scales, ga, gb)) => s
+                        .bind(k::SCALES, scales.clone())
+                        .bind(k::GRAD, ga.win(r))
+                        .bind(k::GRAD_B, gb.win(r)),
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,143 @@
+//! The host's side of shaders/softmax.wgsl: its module, the structs it mirrors, and its
+//! entry points with their bindings.
+
+use bytemuck::{Pod, Zeroable};
+
+#[cfg(test)]
+use crate::engine::kernel::Layout;
+use crate::engine::kernel::{mirrored, Kernel, Slot, Table};
+use crate::engine::shader::{Module, DISTANCE, REDUCE, SMOOTH, TILE, TILE_CLASSES, TILE_GRAD};
+
+pub(crate) static MODULE: Module = Module {
+    file: "softmax.wgsl",
+    source: include_str!("../../../shaders/softmax.wgsl"),
+    includes: &[&DISTANCE, &REDUCE, &SMOOTH, &TILE, &TILE_CLASSES, &TILE_GRAD],
+};
+
+/// `DIST_DOT` in shaders/common/distance.wgsl: the tiles' dot products are the cosine
+/// similarities of the normalised rows.
+pub(crate) const DIST_DOT: u32 = 3;
+
+/// Keep in sync with `SoftmaxParams` in shaders/softmax.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub(crate) struct SoftmaxParams {
+    pub rows: u32,
+    /// vec4s per (zero-padded) row.
+    pub dim4: u32,
+    /// Always [`DIST_DOT`].
+    pub distance: u32,
+    /// `SoftmaxLoss::family`: 0 ntxent, 1 supcon, 2 clip.
+    pub family: u32,
+    /// Global index of the row window's first row.
+    pub row_start: u32,
+    /// Global index of the column window's first row.
+    pub col_start: u32,
+    /// Rows per window.
+    pub window_rows: u32,
+    /// 1: add into stats, partials and gradients; 0: overwrite.
+    pub accumulate: u32,
+    /// clip: 0 when the rows are A, 1 when they are B.
+    pub side: u32,
+    /// 1: dL/dterm is counted on the device (device-resident calls), not `scale`.
+    pub device: u32,
+    /// softmax_count, softmax_loss: the last row window.
+    pub last: u32,
+    pub _pad2: u32,
+    /// 1/τ.
+    pub inv_temp: f32,
+    /// dL/dterm.
+    pub scale: f32,
+    pub _pad3: f32,
+    pub _pad4: f32,
+}
+mirrored!(
+    SoftmaxParams,
+    "SoftmaxParams",
+    [
+        rows, dim4, distance, family, row_start, col_start, window_rows, accumulate, side,
+        device, last, _pad2, inv_temp, scale, _pad3, _pad4
+    ]
+);
+
+/// Keep in sync with `SoftmaxStats` in shaders/softmax.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub(crate) struct SoftmaxStats {
+    pub max: f32,
+    pub sum: f32,
+    pub pos: f32,
+    pub pos_n: u32,
+    pub lse: f32,
+    pub coef_den: f32,
+    pub coef_pos: f32,
+    pub weight: f32,
+}
+mirrored!(
+    SoftmaxStats,
+    "SoftmaxStats",
+    [max, sum, pos, pos_n, lse, coef_den, coef_pos, weight]
+);
+
+/// Keep in sync with `SoftmaxPartial` in shaders/softmax.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+pub(crate) struct SoftmaxPartial {
+    pub loss: f32,
+    pub loss_b: f32,
+    pub grad_tau: f32,
+    pub terms: u32,
+}
+mirrored!(SoftmaxPartial, "SoftmaxPartial", [loss, loss_b, grad_tau, terms]);
+
+pub(crate) const ROWS: Slot = Slot::read(1, "rows");
+pub(crate) const COLS: Slot = Slot::read(2, "cols");
+pub(crate) const ROW_CLASS: Slot = Slot::read(3, "row_class");
+pub(crate) const COL_CLASS: Slot = Slot::read(4, "col_class");
+pub(crate) const STATS: Slot = Slot::read_write(5, "stats");
+pub(crate) const ROW_STATS: Slot = Slot::read(6, "row_stats");
+pub(crate) const COL_STATS: Slot = Slot::read(7, "col_stats");
+pub(crate) const PARTIALS: Slot = Slot::read_write(8, "partials");
+pub(crate) const GRAD: Slot = Slot::read_write(9, "grad");
+pub(crate) const DEV: Slot = Slot::read_write(10, "dev");
+
+/// A softmax entry point.
+pub(crate) type K = Kernel<SoftmaxParams>;
+
+pub(crate) static STATS_SWEEP: K = K::new(
+    &MODULE,
+    "softmax_stats",
+    &[ROWS, COLS, ROW_CLASS, COL_CLASS, STATS],
+);
+pub(crate) static POSITIVES: K = K::new(
+    &MODULE,
+    "softmax_positives",
+    &[ROWS, COLS, ROW_CLASS, COL_CLASS, STATS],
+);
+pub(crate) static COUNT: K = K::new(&MODULE, "softmax_count", &[STATS, DEV]);
+pub(crate) static FINISH: K = K::new(&MODULE, "softmax_finish", &[STATS, PARTIALS, DEV]);
+pub(crate) static GRAD_SWEEP: K = K::new(
+    &MODULE,
+    "softmax_grad",
+    &[ROWS, COLS, ROW_CLASS, COL_CLASS, ROW_STATS, COL_STATS, PARTIALS, GRAD],
+);
+pub(crate) static LOSS: K = K::new(&MODULE, "softmax_loss", &[PARTIALS, DEV]);
+
+pub(crate) static TABLE: Table = Table {
+    #[cfg(test)]
+    module: &MODULE,
+    kernels: &[
+        &STATS_SWEEP.info,
+        &POSITIVES.info,
+        &COUNT.info,
+        &FINISH.info,
+        &GRAD_SWEEP.info,
+        &LOSS.info,
+    ],
+    #[cfg(test)]
+    structs: &[
+        Layout::of::<SoftmaxParams>(),
+        Layout::of::<SoftmaxStats>(),
+        Layout::of::<SoftmaxPartial>(),
+    ],
+};

@@ -1,0 +1,394 @@
+//! The softmax-contrastive losses (NT-Xent, SupCon, CLIP): options and public calls.
+
+mod kernels;
+pub mod reference;
+mod steps;
+pub mod tolerance;
+
+pub(crate) use kernels::TABLE;
+
+use crate::engine::call::{run_device, run_host};
+use crate::engine::resident::{self, DeviceClasses};
+use crate::engine::{DeviceLoss, Gpu};
+use crate::error::{Error, Result};
+use crate::input::{DeviceGrad, DeviceLabels, DeviceRows, Embeddings, Labels, Target, MAX_ABS_VALUE};
+use crate::limit::{self, largest_magnitude, CEILING, NORMALIZE_GAIN};
+use crate::options::{same_rows, Counts, Grads, LossOutput};
+use crate::tolerance::Verdict;
+use steps::Call;
+
+/// Which softmax-contrastive loss. With s_ij the cosine similarity of rows i and j (rows
+/// divided by max(‖row‖, 1e-12), gradients through the division) and τ the temperature,
+/// the logits are z_ij = s_ij / τ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SoftmaxLoss {
+    /// NT-Xent (SimCLR; pytorch-metric-learning's `NTXentLoss`), on a labelled batch: for
+    /// every ordered positive pair (a, p), a ≠ p, same label,
+    /// ℓ = −z_ap + log(exp(z_ap) + Σ over n with label(n) ≠ label(a) of exp(z_an)),
+    /// averaged over the positive pairs. Two augmented views of N samples without labels
+    /// are the batch [view 1; view 2] with labels (0..N, 0..N). Default τ = 0.07.
+    NtXent,
+    /// Supervised contrastive loss (Khosla et al. 2020, "L_out"), on a labelled batch: for
+    /// each anchor a with at least one positive,
+    /// ℓ_a = −(1/|P(a)|) Σ over p in P(a) of [z_ap − log Σ over k ≠ a of exp(z_ak)],
+    /// averaged over those anchors. Default τ = 0.1.
+    SupCon,
+    /// CLIP's symmetric cross-entropy over two views A and B (N×D each), row i of A matching
+    /// row i of B: (CE(S, I) + CE(Sᵀ, I)) / 2 with S_ij = s(a_i, b_j)/τ, each CE averaged over
+    /// its N rows. Default τ = 0.07.
+    Clip,
+}
+
+impl SoftmaxLoss {
+    /// The name the CLI uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            SoftmaxLoss::NtXent => "ntxent",
+            SoftmaxLoss::SupCon => "supcon",
+            SoftmaxLoss::Clip => "clip",
+        }
+    }
+
+    /// What one term stands for: "positive_pairs", "anchors" or "pairs" (matched rows).
+    pub fn term_kind(self) -> &'static str {
+        match self {
+            SoftmaxLoss::NtXent => "positive_pairs",
+            SoftmaxLoss::SupCon => "anchors",
+            SoftmaxLoss::Clip => "pairs",
+        }
+    }
+
+    /// The default temperature.
+    pub fn default_temperature(self) -> f32 {
+        match self {
+            SoftmaxLoss::SupCon => 0.1,
+            _ => 0.07,
+        }
+    }
+
+    /// The kernels' code (shaders/softmax.wgsl `FAMILY_*`).
+    pub(crate) fn family(self) -> u32 {
+        match self {
+            SoftmaxLoss::NtXent => 0,
+            SoftmaxLoss::SupCon => 1,
+            SoftmaxLoss::Clip => 2,
+        }
+    }
+}
+
+/// The smallest temperature accepted: below it the logits of the input domain leave the
+/// range where f32 keeps a useful number of digits.
+pub const MIN_TEMPERATURE: f32 = 1e-4;
+
+/// A softmax-contrastive loss and its temperature. Every call with gradients also returns
+/// dL/dτ ([`LossOutput::grad_temperature`]), so that a learnable temperature (CLIP's logit
+/// scale) can be trained.
+///
+/// Computed as the fused kernels do (Inf-CL): tiles of the similarity matrix, an online
+/// log-sum-exp per row and a backward pass that recomputes the tiles; no B×B buffer exists.
+/// A batch without any positive pair (NT-Xent, SupCon) gives loss 0, zero gradients and
+/// `terms` 0.
+///
+/// Two modes, each on host slices, the f64 CPU reference (`*_cpu`), the caller's device
+/// buffers (`*_device`) and as a GPU-versus-CPU verdict (`*_check`): `batch` (NT-Xent,
+/// SupCon: a labelled batch, gradient `[dL/dX]`) and `pairs` (CLIP: row i of A matches row
+/// i of B, gradients `[dL/dA, dL/dB]`).
+///
+/// ```no_run
+/// use metric_loss::{Embeddings, Gpu, Grads, Labels, Softmax};
+/// let gpu = Gpu::new()?;
+/// // Two views of 2 samples: rows 0 and 2 are one sample, rows 1 and 3 the other.
+/// let data = [1.0f32, 0.0, 0.0, 1.0, 0.9, 0.1, 0.2, 0.8];
+/// let x = Embeddings::new(&data, 4, 2)?;
+/// let out = Softmax::ntxent().batch(&gpu, &x, &Labels::new(&[0, 1, 0, 1]), Grads::Compute)?;
+/// println!("loss {} dL/dtau {:?}", out.loss, out.grad_temperature);
+/// # Ok::<(), metric_loss::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Softmax {
+    /// Which loss.
+    pub loss: SoftmaxLoss,
+    /// τ: finite, ≥ 1e-4 and ≤ 1e15.
+    pub temperature: f32,
+}
+
+/// Counts of a softmax-contrastive call.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SoftmaxCounts {
+    /// Terms averaged: positive pairs (NT-Xent), anchors with a positive (SupCon), matched
+    /// pairs N (CLIP).
+    pub terms: u64,
+}
+
+impl Counts for SoftmaxCounts {
+    fn terms(&self) -> u64 {
+        self.terms
+    }
+
+    fn active(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Output of a softmax-contrastive call.
+pub type SoftmaxOutput = LossOutput<SoftmaxCounts>;
+
+impl Softmax {
+    /// `loss` at its default temperature.
+    pub fn new(loss: SoftmaxLoss) -> Self {
+        Self {
+            loss,
+            temperature: loss.default_temperature(),
+        }
+    }
+
+    /// NT-Xent, τ = 0.07.
+    pub fn ntxent() -> Self {
+        Self::new(SoftmaxLoss::NtXent)
+    }
+
+    /// SupCon, τ = 0.1.
+    pub fn supcon() -> Self {
+        Self::new(SoftmaxLoss::SupCon)
+    }
+
+    /// CLIP, τ = 0.07.
+    pub fn clip() -> Self {
+        Self::new(SoftmaxLoss::Clip)
+    }
+
+    /// Sets the temperature (finite, 1e-4 ≤ τ ≤ 1e15).
+    pub fn temperature(mut self, t: f32) -> Result<Self> {
+        self.temperature = t;
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Checks the temperature.
+    pub fn validate(&self) -> Result<()> {
+        let t = self.temperature;
+        if !(t.is_finite() && t >= MIN_TEMPERATURE && f64::from(t) <= MAX_ABS_VALUE) {
+            return Err(Error::InvalidOption {
+                name: "temperature",
+                value: f64::from(t),
+                rule: "must be finite, >= 1e-4 and <= 1e15",
+            });
+        }
+        Ok(())
+    }
+
+    /// The options for a labelled batch (NT-Xent, SupCon) or two views (CLIP).
+    fn validate_mode(&self, views: bool) -> Result<()> {
+        self.validate()?;
+        match (self.loss, views) {
+            (SoftmaxLoss::Clip, false) => Err(Error::OptionConflict {
+                option: "loss clip",
+                reason: "it takes two views A and B (pairs), not a labelled batch",
+            }),
+            (SoftmaxLoss::NtXent | SoftmaxLoss::SupCon, true) => Err(Error::OptionConflict {
+                option: "loss ntxent/supcon",
+                reason: "it takes a labelled batch (batch), not two views",
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The largest input magnitude: logits are cosines over τ, so only the squared norm and
+    /// the normalisation's gain on the gradient (rows × 2/τ) grow.
+    fn magnitude_limit(&self, dim: usize, rows: usize) -> Result<f64> {
+        let per_row = 2.0 / f64::from(self.temperature) * NORMALIZE_GAIN;
+        let grad = rows as f64 * per_row;
+        largest_magnitude(|m| (dim as f64 * m * m).max(grad)).ok_or(Error::LimitExceeded {
+            what: format!(
+                "rows at temperature {} (the gradient's worst case, rows × 2/τ × 2e12, stays \
+                 below 1e37)",
+                self.temperature
+            ),
+            needed: rows as u128,
+            limit: (CEILING / per_row) as u128,
+            hint: "use a smaller batch or a larger temperature",
+        })
+    }
+
+    /// The largest |x| [`Softmax::batch`] accepts for `rows × dim` (the magnitude limit, see
+    /// [`crate::Error::TooLargeForLoss`]), or the error when the temperature is too small for
+    /// that many rows. No device or data needed.
+    pub fn batch_limit(&self, rows: usize, dim: usize) -> Result<f64> {
+        self.validate_mode(false)?;
+        self.magnitude_limit(dim, rows)
+    }
+
+    /// [`Softmax::batch_limit`] for [`Softmax::pairs`] (`rows` matched rows of each view).
+    pub fn pairs_limit(&self, rows: usize, dim: usize) -> Result<f64> {
+        self.validate_mode(true)?;
+        self.magnitude_limit(dim, 2 * rows)
+    }
+
+    fn describe(&self, rows: usize, dim: usize) -> String {
+        format!(
+            "{:?} (temperature {}), {rows} rows of dimension {dim}",
+            self.loss, self.temperature
+        )
+    }
+
+    /// Everything [`Softmax::batch`] checks before it runs: options, shapes and the
+    /// magnitude limit ([`crate::Error::TooLargeForLoss`]). No device needed.
+    pub fn validate_batch(&self, x: &Embeddings<'_>, labels: &Labels) -> Result<()> {
+        self.validate_mode(false)?;
+        same_rows("labels", x.rows(), labels.len())?;
+        let limit = self.batch_limit(x.rows(), x.dim())?;
+        limit::check(&x.as_input("embeddings"), limit, || {
+            self.describe(x.rows(), x.dim())
+        })
+    }
+
+    /// Everything [`Softmax::pairs`] checks before it runs.
+    pub fn validate_pairs(&self, a: &Embeddings<'_>, b: &Embeddings<'_>) -> Result<()> {
+        self.validate_mode(true)?;
+        same_rows("rows of b", a.rows(), b.rows())?;
+        same_rows("columns of b", a.dim(), b.dim())?;
+        let limit = self.pairs_limit(a.rows(), a.dim())?;
+        for (what, x) in [("a", a), ("b", b)] {
+            limit::check(&x.as_input(what), limit, || self.describe(a.rows(), a.dim()))?;
+        }
+        Ok(())
+    }
+
+    /// NT-Xent or SupCon over the batch `x` and its labels. Gradients (with
+    /// [`Grads::Compute`]) are `[dL/dX]`.
+    pub fn batch(
+        &self,
+        gpu: &Gpu,
+        x: &Embeddings<'_>,
+        labels: &Labels,
+        grads: Grads,
+    ) -> Result<SoftmaxOutput> {
+        self.validate_batch(x, labels)?;
+        run_host(gpu, &Call { cfg: *self }, &[x], Some(labels.ids()), grads)
+    }
+
+    /// CLIP over the views `a` and `b` (row i of each match). Gradients (with
+    /// [`Grads::Compute`]) are `[dL/dA, dL/dB]`.
+    pub fn pairs(
+        &self,
+        gpu: &Gpu,
+        a: &Embeddings<'_>,
+        b: &Embeddings<'_>,
+        grads: Grads,
+    ) -> Result<SoftmaxOutput> {
+        self.validate_pairs(a, b)?;
+        let ids: Vec<u32> = (0..a.rows() as u32).collect();
+        run_host(gpu, &Call { cfg: *self }, &[a, b], Some(&ids), grads)
+    }
+
+    /// The f64 CPU reference of [`Softmax::batch`].
+    pub fn batch_cpu(
+        &self,
+        x: &Embeddings<'_>,
+        labels: &Labels,
+        grads: Grads,
+    ) -> Result<SoftmaxOutput> {
+        self.validate_batch(x, labels)?;
+        let w = crate::reference::widen(x);
+        let tau = f64::from(self.temperature);
+        let r = reference::batch_f64(self.loss, tau, &w, x.dim(), labels.ids(), grads);
+        Ok(r.narrow(x.dim()))
+    }
+
+    /// The f64 CPU reference of [`Softmax::pairs`].
+    pub fn pairs_cpu(
+        &self,
+        a: &Embeddings<'_>,
+        b: &Embeddings<'_>,
+        grads: Grads,
+    ) -> Result<SoftmaxOutput> {
+        self.validate_pairs(a, b)?;
+        let w = crate::reference::widen;
+        let tau = f64::from(self.temperature);
+        Ok(reference::pairs_f64(tau, &w(a), &w(b), a.dim(), grads).narrow(a.dim()))
+    }
+
+    /// [`Softmax::batch`] (NT-Xent, SupCon) on embeddings and u32 class ids in the caller's
+    /// buffers (see [`crate::device`]). dL/dterm is counted on the device from the labels;
+    /// the loss and dL/dτ stay on the device ([`DeviceLoss::read_all`]), and the gradient
+    /// (when `grad` is given) is written into the caller's buffer, scaled and overwriting or
+    /// accumulating.
+    pub fn batch_device(
+        &self,
+        gpu: &Gpu,
+        x: DeviceRows<'_>,
+        labels: DeviceLabels<'_>,
+        grad: Option<DeviceGrad<'_>>,
+        target: Target<'_>,
+    ) -> Result<DeviceLoss> {
+        self.validate_mode(false)?;
+        resident::check_side("embeddings", &x, grad.as_ref())?;
+        resident::check_labels("labels", &labels, x.rows)?;
+        let limit = self.batch_limit(x.rows, x.dim)?;
+        let classes = DeviceClasses::Labels(labels);
+        run_device(gpu, &Call { cfg: *self }, &[x], classes, &[grad], target, limit)
+    }
+
+    /// [`Softmax::pairs`] (CLIP) on views A and B in the caller's buffers; `grads` are
+    /// where dL/dA and dL/dB go.
+    pub fn pairs_device(
+        &self,
+        gpu: &Gpu,
+        a: DeviceRows<'_>,
+        b: DeviceRows<'_>,
+        grads: Option<[DeviceGrad<'_>; 2]>,
+        target: Target<'_>,
+    ) -> Result<DeviceLoss> {
+        self.validate_mode(true)?;
+        let [ga, gb] = grads.map_or([None, None], |[a, b]| [Some(a), Some(b)]);
+        resident::check_side("a", &a, ga.as_ref())?;
+        resident::check_side("b", &b, gb.as_ref())?;
+        resident::same_shape("b (rows × dim)", &a, &b)?;
+        let limit = self.pairs_limit(a.rows, a.dim)?;
+        let call = Call { cfg: *self };
+        run_device(gpu, &call, &[a, b], DeviceClasses::Iota, &[ga, gb], target, limit)
+    }
+
+    /// Runs [`Softmax::batch`] and [`Softmax::batch_cpu`] with gradients and compares them
+    /// (loss, gradient, dL/dτ, counts) under the crate's tolerance rule
+    /// ([`crate::tolerance`]).
+    pub fn batch_check(&self, gpu: &Gpu, x: &Embeddings<'_>, labels: &Labels) -> Result<Verdict> {
+        let g = self.batch(gpu, x, labels, Grads::Compute)?;
+        let w = crate::reference::widen(x);
+        // One reference run gives both the output and the masses.
+        let tau = f64::from(self.temperature);
+        let (r, mass) =
+            reference::batch_with_mass(self.loss, tau, &w, x.dim(), labels.ids(), Grads::Compute);
+        let name = format!("{:<6} tau {:<4}", self.loss.name(), self.temperature);
+        Ok(tolerance::verdict(name, self, &g, &r.narrow(x.dim()), &[x], &[mass]))
+    }
+
+    /// Runs [`Softmax::pairs`] and [`Softmax::pairs_cpu`] and compares them (see
+    /// [`Softmax::batch_check`]).
+    pub fn pairs_check(&self, gpu: &Gpu, a: &Embeddings<'_>, b: &Embeddings<'_>) -> Result<Verdict> {
+        let g = self.pairs(gpu, a, b, Grads::Compute)?;
+        let w = crate::reference::widen;
+        let tau = f64::from(self.temperature);
+        let (r, [ma, mb]) = reference::pairs_with_mass(tau, &w(a), &w(b), a.dim(), Grads::Compute);
+        let name = format!("{:<6} tau {:<4}", self.loss.name(), self.temperature);
+        Ok(tolerance::verdict(name, self, &g, &r.narrow(a.dim()), &[a, b], &[ma, mb]))
+    }
+}
+
+/// Number of terms the loss averages over, from the class ids (CLIP: the rows).
+pub(crate) fn softmax_terms(loss: SoftmaxLoss, classes: &[u32]) -> u64 {
+    if loss == SoftmaxLoss::Clip {
+        return classes.len() as u64;
+    }
+    let mut size = std::collections::HashMap::<u32, u64>::new();
+    for &c in classes {
+        *size.entry(c).or_default() += 1;
+    }
+    size.values()
+        .map(|&n| match loss {
+            SoftmaxLoss::NtXent => n * (n - 1),
+            _ if n > 1 => n,
+            _ => 0,
+        })
+        .sum()
+}

@@ -1,0 +1,207 @@
+//! CPU reference of the softmax-contrastive losses, in f64. It follows softmax.wgsl's stages
+//! row by row: the log-sum-exp over the row's denominator and its positives, the loss, the
+//! coefficients dL/dz_ij, then the gradient through the similarities and the normalisation.
+//! Similarities are recomputed where needed, so nothing B×B is stored here either.
+
+use super::{SoftmaxCounts, SoftmaxLoss};
+use crate::options::Grads;
+use crate::reference::{
+    add_scaled, dot, logsumexp, normalize, normalize_backward, row, sigmoid, softplus,
+};
+
+/// The softmax reference's f64 result.
+pub type Reference = crate::reference::Reference<SoftmaxCounts>;
+
+/// What the backward pass needs of anchor i: the log-sum-exp of its denominator, the
+/// positives' count and (NT-Xent) W_i = Σ_p σ(lse_i − z_ip).
+struct Anchor {
+    lse: Option<f64>,
+    positives: usize,
+    weight: f64,
+}
+
+/// NT-Xent or SupCon at temperature `tau` (f64, so that finite differences in τ are exact)
+/// over the rows `x` (`dim` values each) with class ids `classes`.
+pub fn batch_f64(
+    loss: SoftmaxLoss,
+    tau: f64,
+    x: &[f64],
+    dim: usize,
+    classes: &[u32],
+    grads: Grads,
+) -> Reference {
+    batch_with_mass(loss, tau, x, dim, classes, grads).0
+}
+
+/// [`batch_f64`] and, with gradients, each row's coefficient mass: Σ over the coefficients
+/// dL/dz_ij and dL/dz_ji of the size of what each is computed from (the weight plus the
+/// target, c·(p + t), for SupCon's c·(p − t), which f32 rounds relative to its operands;
+/// |dL/dz| for NT-Xent's sigmoid and softmax terms). It is the size of what the row's
+/// gradient sums before cancellation (the tolerance rule's scale, `tolerance.rs`); empty
+/// with [`Grads::Skip`].
+pub fn batch_with_mass(
+    loss: SoftmaxLoss,
+    tau: f64,
+    x: &[f64],
+    dim: usize,
+    classes: &[u32],
+    grads: Grads,
+) -> (Reference, Vec<f64>) {
+    let (xn, norms) = normalize(x, dim);
+    let b = classes.len();
+    let z = |i: usize, j: usize| dot(row(&xn, i, dim), row(&xn, j, dim)) / tau;
+    let positive = |i: usize, j: usize| i != j && classes[i] == classes[j];
+    let in_den = |i: usize, j: usize| match loss {
+        SoftmaxLoss::NtXent => classes[i] != classes[j],
+        _ => i != j,
+    };
+    let (mut sum, mut terms) = (0.0, 0u64);
+    let mut anchors = Vec::with_capacity(b);
+    for i in 0..b {
+        let lse = logsumexp((0..b).filter(move |&j| in_den(i, j)).map(move |j| z(i, j)));
+        let zp: Vec<f64> = (0..b)
+            .filter(|&j| positive(i, j))
+            .map(|j| z(i, j))
+            .collect();
+        let mut weight = 0.0;
+        match loss {
+            SoftmaxLoss::NtXent => {
+                // With no negative, every term is −z + log(exp(z)) = 0.
+                for &v in &zp {
+                    if let Some(l) = lse {
+                        sum += softplus(l - v);
+                        weight += sigmoid(l - v);
+                    }
+                    terms += 1;
+                }
+            }
+            _ => {
+                if let (Some(l), false) = (lse, zp.is_empty()) {
+                    sum += l - zp.iter().sum::<f64>() / zp.len() as f64;
+                    terms += 1;
+                }
+            }
+        }
+        anchors.push(Anchor {
+            lse,
+            positives: zp.len(),
+            weight,
+        });
+    }
+    let c = if terms == 0 { 0.0 } else { 1.0 / terms as f64 };
+    let counts = SoftmaxCounts { terms };
+    if grads == Grads::Skip {
+        return (Reference::loss_only(sum * c, counts), Vec::new());
+    }
+    // dL/dz_ij seen from anchor i, and the size of its operands.
+    let coef = |i: usize, j: usize, zij: f64| -> (f64, f64) {
+        let a = &anchors[i];
+        let Some(l) = a.lse else { return (0.0, 0.0) };
+        let v = match loss {
+            SoftmaxLoss::NtXent if positive(i, j) => -c * sigmoid(l - zij),
+            SoftmaxLoss::NtXent if in_den(i, j) => c * a.weight * (zij - l).exp(),
+            SoftmaxLoss::NtXent => 0.0,
+            _ if a.positives == 0 || i == j => 0.0,
+            _ => {
+                let (p, t) = ((zij - l).exp(), positive_share(positive(i, j), a.positives));
+                return (c * (p - t), c * (p + t));
+            }
+        };
+        (v, v.abs())
+    };
+    let mut g = vec![0.0; b * dim];
+    let (mut gz, mut mass) = (0.0, vec![0.0; b]);
+    for i in 0..b {
+        for j in 0..b {
+            let zij = z(i, j);
+            let (gij, gross) = coef(i, j, zij);
+            gz += gij * zij;
+            mass[i] += gross;
+            mass[j] += gross;
+            // s_ij = x̂_i·x̂_j: ds/dx̂_i = x̂_j and ds/dx̂_j = x̂_i.
+            let (xi, xj) = (row(&xn, i, dim).to_vec(), row(&xn, j, dim).to_vec());
+            add_scaled(&mut g[i * dim..(i + 1) * dim], gij / tau, &xj);
+            add_scaled(&mut g[j * dim..(j + 1) * dim], gij / tau, &xi);
+        }
+    }
+    let r = Reference {
+        loss: sum * c,
+        counts,
+        grads: vec![normalize_backward(&xn, &norms, &g, dim)],
+        grad_temperature: Some(-gz / tau),
+    };
+    (r, mass)
+}
+
+/// The target weight of z_ij in SupCon's anchor term: 1/|P| for a positive, else 0.
+fn positive_share(positive: bool, positives: usize) -> f64 {
+    if positive {
+        1.0 / positives as f64
+    } else {
+        0.0
+    }
+}
+
+/// CLIP at temperature `tau` over the views `a` and `b` (N rows of `dim` values each; row i
+/// of each match).
+pub fn pairs_f64(tau: f64, a: &[f64], b: &[f64], dim: usize, grads: Grads) -> Reference {
+    pairs_with_mass(tau, a, b, dim, grads).0
+}
+
+/// [`pairs_f64`] and, with gradients, the coefficient mass of each row of A and of B (see
+/// [`batch_with_mass`]).
+pub fn pairs_with_mass(
+    tau: f64,
+    a: &[f64],
+    b: &[f64],
+    dim: usize,
+    grads: Grads,
+) -> (Reference, [Vec<f64>; 2]) {
+    let (an, a_norms) = normalize(a, dim);
+    let (bn, b_norms) = normalize(b, dim);
+    let n = an.len() / dim.max(1);
+    let z = |i: usize, j: usize| dot(row(&an, i, dim), row(&bn, j, dim)) / tau;
+    let lse_row: Vec<f64> = (0..n)
+        .map(|i| logsumexp((0..n).map(move |j| z(i, j))).unwrap_or(0.0))
+        .collect();
+    let lse_col: Vec<f64> = (0..n)
+        .map(|j| logsumexp((0..n).map(move |i| z(i, j))).unwrap_or(0.0))
+        .collect();
+    let sum: f64 = (0..n)
+        .map(|i| lse_row[i] + lse_col[i] - 2.0 * z(i, i))
+        .sum();
+    let c = if n == 0 { 0.0 } else { 1.0 / n as f64 };
+    let counts = SoftmaxCounts { terms: n as u64 };
+    if grads == Grads::Skip {
+        return (
+            Reference::loss_only(0.5 * c * sum, counts),
+            [vec![], vec![]],
+        );
+    }
+    let (mut ga, mut gb) = (vec![0.0; n * dim], vec![0.0; n * dim]);
+    let (mut gz, mut mass) = (0.0, [vec![0.0; n], vec![0.0; n]]);
+    for i in 0..n {
+        for j in 0..n {
+            let zij = z(i, j);
+            let diag = if i == j { 2.0 } else { 0.0 };
+            let p = (zij - lse_row[i]).exp() + (zij - lse_col[j]).exp();
+            let gij = 0.5 * c * (p - diag);
+            gz += gij * zij;
+            // The size of the operands of p − diag (see `batch_with_mass`).
+            mass[0][i] += 0.5 * c * (p + diag);
+            mass[1][j] += 0.5 * c * (p + diag);
+            add_scaled(&mut ga[i * dim..(i + 1) * dim], gij / tau, row(&bn, j, dim));
+            add_scaled(&mut gb[j * dim..(j + 1) * dim], gij / tau, row(&an, i, dim));
+        }
+    }
+    let r = Reference {
+        loss: 0.5 * c * sum,
+        counts,
+        grads: vec![
+            normalize_backward(&an, &a_norms, &ga, dim),
+            normalize_backward(&bn, &b_norms, &gb, dim),
+        ],
+        grad_temperature: Some(-gz / tau),
+    };
+    (r, mass)
+}

@@ -1,0 +1,176 @@
+//! The softmax-contrastive losses' dispatches, for both paths: tile sweeps over every
+//! (row window, column window) of each orientation, and one-per-window reductions.
+
+use std::mem::size_of;
+
+use super::kernels::{self as k, SoftmaxParams, SoftmaxPartial, SoftmaxStats, DIST_DOT};
+use super::{Softmax, SoftmaxCounts, SoftmaxLoss};
+use crate::engine::call::{Build, Built, LossCall, Path};
+use crate::engine::kernel::Step;
+use crate::engine::plan::Plan;
+use crate::error::Result;
+
+const PARTIAL: u64 = size_of::<SoftmaxPartial>() as u64;
+const STATS: u64 = size_of::<SoftmaxStats>() as u64;
+
+/// A validated softmax call: one side (a labelled batch) or two (CLIP's A and B).
+pub(crate) struct Call {
+    pub cfg: Softmax,
+}
+
+impl LossCall for Call {
+    type Counts = SoftmaxCounts;
+    type Partial = SoftmaxPartial;
+    const DURING: &'static str = "softmax loss";
+
+    /// Every side is normalised once: the similarity is the dot product of unit rows.
+    fn stages(&self) -> usize {
+        1
+    }
+
+    fn work(&self, plan: &Plan, want: bool) -> f64 {
+        let sweeps = match (self.cfg.loss, want) {
+            (SoftmaxLoss::NtXent, false) => 2.0,
+            (SoftmaxLoss::NtXent, true) => 3.0,
+            (SoftmaxLoss::SupCon, false) => 1.0,
+            (SoftmaxLoss::SupCon, true) => 2.0,
+            (SoftmaxLoss::Clip, false) => 2.0,
+            (SoftmaxLoss::Clip, true) => 4.0,
+        };
+        let (rows, dim) = (plan.rows as f64, plan.dim as f64);
+        sweeps * 2.0 * rows * rows * dim
+    }
+
+    fn steps(&self, b: &mut Build<'_, '_>) -> Result<Built> {
+        let plan = b.plan;
+        let cfg = &self.cfg;
+        // dL/dterm: 1/terms from the host's labels, or counted on the device (softmax_count).
+        let scale = match b.path {
+            Path::Host(ids) => {
+                let terms = super::softmax_terms(cfg.loss, ids.unwrap_or(&[]));
+                Some(if terms == 0 { 0.0 } else { (1.0 / terms as f64) as f32 })
+            }
+            Path::Device => None,
+        };
+        let classes = b.classes()?.clone();
+        let partials = b.rec.rows("partials", PARTIAL, false);
+        const STATS_ROLES: [&str; 2] = ["stats_a", "stats_b"];
+        let stats: Vec<_> = (0..b.sides.len())
+            .map(|k| b.rec.rows(STATS_ROLES[k], STATS, false))
+            .collect();
+        let n = plan.windows;
+        let params = |r: u64, c: u64, accumulate: bool, side: usize| SoftmaxParams {
+            rows: plan.rows as u32,
+            dim4: plan.dim4 as u32,
+            distance: DIST_DOT,
+            family: cfg.loss.family(),
+            row_start: plan.start(r) as u32,
+            col_start: plan.start(c) as u32,
+            window_rows: plan.window_rows as u32,
+            accumulate: u32::from(accumulate),
+            side: side as u32,
+            device: u32::from(scale.is_none()),
+            last: u32::from(r + 1 == n),
+            inv_temp: (1.0 / f64::from(cfg.temperature)) as f32,
+            scale: scale.unwrap_or(0.0),
+            ..Default::default()
+        };
+        // (row side, column side) of each orientation: the batch against itself, or A
+        // against B and B against A.
+        let orientations: &[(usize, usize)] = if b.sides.len() == 1 {
+            &[(0, 0)]
+        } else {
+            &[(0, 1), (1, 0)]
+        };
+        // Every (row window, column window) of every orientation: the tile kernels, with
+        // what `bind` adds for (row side, column side, r, c).
+        let sweep = |kernel: &'static k::K,
+                     bind: &dyn Fn(Step, usize, usize, u64, u64) -> Step,
+                     steps: &mut Vec<Step>| {
+            for &(a, o) in orientations {
+                for r in 0..n {
+                    for c in 0..n {
+                        let s = Step::new(kernel, params(r, c, c > 0, a), plan.tiles(r))
+                            .bind(k::ROWS, b.sides[a].rows().win(r))
+                            .bind(k::COLS, b.sides[o].rows().win(c))
+                            .bind(k::ROW_CLASS, classes.win(r))
+                            .bind(k::COL_CLASS, classes.win(c));
+                        steps.push(bind(s, a, o, r, c));
+                    }
+                }
+            }
+        };
+        let own_stats = |s: Step, a: usize, _o, r, _c| s.bind(k::STATS, stats[a].win(r));
+        // One dispatch per row window of the first side (or of every side) of a reduction.
+        let per_window = |sides: usize, step: &dyn Fn(u64, usize) -> Step, steps: &mut Vec<Step>| {
+            for &(a, _) in &orientations[..sides] {
+                for r in 0..n {
+                    steps.push(step(r, a));
+                }
+            }
+        };
+        let loss = b.loss;
+        let mut steps = Vec::new();
+        sweep(&k::STATS_SWEEP, &own_stats, &mut steps);
+        if cfg.loss == SoftmaxLoss::NtXent {
+            sweep(&k::POSITIVES, &own_stats, &mut steps);
+        }
+        if scale.is_none() {
+            let count = |r, a: usize| {
+                Step::new(&k::COUNT, params(r, r, r > 0, a), 1)
+                    .bind(k::STATS, stats[a].win(r))
+                    .bind(k::DEV, loss.clone())
+            };
+            per_window(1, &count, &mut steps);
+        }
+        let finish = |r, a: usize| {
+            Step::new(&k::FINISH, params(r, r, r > 0, a), plan.row_groups(r))
+                .bind(k::STATS, stats[a].win(r))
+                .bind(k::PARTIALS, partials.win(r))
+                .bind(k::DEV, loss.clone())
+        };
+        per_window(orientations.len(), &finish, &mut steps);
+        if b.want {
+            let grad = |s: Step, a: usize, o: usize, r, c| {
+                let s = s
+                    .bind(k::ROW_STATS, stats[a].win(r))
+                    .bind(k::COL_STATS, stats[o].win(c))
+                    .bind(k::PARTIALS, partials.win(r));
+                match &b.sides[a].grad {
+                    Some(g) => s.bind(k::GRAD, g.win(r)),
+                    None => s,
+                }
+            };
+            sweep(&k::GRAD_SWEEP, &grad, &mut steps);
+        }
+        if scale.is_none() {
+            let reduce = |r, a: usize| {
+                Step::new(&k::LOSS, params(r, r, r > 0, a), 1)
+                    .bind(k::PARTIALS, partials.win(r))
+                    .bind(k::DEV, loss.clone())
+            };
+            per_window(1, &reduce, &mut steps);
+        }
+        Ok(Built { steps, partials })
+    }
+
+    fn reduce(&self, partials: &[SoftmaxPartial], want: bool) -> (f64, SoftmaxCounts, Option<f64>) {
+        let (mut sum, mut tau, mut terms) = (0.0f64, 0.0f64, 0u64);
+        for p in partials {
+            sum += f64::from(p.loss) + f64::from(p.loss_b);
+            tau += f64::from(p.grad_tau);
+            terms += u64::from(p.terms);
+        }
+        let per_term = match self.cfg.loss {
+            SoftmaxLoss::Clip => 2.0 * terms as f64,
+            _ => terms as f64,
+        };
+        let loss = if terms == 0 { 0.0 } else { sum / per_term };
+        let grad_tau = want.then(|| -tau / f64::from(self.cfg.temperature));
+        (loss, SoftmaxCounts { terms }, grad_tau)
+    }
+
+    fn has_grad_temperature(&self, want: bool) -> bool {
+        want
+    }
+}

@@ -1,0 +1,329 @@
+//! The triplet losses' dispatches, for both paths: explicit triplets window by window, and
+//! mined triplets chunk by chunk of 64 anchors.
+
+use std::mem::size_of;
+
+use super::kernels::{self as k, TripletParams, TripletPartial};
+use super::{mined_terms, Mining, Mode, Triplet, TripletCounts, TripletTerm};
+use crate::engine::call::{Build, Built, LossCall, Path};
+use crate::engine::kernel::Step;
+use crate::engine::plan::Plan;
+use crate::engine::recorder::{Bound, RowBuf};
+use crate::error::{Error, Result};
+use crate::options::Reduction;
+
+/// Anchors per chunk of the mined kernels (shaders/triplet.wgsl `CHUNK`).
+const CHUNK: u64 = 64;
+
+/// Bytes per batch row of each per-chunk buffer (distances, weights, choices, non-zero
+/// lists): 64 values.
+pub(crate) const CHUNK_ROW_BYTES: u64 = CHUNK * 4;
+
+const PARTIAL: u64 = size_of::<TripletPartial>() as u64;
+
+/// A validated triplet call.
+pub(crate) struct Call {
+    pub cfg: Triplet,
+    pub mode: Mode,
+}
+
+impl Call {
+    fn reduction(&self) -> Reduction {
+        self.cfg.reduction_in(self.mode)
+    }
+
+    /// The parameters every dispatch shares.
+    fn params(&self, plan: &Plan) -> TripletParams {
+        let (soft, margin) = match self.cfg.term {
+            TripletTerm::Margin(m) => (0, m),
+            TripletTerm::Soft => (1, 0.0),
+        };
+        TripletParams {
+            rows: plan.rows as u32,
+            dim4: plan.dim4 as u32,
+            distance: self.cfg.distance.kernel_kind(),
+            soft,
+            swap: u32::from(self.cfg.swap),
+            margin,
+            ..Default::default()
+        }
+    }
+}
+
+impl LossCall for Call {
+    type Counts = TripletCounts;
+    type Partial = TripletPartial;
+    const DURING: &'static str = "triplet loss";
+
+    fn stages(&self) -> usize {
+        self.cfg.distance.normalize_stages(self.cfg.normalize)
+    }
+
+    fn whole_row_bytes(&self) -> u64 {
+        match self.mode {
+            Mode::Explicit => 0,
+            Mode::Mined(_) => CHUNK_ROW_BYTES,
+        }
+    }
+
+    fn work(&self, plan: &Plan, want: bool) -> f64 {
+        let (b, d) = (plan.rows as f64, plan.dim as f64);
+        match self.mode {
+            Mode::Explicit => 18.0 * b * d,
+            Mode::Mined(mining) => {
+                2.0 * b * b * d * if want { 3.0 } else { 1.0 }
+                    + match mining {
+                        Mining::All => 2.0 * b * b * b,
+                        Mining::Semihard => b * b * b,
+                        Mining::Hard => b * b,
+                    }
+            }
+        }
+    }
+
+    fn steps(&self, b: &mut Build<'_, '_>) -> Result<Built> {
+        match self.mode {
+            Mode::Explicit => Ok(self.explicit(b)),
+            Mode::Mined(mining) => self.mined(b, mining),
+        }
+    }
+
+    fn reduce(&self, partials: &[TripletPartial], _want: bool) -> (f64, TripletCounts, Option<f64>) {
+        let mut c = TripletCounts::default();
+        let mut sum = 0.0f64;
+        // Row order: counts in u64, the loss (Kahan sum minus its carried compensation) in
+        // f64, then the reduction.
+        for p in partials {
+            sum += f64::from(p.sum) - f64::from(p.carry);
+            c.terms += u64::from(p.terms_lo) | u64::from(p.terms_hi) << 32;
+            c.active += u64::from(p.active_lo) | u64::from(p.active_hi) << 32;
+        }
+        (super::reduce(self.reduction(), sum, &c), c, None)
+    }
+}
+
+impl Call {
+    /// Explicit triplets: one invocation per triplet, window by window, the gradient fused
+    /// (dL/dterm = 1/N or 1 is known whatever the path); the device path then reduces the
+    /// loss window by window.
+    fn explicit(&self, b: &mut Build<'_, '_>) -> Built {
+        let plan = b.plan;
+        let reduction = self.reduction();
+        let partials = b.rec.rows("partials", PARTIAL, false);
+        let mut steps = Vec::new();
+        for w in 0..plan.windows {
+            let p = TripletParams {
+                row_start: plan.start(w) as u32,
+                window_rows: plan.window_rows as u32,
+                scale: reduction.term_scale(plan.rows),
+                reduction: reduction.kernel_code(),
+                ..self.params(plan)
+            };
+            let kernel = if b.want {
+                &k::EXPLICIT_FUSED
+            } else {
+                &k::EXPLICIT_FORWARD
+            };
+            let mut s = Step::new(kernel, p, plan.row_groups(w))
+                .bind(k::PARTIALS, partials.win(w))
+                .bind(k::ROWS, b.sides[0].rows().win(w))
+                .bind(k::COLS, b.sides[1].rows().win(w))
+                .bind(k::NEGS, b.sides[2].rows().win(w));
+            for (slot, side) in [k::GRAD, k::GRAD_P, k::GRAD_N].into_iter().zip(b.sides) {
+                if let Some(g) = &side.grad {
+                    s = s.bind(slot, g.win(w));
+                }
+            }
+            steps.push(s);
+        }
+        if matches!(b.path, Path::Device) {
+            steps.extend(self.device_loss(plan, plan.windows, b.loss, |w| {
+                (partials.win(w), plan.start(w), plan.window_rows)
+            }));
+        }
+        Built { steps, partials }
+    }
+
+    /// The device path's loss: `triplet_loss` over `windows` bindings of partials, each
+    /// given as (binding, first row, rows).
+    fn device_loss(
+        &self,
+        plan: &Plan,
+        windows: u64,
+        dev: &Bound,
+        partials: impl Fn(u64) -> (Bound, u64, u64),
+    ) -> Vec<Step> {
+        let reduction = self.reduction().kernel_code();
+        (0..windows)
+            .map(|w| {
+                let (bound, start, rows) = partials(w);
+                let p = TripletParams {
+                    rows: plan.rows as u32,
+                    row_start: start as u32,
+                    window_rows: rows as u32,
+                    accumulate: u32::from(w > 0),
+                    reduction,
+                    last: u32::from(w + 1 == windows),
+                    ..Default::default()
+                };
+                Step::new(&k::LOSS, p, 1)
+                    .bind(k::PARTIALS, bound)
+                    .bind(k::DEV, dev.clone())
+            })
+            .collect()
+    }
+
+    /// Mined triplets, chunk by chunk of 64 anchors (see shaders/triplet.wgsl).
+    fn mined(&self, b: &mut Build<'_, '_>, mining: Mining) -> Result<Built> {
+        let plan = *b.plan;
+        let rows = plan.rows;
+        let reduction = self.reduction();
+        // dL/dterm: from the host's labels, or counted on the device (`triplet_finalize`).
+        let scale = match b.path {
+            Path::Host(ids) => Some(reduction.term_scale(mined_terms(ids.unwrap_or(&[]), mining))),
+            Path::Device => None,
+        };
+        let limits = b.rec.limits().clone();
+        let binding = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        let capacity = b.rec.capacity();
+        // The chunk buffers are bound whole: their row stride is the capacity when that fits
+        // one binding (the same bindings for every batch size), else the batch itself.
+        let stride = if capacity * CHUNK_ROW_BYTES <= binding {
+            capacity
+        } else {
+            rows.div_ceil(64) * 64
+        };
+        if stride * CHUNK_ROW_BYTES > binding {
+            return Err(Error::LimitExceeded {
+                what: "mined triplets: one chunk's distances to the batch (64 × rows × 4 \
+                       bytes, one storage binding)"
+                    .into(),
+                needed: u128::from(stride * CHUNK_ROW_BYTES),
+                limit: u128::from(binding),
+                hint: crate::error::SMALLER_BATCH,
+            });
+        }
+        let groups = CHUNK * plan.dim4.div_ceil(64);
+        if groups > u64::from(limits.max_compute_workgroups_per_dimension) {
+            return Err(Error::LimitExceeded {
+                what: "mined triplets: workgroups per dispatch (64 anchors × dim/256)".into(),
+                needed: u128::from(groups),
+                limit: u128::from(limits.max_compute_workgroups_per_dimension),
+                hint: crate::error::SMALLER_DIM,
+            });
+        }
+        let classes = b.classes()?.first_rows(stride);
+        let partials_rows = b.rec.rows("partials", PARTIAL, false);
+        let partials = partials_rows.first_rows(stride);
+        let scales = b.rec.small("scales", 48);
+        if let Some(scale) = scale {
+            b.rec
+                .write(&scales, bytemuck::cast_slice(&[scale, 0.0, 0.0, 0.0]));
+        }
+        let mut chunk_buf =
+            |role: &'static str| b.rec.rows(role, CHUNK_ROW_BYTES, false).first_rows(stride);
+        let dist = chunk_buf("chunk_distances");
+        let weights = chunk_buf("chunk_weights");
+        let chosen = (mining == Mining::Semihard).then(|| chunk_buf("chunk_choices"));
+        let nonzero = chunk_buf("chunk_nonzero");
+        let x = b.sides[0].rows();
+        let grad = b.sides[0].grad.as_ref();
+
+        let params = |chunk: u64, col_w: u64, accumulate: bool| {
+            let start = chunk * CHUNK;
+            let row_w = start / plan.window_rows;
+            let p = TripletParams {
+                row_start: plan.start(row_w) as u32,
+                col_start: plan.start(col_w) as u32,
+                window_rows: plan.window_rows as u32,
+                chunk_local: (start - plan.start(row_w)) as u32,
+                stride: stride as u32,
+                accumulate: u32::from(accumulate),
+                reduction: reduction.kernel_code(),
+                ..self.params(&plan)
+            };
+            (row_w, p)
+        };
+        let mine = match mining {
+            Mining::All => &k::MINE_ALL,
+            Mining::Hard => &k::MINE_HARD,
+            Mining::Semihard => &k::MINE_SEMIHARD,
+        };
+        let forward = |c: u64, steps: &mut Vec<Step>| {
+            for w in 0..plan.windows {
+                let (r, p) = params(c, w, false);
+                steps.push(
+                    Step::new(&k::DISTANCES, p, plan.tiles(w))
+                        .bind(k::ROWS, x.win(r))
+                        .bind(k::COLS, x.win(w))
+                        .bind(k::DIST, dist.clone()),
+                );
+            }
+            let mut s = Step::new(mine, params(c, 0, false).1, (rows - c * CHUNK).min(CHUNK))
+                .bind(k::CLASSES, classes.clone())
+                .bind(k::PARTIALS, partials.clone())
+                .bind(k::SCALES, scales.clone())
+                .bind(k::DIST, dist.clone())
+                .bind(k::WEIGHTS, weights.clone())
+                .bind(k::NONZERO, nonzero.clone());
+            if let Some(chosen) = &chosen {
+                s = s.bind(k::CHOSEN, chosen.clone());
+            }
+            steps.push(s);
+        };
+        let backward = |c: u64, g: &RowBuf, steps: &mut Vec<Step>| {
+            for w in 0..plan.windows {
+                let (r, p) = params(c, w, c > 0);
+                steps.push(
+                    Step::new(&k::GRAD_COLS, p, plan.row_groups(w))
+                        .bind(k::ROWS, x.win(r))
+                        .bind(k::COLS, x.win(w))
+                        .bind(k::WEIGHTS, weights.clone())
+                        .bind(k::GRAD, g.win(w)),
+                );
+            }
+            for w in 0..plan.windows {
+                let (r, p) = params(c, w, true);
+                steps.push(
+                    Step::new(&k::GRAD_ROWS, p, groups)
+                        .bind(k::ROWS, x.win(r))
+                        .bind(k::COLS, x.win(w))
+                        .bind(k::PARTIALS, partials.clone())
+                        .bind(k::WEIGHTS, weights.clone())
+                        .bind(k::GRAD, g.win(r))
+                        .bind(k::NONZERO, nonzero.clone()),
+                );
+            }
+        };
+        let chunks = rows.div_ceil(CHUNK);
+        let mut steps = Vec::new();
+        if b.want && (scale.is_none() || reduction == Reduction::MeanNonzero) {
+            // dL/dterm = 1/active (or, counted on the device, 1/terms) needs every chunk's
+            // counts first.
+            for c in 0..chunks {
+                forward(c, &mut steps);
+            }
+            steps.push(
+                Step::new(&k::FINALIZE, params(0, 0, false).1, 1)
+                    .bind(k::PARTIALS, partials.clone())
+                    .bind(k::SCALES, scales.clone()),
+            );
+        }
+        for c in 0..chunks {
+            forward(c, &mut steps);
+            if let Some(g) = grad {
+                backward(c, g, &mut steps);
+            }
+        }
+        if matches!(b.path, Path::Device) {
+            // Mined partials are bound whole: every anchor at once.
+            steps.extend(self.device_loss(&plan, 1, b.loss, |_| (partials.clone(), 0, rows)));
+        }
+        Ok(Built {
+            steps,
+            partials: partials_rows,
+        })
+    }
+}

@@ -1,0 +1,256 @@
+//! What every family shares: the distance, hinge and reduction options, whether gradients
+//! are computed, and the output of a call.
+
+use crate::error::{Error, Result};
+use crate::input::MAX_ABS_VALUE;
+
+/// Distance between two rows u, v.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Distance {
+    /// ‖u − v‖₂.
+    #[default]
+    Euclidean,
+    /// ‖u − v‖₂².
+    SquaredEuclidean,
+    /// 1 − u·v / (max(‖u‖, 1e-12)·max(‖v‖, 1e-12)).
+    Cosine,
+}
+
+impl Distance {
+    /// The name the CLI uses: "euclidean", "squared-euclidean", "cosine".
+    pub fn name(self) -> &'static str {
+        match self {
+            Distance::Euclidean => "euclidean",
+            Distance::SquaredEuclidean => "squared-euclidean",
+            Distance::Cosine => "cosine",
+        }
+    }
+
+    /// The kernels' distance kind (shaders/common/distance.wgsl): 0 euclidean, 1 squared
+    /// euclidean, 2 one-minus-dot (cosine runs as one-minus-dot on normalised rows).
+    pub(crate) fn kernel_kind(self) -> u32 {
+        match self {
+            Distance::Euclidean => 0,
+            Distance::SquaredEuclidean => 1,
+            Distance::Cosine => 2,
+        }
+    }
+
+    /// Row normalisations before the distance kernels: one for `normalize`, one for cosine.
+    pub(crate) fn normalize_stages(self, normalize: bool) -> usize {
+        usize::from(normalize) + usize::from(self == Distance::Cosine)
+    }
+}
+
+/// Shape of a margin hinge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Hinge {
+    /// relu(x)².
+    #[default]
+    Squared,
+    /// relu(x).
+    Linear,
+}
+
+impl Hinge {
+    /// The name the CLI uses: "squared", "linear".
+    pub fn name(self) -> &'static str {
+        match self {
+            Hinge::Squared => "squared",
+            Hinge::Linear => "linear",
+        }
+    }
+
+    /// The kernels' hinge kind (shaders/common/hinge.wgsl): 0 squared, 1 linear.
+    pub(crate) fn kernel_kind(self) -> u32 {
+        match self {
+            Hinge::Squared => 0,
+            Hinge::Linear => 1,
+        }
+    }
+}
+
+/// How terms are combined into the loss (each family lists the reductions it accepts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reduction {
+    /// Sum of all terms / number of terms (0 when there are none).
+    #[default]
+    Mean,
+    /// Sum of all terms.
+    Sum,
+    /// Contrastive: mean of the non-zero similar terms + mean of the non-zero dissimilar
+    /// terms, each part 0 when it has no non-zero term; triplet: mean of the non-zero terms,
+    /// 0 if none (pytorch-metric-learning's `AvgNonZeroReducer`).
+    MeanNonzero,
+}
+
+impl Reduction {
+    /// The name the CLI uses: "mean", "sum", "mean-nonzero".
+    pub fn name(self) -> &'static str {
+        match self {
+            Reduction::Mean => "mean",
+            Reduction::Sum => "sum",
+            Reduction::MeanNonzero => "mean-nonzero",
+        }
+    }
+
+    /// The kernels' code: 0 mean, 1 sum, 2 mean-nonzero.
+    pub(crate) fn kernel_code(self) -> u32 {
+        match self {
+            Reduction::Mean => 0,
+            Reduction::Sum => 1,
+            Reduction::MeanNonzero => 2,
+        }
+    }
+
+    /// dL/dterm when the host knows the number of terms: 1 for a sum, else 1/terms (0 for
+    /// none). Mean-nonzero's divisor is counted on the device.
+    pub(crate) fn term_scale(self, terms: u64) -> f32 {
+        match self {
+            Reduction::Sum => 1.0,
+            _ if terms == 0 => 0.0,
+            _ => (1.0 / terms as f64) as f32,
+        }
+    }
+}
+
+/// Whether a call also computes gradients.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grads {
+    /// Loss and counts only: the backward kernels are not run.
+    Skip,
+    /// Loss, counts and the gradient of every differentiable input.
+    Compute,
+}
+
+/// What every family's counts answer, so that code can switch losses without matching on
+/// the family.
+pub trait Counts: Copy + std::fmt::Debug + PartialEq {
+    /// The terms the loss is made of: pairs (contrastive), triplets, anchors or positive
+    /// pairs (triplet, by mode), positive pairs, anchors or matched rows (softmax).
+    fn terms(&self) -> u64;
+    /// The terms whose hinge is active (argument > 0); `None` for the softmax losses, whose
+    /// terms all have a gradient.
+    fn active(&self) -> Option<u64>;
+}
+
+/// A gradient, row-major with the shape of the input it belongs to.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Gradient {
+    values: Vec<f32>,
+    dim: usize,
+}
+
+impl Gradient {
+    /// Row-major `values` of `dim` values a row.
+    pub fn new(values: Vec<f32>, dim: usize) -> Self {
+        Self { values, dim }
+    }
+
+    /// The values, row-major.
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+
+    /// The values, row-major, as an owned vector.
+    pub fn into_values(self) -> Vec<f32> {
+        self.values
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.values.len().checked_div(self.dim).unwrap_or(0)
+    }
+
+    /// Values per row.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Row `i`, or `None` past the last row.
+    pub fn row(&self, i: usize) -> Option<&[f32]> {
+        let start = i.checked_mul(self.dim)?;
+        self.values.get(start..start.checked_add(self.dim)?)
+    }
+}
+
+impl std::ops::Deref for Gradient {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.values
+    }
+}
+
+impl std::ops::DerefMut for Gradient {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.values
+    }
+}
+
+impl<'a> IntoIterator for &'a Gradient {
+    type Item = &'a f32;
+    type IntoIter = std::slice::Iter<'a, f32>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.values.iter()
+    }
+}
+
+impl PartialEq<Vec<f32>> for Gradient {
+    fn eq(&self, other: &Vec<f32>) -> bool {
+        &self.values == other
+    }
+}
+
+/// The result of one loss call, on the GPU or the CPU reference.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossOutput<C> {
+    /// The loss value. GPU: per-row partial sums (f32, Kahan-compensated) added on the host
+    /// in f64; CPU reference: f64 throughout.
+    pub loss: f64,
+    /// The family's counts.
+    pub counts: C,
+    /// One gradient per differentiable input, in argument order (pairs: A then B; explicit
+    /// triplets: A, P, N; batch: X). Empty with [`Grads::Skip`].
+    pub grads: Vec<Gradient>,
+    /// dL/dτ of the softmax-contrastive losses ([`crate::Softmax`]) with
+    /// [`Grads::Compute`]; `None` for the other families and with [`Grads::Skip`].
+    pub grad_temperature: Option<f64>,
+}
+
+impl<C: Counts> LossOutput<C> {
+    /// The number of terms (see [`Counts::terms`]).
+    pub fn terms(&self) -> u64 {
+        self.counts.terms()
+    }
+
+    /// The number of active terms (see [`Counts::active`]).
+    pub fn active_terms(&self) -> Option<u64> {
+        self.counts.active()
+    }
+}
+
+/// A margin's value: finite, ≥ 0 and at most 1e15.
+pub(crate) fn check_margin(name: &'static str, v: f32) -> Result<f32> {
+    if v.is_finite() && v >= 0.0 && f64::from(v) <= MAX_ABS_VALUE {
+        Ok(v)
+    } else {
+        Err(Error::InvalidOption {
+            name,
+            value: f64::from(v),
+            rule: "must be finite, >= 0 and <= 1e15",
+        })
+    }
+}
+
+/// Checks that `got` rows match `expected` rows.
+pub(crate) fn same_rows(what: &'static str, expected: usize, got: usize) -> Result<()> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(Error::ShapeMismatch {
+            what,
+            expected,
+            got,
+        })
+    }
+}
