@@ -38,7 +38,7 @@ fn main() -> Result<(), metric_loss::Error> {
                 .collect::<Vec<_>>(),
         );
         let x = Embeddings::new(&data, b, d)?;
-        let loss = Contrastive::default().margin(1.5).unwrap();
+        let loss = Contrastive::default().margin(1.5)?;
         let warm = loss.batch(&gpu, &x, &labels, Grads::Compute)?;
         let mut times = Vec::new();
         for _ in 0..5 {

@@ -156,7 +156,8 @@ impl Verdict {
         if !self.counts_equal {
             out.push("counts differ".to_string());
         }
-        let all = std::iter::once(("loss", &self.loss)).chain(self.grads.iter().map(|g| ("grad", g)));
+        let all =
+            std::iter::once(("loss", &self.loss)).chain(self.grads.iter().map(|g| ("grad", g)));
         for (what, c) in all {
             if let (false, Some((i, g, r, b))) = (c.pass, c.worst) {
                 out.push(format!(

@@ -22,12 +22,14 @@ fn reruns_and_separate_gpus_agree_bitwise() {
             .distance(Distance::Cosine)
             .normalize(true)
             .reduction(Reduction::MeanNonzero)
-            .margin(1.1).unwrap(),
+            .margin(1.1)
+            .unwrap(),
         Contrastive::default()
             .distance(Distance::SquaredEuclidean)
             .hinge(Hinge::Linear)
             .reduction(Reduction::Sum)
-            .margin(12.0).unwrap(),
+            .margin(12.0)
+            .unwrap(),
     ];
     for cfg in configs {
         let runs = [first, first, &second]

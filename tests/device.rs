@@ -4,8 +4,8 @@
 
 mod common;
 
-use metric_loss::testing::{self as check, Rng};
 use metric_loss::device::{DeviceGrad, DeviceLabels, DeviceRows, Target};
+use metric_loss::testing::{self as check, Rng};
 use metric_loss::{
     wgpu, Contrastive, Distance, Embeddings, Error, Gpu, Gradient, Grads, Labels, Reduction,
 };
@@ -79,7 +79,9 @@ fn device_run(
     let xs = strided(&c.x, c.dim, c.dim + 3, 5, 7.0);
     let xb = gpu.storage_buffer("caller", bytemuck::cast_slice(&xs));
     let lb = gpu.storage_buffer("caller", &c.ids());
-    let gb = gpu.storage_buffer("caller", bytemuck::cast_slice(&vec![prefill; 2 + c.rows * (c.dim + 1)]),
+    let gb = gpu.storage_buffer(
+        "caller",
+        bytemuck::cast_slice(&vec![prefill; 2 + c.rows * (c.dim + 1)]),
     );
     let x = DeviceRows {
         buffer: &xb,
@@ -112,10 +114,7 @@ fn device_run(
         cfg.batch_device(gpu, x, DeviceLabels::new(&lb), Some(g), Target::Submit)
             .unwrap()
     };
-    (
-        loss.read(gpu).unwrap(),
-        gpu.read_f32(&gb).unwrap(),
-    )
+    (loss.read(gpu).unwrap(), gpu.read_f32(&gb).unwrap())
 }
 
 /// The row values of a caller gradient buffer (value 2 on, stride dim + 1).
@@ -157,7 +156,8 @@ fn matches_the_host_path_with_offsets_and_strides() {
             normalize,
             ..Default::default()
         }
-        .margin(2.0).unwrap();
+        .margin(2.0)
+        .unwrap();
         for encoder in [false, true] {
             let (loss, buf) =
                 device_run(&gpu, &device, &queue, &cfg, &c, (1.0, false, 9.0), encoder);
@@ -307,7 +307,10 @@ fn a_loop_over_the_same_buffers_allocates_nothing_after_its_first_step() {
     let c = Case::new(6, 96, 12);
     let xb = gpu.storage_buffer("caller", bytemuck::cast_slice(&c.x));
     let lb = gpu.storage_buffer("caller", &c.ids());
-    let gb = gpu.storage_buffer("caller", bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]));
+    let gb = gpu.storage_buffer(
+        "caller",
+        bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]),
+    );
     let mut after_first = None;
     for step in 0..20 {
         let mut enc = device.create_command_encoder(&Default::default());
@@ -362,8 +365,14 @@ fn softmax_losses_match_the_host_path() {
     let rows_y = DeviceRows::new(&yb, c.rows, c.dim);
     for loss in [SoftmaxLoss::NtXent, SoftmaxLoss::SupCon, SoftmaxLoss::Clip] {
         let cfg = Softmax::new(loss);
-        let ga = gpu.storage_buffer("caller", bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]));
-        let gb = gpu.storage_buffer("caller", bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]));
+        let ga = gpu.storage_buffer(
+            "caller",
+            bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]),
+        );
+        let gb = gpu.storage_buffer(
+            "caller",
+            bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]),
+        );
         let mut enc = device.create_command_encoder(&Default::default());
         let (dev, host) = if loss == SoftmaxLoss::Clip {
             let grads = [DeviceGrad::new(&ga, c.dim), DeviceGrad::new(&gb, c.dim)];
@@ -424,7 +433,10 @@ fn two_calls_in_one_encoder_keep_their_own_parameters() {
             (
                 gpu.storage_buffer("caller", bytemuck::cast_slice(&c.x)),
                 gpu.storage_buffer("caller", &c.ids()),
-                gpu.storage_buffer("caller", bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim])),
+                gpu.storage_buffer(
+                    "caller",
+                    bytemuck::cast_slice(&vec![0.0f32; c.rows * c.dim]),
+                ),
             )
         })
         .collect();
@@ -475,7 +487,9 @@ fn triplet_losses_match_the_host_path() {
     let bufs: Vec<wgpu::Buffer> = [&xa, &xp, &xn]
         .iter()
         .map(|v| {
-            gpu.storage_buffer("caller", bytemuck::cast_slice(&strided(v, dim, dim + 1, 1, 0.0)),
+            gpu.storage_buffer(
+                "caller",
+                bytemuck::cast_slice(&strided(v, dim, dim + 1, 1, 0.0)),
             )
         })
         .collect();
@@ -517,12 +531,20 @@ fn triplet_losses_match_the_host_path() {
     ] {
         let g = gpu.storage_buffer("caller", bytemuck::cast_slice(&vec![0.0f32; rows * dim]));
         let loss = t
-            .mining(mining).batch_device(&gpu, rows_of_buf(&bufs[0], rows, dim), DeviceLabels::new(&lb), Some(DeviceGrad::new(&g, dim)), Target::Submit)
+            .mining(mining)
+            .batch_device(
+                &gpu,
+                rows_of_buf(&bufs[0], rows, dim),
+                DeviceLabels::new(&lb),
+                Some(DeviceGrad::new(&g, dim)),
+                Target::Submit,
+            )
             .unwrap()
             .read(&gpu)
             .unwrap();
         let host = t
-            .mining(mining).batch(&gpu, &e(&xa, dim), &Labels::new(&labels), Grads::Compute)
+            .mining(mining)
+            .batch(&gpu, &e(&xa, dim), &Labels::new(&labels), Grads::Compute)
             .unwrap();
         check(
             &format!("{mining:?}"),
@@ -562,10 +584,7 @@ fn triplet_losses_match_the_host_path() {
             Grads::Compute,
         )
         .unwrap();
-    let grads: Vec<Vec<f32>> = gs
-        .iter()
-        .map(|g| gpu.read_f32(g).unwrap())
-        .collect();
+    let grads: Vec<Vec<f32>> = gs.iter().map(|g| gpu.read_f32(g).unwrap()).collect();
     check("explicit", &host, loss, &grads);
     assert_eq!(gpu.uncaptured_errors(), 0);
 }
@@ -583,7 +602,9 @@ fn a_loss_read_after_a_later_call_is_stale_not_wrong() {
         cfg.batch_device(&gpu, x, DeviceLabels::new(&lb), None, Target::Submit)
             .unwrap()
     };
-    let alone = run(Contrastive::default().margin(3.0).unwrap()).read(&gpu).unwrap();
+    let alone = run(Contrastive::default().margin(3.0).unwrap())
+        .read(&gpu)
+        .unwrap();
     let first = run(Contrastive::default());
     let second = run(Contrastive::default().margin(3.0).unwrap());
     // The workspace's loss buffer now holds the second call's loss.

@@ -80,7 +80,9 @@ fn invalid_options() {
     for err in [
         Contrastive::default().margin(-0.5).unwrap_err(),
         Contrastive::default().margin(f32::NAN).unwrap_err(),
-        Contrastive::default().pos_margin(f32::INFINITY).unwrap_err(),
+        Contrastive::default()
+            .pos_margin(f32::INFINITY)
+            .unwrap_err(),
         Contrastive::default().pos_margin(-1.0).unwrap_err(),
     ] {
         assert!(matches!(err, Error::InvalidOption { .. }), "{err:?}");

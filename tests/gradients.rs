@@ -1,8 +1,8 @@
 //! The CPU reference's gradients against central finite differences in f64, for every
 //! option, at points whose terms sit well away from the hinge's kinks.
 
-use metric_loss::testing::{self as check, clear_margin, median, Rng};
 use metric_loss::testing::contrastive_reference::{batch_f64, pairs_f64};
+use metric_loss::testing::{self as check, clear_margin, median, Rng};
 use metric_loss::{Contrastive, Counts, Embeddings, Grads, Reduction};
 
 const H: f64 = 1e-6;
@@ -91,7 +91,8 @@ fn gradient_below_the_norm_floor() {
     // A row with norm below 1e-12 is divided by the constant 1e-12: d(x/eps)/dx = I/eps.
     let cfg = Contrastive::default()
         .normalize(true)
-        .margin(1.5).unwrap()
+        .margin(1.5)
+        .unwrap()
         .reduction(Reduction::Sum);
     let a = [1e-14, 0.0];
     let b = [0.0, 1.0];

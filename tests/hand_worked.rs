@@ -130,7 +130,8 @@ fn cosine_pair() {
     let b = Embeddings::named("b", &[0.0, 2.0], 1, 2).unwrap();
     let cfg = Contrastive::default()
         .distance(Distance::Cosine)
-        .pos_margin(0.5).unwrap()
+        .pos_margin(0.5)
+        .unwrap()
         .reduction(Reduction::Sum);
     let mut outs = vec![cfg.pairs_cpu(&a, &b, &[true], Grads::Compute).unwrap()];
     if let Some(gpu) = common::gpu() {

@@ -130,7 +130,8 @@ fn contrastive_inputs_at_the_limit_stay_finite_on_the_gpu() {
                         .distance(distance)
                         .hinge(hinge)
                         .normalize(normalize)
-                        .margin(margin).unwrap()
+                        .margin(margin)
+                        .unwrap()
                         .reduction(Reduction::Sum);
                     let check =
                         |x: &Embeddings<'_>| cfg.batch_cpu(x, &labels, Grads::Skip).map(|_| ());
@@ -158,7 +159,8 @@ fn contrastive_inputs_at_the_limit_stay_finite_on_the_gpu() {
                     if f64::from(over[7].abs()) <= 1e15 {
                         let x = Embeddings::named("x", &over, rows, dim).unwrap();
                         match cfg.batch(gpu, &x, &labels, Grads::Compute) {
-                            Err(Error::TooLargeForLoss { row, column, .. }) if row * dim + column == 7 => {}
+                            Err(Error::TooLargeForLoss { row, column, .. })
+                                if row * dim + column == 7 => {}
                             other => panic!("{what}: {other:?}"),
                         }
                     }
@@ -177,12 +179,18 @@ fn triplet_inputs_at_the_limit_stay_finite_on_the_gpu() {
     for distance in [Distance::Euclidean, Distance::SquaredEuclidean] {
         for mining in [Mining::All, Mining::Hard, Mining::Semihard] {
             let cfg = Triplet::default().distance(distance).margin(1e15).unwrap();
-            let check =
-                |x: &Embeddings<'_>| cfg.mining(mining).batch_cpu(x, &labels, Grads::Skip).map(|_| ());
+            let check = |x: &Embeddings<'_>| {
+                cfg.mining(mining)
+                    .batch_cpu(x, &labels, Grads::Skip)
+                    .map(|_| ())
+            };
             let limit = limit_of(check, rows, dim);
             let v = extreme(rows, dim, limit);
             let x = Embeddings::named("x", &v, rows, dim).unwrap();
-            let out = cfg.mining(mining).batch(gpu, &x, &labels, Grads::Compute).unwrap();
+            let out = cfg
+                .mining(mining)
+                .batch(gpu, &x, &labels, Grads::Compute)
+                .unwrap();
             assert_finite(
                 &format!("{cfg:?} {mining:?} at {limit:e}"),
                 out.loss,

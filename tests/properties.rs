@@ -329,7 +329,11 @@ fn contrastive_pairs(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
             Target::Submit,
         )
         .unwrap();
-    pass(&compare("device", &device_output(gpu, dl, &[ga, gb], &r), &r))?;
+    pass(&compare(
+        "device",
+        &device_output(gpu, dl, &[ga, gb], &r),
+        &r,
+    ))?;
 
     if translation_invariant(cfg.distance, cfg.normalize) {
         sums_to_zero(&g.grads, c.dim, 1, 1)?;
@@ -421,23 +425,39 @@ fn triplet_mined(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
         let n = format!("mined {name} {cfg:?} {mining:?} {c:?}");
         tr::batch_verdict(n, &cfg, g, r, &x)
     };
-    let g = cfg.mining(mining).batch(gpu, &x, &l, Grads::Compute).unwrap();
-    let r = cfg.mining(mining).batch_cpu(&x, &l, Grads::Compute).unwrap();
+    let g = cfg
+        .mining(mining)
+        .batch(gpu, &x, &l, Grads::Compute)
+        .unwrap();
+    let r = cfg
+        .mining(mining)
+        .batch_cpu(&x, &l, Grads::Compute)
+        .unwrap();
     pass(&compare("gpu", &g, &r))?;
-    let again = cfg.mining(mining).batch(gpu, &x, &l, Grads::Compute).unwrap();
+    let again = cfg
+        .mining(mining)
+        .batch(gpu, &x, &l, Grads::Compute)
+        .unwrap();
     prop_assert_eq!(bits(&g), bits(&again));
 
     let p = c.permutation();
     let (pd, pl) = (permute(&data, c.dim, &p), permute(&labels, 1, &p));
     let px = Embeddings::named("x", &pd, c.rows, c.dim).unwrap();
     let pl = Labels::new(&pl);
-    let gp = cfg.mining(mining).batch(gpu, &px, &pl, Grads::Compute).unwrap();
+    let gp = cfg
+        .mining(mining)
+        .batch(gpu, &px, &pl, Grads::Compute)
+        .unwrap();
     pass(&compare("permuted", &unpermute(&gp, c.dim, &p), &r))?;
-    let rp = cfg.mining(mining).batch_cpu(&px, &pl, Grads::Compute).unwrap();
+    let rp = cfg
+        .mining(mining)
+        .batch_cpu(&px, &pl, Grads::Compute)
+        .unwrap();
     close(&unpermute(&rp, c.dim, &p), &r)?;
 
     let dev = batch_on_device(gpu, c, &data, &l, &r, |x, l, g| {
-        cfg.mining(mining).batch_device(gpu, x, l, Some(g), Target::Submit)
+        cfg.mining(mining)
+            .batch_device(gpu, x, l, Some(g), Target::Submit)
     });
     pass(&compare("device", &dev, &r))?;
 
@@ -473,7 +493,9 @@ const SOFTMAX: [SoftmaxLoss; 2] = [SoftmaxLoss::NtXent, SoftmaxLoss::SupCon];
 
 fn softmax_batch(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
     let loss = SOFTMAX[c.option % 2];
-    let cfg = Softmax::new(loss).temperature(sm::TEMPERATURES[c.option / 2]).unwrap();
+    let cfg = Softmax::new(loss)
+        .temperature(sm::TEMPERATURES[c.option / 2])
+        .unwrap();
     let (data, labels) = (c.values(1), c.labels());
     let x = Embeddings::named("x", &data, c.rows, c.dim).unwrap();
     let l = Labels::new(&labels);
@@ -514,7 +536,9 @@ fn softmax_batch(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
 }
 
 fn clip(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
-    let cfg = Softmax::clip().temperature(sm::TEMPERATURES[c.option]).unwrap();
+    let cfg = Softmax::clip()
+        .temperature(sm::TEMPERATURES[c.option])
+        .unwrap();
     let (da, db) = (c.values(1), c.values(2));
     let a = Embeddings::named("a", &da, c.rows, c.dim).unwrap();
     let b = Embeddings::named("b", &db, c.rows, c.dim).unwrap();

@@ -74,7 +74,12 @@ fn ntxent_by_hand() {
     // τ = 1: each positive pair has z = 1 against two negatives with z = 0:
     // ℓ = −1 + log(e + 2) for all 4 ordered pairs.
     let e = std::f64::consts::E;
-    for out in batch_both(Softmax::ntxent().temperature(1.0).unwrap(), &VIEWS, 4, &VIEW_LABELS) {
+    for out in batch_both(
+        Softmax::ntxent().temperature(1.0).unwrap(),
+        &VIEWS,
+        4,
+        &VIEW_LABELS,
+    ) {
         close("loss", out.loss, (e + 2.0).ln() - 1.0);
         assert_eq!(out.counts.terms, 4);
         // Row 0: L = log 2 over its negatives, σ(L − z_02) = 2/(e + 2). dL/dz_02 = dL/dz_20
@@ -93,14 +98,24 @@ fn ntxent_by_hand() {
 fn supcon_by_hand() {
     // Anchor 0 against k ≠ 0: z = (0, 1, 0), its positive z = 1: ℓ = log(e + 2) − 1.
     let e = std::f64::consts::E;
-    for out in batch_both(Softmax::supcon().temperature(1.0).unwrap(), &VIEWS, 4, &VIEW_LABELS) {
+    for out in batch_both(
+        Softmax::supcon().temperature(1.0).unwrap(),
+        &VIEWS,
+        4,
+        &VIEW_LABELS,
+    ) {
         close("loss", out.loss, (e + 2.0).ln() - 1.0);
         assert_eq!(out.counts.terms, 4);
         close("dL/dtau", out.grad_temperature.unwrap(), 2.0 / (e + 2.0));
     }
     // One class of three identical rows: ℓ_a = log(2e) − 1 = log 2 for every anchor.
     let same = [1.0f32, 2.0, 1.0, 2.0, 1.0, 2.0];
-    for out in batch_both(Softmax::supcon().temperature(1.0).unwrap(), &same, 3, &[5, 5, 5]) {
+    for out in batch_both(
+        Softmax::supcon().temperature(1.0).unwrap(),
+        &same,
+        3,
+        &[5, 5, 5],
+    ) {
         close("one class", out.loss, 2f64.ln());
         assert_eq!(out.counts.terms, 3);
         assert!(out.grads[0].iter().all(|v| v.abs() < 1e-6));
@@ -180,7 +195,8 @@ fn temperatures_outside_the_domain_are_errors() {
         }
     }
     assert!(Softmax::supcon()
-        .temperature(1e-4).unwrap()
+        .temperature(1e-4)
+        .unwrap()
         .batch_cpu(&x, &l, Grads::Skip)
         .is_ok());
     let err = Softmax::clip().batch_cpu(&x, &l, Grads::Skip).unwrap_err();
@@ -220,7 +236,8 @@ fn small_temperatures_and_extreme_rows_stay_finite() {
             assert!(out.grads[0].iter().all(|v| v.is_finite()), "{loss:?} {t}");
         }
         let out = Softmax::clip()
-            .temperature(t).unwrap()
+            .temperature(t)
+            .unwrap()
             .pairs(gpu, &x, &x, Grads::Compute)
             .unwrap();
         assert!(out.loss.is_finite() && out.grad_temperature.unwrap().is_finite());
@@ -293,14 +310,8 @@ fn a_wrong_temperature_fails_the_tolerance_rule() {
             Grads::Compute,
         );
         let r = r.narrow(dim);
-        let report = metric_loss::testing::softmax::verdict(
-            "off".into(),
-            &cfg,
-            &g,
-            &r,
-            &[&x],
-            &[mass],
-        );
+        let report =
+            metric_loss::testing::softmax::verdict("off".into(), &cfg, &g, &r, &[&x], &[mass]);
         assert!(!report.loss.pass, "{loss:?}: loss error not caught");
         assert!(
             report.grads.iter().any(|c| !c.pass),

@@ -157,7 +157,10 @@ fn hard_ties_choose_the_lowest_index() {
     // a2: g2 −= 2, g1 += 1, g4 += 1; a3: g4 −= 1, g1 += 1; a4: g3 += 1, g2 −= 1.
     // g = (0, 5, −4, −1, 0); had a tie gone to the higher index, rows 1–4 would differ.
     let x = [0.0, 2.0, -2.0, 5.0, -5.0];
-    let cfg = Triplet::default().margin(4.0).unwrap().reduction(Reduction::Sum);
+    let cfg = Triplet::default()
+        .margin(4.0)
+        .unwrap()
+        .reduction(Reduction::Sum);
     for (dev, out) in mined_both(cfg, &x, &[0, 0, 0, 1, 1], Mining::Hard) {
         close_loss(dev, out.loss, 33.0);
         assert_eq!((out.counts.terms, out.counts.active), (5, 5), "{dev}");
@@ -239,7 +242,12 @@ fn singletons_and_anchors_without_positives() {
     let labels = [0i64, 1, 2, 0, 2, 2, 3];
     let data = [0.0f32, 1.5, 4.0, 7.5, 9.0, 12.5, 20.0];
     for (mining, terms) in [(Mining::Hard, 5), (Mining::Semihard, 8), (Mining::All, 34)] {
-        let runs = mined_both(Triplet::default().margin(0.75).unwrap(), &data, &labels, mining);
+        let runs = mined_both(
+            Triplet::default().margin(0.75).unwrap(),
+            &data,
+            &labels,
+            mining,
+        );
         for (dev, out) in &runs {
             assert_eq!(out.counts.terms, terms, "{dev} {mining:?}");
         }
@@ -279,8 +287,14 @@ fn cross_mined(gpu: &Gpu, cfg: &Triplet, mining: Mining, data: &[f32], labels: &
     let rows = labels.len();
     let x = Embeddings::named("x", data, rows, dim).unwrap();
     let l = Labels::new(labels);
-    let g = cfg.mining(mining).batch(gpu, &x, &l, Grads::Compute).unwrap();
-    let r = cfg.mining(mining).batch_cpu(&x, &l, Grads::Compute).unwrap();
+    let g = cfg
+        .mining(mining)
+        .batch(gpu, &x, &l, Grads::Compute)
+        .unwrap();
+    let r = cfg
+        .mining(mining)
+        .batch_cpu(&x, &l, Grads::Compute)
+        .unwrap();
     let name = format!("{mining:?} B={rows} D={dim} {cfg:?}");
     common::assert_report(&batch_verdict(name, &cfg.mining(mining), &g, &r, &x));
     assert_eq!(gpu.uncaptured_errors(), 0);
@@ -352,9 +366,16 @@ fn reruns_are_bitwise_identical() {
     let l = Labels::new(&labels);
     for mining in [Mining::All, Mining::Hard, Mining::Semihard] {
         let cfg = Triplet::default().normalize(true).margin(0.3).unwrap();
-        let first = triplet_bits(&cfg.mining(mining).batch(gpu, &x, &l, Grads::Compute).unwrap());
+        let first = triplet_bits(
+            &cfg.mining(mining)
+                .batch(gpu, &x, &l, Grads::Compute)
+                .unwrap(),
+        );
         for _ in 0..2 {
-            let again = cfg.mining(mining).batch(gpu, &x, &l, Grads::Compute).unwrap();
+            let again = cfg
+                .mining(mining)
+                .batch(gpu, &x, &l, Grads::Compute)
+                .unwrap();
             assert_eq!(triplet_bits(&again), first, "{mining:?}");
         }
     }
@@ -394,10 +415,17 @@ fn windows_match_reference_and_unsplit_run() {
     for mining in [Mining::All, Mining::Hard, Mining::Semihard] {
         let cfg = Triplet::default()
             .distance(Distance::SquaredEuclidean)
-            .margin(0.5).unwrap();
+            .margin(0.5)
+            .unwrap();
         cross_mined(&small, &cfg, mining, &data, &labels, dim);
-        let split = cfg.mining(mining).batch(&small, &x, &l, Grads::Compute).unwrap();
-        let whole = cfg.mining(mining).batch(full, &x, &l, Grads::Compute).unwrap();
+        let split = cfg
+            .mining(mining)
+            .batch(&small, &x, &l, Grads::Compute)
+            .unwrap();
+        let whole = cfg
+            .mining(mining)
+            .batch(full, &x, &l, Grads::Compute)
+            .unwrap();
         assert!(split.counts.active > 0);
         assert_eq!(triplet_bits(&split), triplet_bits(&whole), "{mining:?}");
     }
@@ -420,7 +448,8 @@ fn windows_match_reference_and_unsplit_run() {
     let x = Embeddings::named("x", &big, 1024, 4).unwrap();
     let l = Labels::new(&common::labels(4, 1024, 10));
     let err = Triplet::default()
-        .mining(Mining::Hard).batch(&small, &x, &l, Grads::Skip)
+        .mining(Mining::Hard)
+        .batch(&small, &x, &l, Grads::Skip)
         .unwrap_err();
     assert!(matches!(err, Error::LimitExceeded { .. }), "{err}");
 }
@@ -445,7 +474,8 @@ fn mining_needs_no_batch_by_batch_buffer() {
     for mining in [Mining::All, Mining::Hard, Mining::Semihard] {
         let cfg = Triplet::default()
             .distance(Distance::SquaredEuclidean)
-            .margin(0.5).unwrap();
+            .margin(0.5)
+            .unwrap();
         cross_mined(&gpu, &cfg, mining, &data, &labels, d);
     }
     assert!(gpu.workspace_bytes().1 < 4 * (b * b) as u64);
@@ -468,7 +498,8 @@ fn a_training_loop_allocates_nothing_after_its_first_step() {
         let l = Labels::new(&labels);
         for mining in [Mining::All, Mining::Hard, Mining::Semihard] {
             let out = Triplet::default()
-                .mining(mining).batch(&gpu, &x, &l, Grads::Compute)
+                .mining(mining)
+                .batch(&gpu, &x, &l, Grads::Compute)
                 .unwrap();
             assert!(out.loss.is_finite());
         }
@@ -502,7 +533,10 @@ fn options_that_do_not_apply_are_errors() {
         (Triplet::default().reduction(Reduction::Sum), Mining::All),
     ];
     for (cfg, mining) in conflicts {
-        let err = cfg.mining(mining).batch_cpu(&x, &l, Grads::Skip).unwrap_err();
+        let err = cfg
+            .mining(mining)
+            .batch_cpu(&x, &l, Grads::Skip)
+            .unwrap_err();
         assert!(
             matches!(err, Error::OptionConflict { .. }),
             "{cfg:?} {mining:?}: {err}"
@@ -528,7 +562,10 @@ fn options_that_do_not_apply_are_errors() {
     let short = Embeddings::named("p", &data[..6], 3, 2).unwrap();
     let err = Triplet::default().explicit_cpu(&x, &short, &x, Grads::Skip);
     assert!(matches!(err, Err(Error::ShapeMismatch { .. })));
-    let err = Triplet::default().mining(Mining::Hard).batch_cpu(&x, &Labels::new(&[0, 1]), Grads::Skip);
+    let err =
+        Triplet::default()
+            .mining(Mining::Hard)
+            .batch_cpu(&x, &Labels::new(&[0, 1]), Grads::Skip);
     assert!(matches!(err, Err(Error::ShapeMismatch { .. })));
 }
 
@@ -551,14 +588,12 @@ fn large_batch_matches_reference() {
     for mining in [Mining::Hard, Mining::Semihard, Mining::All] {
         let cfg = Triplet::default()
             .distance(Distance::SquaredEuclidean)
-            .margin(0.5).unwrap();
+            .margin(0.5)
+            .unwrap();
         let g = cfg.mining(mining).batch(gpu, &x, &l, Grads::Skip).unwrap();
         let r = cfg.mining(mining).batch_cpu(&x, &l, Grads::Skip).unwrap();
         assert_eq!(g.counts, r.counts, "{mining:?}");
-        assert_eq!(
-            g.counts.terms,
-            mined_terms(l.ids(), mining)
-        );
+        assert_eq!(g.counts.terms, mined_terms(l.ids(), mining));
         let name = format!("{mining:?} B={rows}");
         common::assert_report(&batch_verdict(name, &cfg.mining(mining), &g, &r, &x));
     }

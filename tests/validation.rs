@@ -164,7 +164,10 @@ fn embeddings_refuse_empty_zero_width_overflowing_and_out_of_domain_input() {
         Err(Error::ZeroDim { what: "x" })
     ));
     let overflow = Embeddings::named("x", &[0.0; 4], usize::MAX / 2 + 1, 2).unwrap_err();
-    assert!(matches!(overflow, Error::LimitExceeded { .. }), "{overflow}");
+    assert!(
+        matches!(overflow, Error::LimitExceeded { .. }),
+        "{overflow}"
+    );
     // The exact product, not a saturated 2⁶⁴ − 1.
     let msg = overflow.to_string();
     assert!(msg.contains("18446744073709551616"), "{msg}");
@@ -329,7 +332,13 @@ fn device_resident_calls_check_their_buffers_everywhere() {
             ),
             (
                 "triplet mined",
-                ok(Triplet::default().mining(Mining::Hard).batch_device(gpu, x, l, None, Target::Submit)),
+                ok(Triplet::default().mining(Mining::Hard).batch_device(
+                    gpu,
+                    x,
+                    l,
+                    None,
+                    Target::Submit,
+                )),
             ),
             (
                 "triplet explicit",

@@ -42,8 +42,12 @@ pub(crate) fn run(args: CheckArgs) -> Result<ExitCode, Failure> {
         ""
     );
     let mut reports = metric_loss::testing::run_grid(&gpu, batch, dim, seed)?;
-    reports.extend(metric_loss::testing::triplet::run_grid(&gpu, batch, dim, seed)?);
-    reports.extend(metric_loss::testing::softmax::run_grid(&gpu, batch, dim, seed)?);
+    reports.extend(metric_loss::testing::triplet::run_grid(
+        &gpu, batch, dim, seed,
+    )?);
+    reports.extend(metric_loss::testing::softmax::run_grid(
+        &gpu, batch, dim, seed,
+    )?);
     let mut failed = 0;
     for r in &reports {
         let verdict = if r.pass() { "PASS" } else { "FAIL" };

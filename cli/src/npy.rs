@@ -216,7 +216,9 @@ pub fn read(path: &Path) -> Result<NpyArray, NpyError> {
     }
     let header_len = header_len(&prefix[..start], version);
     let mut header = Vec::new();
-    (&mut file).take(header_len as u64).read_to_end(&mut header)?;
+    (&mut file)
+        .take(header_len as u64)
+        .read_to_end(&mut header)?;
     if header.len() < header_len {
         return Err(NpyError::BadHeader("header runs past the end of the file"));
     }
@@ -424,7 +426,6 @@ pub fn to_bytes_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
     }
     out
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -1111,7 +1111,15 @@ fn a_failed_write_to_stdout_is_an_error_not_a_pass() {
     if common::gpu().is_some() {
         runs.push(vec!["check", "--batch", "5", "--dim", "2"]);
         runs.push(vec![
-            "bench", "--loss", "contrastive", "--batch", "16", "--dim", "4", "--repeat", "1",
+            "bench",
+            "--loss",
+            "contrastive",
+            "--batch",
+            "16",
+            "--dim",
+            "4",
+            "--repeat",
+            "1",
         ]);
         runs.push(vec!["info"]);
     }
@@ -1153,11 +1161,23 @@ fn input_errors_are_found_before_any_device_is_opened() {
             "too large",
         ),
         (
-            vec!["bench", "--loss", b, "--batch", "64", "--dim", "4", "--margin", "2e15"],
+            vec![
+                "bench", "--loss", b, "--batch", "64", "--dim", "4", "--margin", "2e15",
+            ],
             "margin",
         ),
         (
-            vec!["bench", "--loss", "ntxent", "--batch", "64", "--dim", "4", "--temperature", "1e-6"],
+            vec![
+                "bench",
+                "--loss",
+                "ntxent",
+                "--batch",
+                "64",
+                "--dim",
+                "4",
+                "--temperature",
+                "1e-6",
+            ],
             "temperature",
         ),
         (
@@ -1174,7 +1194,10 @@ fn input_errors_are_found_before_any_device_is_opened() {
     }
     // Valid input with no adapter is a failure while running (exit 1).
     let x = d.f32s("x.npy", "(3, 2)", &[0.0; 6]);
-    let out = cli_env(&["eval", "--loss", b, "--embeddings", &x, "--labels", &l], &none);
+    let out = cli_env(
+        &["eval", "--loss", b, "--embeddings", &x, "--labels", &l],
+        &none,
+    );
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -1188,8 +1211,21 @@ fn outputs_are_checked_up_front_and_written_all_or_none() {
     let ga_s = ga.to_string_lossy().into_owned();
     let pairs = |grad_a: &str, grad_b: &str| -> Output {
         cli(&[
-            "eval", "--loss", "contrastive", "--a", &a, "--b", &b, "--y", &y, "--device", "cpu",
-            "--grad-a", grad_a, "--grad-b", grad_b,
+            "eval",
+            "--loss",
+            "contrastive",
+            "--a",
+            &a,
+            "--b",
+            &b,
+            "--y",
+            &y,
+            "--device",
+            "cpu",
+            "--grad-a",
+            grad_a,
+            "--grad-b",
+            grad_b,
         ])
     };
     let missing_dir = d.path("no/such/dir/gb.npy");
@@ -1217,7 +1253,11 @@ fn outputs_are_checked_up_front_and_written_all_or_none() {
     }
     let gb = d.path("gb.npy");
     let out = pairs(&ga_s, &gb.to_string_lossy());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(ga.exists() && gb.exists());
 }
 
@@ -1246,7 +1286,15 @@ fn a_stream_is_refused_at_its_magic_string() {
     let l = d.i64s("l.npy", &[0, 1, 0]);
     let start = std::time::Instant::now();
     assert_usage_error(
-        &["eval", "--loss", "contrastive", "--embeddings", "/dev/zero", "--labels", &l],
+        &[
+            "eval",
+            "--loss",
+            "contrastive",
+            "--embeddings",
+            "/dev/zero",
+            "--labels",
+            &l,
+        ],
         "not a .npy file",
     );
     assert!(start.elapsed().as_secs() < 10, "read the stream");

@@ -3,7 +3,9 @@
 //! training loop whose loss and gradient come from the GPU each step.
 
 use metric_loss::testing::Rng;
-use metric_loss::{BatchLoss, Contrastive, Embeddings, Gpu, Grads, Labels, Mining, Softmax, Triplet};
+use metric_loss::{
+    BatchLoss, Contrastive, Embeddings, Gpu, Grads, Labels, Mining, Softmax, Triplet,
+};
 
 /// Pixels per image (8×8) and the embedding size.
 pub const INPUT: usize = 64;
@@ -275,7 +277,9 @@ impl LossKind {
         let l = Labels::new(&ids);
         let x = Embeddings::new(emb, labels.len(), EMBED)?;
         match self {
-            LossKind::Contrastive => loss_and_grad(&Contrastive::default().margin(margin)?, gpu, &x, &l),
+            LossKind::Contrastive => {
+                loss_and_grad(&Contrastive::default().margin(margin)?, gpu, &x, &l)
+            }
             LossKind::Triplet => {
                 let loss = Triplet::default().margin(0.5)?.mining(Mining::Semihard);
                 loss_and_grad(&loss, gpu, &x, &l)

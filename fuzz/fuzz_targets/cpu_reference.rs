@@ -1,4 +1,4 @@
 //! Every loss's CPU reference on arbitrary values and options (body:
-//! metric_loss::check::fuzz).
+//! metric_loss::testing::fuzz).
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| metric_loss::check::fuzz::cpu_reference(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| metric_loss::testing::fuzz::cpu_reference(data));

@@ -1,3 +1,3 @@
-//! `.npy` parsing, conversion and input validation (body: metric_loss::check::fuzz).
+//! `.npy` parsing, conversion and input validation (body: metric_loss_cli::fuzz).
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| metric_loss::check::fuzz::npy_input(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| metric_loss_cli::fuzz::npy_input(data));

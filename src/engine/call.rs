@@ -9,9 +9,10 @@
 use bytemuck::Pod;
 
 use super::gpu::Gpu;
+use super::kernel::Bound;
 use super::kernel::Step;
 use super::plan::Plan;
-use super::recorder::{Bound, Recorder, RowBuf};
+use super::recorder::{Recorder, RowBuf};
 use super::resident::{self, DeviceClasses, DeviceLoss};
 use super::sides::{self, Side};
 use crate::error::{Error, Result};

@@ -1,15 +1,15 @@
 //! The device: adapter choice, limits, the pipeline cache, and the one way work reaches it
 //! (record → one compute pass → submit or the caller's encoder → read back).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::errors::classify;
 use super::kernel;
-use super::recorder::{Bound, Recorder};
-use super::workspace::{Allocations, Workspace};
+use super::kernel::Bound;
+use super::recorder::{self, Recorder, State};
+use super::workspace::Allocations;
 use crate::error::{Error, Result};
 use crate::input::Target;
 
@@ -46,8 +46,9 @@ fn env(name: &str) -> Option<String> {
 impl Default for GpuOptions {
     fn default() -> Self {
         Self {
-            backends: env("WGPU_BACKEND")
-                .map_or(wgpu::Backends::all(), |s| wgpu::Backends::from_comma_list(&s)),
+            backends: env("WGPU_BACKEND").map_or(wgpu::Backends::all(), |s| {
+                wgpu::Backends::from_comma_list(&s)
+            }),
             adapter_name: env("WGPU_ADAPTER_NAME"),
             limits: None,
             timeout: None,
@@ -90,19 +91,6 @@ pub struct Gpu {
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<AtomicUsize>,
     state: Mutex<State>,
-}
-
-/// What calls change, under the `Gpu`'s lock.
-#[derive(Default)]
-pub(super) struct State {
-    pub modules: HashMap<&'static str, wgpu::ShaderModule>,
-    pub pipelines: HashMap<&'static str, wgpu::ComputePipeline>,
-    pub workspace: Workspace,
-    pub timestamps: Option<wgpu::QuerySet>,
-    pub last_kernel_seconds: Option<f64>,
-    /// Device-resident calls recorded so far: each overwrites the workspace's loss and flag
-    /// buffers, so a `DeviceLoss` is readable only while this still counts its own call.
-    pub device_calls: u64,
 }
 
 /// The error scopes of one call.
@@ -363,6 +351,14 @@ impl Gpu {
         self.lost.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    fn target(&self) -> recorder::DeviceRef<'_> {
+        recorder::DeviceRef {
+            device: &self.device,
+            queue: &self.queue,
+            limits: &self.limits,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -414,7 +410,7 @@ impl Gpu {
         });
         let (mut state, scopes) = self.begin()?;
         let timing = self.profiling && self.features.contains(wgpu::Features::TIMESTAMP_QUERY);
-        let mut rec = Recorder::new(self, &mut state, false);
+        let mut rec = Recorder::new(self.target(), &mut state, false);
         let recorded = record(&mut rec).map(|out| {
             let (staging, size, encoder, stamp) = rec.finish(timing);
             let index = self.queue.submit([encoder.finish()]);
@@ -477,21 +473,18 @@ impl Gpu {
         record: impl FnOnce(&mut Recorder<'_>) -> Result<R>,
     ) -> Result<R> {
         let (mut state, scopes) = self.begin()?;
-        let mut rec = Recorder::new(self, &mut state, true);
-        let recorded = record(&mut rec).map(|out| {
-            match target {
-                Target::Submit => {
-                    let mut encoder =
-                        self.device
-                            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                                label: Some("metric-loss"),
-                            });
-                    rec.encode_pass(&mut encoder, None);
-                    self.queue.submit([encoder.finish()]);
-                }
-                Target::Encoder(encoder) => rec.encode_pass(encoder, None),
+        let mut rec = Recorder::new(self.target(), &mut state, true);
+        let recorded = record(&mut rec).inspect(|_| match target {
+            Target::Submit => {
+                let mut encoder =
+                    self.device
+                        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                            label: Some("metric-loss"),
+                        });
+                rec.encode_pass(&mut encoder, None);
+                self.queue.submit([encoder.finish()]);
             }
-            out
+            Target::Encoder(encoder) => rec.encode_pass(encoder, None),
         });
         self.end(scopes, during)?;
         if recorded.is_ok() {
@@ -503,7 +496,7 @@ impl Gpu {
     /// Builds the pipelines of `kernels` now, as their first use would.
     pub(crate) fn prepare_kernels(&self, kernels: &[&'static kernel::KernelInfo]) -> Result<()> {
         let (mut state, scopes) = self.begin()?;
-        let mut rec = Recorder::new(self, &mut state, false);
+        let mut rec = Recorder::new(self.target(), &mut state, false);
         for &k in kernels {
             rec.pipeline(k);
         }

@@ -8,7 +8,6 @@
 
 use std::marker::PhantomData;
 
-use crate::engine::recorder::Bound;
 use crate::engine::shader::Module;
 use crate::error::{Error, Result};
 
@@ -55,6 +54,27 @@ pub(crate) const PARAMS: Slot = Slot {
     name: "params",
     access: Access::Uniform,
 };
+
+/// A window of a buffer bound to a kernel: `size` bytes from `offset`.
+#[derive(Clone)]
+pub(crate) struct Bound {
+    pub buffer: wgpu::Buffer,
+    pub id: u64,
+    pub offset: u64,
+    pub size: u64,
+}
+
+impl Bound {
+    /// The window `[offset, offset + size)` of this buffer.
+    pub fn window(&self, offset: u64, size: u64) -> Bound {
+        Bound {
+            buffer: self.buffer.clone(),
+            id: self.id,
+            offset,
+            size,
+        }
+    }
+}
 
 /// An entry point without its parameter type (what tables and the pipeline cache hold).
 pub(crate) struct KernelInfo {

@@ -1,31 +1,32 @@
 //! Recording one call: buffers from the workspace, steps into one compute pass, and copies
 //! into one staging buffer after it.
 
-use super::gpu::{Gpu, State};
-use super::kernel::{KernelInfo, Step};
+use std::collections::HashMap;
+
+use super::kernel::{Bound, KernelInfo, Step};
 use super::plan::Plan;
-use super::workspace::Held;
+use super::workspace::{Held, Workspace};
 use crate::error::Result;
 
-/// A window of a buffer bound to a kernel: `size` bytes from `offset`.
-#[derive(Clone)]
-pub(crate) struct Bound {
-    pub buffer: wgpu::Buffer,
-    pub id: u64,
-    pub offset: u64,
-    pub size: u64,
+/// What calls change, under the `Gpu`'s lock.
+#[derive(Default)]
+pub(super) struct State {
+    pub modules: HashMap<&'static str, wgpu::ShaderModule>,
+    pub pipelines: HashMap<&'static str, wgpu::ComputePipeline>,
+    pub workspace: Workspace,
+    pub timestamps: Option<wgpu::QuerySet>,
+    pub last_kernel_seconds: Option<f64>,
+    /// Device-resident calls recorded so far: each overwrites the workspace's loss and flag
+    /// buffers, so a `DeviceLoss` is readable only while this still counts its own call.
+    pub device_calls: u64,
 }
 
-impl Bound {
-    /// The window `[offset, offset + size)` of this buffer.
-    pub fn window(&self, offset: u64, size: u64) -> Bound {
-        Bound {
-            buffer: self.buffer.clone(),
-            id: self.id,
-            offset,
-            size,
-        }
-    }
+/// The device a recorder records for.
+#[derive(Clone, Copy)]
+pub(super) struct DeviceRef<'a> {
+    pub device: &'a wgpu::Device,
+    pub queue: &'a wgpu::Queue,
+    pub limits: &'a wgpu::Limits,
 }
 
 /// A row-indexed workspace buffer: `per_row` bytes for each of the workspace's capacity
@@ -68,7 +69,7 @@ const UNIFORM_SLOT: u64 = 256;
 /// Records one loss call: buffers from the workspace, dispatches into one compute pass, and
 /// copies into one staging buffer after it.
 pub(crate) struct Recorder<'a> {
-    pub(super) gpu: &'a Gpu,
+    gpu: DeviceRef<'a>,
     pub(super) state: &'a mut State,
     /// (pipeline, bind group, dynamic offset of the parameters, workgroups)
     pub(super) passes: Vec<(wgpu::ComputePipeline, wgpu::BindGroup, u32, u32)>,
@@ -81,7 +82,7 @@ pub(crate) struct Recorder<'a> {
 }
 
 impl<'a> Recorder<'a> {
-    pub(super) fn new(gpu: &'a Gpu, state: &'a mut State, device: bool) -> Self {
+    pub(super) fn new(gpu: DeviceRef<'a>, state: &'a mut State, device: bool) -> Self {
         Self {
             gpu,
             state,
@@ -95,7 +96,7 @@ impl<'a> Recorder<'a> {
 
     /// The device's limits.
     pub fn limits(&self) -> &wgpu::Limits {
-        self.gpu.limits()
+        self.gpu.limits
     }
 
     /// The number the device-resident call being recorded will have (see
@@ -124,10 +125,16 @@ impl<'a> Recorder<'a> {
         self.capacity
     }
 
-    fn slot(&mut self, role: &'static str, size: u64, usage: wgpu::BufferUsages, exact: bool) -> Held {
+    fn slot(
+        &mut self,
+        role: &'static str,
+        size: u64,
+        usage: wgpu::BufferUsages,
+        exact: bool,
+    ) -> Held {
         self.state.workspace.get(
-            self.gpu.device(),
-            self.gpu.limits().max_buffer_size,
+            self.gpu.device,
+            self.gpu.limits.max_buffer_size,
             role,
             size,
             usage,
@@ -159,7 +166,7 @@ impl<'a> Recorder<'a> {
     /// Writes `data` at the start of `b` (through wgpu's queue).
     pub fn write(&mut self, b: &Bound, data: &[u8]) {
         if !data.is_empty() {
-            self.gpu.queue().write_buffer(&b.buffer, 0, data);
+            self.gpu.queue.write_buffer(&b.buffer, 0, data);
         }
     }
 
@@ -226,7 +233,7 @@ impl<'a> Recorder<'a> {
             bytes[at..at + step.params.len()].copy_from_slice(&step.params);
         }
         self.gpu
-            .queue()
+            .queue
             .write_buffer(&s.buffer, first * UNIFORM_SLOT, &bytes);
         for (k, step) in steps.iter().enumerate() {
             let uniform = Bound {
@@ -245,7 +252,7 @@ impl<'a> Recorder<'a> {
         if let Some(p) = self.state.pipelines.get(kernel.entry) {
             return p.clone();
         }
-        let device = self.gpu.device();
+        let device = self.gpu.device;
         let counts = &mut self.state.workspace.counts;
         let module = kernel.module;
         let shader = self
@@ -304,7 +311,7 @@ impl<'a> Recorder<'a> {
                 )
                 .collect(),
         );
-        let device = self.gpu.device();
+        let device = self.gpu.device;
         let bind_group = self.state.workspace.bind_group(key, || {
             fn buffer(b: &Bound, offset: u64) -> wgpu::BindingResource<'_> {
                 wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -328,8 +335,12 @@ impl<'a> Recorder<'a> {
                 entries: &entries,
             })
         });
-        self.passes
-            .push((pipeline, bind_group, uniform.offset as u32, step.groups as u32));
+        self.passes.push((
+            pipeline,
+            bind_group,
+            uniform.offset as u32,
+            step.groups as u32,
+        ));
     }
 
     /// Encodes the recorded dispatches as one compute pass into `encoder`, timed when
@@ -361,7 +372,7 @@ impl<'a> Recorder<'a> {
         &mut self,
         timing: bool,
     ) -> (wgpu::Buffer, u64, wgpu::CommandEncoder, Option<u64>) {
-        let device = self.gpu.device().clone();
+        let device = self.gpu.device.clone();
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
             label: Some("metric-loss"),
         });

@@ -5,11 +5,12 @@
 use bytemuck::{Pod, Zeroable};
 
 use super::gpu::Gpu;
+use super::kernel::Bound;
 #[cfg(test)]
 use super::kernel::Layout;
 use super::kernel::{mirrored, Kernel, Slot, Step, Table};
 use super::plan::Plan;
-use super::recorder::{Bound, Recorder, RowBuf};
+use super::recorder::{Recorder, RowBuf};
 use super::shader::Module;
 use super::sides::Side;
 use crate::error::{Error, Result};
@@ -44,7 +45,20 @@ pub(crate) struct DeviceParams {
 mirrored!(
     DeviceParams,
     "DeviceParams",
-    [rows, dim, dim4, row_start, window_rows, first, stride, accumulate, scale, max_abs, _pad1, _pad2]
+    [
+        rows,
+        dim,
+        dim4,
+        row_start,
+        window_rows,
+        first,
+        stride,
+        accumulate,
+        scale,
+        max_abs,
+        _pad1,
+        _pad2
+    ]
 );
 
 const SRC: Slot = Slot::read(1, "src");
@@ -59,8 +73,7 @@ static GATHER_ROWS: Kernel<DeviceParams> =
 static GATHER_IDS: Kernel<DeviceParams> = Kernel::new(&MODULE, "device_gather_ids", &[SRC, IDS]);
 static RESET: Kernel<DeviceParams> = Kernel::new(&MODULE, "device_reset", &[FLAGS]);
 static IOTA: Kernel<DeviceParams> = Kernel::new(&MODULE, "device_iota", &[IDS]);
-static SCATTER: Kernel<DeviceParams> =
-    Kernel::new(&MODULE, "device_scatter_grad", &[GRAD, DST]);
+static SCATTER: Kernel<DeviceParams> = Kernel::new(&MODULE, "device_scatter_grad", &[GRAD, DST]);
 
 pub(crate) static TABLE: Table = Table {
     #[cfg(test)]
@@ -297,7 +310,11 @@ pub(crate) fn check_side(
 }
 
 /// Checks that every side has the first side's rows and dimension.
-pub(crate) fn same_shape(what: &'static str, first: &DeviceRows<'_>, x: &DeviceRows<'_>) -> Result<()> {
+pub(crate) fn same_shape(
+    what: &'static str,
+    first: &DeviceRows<'_>,
+    x: &DeviceRows<'_>,
+) -> Result<()> {
     if (x.rows, x.dim) == (first.rows, first.dim) {
         Ok(())
     } else {
@@ -414,9 +431,13 @@ pub(crate) fn gather(
                 DeviceClasses::Labels(l) => {
                     let (src, first) = window(rec, plan, w, l.buffer, l.offset, 1, 1)?;
                     steps.push(
-                        Step::new(&GATHER_IDS, IDS_ONLY.params(plan, w, first), plan.row_groups(w))
-                            .bind(SRC, src)
-                            .bind(IDS, ids.win(w)),
+                        Step::new(
+                            &GATHER_IDS,
+                            IDS_ONLY.params(plan, w, first),
+                            plan.row_groups(w),
+                        )
+                        .bind(SRC, src)
+                        .bind(IDS, ids.win(w)),
                     );
                 }
                 DeviceClasses::Iota => steps.push(

@@ -29,7 +29,11 @@ pub(crate) struct NormalizeParams {
     pub row_start: u32,
     pub window_rows: u32,
 }
-mirrored!(NormalizeParams, "NormalizeParams", [rows, dim4, row_start, window_rows]);
+mirrored!(
+    NormalizeParams,
+    "NormalizeParams",
+    [rows, dim4, row_start, window_rows]
+);
 
 const SRC: Slot = Slot::read(1, "src");
 const DST: Slot = Slot::read_write(2, "dst");

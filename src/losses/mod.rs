@@ -80,7 +80,12 @@ macro_rules! batch_loss {
             ) -> Result<DeviceLoss> {
                 <$ty>::batch_device(self, gpu, x, labels, grad, target)
             }
-            fn batch_check(&self, gpu: &Gpu, x: &Embeddings<'_>, labels: &Labels) -> Result<Verdict> {
+            fn batch_check(
+                &self,
+                gpu: &Gpu,
+                x: &Embeddings<'_>,
+                labels: &Labels,
+            ) -> Result<Verdict> {
                 <$ty>::batch_check(self, gpu, x, labels)
             }
         }
@@ -104,7 +109,10 @@ impl Gpu {
     /// Builds every kernel's pipeline now rather than at its first use, so that the first
     /// training step (or a benchmark's first call) does not pay for shader compilation.
     pub fn prepare(&self) -> Result<()> {
-        let kernels: Vec<_> = TABLES.iter().flat_map(|t| t.kernels.iter().copied()).collect();
+        let kernels: Vec<_> = TABLES
+            .iter()
+            .flat_map(|t| t.kernels.iter().copied())
+            .collect();
         self.prepare_kernels(&kernels)
     }
 }
@@ -135,7 +143,11 @@ mod tests {
     }
 
     /// The globals entry point `index` uses, as slots (naga's analysis of the call graph).
-    fn used_slots(module: &naga::Module, info: &naga::valid::ModuleInfo, index: usize) -> Vec<Slot> {
+    fn used_slots(
+        module: &naga::Module,
+        info: &naga::valid::ModuleInfo,
+        index: usize,
+    ) -> Vec<Slot> {
         let uses = info.get_entry_point(index);
         let mut out: Vec<Slot> = module
             .global_variables
@@ -180,7 +192,9 @@ mod tests {
                     .iter()
                     .position(|e| e.name == k.entry)
                     .unwrap_or_else(|| panic!("{}: no such entry point", k.entry));
-                let mut expected: Vec<Slot> = std::iter::once(PARAMS).chain(k.slots.iter().copied()).collect();
+                let mut expected: Vec<Slot> = std::iter::once(PARAMS)
+                    .chain(k.slots.iter().copied())
+                    .collect();
                 expected.sort_by_key(|s| s.binding);
                 assert_eq!(used_slots(&module, &info, index), expected, "{}", k.entry);
                 // The uniform's WGSL type is the parameter struct the host writes.
@@ -258,8 +272,20 @@ mod tests {
                 invocations = invocations.max(e.workgroup_size.iter().product::<u32>());
             }
         }
-        assert_eq!(storage, kernel::STORAGE_BUFFERS_PER_STAGE, "storage buffers");
-        assert_eq!(workgroup, kernel::WORKGROUP_STORAGE_BYTES, "workgroup bytes");
-        assert_eq!(invocations, kernel::INVOCATIONS_PER_WORKGROUP, "invocations");
+        assert_eq!(
+            storage,
+            kernel::STORAGE_BUFFERS_PER_STAGE,
+            "storage buffers"
+        );
+        assert_eq!(
+            workgroup,
+            kernel::WORKGROUP_STORAGE_BYTES,
+            "workgroup bytes"
+        );
+        assert_eq!(
+            invocations,
+            kernel::INVOCATIONS_PER_WORKGROUP,
+            "invocations"
+        );
     }
 }

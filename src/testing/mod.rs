@@ -15,7 +15,9 @@ pub use crate::reference::{normalize, widen, Reference, NORM_EPS};
 pub use crate::tolerance::{contribution_scale, distance_operands, min_norm, spread, Spread};
 
 use crate::tolerance::{Tolerance, Verdict, F32_ROUNDOFF};
-use crate::{Contrastive, ContrastiveOutput, Distance, Embeddings, Gpu, Hinge, Labels, Reduction, Result};
+use crate::{
+    Contrastive, ContrastiveOutput, Distance, Embeddings, Gpu, Hinge, Labels, Reduction, Result,
+};
 
 /// [`Contrastive::batch_check`]'s comparison of given outputs (e.g. of the device-resident
 /// path against the reference).
@@ -27,7 +29,15 @@ pub fn contrastive_batch_verdict(
     x: &Embeddings<'_>,
 ) -> Verdict {
     let d = batch_distances(cfg, x);
-    crate::losses::contrastive::tolerance::verdict(name, cfg, gpu, reference, &d, x.rows() as u64, &[x])
+    crate::losses::contrastive::tolerance::verdict(
+        name,
+        cfg,
+        gpu,
+        reference,
+        &d,
+        x.rows() as u64,
+        &[x],
+    )
 }
 
 /// [`Contrastive::pairs_check`]'s comparison of given outputs.

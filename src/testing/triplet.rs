@@ -9,9 +9,9 @@
 
 use super::{clear_margin, median, Rng};
 pub use crate::losses::triplet::mined_terms;
+use crate::losses::triplet::Mode;
 use crate::reference::{distance, prepare, row};
 use crate::tolerance::{Verdict, F32_ROUNDOFF};
-use crate::losses::triplet::Mode;
 use crate::{
     Distance, Embeddings, Gpu, Labels, Mining, Reduction, Result, Triplet, TripletOutput,
     TripletTerm,

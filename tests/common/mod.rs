@@ -64,7 +64,11 @@ pub fn labels(seed: u64, n: usize, classes: u64) -> Vec<i64> {
 /// Panics with the worst element of every failing output.
 pub fn assert_report(r: &Verdict) {
     if !r.pass() {
-        panic!("{}: GPU and CPU disagree\n  {}", r.name, r.failures().join("\n  "));
+        panic!(
+            "{}: GPU and CPU disagree\n  {}",
+            r.name,
+            r.failures().join("\n  ")
+        );
     }
 }
 

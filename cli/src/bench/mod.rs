@@ -129,7 +129,13 @@ pub(crate) struct Timing {
     pub counts: (u64, u64),
 }
 
-fn time(work: &Workload<'_>, gpu: &Option<Gpu>, warmup: usize, repeat: usize, label: String) -> Result<Timing, Failure> {
+fn time(
+    work: &Workload<'_>,
+    gpu: &Option<Gpu>,
+    warmup: usize,
+    repeat: usize,
+    label: String,
+) -> Result<Timing, Failure> {
     let bar = indicatif::ProgressBar::new((repeat + warmup) as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} calls, {elapsed}")

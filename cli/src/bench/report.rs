@@ -20,7 +20,13 @@ fn median(v: &[f64]) -> f64 {
 }
 
 /// What the rate counts, how many of them one call does, the model's FLOPs and its rule.
-fn rate(work: &Workload<'_>, mode: ModeArg, b: f64, d: f64, terms: u64) -> (&'static str, f64, f64, &'static str) {
+fn rate(
+    work: &Workload<'_>,
+    mode: ModeArg,
+    b: f64,
+    d: f64,
+    terms: u64,
+) -> (&'static str, f64, f64, &'static str) {
     match (work, mode) {
         (Workload::Softmax { b: Some(_), .. }, _) => ("pairs", b * b, 6.0 * b * b * d, "6·B²·D"),
         (Workload::Softmax { .. }, _) => ("pairs", b * (b - 1.0), 6.0 * b * b * d, "6·B²·D"),
@@ -43,7 +49,12 @@ fn names(work: &Workload<'_>, mode: ModeArg) -> (&'static str, String, String) {
     match work {
         Workload::Softmax { cfg, b, .. } => (
             cfg.loss.name(),
-            if b.is_some() { "two views" } else { "two views, labelled" }.into(),
+            if b.is_some() {
+                "two views"
+            } else {
+                "two views, labelled"
+            }
+            .into(),
             format!("temperature {}", cfg.temperature),
         ),
         Workload::Triplet { cfg, .. } => (
@@ -97,7 +108,11 @@ pub(crate) fn print(
         "adapter:          {}",
         adapter.as_deref().unwrap_or("cpu reference")
     );
-    let rows = if args.mode == ModeArg::Batch { "B" } else { "N" };
+    let rows = if args.mode == ModeArg::Batch {
+        "B"
+    } else {
+        "N"
+    };
     out!("loss:             {loss_name}, {mode}, {rows}={b}, D={d}, {setting}");
     out!(
         "median per call:  {median:.6} s over {} calls (forward + backward, upload and readback)",

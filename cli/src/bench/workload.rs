@@ -52,12 +52,22 @@ impl Inputs {
     pub fn generate(args: &BenchArgs, b: usize, d: usize) -> Self {
         let mut rng = Rng::new(args.seed);
         let x = rng.unit_rows(b, d);
-        let others = (0..Self::sides(args)).map(|_| rng.unit_rows(b, d)).collect();
+        let others = (0..Self::sides(args))
+            .map(|_| rng.unit_rows(b, d))
+            .collect();
         let classes = (b / 8).max(1) as u64;
         let labels = if args.softmax().is_some() {
-            Labels::new(&(0..b).map(|i| (i % b.div_ceil(2)) as i64).collect::<Vec<_>>())
+            Labels::new(
+                &(0..b)
+                    .map(|i| (i % b.div_ceil(2)) as i64)
+                    .collect::<Vec<_>>(),
+            )
         } else {
-            Labels::new(&(0..b).map(|_| rng.below(classes) as i64).collect::<Vec<_>>())
+            Labels::new(
+                &(0..b)
+                    .map(|_| rng.below(classes) as i64)
+                    .collect::<Vec<_>>(),
+            )
         };
         let similar = (0..b).map(|_| rng.below(2) == 0).collect();
         Self {
@@ -150,7 +160,9 @@ impl<'a> Workload<'a> {
         let (labels, similar) = (&inp.labels, inp.similar.as_slice());
         let work = match cfg {
             Config::Softmax(cfg) => {
-                let b = (cfg.loss == SoftmaxLoss::Clip).then(|| other(0)).transpose()?;
+                let b = (cfg.loss == SoftmaxLoss::Clip)
+                    .then(|| other(0))
+                    .transpose()?;
                 match &b {
                     Some(b) => cfg.validate_pairs(&x, b)?,
                     None => cfg.validate_batch(&x, labels)?,

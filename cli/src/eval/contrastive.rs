@@ -44,49 +44,47 @@ impl Eval {
         let (p, bt) = (&args.pairs, &args.batch);
         let pairs = p.a.is_some() || p.b.is_some() || p.y.is_some();
         let batch = bt.embeddings.is_some() || bt.labels.is_some();
-        let (input, outputs) = match (pairs, batch) {
-            (true, true) => {
-                return Err(Failure::usage(
+        let (input, outputs) =
+            match (pairs, batch) {
+                (true, true) => return Err(Failure::usage(
                     "give either --a/--b/--y (pair mode) or --embeddings/--labels (batch mode), \
                      not both",
-                ))
-            }
-            (false, false) => {
-                return Err(Failure::usage(
+                )),
+                (false, false) => return Err(Failure::usage(
                     "no input: give --a/--b/--y (pair mode) or --embeddings/--labels (batch mode)",
-                ))
-            }
-            (true, false) => {
-                if bt.grad.is_some() {
-                    return Err(Failure::usage(
-                        "--grad applies to batch mode; in pair mode use --grad-a and --grad-b",
-                    ));
+                )),
+                (true, false) => {
+                    if bt.grad.is_some() {
+                        return Err(Failure::usage(
+                            "--grad applies to batch mode; in pair mode use --grad-a and --grad-b",
+                        ));
+                    }
+                    let needs = "pair mode needs --a, --b and --y";
+                    let a = io::matrix("a", io::need(&p.a, "a", needs)?)?;
+                    let b = io::matrix("b", io::need(&p.b, "b", needs)?)?;
+                    a.same_shape("b", &b, "a")?;
+                    let similar = io::pair_labels(io::need(&p.y, "y", needs)?, a.rows)?;
+                    cfg.validate_pairs(&a.view("a")?, &b.view("b")?, &similar)?;
+                    let outputs =
+                        Outputs::prepare(&[("grad-a", &p.grad_a), ("grad-b", &p.grad_b)])?;
+                    (Input::Pairs { a, b, similar }, outputs)
                 }
-                let needs = "pair mode needs --a, --b and --y";
-                let a = io::matrix("a", io::need(&p.a, "a", needs)?)?;
-                let b = io::matrix("b", io::need(&p.b, "b", needs)?)?;
-                a.same_shape("b", &b, "a")?;
-                let similar = io::pair_labels(io::need(&p.y, "y", needs)?, a.rows)?;
-                cfg.validate_pairs(&a.view("a")?, &b.view("b")?, &similar)?;
-                let outputs = Outputs::prepare(&[("grad-a", &p.grad_a), ("grad-b", &p.grad_b)])?;
-                (Input::Pairs { a, b, similar }, outputs)
-            }
-            (false, true) => {
-                if p.grad_a.is_some() || p.grad_b.is_some() {
-                    return Err(Failure::usage(
-                        "--grad-a/--grad-b apply to pair mode; in batch mode use --grad",
-                    ));
+                (false, true) => {
+                    if p.grad_a.is_some() || p.grad_b.is_some() {
+                        return Err(Failure::usage(
+                            "--grad-a/--grad-b apply to pair mode; in batch mode use --grad",
+                        ));
+                    }
+                    let needs = "batch mode needs --embeddings and --labels";
+                    let (x, labels) = io::batch(
+                        io::need(&bt.embeddings, "embeddings", needs)?,
+                        io::need(&bt.labels, "labels", needs)?,
+                    )?;
+                    cfg.validate_batch(&x.view("embeddings")?, &labels)?;
+                    let outputs = Outputs::prepare(&[("grad", &bt.grad)])?;
+                    (Input::Batch { x, labels }, outputs)
                 }
-                let needs = "batch mode needs --embeddings and --labels";
-                let (x, labels) = io::batch(
-                    io::need(&bt.embeddings, "embeddings", needs)?,
-                    io::need(&bt.labels, "labels", needs)?,
-                )?;
-                cfg.validate_batch(&x.view("embeddings")?, &labels)?;
-                let outputs = Outputs::prepare(&[("grad", &bt.grad)])?;
-                (Input::Batch { x, labels }, outputs)
-            }
-        };
+            };
         Ok(Self {
             cfg,
             input,
@@ -129,7 +127,10 @@ pub(super) fn run(args: &EvalArgs) -> Result<ExitCode, Failure> {
     outputs.commit(shape, &grads)?;
     let mut json = head(out.loss, &gpu);
     json.insert("similar_pairs".into(), out.counts.similar_pairs.into());
-    json.insert("dissimilar_pairs".into(), out.counts.dissimilar_pairs.into());
+    json.insert(
+        "dissimilar_pairs".into(),
+        out.counts.dissimilar_pairs.into(),
+    );
     json.insert("active_terms".into(), out.active_terms().into());
     out!("{}", serde_json::Value::Object(json));
     Ok(ExitCode::SUCCESS)

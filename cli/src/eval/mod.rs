@@ -277,7 +277,10 @@ pub(crate) const TAKES: [(LossName, &[&[&str]]); 5] = [
     ),
     (LossName::Ntxent, &[&BATCH, &["temperature"]]),
     (LossName::Supcon, &[&BATCH, &["temperature"]]),
-    (LossName::Clip, &[&["a", "b", "grad_a", "grad_b", "temperature"]]),
+    (
+        LossName::Clip,
+        &[&["a", "b", "grad_a", "grad_b", "temperature"]],
+    ),
 ];
 
 fn takes(loss: LossName, id: &str) -> bool {

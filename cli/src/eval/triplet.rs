@@ -69,7 +69,11 @@ impl Eval {
                 let n = io::matrix("negative", io::need(&t.negative, "negative", needs)?)?;
                 a.same_shape("positive", &p, "anchor")?;
                 a.same_shape("negative", &n, "anchor")?;
-                cfg.validate_explicit(&a.view("anchor")?, &p.view("positive")?, &n.view("negative")?)?;
+                cfg.validate_explicit(
+                    &a.view("anchor")?,
+                    &p.view("positive")?,
+                    &n.view("negative")?,
+                )?;
                 let outputs = Outputs::prepare(&[
                     ("grad-anchor", &t.grad_anchor),
                     ("grad-positive", &t.grad_positive),
@@ -88,9 +92,9 @@ impl Eval {
                 let needs = "mined triplets need --embeddings, --labels and --mining";
                 let px = io::need(&bt.embeddings, "embeddings", needs)?;
                 let pl = io::need(&bt.labels, "labels", needs)?;
-                let mining = t.mining.ok_or_else(|| {
-                    Failure::usage(format!("{needs}; --mining is missing"))
-                })?;
+                let mining = t
+                    .mining
+                    .ok_or_else(|| Failure::usage(format!("{needs}; --mining is missing")))?;
                 cfg = cfg.mining(Mining::from(mining));
                 let (x, labels) = io::batch(px, pl)?;
                 cfg.validate_batch(&x.view("embeddings")?, &labels)?;
@@ -113,7 +117,12 @@ pub(super) fn run(args: &EvalArgs) -> Result<ExitCode, Failure> {
         outputs,
     } = Eval::from_args(args)?;
     let t = &args.triplet;
-    let wanted = [&t.grad_anchor, &t.grad_positive, &t.grad_negative, &args.batch.grad];
+    let wanted = [
+        &t.grad_anchor,
+        &t.grad_positive,
+        &t.grad_negative,
+        &args.batch.grad,
+    ];
     let want = if wanted.iter().any(|p| p.is_some()) {
         Grads::Compute
     } else {
@@ -136,7 +145,12 @@ pub(super) fn run(args: &EvalArgs) -> Result<ExitCode, Failure> {
                 Some(g) => cfg.batch(g, &ex, labels, want)?,
                 None => cfg.batch_cpu(&ex, labels, want)?,
             };
-            (out, [x.rows, x.dim], Some(cfg.mining), cfg.batch_reduction())
+            (
+                out,
+                [x.rows, x.dim],
+                Some(cfg.mining),
+                cfg.batch_reduction(),
+            )
         }
     };
     let grads: Vec<&[f32]> = out.grads.iter().map(|g| g.values()).collect();

@@ -48,8 +48,22 @@ mirrored!(
     ContrastiveParams,
     "ContrastiveParams",
     [
-        rows, dim4, distance, hinge, reduction, row_start, col_start, window_rows, accumulate,
-        last, _pad0, _pad1, pos_margin, margin, _pad2, _pad3
+        rows,
+        dim4,
+        distance,
+        hinge,
+        reduction,
+        row_start,
+        col_start,
+        window_rows,
+        accumulate,
+        last,
+        _pad0,
+        _pad1,
+        pos_margin,
+        margin,
+        _pad2,
+        _pad3
     ]
 );
 

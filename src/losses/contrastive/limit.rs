@@ -34,6 +34,12 @@ impl Contrastive {
             Mode::Pairs => "contrastive pairs",
             Mode::Batch => "contrastive batch",
         };
-        limit::describe(family, self.distance, self.hinge == Hinge::Squared, rows, dim)
+        limit::describe(
+            family,
+            self.distance,
+            self.hinge == Hinge::Squared,
+            rows,
+            dim,
+        )
     }
 }

@@ -13,7 +13,9 @@ use crate::engine::resident::{self, DeviceClasses};
 use crate::engine::{DeviceLoss, Gpu};
 use crate::error::Result;
 use crate::input::{DeviceGrad, DeviceLabels, DeviceRows, Embeddings, Labels, Target};
-use crate::options::{check_margin, same_rows, Counts, Distance, Grads, Hinge, LossOutput, Reduction};
+use crate::options::{
+    check_margin, same_rows, Counts, Distance, Grads, Hinge, LossOutput, Reduction,
+};
 use crate::tolerance::Verdict;
 use steps::Call;
 
@@ -214,7 +216,13 @@ impl Contrastive {
         grads: Grads,
     ) -> Result<ContrastiveOutput> {
         self.validate_batch(x, labels)?;
-        run_host(gpu, &self.call(Mode::Batch), &[x], Some(labels.ids()), grads)
+        run_host(
+            gpu,
+            &self.call(Mode::Batch),
+            &[x],
+            Some(labels.ids()),
+            grads,
+        )
     }
 
     /// Loss over explicit pairs: row i of `a` with row i of `b`, `similar[i]` its label.
@@ -241,7 +249,10 @@ impl Contrastive {
     ) -> Result<ContrastiveOutput> {
         self.validate_batch(x, labels)?;
         let dim = x.dim();
-        Ok(reference::batch_f64(self, &crate::reference::widen(x), dim, labels.ids(), grads).narrow(dim))
+        Ok(
+            reference::batch_f64(self, &crate::reference::widen(x), dim, labels.ids(), grads)
+                .narrow(dim),
+        )
     }
 
     /// The f64 CPU reference of [`Contrastive::pairs`].
@@ -312,7 +323,15 @@ impl Contrastive {
         let r = self.batch_cpu(x, labels, Grads::Compute)?;
         let d = tolerance::batch_distances(self, x);
         let name = self.case_name("batch");
-        Ok(tolerance::verdict(name, self, &g, &r, &d, x.rows() as u64, &[x]))
+        Ok(tolerance::verdict(
+            name,
+            self,
+            &g,
+            &r,
+            &d,
+            x.rows() as u64,
+            &[x],
+        ))
     }
 
     /// Runs [`Contrastive::pairs`] and [`Contrastive::pairs_cpu`] and compares them (see

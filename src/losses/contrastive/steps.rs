@@ -5,9 +5,10 @@ use std::mem::size_of;
 use super::kernels::{self as k, ContrastiveParams, ContrastivePartial};
 use super::{Contrastive, ContrastiveCounts, Mode};
 use crate::engine::call::{Build, Built, LossCall, Path};
+use crate::engine::kernel::Bound;
 use crate::engine::kernel::Step;
 use crate::engine::plan::Plan;
-use crate::engine::recorder::{Bound, RowBuf};
+use crate::engine::recorder::RowBuf;
 use crate::error::Result;
 use crate::options::Reduction;
 
@@ -36,7 +37,9 @@ impl LossCall for Call {
 
     fn steps(&self, b: &mut Build<'_, '_>) -> Result<Built> {
         let plan = b.plan;
-        let partials = b.rec.rows("partials", size_of::<ContrastivePartial>() as u64, false);
+        let partials = b
+            .rec
+            .rows("partials", size_of::<ContrastivePartial>() as u64, false);
         let scales = b.rec.small("scales", 48);
         let host = matches!(b.path, Path::Host(_));
         // mean and sum have dL/dterm from the number of pairs, known on the host; the device
@@ -94,7 +97,11 @@ impl LossCall for Call {
         Ok(Built { steps, partials })
     }
 
-    fn reduce(&self, partials: &[ContrastivePartial], _want: bool) -> (f64, ContrastiveCounts, Option<f64>) {
+    fn reduce(
+        &self,
+        partials: &[ContrastivePartial],
+        _want: bool,
+    ) -> (f64, ContrastiveCounts, Option<f64>) {
         let mut c = ContrastiveCounts::default();
         let (mut sim, mut dis) = (0.0f64, 0.0f64);
         // Row order: counts in u64, loss parts (Kahan sum minus its carried compensation) in
@@ -145,12 +152,16 @@ impl Dispatch<'_> {
 
     /// A tile kernel over (r, c) with the bindings every one of them takes.
     fn tile(&self, kernel: &'static k::K, r: u64, c: u64, accumulate: bool) -> Step {
-        Step::new(kernel, self.params(r, c, accumulate, false), self.plan.tiles(r))
-            .bind(k::ROWS, self.x.win(r))
-            .bind(k::COLS, self.x.win(c))
-            .bind(k::ROW_CLASS, self.classes.win(r))
-            .bind(k::COL_CLASS, self.classes.win(c))
-            .bind(k::PARTIALS, self.partials.win(r))
+        Step::new(
+            kernel,
+            self.params(r, c, accumulate, false),
+            self.plan.tiles(r),
+        )
+        .bind(k::ROWS, self.x.win(r))
+        .bind(k::COLS, self.x.win(c))
+        .bind(k::ROW_CLASS, self.classes.win(r))
+        .bind(k::COL_CLASS, self.classes.win(c))
+        .bind(k::PARTIALS, self.partials.win(r))
     }
 
     /// Loss terms and counts of the pairs i < j (column windows from the row window on).
@@ -198,10 +209,14 @@ impl Dispatch<'_> {
     ) -> Vec<Step> {
         (0..self.plan.windows)
             .map(|r| {
-                let s = Step::new(kernel, self.params(r, r, false, false), self.plan.row_groups(r))
-                    .bind(k::ROWS, self.x.win(r))
-                    .bind(k::COLS, self.y.win(r))
-                    .bind(k::ROW_CLASS, self.classes.win(r));
+                let s = Step::new(
+                    kernel,
+                    self.params(r, r, false, false),
+                    self.plan.row_groups(r),
+                )
+                .bind(k::ROWS, self.x.win(r))
+                .bind(k::COLS, self.y.win(r))
+                .bind(k::ROW_CLASS, self.classes.win(r));
                 match backward {
                     None => s.bind(k::PARTIALS, self.partials.win(r)),
                     Some((scales, ga, gb)) => s

@@ -11,7 +11,14 @@ use crate::engine::shader::{Module, DISTANCE, REDUCE, SMOOTH, TILE, TILE_CLASSES
 pub(crate) static MODULE: Module = Module {
     file: "softmax.wgsl",
     source: include_str!("../../../shaders/softmax.wgsl"),
-    includes: &[&DISTANCE, &REDUCE, &SMOOTH, &TILE, &TILE_CLASSES, &TILE_GRAD],
+    includes: &[
+        &DISTANCE,
+        &REDUCE,
+        &SMOOTH,
+        &TILE,
+        &TILE_CLASSES,
+        &TILE_GRAD,
+    ],
 };
 
 /// `DIST_DOT` in shaders/common/distance.wgsl: the tiles' dot products are the cosine
@@ -55,8 +62,22 @@ mirrored!(
     SoftmaxParams,
     "SoftmaxParams",
     [
-        rows, dim4, distance, family, row_start, col_start, window_rows, accumulate, side,
-        device, last, _pad2, inv_temp, scale, _pad3, _pad4
+        rows,
+        dim4,
+        distance,
+        family,
+        row_start,
+        col_start,
+        window_rows,
+        accumulate,
+        side,
+        device,
+        last,
+        _pad2,
+        inv_temp,
+        scale,
+        _pad3,
+        _pad4
     ]
 );
 
@@ -88,7 +109,11 @@ pub(crate) struct SoftmaxPartial {
     pub grad_tau: f32,
     pub terms: u32,
 }
-mirrored!(SoftmaxPartial, "SoftmaxPartial", [loss, loss_b, grad_tau, terms]);
+mirrored!(
+    SoftmaxPartial,
+    "SoftmaxPartial",
+    [loss, loss_b, grad_tau, terms]
+);
 
 pub(crate) const ROWS: Slot = Slot::read(1, "rows");
 pub(crate) const COLS: Slot = Slot::read(2, "cols");
@@ -119,7 +144,9 @@ pub(crate) static FINISH: K = K::new(&MODULE, "softmax_finish", &[STATS, PARTIAL
 pub(crate) static GRAD_SWEEP: K = K::new(
     &MODULE,
     "softmax_grad",
-    &[ROWS, COLS, ROW_CLASS, COL_CLASS, ROW_STATS, COL_STATS, PARTIALS, GRAD],
+    &[
+        ROWS, COLS, ROW_CLASS, COL_CLASS, ROW_STATS, COL_STATS, PARTIALS, GRAD,
+    ],
 );
 pub(crate) static LOSS: K = K::new(&MODULE, "softmax_loss", &[PARTIALS, DEV]);
 

@@ -11,7 +11,9 @@ use crate::engine::call::{run_device, run_host};
 use crate::engine::resident::{self, DeviceClasses};
 use crate::engine::{DeviceLoss, Gpu};
 use crate::error::{Error, Result};
-use crate::input::{DeviceGrad, DeviceLabels, DeviceRows, Embeddings, Labels, Target, MAX_ABS_VALUE};
+use crate::input::{
+    DeviceGrad, DeviceLabels, DeviceRows, Embeddings, Labels, Target, MAX_ABS_VALUE,
+};
 use crate::limit::{self, largest_magnitude, CEILING, NORMALIZE_GAIN};
 use crate::options::{same_rows, Counts, Grads, LossOutput};
 use crate::tolerance::Verdict;
@@ -249,7 +251,9 @@ impl Softmax {
         same_rows("columns of b", a.dim(), b.dim())?;
         let limit = self.pairs_limit(a.rows(), a.dim())?;
         for (what, x) in [("a", a), ("b", b)] {
-            limit::check(&x.as_input(what), limit, || self.describe(a.rows(), a.dim()))?;
+            limit::check(&x.as_input(what), limit, || {
+                self.describe(a.rows(), a.dim())
+            })?;
         }
         Ok(())
     }
@@ -326,7 +330,15 @@ impl Softmax {
         resident::check_labels("labels", &labels, x.rows)?;
         let limit = self.batch_limit(x.rows, x.dim)?;
         let classes = DeviceClasses::Labels(labels);
-        run_device(gpu, &Call { cfg: *self }, &[x], classes, &[grad], target, limit)
+        run_device(
+            gpu,
+            &Call { cfg: *self },
+            &[x],
+            classes,
+            &[grad],
+            target,
+            limit,
+        )
     }
 
     /// [`Softmax::pairs`] (CLIP) on views A and B in the caller's buffers; `grads` are
@@ -346,7 +358,15 @@ impl Softmax {
         resident::same_shape("b (rows × dim)", &a, &b)?;
         let limit = self.pairs_limit(a.rows, a.dim)?;
         let call = Call { cfg: *self };
-        run_device(gpu, &call, &[a, b], DeviceClasses::Iota, &[ga, gb], target, limit)
+        run_device(
+            gpu,
+            &call,
+            &[a, b],
+            DeviceClasses::Iota,
+            &[ga, gb],
+            target,
+            limit,
+        )
     }
 
     /// Runs [`Softmax::batch`] and [`Softmax::batch_cpu`] with gradients and compares them
@@ -360,18 +380,37 @@ impl Softmax {
         let (r, mass) =
             reference::batch_with_mass(self.loss, tau, &w, x.dim(), labels.ids(), Grads::Compute);
         let name = format!("{:<6} tau {:<4}", self.loss.name(), self.temperature);
-        Ok(tolerance::verdict(name, self, &g, &r.narrow(x.dim()), &[x], &[mass]))
+        Ok(tolerance::verdict(
+            name,
+            self,
+            &g,
+            &r.narrow(x.dim()),
+            &[x],
+            &[mass],
+        ))
     }
 
     /// Runs [`Softmax::pairs`] and [`Softmax::pairs_cpu`] and compares them (see
     /// [`Softmax::batch_check`]).
-    pub fn pairs_check(&self, gpu: &Gpu, a: &Embeddings<'_>, b: &Embeddings<'_>) -> Result<Verdict> {
+    pub fn pairs_check(
+        &self,
+        gpu: &Gpu,
+        a: &Embeddings<'_>,
+        b: &Embeddings<'_>,
+    ) -> Result<Verdict> {
         let g = self.pairs(gpu, a, b, Grads::Compute)?;
         let w = crate::reference::widen;
         let tau = f64::from(self.temperature);
         let (r, [ma, mb]) = reference::pairs_with_mass(tau, &w(a), &w(b), a.dim(), Grads::Compute);
         let name = format!("{:<6} tau {:<4}", self.loss.name(), self.temperature);
-        Ok(tolerance::verdict(name, self, &g, &r.narrow(a.dim()), &[a, b], &[ma, mb]))
+        Ok(tolerance::verdict(
+            name,
+            self,
+            &g,
+            &r.narrow(a.dim()),
+            &[a, b],
+            &[ma, mb],
+        ))
     }
 }
 

@@ -48,7 +48,11 @@ impl LossCall for Call {
         let scale = match b.path {
             Path::Host(ids) => {
                 let terms = super::softmax_terms(cfg.loss, ids.unwrap_or(&[]));
-                Some(if terms == 0 { 0.0 } else { (1.0 / terms as f64) as f32 })
+                Some(if terms == 0 {
+                    0.0
+                } else {
+                    (1.0 / terms as f64) as f32
+                })
             }
             Path::Device => None,
         };
@@ -102,13 +106,14 @@ impl LossCall for Call {
         };
         let own_stats = |s: Step, a: usize, _o, r, _c| s.bind(k::STATS, stats[a].win(r));
         // One dispatch per row window of the first side (or of every side) of a reduction.
-        let per_window = |sides: usize, step: &dyn Fn(u64, usize) -> Step, steps: &mut Vec<Step>| {
-            for &(a, _) in &orientations[..sides] {
-                for r in 0..n {
-                    steps.push(step(r, a));
+        let per_window =
+            |sides: usize, step: &dyn Fn(u64, usize) -> Step, steps: &mut Vec<Step>| {
+                for &(a, _) in &orientations[..sides] {
+                    for r in 0..n {
+                        steps.push(step(r, a));
+                    }
                 }
-            }
-        };
+            };
         let loss = b.loss;
         let mut steps = Vec::new();
         sweep(&k::STATS_SWEEP, &own_stats, &mut steps);

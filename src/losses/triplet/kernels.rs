@@ -52,8 +52,22 @@ mirrored!(
     TripletParams,
     "TripletParams",
     [
-        rows, dim4, distance, soft, swap, row_start, col_start, window_rows, accumulate,
-        chunk_local, stride, reduction, margin, scale, last, _pad1
+        rows,
+        dim4,
+        distance,
+        soft,
+        swap,
+        row_start,
+        col_start,
+        window_rows,
+        accumulate,
+        chunk_local,
+        stride,
+        reduction,
+        margin,
+        scale,
+        last,
+        _pad1
     ]
 );
 
@@ -116,11 +130,7 @@ pub(crate) static MINE_SEMIHARD: K = K::new(
 );
 pub(crate) static FINALIZE: K = K::new(&MODULE, "triplet_finalize", &[PARTIALS, SCALES]);
 pub(crate) static LOSS: K = K::new(&MODULE, "triplet_loss", &[PARTIALS, DEV]);
-pub(crate) static GRAD_COLS: K = K::new(
-    &MODULE,
-    "triplet_grad_cols",
-    &[ROWS, COLS, WEIGHTS, GRAD],
-);
+pub(crate) static GRAD_COLS: K = K::new(&MODULE, "triplet_grad_cols", &[ROWS, COLS, WEIGHTS, GRAD]);
 pub(crate) static GRAD_ROWS: K = K::new(
     &MODULE,
     "triplet_grad_rows",
@@ -143,5 +153,8 @@ pub(crate) static TABLE: Table = Table {
         &GRAD_ROWS.info,
     ],
     #[cfg(test)]
-    structs: &[Layout::of::<TripletParams>(), Layout::of::<TripletPartial>()],
+    structs: &[
+        Layout::of::<TripletParams>(),
+        Layout::of::<TripletPartial>(),
+    ],
 };

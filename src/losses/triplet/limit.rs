@@ -29,6 +29,12 @@ impl Triplet {
 
     /// The call, for [`crate::Error::TooLargeForLoss`].
     pub(crate) fn describe(&self, mode: &str, rows: usize, dim: usize) -> String {
-        limit::describe(&format!("triplet ({mode})"), self.distance, false, rows, dim)
+        limit::describe(
+            &format!("triplet ({mode})"),
+            self.distance,
+            false,
+            rows,
+            dim,
+        )
     }
 }

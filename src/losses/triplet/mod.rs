@@ -228,13 +228,10 @@ impl Triplet {
                 "soft",
                 "it applies to explicit triplets only, not with mining",
             ),
-            Mode::Mined(Mining::All) if reduction == Reduction::Sum => conflict(
-                "reduction sum",
-                "mining all takes mean-nonzero or mean",
-            ),
-            Mode::Mined(Mining::Hard | Mining::Semihard)
-                if reduction == Reduction::MeanNonzero =>
-            {
+            Mode::Mined(Mining::All) if reduction == Reduction::Sum => {
+                conflict("reduction sum", "mining all takes mean-nonzero or mean")
+            }
+            Mode::Mined(Mining::Hard | Mining::Semihard) if reduction == Reduction::MeanNonzero => {
                 conflict(
                     "reduction mean-nonzero",
                     "mining hard and semihard take mean or sum",
@@ -332,7 +329,12 @@ impl Triplet {
     }
 
     /// The f64 CPU reference of [`Triplet::batch`].
-    pub fn batch_cpu(&self, x: &Embeddings<'_>, labels: &Labels, grads: Grads) -> Result<TripletOutput> {
+    pub fn batch_cpu(
+        &self,
+        x: &Embeddings<'_>,
+        labels: &Labels,
+        grads: Grads,
+    ) -> Result<TripletOutput> {
         self.validate_batch(x, labels)?;
         let w = crate::reference::widen(x);
         Ok(reference::batch_f64(self, &w, x.dim(), labels.ids(), grads).narrow(x.dim()))
@@ -408,7 +410,14 @@ impl Triplet {
         let g = self.batch(gpu, x, labels, Grads::Compute)?;
         let r = self.batch_cpu(x, labels, Grads::Compute)?;
         let mode = Mode::Mined(self.mining);
-        Ok(tolerance::verdict(self.case_name(mode), self, mode, &g, &r, &[x]))
+        Ok(tolerance::verdict(
+            self.case_name(mode),
+            self,
+            mode,
+            &g,
+            &r,
+            &[x],
+        ))
     }
 
     /// Runs [`Triplet::explicit`] and [`Triplet::explicit_cpu`] and compares them (see
@@ -423,7 +432,14 @@ impl Triplet {
         let g = self.explicit(gpu, a, p, n, Grads::Compute)?;
         let r = self.explicit_cpu(a, p, n, Grads::Compute)?;
         let mode = Mode::Explicit;
-        Ok(tolerance::verdict(self.case_name(mode), self, mode, &g, &r, &[a, p, n]))
+        Ok(tolerance::verdict(
+            self.case_name(mode),
+            self,
+            mode,
+            &g,
+            &r,
+            &[a, p, n],
+        ))
     }
 
     /// The case's name in a verdict: mode and options.

@@ -184,13 +184,7 @@ fn anchor_terms(
 }
 
 /// Mined triplets (by `cfg.mining`) in f64 on `x` with dense class ids.
-pub fn batch_f64(
-    cfg: &Triplet,
-    x: &[f64],
-    dim: usize,
-    classes: &[u32],
-    grads: Grads,
-) -> Reference {
+pub fn batch_f64(cfg: &Triplet, x: &[f64], dim: usize, classes: &[u32], grads: Grads) -> Reference {
     let (xn, norms) = prepare(cfg.normalize, x, dim);
     let rows = classes.len();
     let kind = cfg.distance;

@@ -6,9 +6,10 @@ use std::mem::size_of;
 use super::kernels::{self as k, TripletParams, TripletPartial};
 use super::{mined_terms, Mining, Mode, Triplet, TripletCounts, TripletTerm};
 use crate::engine::call::{Build, Built, LossCall, Path};
+use crate::engine::kernel::Bound;
 use crate::engine::kernel::Step;
 use crate::engine::plan::Plan;
-use crate::engine::recorder::{Bound, RowBuf};
+use crate::engine::recorder::RowBuf;
 use crate::error::{Error, Result};
 use crate::options::Reduction;
 
@@ -88,7 +89,11 @@ impl LossCall for Call {
         }
     }
 
-    fn reduce(&self, partials: &[TripletPartial], _want: bool) -> (f64, TripletCounts, Option<f64>) {
+    fn reduce(
+        &self,
+        partials: &[TripletPartial],
+        _want: bool,
+    ) -> (f64, TripletCounts, Option<f64>) {
         let mut c = TripletCounts::default();
         let mut sum = 0.0f64;
         // Row order: counts in u64, the loss (Kahan sum minus its carried compensation) in

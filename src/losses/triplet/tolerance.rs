@@ -22,7 +22,11 @@ pub(crate) fn d_max(cfg: &Triplet, mode: Mode, inputs: &[&Embeddings<'_>]) -> f6
     match mode {
         Mode::Explicit => {
             for i in 0..n {
-                let (a, p, q) = (row(&rows[0], i, dim), row(&rows[1], i, dim), row(&rows[2], i, dim));
+                let (a, p, q) = (
+                    row(&rows[0], i, dim),
+                    row(&rows[1], i, dim),
+                    row(&rows[2], i, dim),
+                );
                 out = out.max(d(a, p)).max(d(a, q)).max(d(p, q));
             }
         }
