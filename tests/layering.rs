@@ -20,7 +20,11 @@ fn sources() -> Vec<(String, String)> {
                     .filter(|l| !l.trim_start().starts_with("//"))
                     .collect::<Vec<_>>()
                     .join("\n");
-                let rel = p.strip_prefix(base).unwrap().to_string_lossy().replace('\\', "/");
+                let rel = p
+                    .strip_prefix(base)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 out.push((rel, code));
             }
         }
@@ -105,7 +109,12 @@ fn assert_acyclic(what: &str, graph: &BTreeMap<String, BTreeSet<String>>) {
 fn top_level_modules_form_layers() {
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (path, code) in sources() {
-        let module = path.split('/').next().unwrap().trim_end_matches(".rs").to_string();
+        let module = path
+            .split('/')
+            .next()
+            .unwrap()
+            .trim_end_matches(".rs")
+            .to_string();
         if module == "lib" {
             continue; // the root re-exports everything
         }
@@ -133,7 +142,15 @@ fn top_level_modules_form_layers() {
         })
         .collect();
     assert_acyclic("src/", &graph);
-    for low in ["engine", "error", "input", "options", "limit", "reference", "tolerance"] {
+    for low in [
+        "engine",
+        "error",
+        "input",
+        "options",
+        "limit",
+        "reference",
+        "tolerance",
+    ] {
         let deps = &graph[low];
         for high in ["losses", "testing", "device"] {
             assert!(!deps.contains(high), "{low} uses {high}");
@@ -178,7 +195,10 @@ fn every_family_stands_alone_and_its_files_form_layers() {
     let families = ["contrastive", "triplet", "softmax"];
     for family in families {
         let graph = sibling_graph(&format!("losses/{family}"));
-        assert!(graph.contains_key("kernels") && graph.contains_key("steps"), "{family}");
+        assert!(
+            graph.contains_key("kernels") && graph.contains_key("steps"),
+            "{family}"
+        );
         assert_acyclic(family, &graph);
         for (path, code) in sources() {
             if !path.starts_with(&format!("losses/{family}/")) {

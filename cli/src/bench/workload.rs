@@ -125,7 +125,12 @@ impl Config {
                     .margin(margin(args, 1.0)?)?
                     .mining(Mining::from(args.mining)),
             ),
-            _ => Config::Contrastive(Contrastive::default().margin(margin(args, 1.5)?)?),
+            (None, LossName::Contrastive) => {
+                Config::Contrastive(Contrastive::default().margin(margin(args, 1.5)?)?)
+            }
+            (None, LossName::Ntxent | LossName::Supcon | LossName::Clip) => {
+                unreachable!("BenchArgs::softmax names every softmax loss")
+            }
         })
     }
 }
