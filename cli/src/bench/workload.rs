@@ -115,22 +115,22 @@ impl Config {
     }
 
     pub fn new(args: &BenchArgs) -> Result<Self, Failure> {
-        Ok(match (args.softmax(), args.loss) {
-            (Some(loss), _) => {
-                let cfg = Softmax::new(loss);
-                Config::Softmax(cfg.temperature(args.temperature.unwrap_or(cfg.temperature))?)
+        let softmax = |loss: SoftmaxLoss| -> Result<Self, Failure> {
+            let t = args.temperature.unwrap_or(loss.default_temperature());
+            Ok(Config::Softmax(Softmax::new(loss).temperature(t)?))
+        };
+        Ok(match args.loss {
+            LossName::Contrastive => {
+                Config::Contrastive(Contrastive::default().margin(margin(args, 1.5)?)?)
             }
-            (None, LossName::Triplet) => Config::Triplet(
+            LossName::Triplet => Config::Triplet(
                 Triplet::default()
                     .margin(margin(args, 1.0)?)?
                     .mining(Mining::from(args.mining)),
             ),
-            (None, LossName::Contrastive) => {
-                Config::Contrastive(Contrastive::default().margin(margin(args, 1.5)?)?)
-            }
-            (None, LossName::Ntxent | LossName::Supcon | LossName::Clip) => {
-                unreachable!("BenchArgs::softmax names every softmax loss")
-            }
+            LossName::Ntxent => softmax(SoftmaxLoss::NtXent)?,
+            LossName::Supcon => softmax(SoftmaxLoss::SupCon)?,
+            LossName::Clip => softmax(SoftmaxLoss::Clip)?,
         })
     }
 }
