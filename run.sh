@@ -45,7 +45,7 @@ case "${1:-train}" in
     check)
         ensure_vulkan
         shift || true
-        cargo run --release --quiet -- check "$@"
+        cargo run --release --quiet --bin metric-loss -- check "$@"
         ;;
     test)
         ensure_vulkan

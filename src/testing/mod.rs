@@ -12,7 +12,9 @@ pub use crate::losses::contrastive::tolerance::{batch_distances, loss_scale, pai
 pub use crate::losses::softmax::reference as softmax_reference;
 pub use crate::losses::triplet::reference as triplet_reference;
 pub use crate::reference::{normalize, widen, Reference, NORM_EPS};
-pub use crate::tolerance::{contribution_scale, distance_operands, min_norm, spread, Spread};
+pub use crate::tolerance::scales::{
+    contribution_scale, distance_operands, min_norm, spread, Spread,
+};
 
 use crate::tolerance::{Tolerance, Verdict, F32_ROUNDOFF};
 use crate::{

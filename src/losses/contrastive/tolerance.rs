@@ -6,7 +6,8 @@ use super::{reference, Contrastive, ContrastiveCounts, ContrastiveOutput};
 use crate::input::Embeddings;
 use crate::options::{Hinge, Reduction};
 use crate::reference::{distance, prepare, row, widen};
-use crate::tolerance::{self, Spread, Tolerance, Verdict};
+use crate::tolerance::scales::{self, Spread};
+use crate::tolerance::{self, Tolerance, Verdict};
 
 /// Distances the reference sees for every pair of a batch (i < j), after `normalize`.
 pub fn batch_distances(cfg: &Contrastive, x: &Embeddings<'_>) -> Vec<f64> {
@@ -47,7 +48,7 @@ fn coef(cfg: &Contrastive, d_max: f64, counts: &ContrastiveCounts) -> f64 {
 /// plus the hinge's slope times the distance's operands.
 pub fn loss_scale(cfg: &Contrastive, d_max: f64, pairs: u64, spread: &Spread) -> f64 {
     let t = f64::from(cfg.margin) + f64::from(cfg.pos_margin) + d_max;
-    let c = tolerance::distance_operands(cfg.distance, d_max, spread);
+    let c = scales::distance_operands(cfg.distance, d_max, spread);
     let term = match cfg.hinge {
         Hinge::Squared => t * t + 2.0 * t * c,
         Hinge::Linear => t + c,
@@ -73,10 +74,10 @@ pub(crate) fn verdict(
 ) -> Verdict {
     let dim = inputs[0].dim();
     let d_max = distances.iter().cloned().fold(0.0, f64::max);
-    let spread = tolerance::spread(cfg.distance, cfg.normalize, inputs);
+    let spread = scales::spread(cfg.distance, cfg.normalize, inputs);
     let pairs = reference.counts.pairs();
     let loss_tol = Tolerance::new(dim, pairs, loss_scale(cfg, d_max, pairs, &spread));
     let c = coef(cfg, d_max, &reference.counts);
-    let floor = tolerance::contribution_scale(cfg.distance, cfg.normalize, c, &spread);
+    let floor = scales::contribution_scale(cfg.distance, cfg.normalize, c, &spread);
     tolerance::verdict(name, gpu, reference, dim, loss_tol, reduction_len, floor)
 }

@@ -17,7 +17,8 @@
 use super::{Softmax, SoftmaxOutput};
 use crate::input::Embeddings;
 use crate::reference::NORM_EPS;
-use crate::tolerance::{self, compare, widen, Tolerance, Verdict};
+use crate::tolerance::scales;
+use crate::tolerance::{compare, widen, Tolerance, Verdict};
 
 fn amplification(tau: f64) -> f64 {
     1.0 + 1.0 / tau
@@ -68,7 +69,7 @@ pub fn verdict(
         .zip(inputs.iter().zip(masses))
         .map(|((g, r), (x, m))| {
             // A weight that underflowed is multiplied by up to A/(τ·min‖x‖) afterwards.
-            let min_norm = tolerance::min_norm(x);
+            let min_norm = scales::min_norm(x);
             let gain = amp / (tau * min_norm.max(NORM_EPS));
             let tol = Tolerance::new(dim, rows as u64, grad_scale(tau, x, m));
             compare(&widen(g), &widen(r), tol.with_underflow_gain(gain))

@@ -6,7 +6,8 @@ use super::{Mode, Triplet, TripletOutput, TripletTerm};
 use crate::input::Embeddings;
 use crate::options::Reduction;
 use crate::reference::{distance, prepare, row, widen};
-use crate::tolerance::{self, Spread, Tolerance, Verdict};
+use crate::tolerance::scales::{self, Spread};
+use crate::tolerance::{self, Tolerance, Verdict};
 
 /// The largest distance between the rows a call compares: (a, p), (a, n) and (p, n) for
 /// explicit triplets, every pair of a batch.
@@ -53,7 +54,7 @@ pub(crate) fn loss_tolerance(
     spread: &Spread,
 ) -> Tolerance {
     let term = d_max
-        + 2.0 * tolerance::distance_operands(cfg.distance, d_max, spread)
+        + 2.0 * scales::distance_operands(cfg.distance, d_max, spread)
         + match cfg.term {
             TripletTerm::Margin(m) => f64::from(m),
             TripletTerm::Soft => std::f64::consts::LN_2,
@@ -76,7 +77,7 @@ pub(crate) fn verdict(
     inputs: &[&Embeddings<'_>],
 ) -> Verdict {
     let dim = inputs[0].dim();
-    let spread = tolerance::spread(cfg.distance, cfg.normalize, inputs);
+    let spread = scales::spread(cfg.distance, cfg.normalize, inputs);
     let d_max = d_max(cfg, mode, inputs);
     let tol = loss_tolerance(cfg, mode, d_max, reference.counts.terms, dim, &spread);
     let len = match mode {
@@ -86,6 +87,6 @@ pub(crate) fn verdict(
     // A term's slope is at most 1 (hinge or soft margin), weighted by the reduction: the
     // reduction of a sum of 1.
     let coef = super::reduce(cfg.reduction_in(mode), 1.0, &reference.counts);
-    let floor = tolerance::contribution_scale(cfg.distance, cfg.normalize, coef, &spread);
+    let floor = scales::contribution_scale(cfg.distance, cfg.normalize, coef, &spread);
     tolerance::verdict(name, gpu, reference, dim, tol, len, floor)
 }
