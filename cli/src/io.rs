@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use metric_loss::{Embeddings, Labels};
+use metric_loss::{Embeddings, Gradient, Labels};
 
 use crate::npy::{self, NpyArray};
 use crate::Failure;
@@ -192,7 +192,7 @@ impl Outputs {
 
     /// Writes `data[k]` (float32 `.npy` of `shape`) for every requested output k, then moves
     /// them all into place; on a failure none is moved.
-    pub fn commit(mut self, shape: [usize; 2], data: &[&[f32]]) -> Result<(), Failure> {
+    pub fn commit(mut self, shape: [usize; 2], data: &[Gradient]) -> Result<(), Failure> {
         for (file, values) in self.files.iter().zip(data) {
             if let Some((flag, _, tmp)) = file {
                 std::fs::write(tmp, npy::to_bytes_f32(&shape, values))

@@ -123,8 +123,7 @@ pub(super) fn run(args: &EvalArgs) -> Result<ExitCode, Failure> {
             (out, [x.rows, x.dim])
         }
     };
-    let grads: Vec<&[f32]> = out.grads.iter().map(|g| g.values()).collect();
-    outputs.commit(shape, &grads)?;
+    outputs.commit(shape, &out.grads)?;
     let mut json = head(out.loss, &gpu);
     json.insert("similar_pairs".into(), out.counts.similar_pairs.into());
     json.insert(

@@ -92,8 +92,7 @@ pub(super) fn run(args: &EvalArgs, loss: SoftmaxLoss) -> Result<ExitCode, Failur
             (out, [a.rows, a.dim])
         }
     };
-    let grads: Vec<&[f32]> = out.grads.iter().map(|g| g.values()).collect();
-    outputs.commit(shape, &grads)?;
+    outputs.commit(shape, &out.grads)?;
     let mut json = head(out.loss, &gpu);
     json.insert("temperature".into(), temperature.into());
     json.insert("terms".into(), out.counts.terms.into());

@@ -153,8 +153,7 @@ pub(super) fn run(args: &EvalArgs) -> Result<ExitCode, Failure> {
             )
         }
     };
-    let grads: Vec<&[f32]> = out.grads.iter().map(|g| g.values()).collect();
-    outputs.commit(shape, &grads)?;
+    outputs.commit(shape, &out.grads)?;
     let mut json = head(out.loss, &gpu);
     json.insert("mining".into(), mining.map(Mining::name).into());
     json.insert("reduction".into(), reduction.name().into());
