@@ -28,7 +28,7 @@ fn cpu_reference_corpus() {
     replay("cpu_reference", metric_loss::testing::fuzz::cpu_reference);
 }
 
-/// The inputs fuzzing found failing (fuzz/findings, see TESTING.md), kept after their fix.
+/// The inputs fuzzing found failing (fuzz/findings, see docs/testing.md), kept after their fix.
 #[test]
 fn findings_stay_fixed() {
     replay_dir(

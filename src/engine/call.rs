@@ -38,14 +38,23 @@ pub(crate) struct Build<'r, 'a> {
     pub sides: &'r [Side],
     /// The class ids, one u32 per row, when the call has labels.
     pub classes: Option<&'r RowBuf>,
-    /// The device-resident calls' result buffer: 8 words, the loss first (each family's
-    /// shader documents the rest).
-    pub loss: &'r Bound,
     pub path: Path<'r>,
     pub want: bool,
 }
 
+/// The device-resident calls' result buffer: 8 words, the loss first (each family's shader
+/// documents the rest). Held by the workspace, so every call of a step gets the same one.
+fn device_loss(rec: &mut Recorder<'_>) -> Bound {
+    rec.small("device_loss", 32)
+}
+
 impl Build<'_, '_> {
+    /// The device-resident calls' result buffer (allocated on first use: host calls of
+    /// most families never need it).
+    pub fn loss(&mut self) -> Bound {
+        device_loss(self.rec)
+    }
+
     /// The class ids of a call whose family always has them.
     pub fn classes(&self) -> Result<&RowBuf> {
         self.classes.ok_or(Error::Validation {
@@ -111,13 +120,11 @@ pub(crate) fn run_host<L: LossCall>(
             rec.write(&b.whole(), bytemuck::cast_slice(ids));
             b
         });
-        let loss = rec.small("device_loss", 32);
         let built = call.steps(&mut Build {
             rec,
             plan: &plan,
             sides: &sides,
             classes: class_buf.as_ref(),
-            loss: &loss,
             path: Path::Host(classes),
             want,
         })?;
@@ -184,13 +191,11 @@ pub(crate) fn run_device<L: LossCall>(
             (&classes, class_buf.as_ref()),
             limit,
         )?;
-        let loss = rec.small("device_loss", 32);
         let built = call.steps(&mut Build {
             rec,
             plan: &plan,
             sides: &sides,
             classes: class_buf.as_ref(),
-            loss: &loss,
             path: Path::Device,
             want,
         })?;
@@ -200,7 +205,7 @@ pub(crate) fn run_device<L: LossCall>(
         steps.extend(resident::scatter(rec, &plan, &sides, grads)?);
         rec.record(&steps)?;
         Ok(DeviceLoss {
-            loss,
+            loss: device_loss(rec),
             flags,
             limit,
             dim,

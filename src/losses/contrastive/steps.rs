@@ -45,6 +45,7 @@ impl LossCall for Call {
         // mean and sum have dL/dterm from the number of pairs, known on the host; the device
         // path and mean-nonzero count it on the device (contrastive_finalize).
         let host_scales = host && self.cfg.reduction != Reduction::MeanNonzero;
+        let loss = (!host).then(|| b.loss());
         let d = Dispatch {
             cfg: &self.cfg,
             plan,
@@ -63,10 +64,10 @@ impl LossCall for Call {
         if !host || (b.want && !host_scales) {
             steps.extend(d.per_window(&k::FINALIZE, |s| s.bind(k::SCALES, scales.clone())));
         }
-        if !host {
+        if let Some(loss) = loss {
             steps.extend(d.per_window(&k::LOSS, |s| {
                 s.bind(k::SCALES, scales.clone())
-                    .bind(k::LOSS_OUT, b.loss.clone())
+                    .bind(k::LOSS_OUT, loss.clone())
             }));
         }
         if b.want {

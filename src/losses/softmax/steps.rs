@@ -114,7 +114,7 @@ impl LossCall for Call {
                     }
                 }
             };
-        let loss = b.loss;
+        let loss = b.loss();
         let mut steps = Vec::new();
         sweep(&k::STATS_SWEEP, &own_stats, &mut steps);
         if cfg.loss == SoftmaxLoss::NtXent {

@@ -142,7 +142,7 @@ impl Call {
             steps.push(s);
         }
         if matches!(b.path, Path::Device) {
-            steps.extend(self.device_loss(plan, plan.windows, b.loss, |w| {
+            steps.extend(self.device_loss(plan, plan.windows, &b.loss(), |w| {
                 (partials.win(w), plan.start(w), plan.window_rows)
             }));
         }
@@ -324,7 +324,7 @@ impl Call {
         }
         if matches!(b.path, Path::Device) {
             // Mined partials are bound whole: every anchor at once.
-            steps.extend(self.device_loss(&plan, 1, b.loss, |_| (partials.clone(), 0, rows)));
+            steps.extend(self.device_loss(&plan, 1, &b.loss(), |_| (partials.clone(), 0, rows)));
         }
         Ok(Built {
             steps,
