@@ -142,6 +142,12 @@ fn rows_wider_than_a_binding_are_an_error() {
         ),
         "expected LimitExceeded, got {err}"
     );
+    // The row width is the problem, not the batch: the advice says so.
+    let text = err.to_string();
+    assert!(
+        text.contains("dimension 64") && text.contains("use a smaller dimension"),
+        "{text}"
+    );
 }
 
 #[test]
