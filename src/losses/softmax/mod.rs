@@ -1,6 +1,7 @@
 //! The softmax-contrastive losses (NT-Xent, SupCon, CLIP): options and public calls.
 
 mod kernels;
+mod limit;
 pub mod reference;
 mod steps;
 pub mod tolerance;
@@ -14,7 +15,6 @@ use crate::error::{Error, Result};
 use crate::input::{
     DeviceGrad, DeviceLabels, DeviceRows, Embeddings, Labels, Target, MAX_ABS_VALUE,
 };
-use crate::limit::{self, largest_magnitude, CEILING, NORMALIZE_GAIN};
 use crate::options::{same_rows, Counts, Grads, LossOutput};
 use crate::tolerance::Verdict;
 use steps::Call;
@@ -195,23 +195,6 @@ impl Softmax {
         }
     }
 
-    /// The largest input magnitude: logits are cosines over τ, so only the squared norm and
-    /// the normalisation's gain on the gradient (rows × 2/τ) grow.
-    fn magnitude_limit(&self, dim: usize, rows: usize) -> Result<f64> {
-        let per_row = 2.0 / f64::from(self.temperature) * NORMALIZE_GAIN;
-        let grad = rows as f64 * per_row;
-        largest_magnitude(|m| (dim as f64 * m * m).max(grad)).ok_or(Error::LimitExceeded {
-            what: format!(
-                "rows at temperature {} (the gradient's worst case, rows × 2/τ × 2e12, stays \
-                 below 1e37)",
-                self.temperature
-            ),
-            needed: rows as u128,
-            limit: (CEILING / per_row) as u128,
-            hint: "use a smaller batch or a larger temperature",
-        })
-    }
-
     /// The largest |x| [`Softmax::batch`] accepts for `rows × dim` (the magnitude limit, see
     /// [`crate::Error::TooLargeForLoss`]), or the error when the temperature is too small for
     /// that many rows. No device or data needed.
@@ -226,20 +209,13 @@ impl Softmax {
         self.magnitude_limit(dim, 2 * rows)
     }
 
-    fn describe(&self, rows: usize, dim: usize) -> String {
-        format!(
-            "{:?} (temperature {}), {rows} rows of dimension {dim}",
-            self.loss, self.temperature
-        )
-    }
-
     /// Everything [`Softmax::batch`] checks before it runs: options, shapes and the
     /// magnitude limit ([`crate::Error::TooLargeForLoss`]). No device needed.
     pub fn validate_batch(&self, x: &Embeddings<'_>, labels: &Labels) -> Result<()> {
         self.validate_mode(false)?;
         same_rows("labels", x.rows(), labels.len())?;
         let limit = self.batch_limit(x.rows(), x.dim())?;
-        limit::check(&x.as_input("embeddings"), limit, || {
+        crate::limit::check(&x.as_input("embeddings"), limit, || {
             self.describe(x.rows(), x.dim())
         })
     }
@@ -251,7 +227,7 @@ impl Softmax {
         same_rows("columns of b", a.dim(), b.dim())?;
         let limit = self.pairs_limit(a.rows(), a.dim())?;
         for (what, x) in [("a", a), ("b", b)] {
-            limit::check(&x.as_input(what), limit, || {
+            crate::limit::check(&x.as_input(what), limit, || {
                 self.describe(a.rows(), a.dim())
             })?;
         }
