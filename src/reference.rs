@@ -164,7 +164,12 @@ pub fn add_scaled(dst: &mut [f64], c: f64, src: &[f64]) {
 
 /// The values in f64.
 pub fn widen(x: &Embeddings<'_>) -> Vec<f64> {
-    x.data().iter().map(|&v| f64::from(v)).collect()
+    widen_f32(x.data())
+}
+
+/// f32 values (a gradient, a loss's inputs) as f64.
+pub(crate) fn widen_f32(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| f64::from(x)).collect()
 }
 
 /// log Σ exp(v), or `None` for no values.

@@ -360,8 +360,8 @@ fn window(
     ))
 }
 
-/// The parameters of window `w` of a caller layout of `dim` values a row, `stride` apart,
-/// whose first value sits at index `first` of the binding.
+/// A caller's row layout (`dim` values a row, `stride` apart), its gradient's scale and
+/// accumulation, and the magnitude the gather flags.
 struct Caller<'g> {
     dim: u64,
     stride: u64,
@@ -370,6 +370,7 @@ struct Caller<'g> {
 }
 
 impl Caller<'_> {
+    /// The parameters of window `w`, whose first value sits at index `first` of its binding.
     fn params(&self, plan: &Plan, w: u64, first: u32) -> DeviceParams {
         DeviceParams {
             rows: plan.rows as u32,

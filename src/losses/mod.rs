@@ -1,8 +1,7 @@
 //! The loss families, one folder each with the same files: `mod.rs` (options and public
 //! calls), `kernels.rs` (the shader's entry points and bindings), `steps.rs` (its dispatches,
 //! the [`crate::engine::call::LossCall`] it implements), `reference.rs` (the f64 mirror),
-//! `tolerance.rs` (the tolerance rule's scales) and `limit.rs` (the magnitude limit; softmax
-//! keeps its one-line limit in `mod.rs`).
+//! `tolerance.rs` (the tolerance rule's scales) and `limit.rs` (the magnitude limit).
 
 pub mod contrastive;
 pub mod softmax;

@@ -10,7 +10,7 @@
 use super::{clear_margin, median, Rng};
 pub use crate::losses::triplet::mined_terms;
 use crate::losses::triplet::Mode;
-use crate::reference::{distance, prepare, row};
+use crate::reference::{distance, prepare, row, widen};
 use crate::tolerance::{Verdict, F32_ROUNDOFF};
 use crate::{
     Distance, Embeddings, Gpu, Labels, Mining, Reduction, Result, Triplet, TripletOutput,
@@ -37,8 +37,7 @@ pub fn decision_band(dim: usize, d_max: f64) -> f64 {
 }
 
 fn rows_f64(normalize: bool, e: &Embeddings<'_>) -> Vec<f64> {
-    let w: Vec<f64> = e.data().iter().map(|&v| f64::from(v)).collect();
-    prepare(normalize, &w, e.dim()).0
+    prepare(normalize, &widen(e), e.dim()).0
 }
 
 /// The decisions of explicit triplets.

@@ -31,6 +31,7 @@
 pub(crate) mod scales;
 
 use crate::options::LossOutput;
+use crate::reference::widen_f32;
 
 /// The smallest normal f32, 2⁻¹²⁶: below it values are subnormal, or flushed to zero (GPUs
 /// may flush subnormals), so no relative accuracy is possible.
@@ -195,8 +196,8 @@ pub(crate) fn verdict<C: PartialEq>(
         .zip(&reference.grads)
         .map(|(g, r)| {
             compare(
-                &widen(g),
-                &widen(r),
+                &widen_f32(g),
+                &widen_f32(r),
                 Tolerance::new(dim, reduction_len, scale),
             )
         })
@@ -208,9 +209,4 @@ pub(crate) fn verdict<C: PartialEq>(
         grads,
         counts_equal: gpu.counts == reference.counts && grads_present,
     }
-}
-
-/// f32 values as f64.
-pub(crate) fn widen(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| f64::from(x)).collect()
 }

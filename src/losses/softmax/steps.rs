@@ -9,6 +9,7 @@ use crate::engine::call::{Build, Built, LossCall, Path};
 use crate::engine::kernel::Step;
 use crate::engine::plan::Plan;
 use crate::error::Result;
+use crate::options::Reduction;
 
 const PARTIAL: u64 = size_of::<SoftmaxPartial>() as u64;
 const STATS: u64 = size_of::<SoftmaxStats>() as u64;
@@ -48,11 +49,8 @@ impl LossCall for Call {
         let scale = match b.path {
             Path::Host(ids) => {
                 let terms = super::softmax_terms(cfg.loss, ids.unwrap_or(&[]));
-                Some(if terms == 0 {
-                    0.0
-                } else {
-                    (1.0 / terms as f64) as f32
-                })
+                // Every softmax loss is a mean over its terms.
+                Some(Reduction::Mean.term_scale(terms))
             }
             Path::Device => None,
         };
