@@ -74,6 +74,19 @@ def fmt(v):
     return f"{v:10.4f}" if isinstance(v, float) else f"{v:>10}"
 
 
+def probe(ml):
+    """The kernel's share of the adapter's FMA peak measured by the same bench run."""
+    f = ml.get("fma_peak_fraction")
+    return f"{100 * f:6.1f}%" if isinstance(f, float) else f"{'n/a':>7}"
+
+
+def ratio(ml_s, torch_s):
+    """metric-loss time / PyTorch time (below 1: metric-loss is faster)."""
+    if isinstance(ml_s, float) and isinstance(torch_s, float) and torch_s > 0:
+        return f"{ml_s / torch_s:8.3f}"
+    return f"{'-':>8}"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--exe", default="target/release/metric-loss")
@@ -96,7 +109,7 @@ def main():
         pml = None
     print(f"torch {torch.__version__} on {torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}"
           f"; pytorch-metric-learning {'present' if pml else 'missing'}; D={args.dim}, margin {args.margin}")
-    print(f"{'B':>7} | {'ml e2e s':>10} {'ml kern s':>10} {'%FP32pk':>8} | {'cdist s':>10} {'PML s':>10} | ml loss / cdist loss")
+    print(f"{'B':>7} | {'ml e2e s':>10} {'ml kern s':>10} {'%probe':>7} {'%FP32pk':>8} | {'cdist s':>10} {'PML s':>10} | {'ml/cdist':>8} | ml loss / cdist loss")
     for b in [int(v) for v in args.batches.split(",")]:
         x, labels = inputs(b, args.dim, seed=b)
         with tempfile.TemporaryDirectory() as tmp:
@@ -115,7 +128,7 @@ def main():
         kern = ml.get("kernel_s")
         frac = None
         if kern and args.peak_tflops > 0:
-            frac = 6.0 * b * b * args.dim / kern / (args.peak_tflops * 1e12) * 100
+            frac = ml.get("kernel_flops", 0.0) / kern / (args.peak_tflops * 1e12) * 100
         need_gb = 6 * b * b * 4 / 1e9
         xt = torch.tensor(x, device=device, requires_grad=True)
         lt = torch.tensor(labels, device=device)
@@ -150,7 +163,8 @@ def main():
                 ml_loss = json.loads(ev.stdout.strip().splitlines()[-1])["loss"]
         pct = f"{frac:7.2f}%" if frac is not None else f"{'n/a':>8}"
         losses = f"{ml_loss:.6f} / {loss_box['cdist']:.6f}" if ml_loss is not None and "cdist" in loss_box else "-"
-        print(f"{b:>7} | {fmt(ml_t)} {fmt(kern if kern else 'n/a')} {pct} | {fmt(t_cdist)} {fmt(t_pml)} | {losses}", flush=True)
+        print(f"{b:>7} | {fmt(ml_t)} {fmt(kern if kern else 'n/a')} {probe(ml)} {pct} | {fmt(t_cdist)} "
+              f"{fmt(t_pml)} | {ratio(ml_t, t_cdist)} | {losses}", flush=True)
         del xt, lt
 
 

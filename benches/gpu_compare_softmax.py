@@ -7,7 +7,9 @@ independent B x D views. Times forward + backward per call (median of --repeat a
 warm-up) of
   * metric-loss `bench --json` on the saved inputs: end to end (upload and readback
     included) and kernel-only (GPU timestamps), and its workspace;
-  * pytorch-metric-learning's NTXentLoss(temperature) in float32;
+  * pytorch-metric-learning's NTXentLoss(temperature) in float32 ("PML"), and NT-Xent as
+    plain PyTorch ("torch"): S = X_n X_n^T / tau, L_i = logsumexp of row i over the other
+    classes, mean over positive pairs (i, p) of softplus(L_i - S_ip) (PML's definition);
   * CLIP as plain PyTorch: (cross_entropy(S, arange) + cross_entropy(S.T, arange)) / 2 with
     S = A_n B_n^T / tau, float32.
 Each PyTorch measurement runs in a child process, so that one running out of memory
@@ -26,6 +28,8 @@ import tempfile
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from gpu_compare import probe, ratio  # noqa: E402
 
 
 def inputs(b, d, seed):
@@ -52,7 +56,20 @@ def child(args):
     box = {}
     try:
         x = torch.tensor(inputs(b, d, seed=b), device=device, requires_grad=True)
-        if args.child == "ntxent":
+        if args.child == "ntxent-torch":
+            labels = torch.arange(b, device=device) % ((b + 1) // 2)
+            same = labels[:, None] == labels[None, :]
+            pos = same & ~torch.eye(b, dtype=torch.bool, device=device)
+
+            def run():
+                x.grad = None
+                xn = F.normalize(x, dim=1)
+                s = xn @ xn.T / t
+                lse = torch.logsumexp(s.masked_fill(same, float("-inf")), dim=1)
+                loss = F.softplus(lse[:, None] - s)[pos].mean()
+                loss.backward()
+                box["loss"] = loss.item()
+        elif args.child == "ntxent":
             from pytorch_metric_learning.losses import NTXentLoss
 
             fn = NTXentLoss(temperature=t)
@@ -154,22 +171,26 @@ def main():
         return child(args)
     print(f"softmax: D={args.dim}, tau {args.temperature}; PyTorch float32 in a child process "
           f"per cell (CPU cap {args.max_cpu_gb:g} GB)")
-    print(f"{'B':>7} {'loss':>6} | {'ml e2e s':>10} {'ml kern s':>10} {'ml GFLOP/s':>10} "
-          f"{'ml MB':>9} | {'torch s':>10} {'torch MB':>9} | ml loss / torch loss")
+    print(f"{'B':>7} {'loss':>6} | {'ml e2e s':>10} {'ml kern s':>10} {'%probe':>7} "
+          f"{'ml MB':>9} | {'PML s':>10} {'torch s':>10} {'torch MB':>9} | {'ml/torch':>8} | "
+          f"ml loss / torch loss")
     for b in [int(v) for v in args.softmax_batches.split(",")]:
         for loss in ["ntxent", "clip"]:
             ml, value = ml_run(args.exe, loss, b, args)
-            tr = torch_run(loss, b, args)
+            # NT-Xent: PML's class, then the plain PyTorch formulation the ratio is against.
+            pml = torch_run(loss, b, args) if loss == "ntxent" else None
+            tr = torch_run("ntxent-torch" if loss == "ntxent" else loss, b, args)
             kern = ml.get("kernel_s")
-            gflops = ml.get("gflops")
             pct = ""
             if kern and args.peak_tflops > 0:
-                pct = f" ({6 * b * b * args.dim / kern / 1e12 / args.peak_tflops:.1%} of FP32 peak)"
+                frac = ml.get("kernel_flops", 0.0) / kern / 1e12 / args.peak_tflops
+                pct = f" ({frac:.1%} of FP32 peak)"
             losses = (f"{value:.6f} / {tr['loss']:.6f}"
                       if value is not None and tr.get("loss") is not None else "-")
             print(f"{b:>7} {loss:>6} | {fmt(ml.get('median_s'))} {fmt(kern if kern else 'n/a')} "
-                  f"{fmt(gflops)} {mb(ml.get('peak_device_bytes'))} | {fmt(tr['s'])} "
-                  f"{mb(tr.get('peak'))} | {losses}{pct}", flush=True)
+                  f"{probe(ml)} {mb(ml.get('peak_device_bytes'))} | "
+                  f"{fmt(pml['s']) if pml else fmt('-')} {fmt(tr['s'])} {mb(tr.get('peak'))} | "
+                  f"{ratio(ml.get('median_s'), tr['s'])} | {losses}{pct}", flush=True)
 
 
 if __name__ == "__main__":

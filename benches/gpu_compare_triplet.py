@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from compare_triplet import masks
-from gpu_compare import fmt, inputs, timed
+from gpu_compare import fmt, inputs, probe, ratio, timed
 
 
 def batch_hard(x, labels, m):
@@ -92,7 +92,7 @@ def main():
         pml = None
     print(f"triplet: torch {torch.__version__} on "
           f"{torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}; D={args.dim}, margin {args.margin}")
-    print(f"{'B':>7} {'mining':>8} | {'ml e2e s':>10} {'ml kern s':>10} | {'torch s':>10} | ml loss / torch loss")
+    print(f"{'B':>7} {'mining':>8} | {'ml e2e s':>10} {'ml kern s':>10} {'%probe':>7} | {'torch s':>10} | {'ml/torch':>8} | ml loss / torch loss")
     for b in [int(v) for v in args.batches.split(",")]:
         x, labels = inputs(b, args.dim, seed=b)
         for mining, reference, extra in [
@@ -120,8 +120,8 @@ def main():
             losses = (f"{ml_loss:.6f} / {box['loss']:.6f}"
                       if ml_loss is not None and "loss" in box else "-")
             kern = ml.get("kernel_s")
-            print(f"{b:>7} {mining:>8} | {fmt(ml.get('median_s'))} {fmt(kern if kern else 'n/a')} | "
-                  f"{fmt(t)} | {losses}", flush=True)
+            print(f"{b:>7} {mining:>8} | {fmt(ml.get('median_s'))} {fmt(kern if kern else 'n/a')} "
+                  f"{probe(ml)} | {fmt(t)} | {ratio(ml.get('median_s'), t)} | {losses}", flush=True)
             del xt, lt
 
 

@@ -67,7 +67,9 @@ const FAMILY_CLIP: u32 = 2u;
 
 // Keep in sync with `SoftmaxStats` in src/losses/softmax/kernels.rs.
 struct SoftmaxStats {
-    max: f32,       // running maximum of the denominator's logits
+    max: f32,       // running maximum of the denominator's logits; after softmax_finish the
+                    // reference logit of dL/dτ's terms: that maximum (an actual logit, so
+                    // tied logits give exact zeros), 0 for an empty denominator
     sum: f32,       // Σ exp(z − max) over the denominator (0: empty)
     pos: f32,       // Σ z over the positives; ntxent after softmax_positives: Σ softplus
     pos_n: u32,     // positives
@@ -407,6 +409,8 @@ fn softmax_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     st.lse = 0.0;
     if (st.sum > 0.0) {
         st.lse = st.max + log(st.sum);
+    } else {
+        st.max = 0.0;
     }
     var loss = 0.0;
     let terms = row_terms(st);
@@ -446,6 +450,12 @@ struct Coefs {
     lse: vec4<f32>,
     den: vec4<f32>,
     pos: vec4<f32>,
+    zmax: vec4<f32>, // tau_ref of each owner
+}
+
+// The logit an owner's Σ dL/dz · z is taken relative to (softmax_finish leaves it in `max`).
+fn tau_ref(st: SoftmaxStats) -> f32 {
+    return st.max;
 }
 
 fn stats_coefs(a: SoftmaxStats, b: SoftmaxStats, c: SoftmaxStats, d: SoftmaxStats) -> Coefs {
@@ -453,6 +463,7 @@ fn stats_coefs(a: SoftmaxStats, b: SoftmaxStats, c: SoftmaxStats, d: SoftmaxStat
         vec4<f32>(a.lse, b.lse, c.lse, d.lse),
         vec4<f32>(a.coef_den, b.coef_den, c.coef_den, d.coef_den),
         vec4<f32>(a.coef_pos, b.coef_pos, c.coef_pos, d.coef_pos),
+        vec4<f32>(tau_ref(a), tau_ref(b), tau_ref(c), tau_ref(d)),
     );
 }
 
@@ -491,6 +502,14 @@ fn coef(lse: f32, den: f32, pos: f32, z: f32, r: vec2<bool>) -> f32 {
     return g;
 }
 
+// One owner's dL/dz · z for dL/dτ, as dL/dz · (z − zref): each owner's dL/dz sum to 0 over
+// its pairs, so the total is the same, but no term carries the logits' size (up to 1/τ),
+// whose rounding would not cancel: at τ = 1e-4 with tied logits the plain form read
+// 2·10⁴ where the exact value is 0.
+fn tau_term(g: f32, z: f32, zref: f32) -> f32 {
+    return g * (z - zref);
+}
+
 // Row weights dL/ds_ij against the invocation's 4 columns, and the row's Σ dL/dz · z over
 // them (each pair once).
 struct RowW {
@@ -498,7 +517,7 @@ struct RowW {
     tau: f32,
 }
 
-fn row_weights(local: u32, ci: u32, own: vec3<f32>, s: vec4<f32>, tc: Cols, cc: Coefs) -> RowW {
+fn row_weights(local: u32, ci: u32, own: vec4<f32>, s: vec4<f32>, tc: Cols, cc: Coefs) -> RowW {
     let i = params.row_start + local;
     var out = RowW(vec4<f32>(0.0), 0.0);
     for (var c = 0u; c < 4u; c++) {
@@ -507,9 +526,10 @@ fn row_weights(local: u32, ci: u32, own: vec3<f32>, s: vec4<f32>, tc: Cols, cc: 
         if (r.x || r.y) {
             // The pair's other owner: row j of the batch, or column j of B for clip. The
             // classes are symmetric, so the roles are the same seen from j.
-            let g = coef(own.x, own.y, own.z, z, r) + coef(cc.lse[c], cc.den[c], cc.pos[c], z, r);
-            out.w[c] = g * params.inv_temp;
-            out.tau += g * z;
+            let gi = coef(own.x, own.y, own.z, z, r);
+            let gj = coef(cc.lse[c], cc.den[c], cc.pos[c], z, r);
+            out.w[c] = (gi + gj) * params.inv_temp;
+            out.tau += tau_term(gi, z, own.w) + tau_term(gj, z, cc.zmax[c]);
         }
     }
     if (params.family != FAMILY_CLIP) {
@@ -572,10 +592,10 @@ fn softmax_grad(
         let s = block_distances(row_base, col_base, ty, tx);
         let tc = tile_cols(col_base, tx);
         let cc = col_coefs(tc);
-        let w0 = row_weights(l0, rc.x, vec3<f32>(own.lse.x, own.den.x, own.pos.x), s.r0, tc, cc);
-        let w1 = row_weights(l0 + 8u, rc.y, vec3<f32>(own.lse.y, own.den.y, own.pos.y), s.r1, tc, cc);
-        let w2 = row_weights(l0 + 16u, rc.z, vec3<f32>(own.lse.z, own.den.z, own.pos.z), s.r2, tc, cc);
-        let w3 = row_weights(l0 + 24u, rc.w, vec3<f32>(own.lse.w, own.den.w, own.pos.w), s.r3, tc, cc);
+        let w0 = row_weights(l0, rc.x, vec4<f32>(own.lse.x, own.den.x, own.pos.x, own.zmax.x), s.r0, tc, cc);
+        let w1 = row_weights(l0 + 8u, rc.y, vec4<f32>(own.lse.y, own.den.y, own.pos.y, own.zmax.y), s.r1, tc, cc);
+        let w2 = row_weights(l0 + 16u, rc.z, vec4<f32>(own.lse.z, own.den.z, own.pos.z, own.zmax.z), s.r2, tc, cc);
+        let w3 = row_weights(l0 + 24u, rc.w, vec4<f32>(own.lse.w, own.den.w, own.pos.w, own.zmax.w), s.r3, tc, cc);
         tau += vec4<f32>(w0.tau, w1.tau, w2.tau, w3.tau);
         if (small) {
             add_small(w0.w, w1.w, w2.w, w3.w, col_base, tx);

@@ -38,6 +38,8 @@
 //  13 storage, rw    nonzero_cols  mined: per anchor, the columns j with W[a][j] ≠ 0, in order
 //  14 storage, rw    dev        device-resident calls: [loss, Σ terms' values, terms (lo, hi),
 //                               active (lo, hi), -, -] (f32 bits, u32)
+//  15 storage, rw    picks      batch-hard on the register rows (triplet_rows.wgsl): per
+//                               anchor (d(a,p) bits, p, d(a,n) bits, n), NONE when absent
 // Ties choose the lowest index; every sum runs in a fixed order and every output value has
 // one owner: no atomics, bitwise deterministic.
 // Shared pieces: common/distance, reduce, smooth, tile.
@@ -92,6 +94,7 @@ const NONE: u32 = 0xffffffffu;
 @group(0) @binding(12) var<storage, read_write> grad_n: array<vec4<f32>>;
 @group(0) @binding(13) var<storage, read_write> nonzero_cols: array<u32>;
 @group(0) @binding(14) var<storage, read_write> dev: array<u32>;
+@group(0) @binding(15) var<storage, read_write> picks: array<vec4<u32>>;
 
 // Per-lane results of the mining kernels, folded by lane 0 in lane order.
 var<workgroup> sum_s: array<Kahan, 64>;

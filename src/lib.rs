@@ -54,7 +54,9 @@ mod reference;
 pub mod testing;
 pub mod tolerance;
 
-pub use engine::{AdapterSummary, Allocations, Gpu, GpuOptions, DEFAULT_TIMEOUT};
+pub use engine::{
+    AdapterSummary, Allocations, EngineConfig, Gpu, GpuOptions, Peak, DEFAULT_TIMEOUT, ENGINE_ENV,
+};
 pub use error::{Error, Result};
 pub use input::{Embeddings, Labels, MAX_ABS_VALUE};
 pub use losses::contrastive::{Contrastive, ContrastiveCounts, ContrastiveOutput};

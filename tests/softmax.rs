@@ -243,11 +243,50 @@ fn small_temperatures_and_extreme_rows_stay_finite() {
         assert!(out.loss.is_finite() && out.grad_temperature.unwrap().is_finite());
         assert!(out.grads.iter().flatten().all(|v| v.is_finite()));
     }
-    // At τ = 0.01 the same input also matches the reference.
-    for loss in [SoftmaxLoss::NtXent, SoftmaxLoss::SupCon] {
-        let cfg = Softmax::new(loss).temperature(0.01).unwrap();
-        let r = cross_batch(gpu, format!("{loss:?} extreme rows"), &cfg, &x, &l).unwrap();
-        common::assert_report(&r);
+    // The same input also matches the reference, down to the smallest temperature.
+    for t in [0.01, 1e-4] {
+        for loss in [SoftmaxLoss::NtXent, SoftmaxLoss::SupCon] {
+            let cfg = Softmax::new(loss).temperature(t).unwrap();
+            let r = cross_batch(gpu, format!("{loss:?} τ={t} extreme rows"), &cfg, &x, &l);
+            common::assert_report(&r.unwrap());
+        }
+    }
+}
+
+#[test]
+fn tied_logits_give_an_exact_temperature_gradient() {
+    let Some(gpu) = common::gpu() else { return };
+    // The same rows as both CLIP views, and the second half repeating the first: every row's
+    // two largest logits tie exactly. At τ = 1e-4 the logits are ~10⁴, whose f32 rounding
+    // (~10⁻³) does not cancel in Σ dL/dz · z: that form read dL/dτ ≈ 2·10⁴ here, where the
+    // exact value is 0. Taken relative to each owner's largest logit the tied terms are
+    // exact zeros, and what is left is below the reference's own f64 rounding.
+    for (rows, dim) in [(64, 16), (130, 128), (300, 5)] {
+        let mut data = common::normals(rows as u64, rows * dim);
+        let half = rows / 2 * dim;
+        data.copy_within(0..half, half);
+        let x = Embeddings::named("x", &data, rows, dim).unwrap();
+        for loss in [SoftmaxLoss::Clip, SoftmaxLoss::SupCon, SoftmaxLoss::NtXent] {
+            let cfg = Softmax::new(loss).temperature(1e-4).unwrap();
+            let labels: Vec<i64> = (0..rows).map(|i| (i % (rows / 2)) as i64).collect();
+            let l = Labels::new(&labels);
+            let (g, r) = if loss == SoftmaxLoss::Clip {
+                (
+                    cfg.pairs(gpu, &x, &x, Grads::Compute).unwrap(),
+                    cfg.pairs_cpu(&x, &x, Grads::Compute).unwrap(),
+                )
+            } else {
+                (
+                    cfg.batch(gpu, &x, &l, Grads::Compute).unwrap(),
+                    cfg.batch_cpu(&x, &l, Grads::Compute).unwrap(),
+                )
+            };
+            let (g, r) = (g.grad_temperature.unwrap(), r.grad_temperature.unwrap());
+            assert!(
+                (g - r).abs() <= 1e-3,
+                "{loss:?} B={rows} D={dim}: dL/dτ {g} on the GPU, {r} on the CPU"
+            );
+        }
     }
 }
 

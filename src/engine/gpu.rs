@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::config::{EngineConfig, ENGINE_ENV};
 use super::errors::classify;
 use super::kernel;
 use super::kernel::Bound;
@@ -36,6 +37,9 @@ pub struct GpuOptions {
     /// larger of [`DEFAULT_TIMEOUT`] and the call's model work at 0.02 GFLOP/s, so that a
     /// legitimately long call never trips it; `Some(t)`: exactly `t`.
     pub timeout: Option<Duration>,
+    /// The pair engine's configuration. `None` (default): [`ENGINE_ENV`] if set, else
+    /// [`EngineConfig::automatic`] for the adapter.
+    pub engine: Option<EngineConfig>,
 }
 
 /// An environment variable's value, `None` when unset or empty.
@@ -52,6 +56,7 @@ impl Default for GpuOptions {
             adapter_name: env("WGPU_ADAPTER_NAME"),
             limits: None,
             timeout: None,
+            engine: None,
         }
     }
 }
@@ -87,6 +92,9 @@ pub struct Gpu {
     limits: wgpu::Limits,
     features: wgpu::Features,
     timeout: Option<Duration>,
+    engine: EngineConfig,
+    /// The fixed subgroup size, where the device has `SUBGROUP` (for [`EngineConfig::Rows`]).
+    lanes: Option<u32>,
     profiling: bool,
     lost: Arc<Mutex<Option<String>>>,
     uncaptured: Arc<AtomicUsize>,
@@ -146,8 +154,10 @@ impl Gpu {
             })?,
         };
         let limits = options.limits.unwrap_or_else(|| adapter.limits());
-        // Timestamps give kernel-only times in benchmarks; nothing else is needed.
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        // Timestamps give kernel-only times in benchmarks; subgroups serve the register-row
+        // engine's column broadcasts. Nothing else is needed.
+        let features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
         let (device, queue) =
             pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
                 label: Some("metric-loss"),
@@ -157,7 +167,7 @@ impl Gpu {
                 memory_hints: wgpu::MemoryHints::Performance,
                 trace: wgpu::Trace::Off,
             }))?;
-        let mut gpu = Self::wrap(device, queue, options.timeout)?;
+        let mut gpu = Self::wrap(device, queue, options.timeout, options.engine)?;
         gpu.features = adapter.features();
         let lost = gpu.lost.clone();
         gpu.device.set_device_lost_callback(move |reason, message| {
@@ -185,10 +195,15 @@ impl Gpu {
     /// The caller keeps its device-lost and uncaptured-error handlers: this installs none;
     /// errors of metric-loss's own work are still caught in error scopes.
     pub fn from_device(device: wgpu::Device, queue: wgpu::Queue) -> Result<Self> {
-        Self::wrap(device, queue, None)
+        Self::wrap(device, queue, None, None)
     }
 
-    fn wrap(device: wgpu::Device, queue: wgpu::Queue, timeout: Option<Duration>) -> Result<Self> {
+    fn wrap(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        timeout: Option<Duration>,
+        engine: Option<EngineConfig>,
+    ) -> Result<Self> {
         let limits = device.limits();
         for (what, has, needs) in [
             (
@@ -217,6 +232,22 @@ impl Gpu {
             }
         }
         let info = device.adapter_info();
+        let features = device.features();
+        let lanes = EngineConfig::broadcast_lanes(&info, features);
+        let engine = match engine {
+            Some(e) => e,
+            None => match env(ENGINE_ENV) {
+                Some(name) => name.parse()?,
+                None => EngineConfig::automatic(&info, features),
+            },
+        };
+        if engine == EngineConfig::Rows && lanes.is_none() {
+            return Err(Error::OptionConflict {
+                option: "engine",
+                reason: "rows needs Features::SUBGROUP and a fixed subgroup size; \
+                         use rows-direct or tile",
+            });
+        }
         Ok(Self {
             adapter: AdapterSummary {
                 name: info.name,
@@ -227,15 +258,37 @@ impl Gpu {
                 device_type: format!("{:?}", info.device_type),
             },
             limits,
-            features: device.features(),
+            features,
             device,
             queue,
             timeout,
+            engine,
+            lanes,
             profiling: false,
             lost: Arc::new(Mutex::new(None)),
             uncaptured: Arc::new(AtomicUsize::new(0)),
             state: Mutex::new(State::default()),
         })
+    }
+
+    /// The pair engine's configuration (see [`EngineConfig`]).
+    pub fn engine(&self) -> EngineConfig {
+        self.engine
+    }
+
+    /// Switches the pair engine's configuration for the calls that follow (benchmarks and
+    /// tests compare them on one device). Fails for [`EngineConfig::Rows`] on a device
+    /// without `SUBGROUP` or a fixed subgroup size.
+    pub fn set_engine(&mut self, engine: EngineConfig) -> Result<()> {
+        if engine == EngineConfig::Rows && self.lanes.is_none() {
+            return Err(Error::OptionConflict {
+                option: "engine",
+                reason: "rows needs Features::SUBGROUP and a fixed subgroup size; \
+                         use rows-direct or tile",
+            });
+        }
+        self.engine = engine;
+        Ok(())
     }
 
     /// The adapter this device runs on.
@@ -356,6 +409,8 @@ impl Gpu {
             device: &self.device,
             queue: &self.queue,
             limits: &self.limits,
+            engine: self.engine,
+            lanes: self.lanes,
         }
     }
 
@@ -497,8 +552,9 @@ impl Gpu {
     pub(crate) fn prepare_kernels(&self, kernels: &[&'static kernel::KernelInfo]) -> Result<()> {
         let (mut state, scopes) = self.begin()?;
         let mut rec = Recorder::new(self.target(), &mut state, false);
-        for &k in kernels {
-            rec.pipeline(k);
+        // Register-row kernels are generated per row width: built on first use.
+        for &k in kernels.iter().filter(|k| !k.module.rows()) {
+            rec.pipeline(k, None);
         }
         drop(rec);
         self.end(scopes, "building the pipelines")

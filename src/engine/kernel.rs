@@ -8,6 +8,7 @@
 
 use std::marker::PhantomData;
 
+use crate::engine::rows::RowShape;
 use crate::engine::shader::Module;
 use crate::error::{Error, Result};
 
@@ -134,6 +135,8 @@ impl KernelInfo {
 /// One dispatch: its kernel, parameters, buffers by slot and workgroup count.
 pub(crate) struct Step {
     pub kernel: &'static KernelInfo,
+    /// The generated variant of a register-row kernel (`None` for every other kernel).
+    pub shape: Option<RowShape>,
     pub params: Vec<u8>,
     pub bindings: Vec<(Slot, Bound)>,
     pub groups: u64,
@@ -143,10 +146,17 @@ impl Step {
     pub fn new<P: bytemuck::Pod>(kernel: &'static Kernel<P>, params: P, groups: u64) -> Self {
         Self {
             kernel: &kernel.info,
+            shape: None,
             params: bytemuck::bytes_of(&params).to_vec(),
             bindings: Vec::new(),
             groups,
         }
+    }
+
+    /// Runs the register-row kernel's variant `shape`.
+    pub fn shaped(mut self, shape: RowShape) -> Self {
+        self.shape = Some(shape);
+        self
     }
 
     /// Binds `buffer` to `slot`.
@@ -164,6 +174,15 @@ impl Step {
             .iter()
             .find(|s| self.bindings.iter().filter(|(b, _)| b == *s).count() != 1);
         let foreign = self.bindings.iter().find(|(b, _)| !k.slots.contains(b));
+        if self.shape.is_some() != k.module.rows() {
+            return Err(Error::Validation {
+                during: "recording a dispatch",
+                description: format!(
+                    "{}: a row shape goes with register-row kernels only",
+                    k.entry
+                ),
+            });
+        }
         match (missing, foreign) {
             (None, None) => Ok(()),
             (m, f) => Err(Error::Validation {

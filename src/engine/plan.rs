@@ -152,6 +152,11 @@ impl Plan {
         self.rows_in(w).div_ceil(ROW_GROUP)
     }
 
+    /// Workgroups of the register-row kernels (128 rows each) for window `w`.
+    pub fn row_blocks(&self, w: u64) -> u64 {
+        self.rows_in(w).div_ceil(super::rows::ROWS_PER_GROUP)
+    }
+
     /// Workgroups of the tile kernels (32 rows each) for window `w`.
     pub fn tiles(&self, w: u64) -> u64 {
         self.rows_in(w).div_ceil(ROW_TILE)

@@ -3,16 +3,18 @@
 
 use std::collections::HashMap;
 
+use super::config::EngineConfig;
 use super::kernel::{Bound, KernelInfo, Step};
 use super::plan::Plan;
+use super::rows::RowShape;
 use super::workspace::{Held, Workspace};
 use crate::error::Result;
 
 /// What calls change, under the `Gpu`'s lock.
 #[derive(Default)]
 pub(super) struct State {
-    pub modules: HashMap<&'static str, wgpu::ShaderModule>,
-    pub pipelines: HashMap<&'static str, wgpu::ComputePipeline>,
+    pub modules: HashMap<(&'static str, Option<RowShape>), wgpu::ShaderModule>,
+    pub pipelines: HashMap<(&'static str, Option<RowShape>), wgpu::ComputePipeline>,
     pub workspace: Workspace,
     pub timestamps: Option<wgpu::QuerySet>,
     pub last_kernel_seconds: Option<f64>,
@@ -27,6 +29,9 @@ pub(super) struct DeviceRef<'a> {
     pub device: &'a wgpu::Device,
     pub queue: &'a wgpu::Queue,
     pub limits: &'a wgpu::Limits,
+    pub engine: EngineConfig,
+    /// The subgroup size broadcasts are generated for, where the device can run them.
+    pub lanes: Option<u32>,
 }
 
 /// A row-indexed workspace buffer: `per_row` bytes for each of the workspace's capacity
@@ -97,6 +102,12 @@ impl<'a> Recorder<'a> {
     /// The device's limits.
     pub fn limits(&self) -> &wgpu::Limits {
         self.gpu.limits
+    }
+
+    /// The register-row variant for rows of `dim4` vec4s under the device's engine
+    /// configuration, or `None` where the tile kernels run.
+    pub fn row_shape(&self, dim4: u64, dot: bool) -> Option<RowShape> {
+        RowShape::for_dim4(self.gpu.engine, self.gpu.lanes, dim4, dot)
     }
 
     /// The number the device-resident call being recorded will have (see
@@ -248,8 +259,12 @@ impl<'a> Recorder<'a> {
     }
 
     /// The pipeline of `kernel`, built on its first use.
-    pub(super) fn pipeline(&mut self, kernel: &'static KernelInfo) -> wgpu::ComputePipeline {
-        if let Some(p) = self.state.pipelines.get(kernel.entry) {
+    pub(super) fn pipeline(
+        &mut self,
+        kernel: &'static KernelInfo,
+        shape: Option<RowShape>,
+    ) -> wgpu::ComputePipeline {
+        if let Some(p) = self.state.pipelines.get(&(kernel.entry, shape)) {
             return p.clone();
         }
         let device = self.gpu.device;
@@ -258,12 +273,12 @@ impl<'a> Recorder<'a> {
         let shader = self
             .state
             .modules
-            .entry(module.file)
+            .entry((module.file, shape))
             .or_insert_with(|| {
                 counts.shader_modules += 1;
                 device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(module.file),
-                    source: wgpu::ShaderSource::Wgsl(module.assemble().into()),
+                    source: wgpu::ShaderSource::Wgsl(module.assemble(shape.as_ref()).into()),
                 })
             })
             .clone();
@@ -289,7 +304,9 @@ impl<'a> Recorder<'a> {
             cache: None,
         });
         self.state.workspace.counts.pipelines += 1;
-        self.state.pipelines.insert(kernel.entry, pipeline.clone());
+        self.state
+            .pipelines
+            .insert((kernel.entry, shape), pipeline.clone());
         pipeline
     }
 
@@ -300,9 +317,10 @@ impl<'a> Recorder<'a> {
         if step.groups == 0 {
             return;
         }
-        let pipeline = self.pipeline(step.kernel);
+        let pipeline = self.pipeline(step.kernel, step.shape);
         let key = (
             step.kernel.entry,
+            step.shape,
             std::iter::once((0, uniform.id, 0, uniform.size))
                 .chain(
                     step.bindings

@@ -2,6 +2,7 @@
 //! gathered into the workspace and scattered back (shaders/device.wgsl), and the loss kept
 //! on the device ([`DeviceLoss`]).
 
+use crate::engine::rows::GradLayout;
 use bytemuck::{Pod, Zeroable};
 
 use super::gpu::Gpu;
@@ -20,6 +21,8 @@ pub(crate) static MODULE: Module = Module {
     file: "device.wgsl",
     source: include_str!("../../shaders/device.wgsl"),
     includes: &[],
+    maps: &[],
+    grad: GradLayout::None,
 };
 
 /// Keep in sync with `DeviceParams` in shaders/device.wgsl.

@@ -2,6 +2,7 @@
 //! and norms of each normalisation stage, and its gradient; with the normalisation kernels
 //! (shaders/normalize.wgsl) forward and backward.
 
+use crate::engine::rows::GradLayout;
 use std::borrow::Cow;
 
 use bytemuck::{Pod, Zeroable};
@@ -18,6 +19,8 @@ pub(crate) static MODULE: Module = Module {
     file: "normalize.wgsl",
     source: include_str!("../../shaders/normalize.wgsl"),
     includes: &[],
+    maps: &[],
+    grad: GradLayout::None,
 };
 
 /// Keep in sync with `NormalizeParams` in shaders/normalize.wgsl.

@@ -33,7 +33,11 @@ const BIND_GROUP_CACHE: usize = 512;
 const EXTERNAL: usize = 64;
 
 /// Identity of a bind group: entry point and (binding, buffer id, offset, size) per entry.
-pub(crate) type BindKey = (&'static str, Vec<(u32, u64, u64, u64)>);
+pub(crate) type BindKey = (
+    &'static str,
+    Option<super::rows::RowShape>,
+    Vec<(u32, u64, u64, u64)>,
+);
 
 /// Buffers by role. A buffer is replaced only when a call needs more than its capacity;
 /// capacity then at least doubles (up to the device's limit), so a training loop whose
@@ -97,7 +101,7 @@ impl Workspace {
         if let Some(prev) = self.buffers.insert(role, slot.clone()) {
             // Bind groups hold their buffers alive: drop the ones that name the old buffer.
             self.bind_groups
-                .retain(|(_, entries), _| entries.iter().all(|e| e.1 != prev.id));
+                .retain(|(_, _, entries), _| entries.iter().all(|e| e.1 != prev.id));
         }
         slot
     }

@@ -96,12 +96,16 @@ batch_loss!(triplet::Triplet, triplet::TripletCounts);
 batch_loss!(softmax::Softmax, softmax::SoftmaxCounts);
 
 /// Every module's table of entry points: the engine's and each family's.
-pub(crate) static TABLES: [&Table; 5] = [
+pub(crate) static TABLES: [&Table; 9] = [
     &crate::engine::sides::TABLE,
     &crate::engine::resident::TABLE,
+    &crate::engine::probe::TABLE,
     &contrastive::TABLE,
+    &contrastive::ROWS_TABLE,
     &triplet::TABLE,
+    &triplet::ROWS_TABLE,
     &softmax::TABLE,
+    &softmax::ROWS_TABLE,
 ];
 
 impl Gpu {
@@ -126,19 +130,49 @@ mod tests {
 
     use super::TABLES;
     use crate::engine::kernel::{self, Access, Slot, PARAMS};
+    use crate::engine::rows::RowShape;
     use wgpu::naga;
 
+    /// The shape the register-row modules are checked with (every shape is validated by
+    /// `every_row_shape_validates`).
+    const SHAPE: RowShape = RowShape {
+        width4: 8,
+        lanes: 8,
+        dot: false,
+    };
+
     fn parse(table: &kernel::Table) -> (naga::Module, naga::valid::ModuleInfo, String) {
-        let src = table.module.assemble();
-        let module = naga::front::wgsl::parse_str(&src)
-            .unwrap_or_else(|e| panic!("{}: {}", table.module.file, e.emit_to_string(&src)));
-        let info = naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{}: {}", table.module.file, e.emit_to_string(&src)));
-        (module, info, src)
+        let shape = table.module.rows().then_some(SHAPE);
+        parse_shaped(table.module, shape.as_ref())
+    }
+
+    /// Parses and validates `module` (with `shape`'s prelude), allowing subgroup operations
+    /// only when the shape broadcasts: a direct shape must run on devices without them.
+    fn parse_shaped(
+        module: &crate::engine::shader::Module,
+        shape: Option<&RowShape>,
+    ) -> (naga::Module, naga::valid::ModuleInfo, String) {
+        let src = module.assemble(shape);
+        let parsed = naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("{}: {}", module.file, e.emit_to_string(&src)));
+        let caps = if shape.is_some_and(|s| s.lanes > 0) {
+            naga::valid::Capabilities::SUBGROUP
+        } else {
+            naga::valid::Capabilities::empty()
+        };
+        let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+            .validate(&parsed)
+            .unwrap_or_else(|e| panic!("{} {shape:?}: {}", module.file, e.emit_to_string(&src)));
+        (parsed, info, src)
+    }
+
+    #[test]
+    fn every_row_shape_validates() {
+        for table in TABLES.iter().filter(|t| t.module.rows()) {
+            for shape in RowShape::all() {
+                parse_shaped(table.module, Some(&shape));
+            }
+        }
     }
 
     /// The globals entry point `index` uses, as slots (naga's analysis of the call graph).
@@ -181,6 +215,10 @@ mod tests {
     #[test]
     fn every_kernel_table_matches_its_shader() {
         let mut entries = std::collections::HashSet::new();
+        let all: Vec<&str> = TABLES
+            .iter()
+            .flat_map(|t| t.kernels.iter().map(|k| k.entry))
+            .collect();
         for table in TABLES {
             let (module, info, _) = parse(table);
             for k in table.kernels {
@@ -206,9 +244,10 @@ mod tests {
                 let size = module.types[params].inner.size(module.to_ctx()) as usize;
                 assert_eq!(size, k.params_size, "{}: parameter struct size", k.entry);
             }
+            // A register-row module includes its family's module (and its entry points).
             for e in &module.entry_points {
                 assert!(
-                    table.kernels.iter().any(|k| k.entry == e.name),
+                    all.contains(&e.name.as_str()),
                     "{}: entry point {} is in no table",
                     table.module.file,
                     e.name

@@ -7,9 +7,9 @@ use super::Rng;
 use crate::tolerance::Verdict;
 use crate::{Embeddings, Gpu, Labels, Result, Softmax, SoftmaxLoss};
 
-/// The temperatures every grid runs: the defaults, a warm one and the smallest the issue
-/// promises stability for.
-pub const TEMPERATURES: [f32; 4] = [0.07, 0.1, 0.5, 0.01];
+/// The temperatures every grid runs: the defaults, a warm one, a cold one and the smallest
+/// the crate accepts ([`crate::MIN_TEMPERATURE`]).
+pub const TEMPERATURES: [f32; 5] = [0.07, 0.1, 0.5, 0.01, 1e-4];
 
 /// NT-Xent and SupCon on labelled batches (random classes, two views, one class, all
 /// distinct, duplicate rows) and CLIP on paired views, at every temperature of

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
-use metric_loss::{Gpu, SoftmaxLoss};
+use metric_loss::{EngineConfig, Gpu, SoftmaxLoss};
 
 use crate::eval::{DeviceArg, LossName, MiningArg};
 use crate::Failure;
@@ -36,13 +36,22 @@ pub(crate) enum ModeArg {
 #[derive(Args)]
 pub(crate) struct BenchArgs {
     /// The loss.
-    #[arg(long, value_enum)]
-    loss: LossName,
+    #[arg(long, value_enum, required_unless_present = "peak")]
+    loss: Option<LossName>,
+    /// Only measure the adapter's FMA throughput and storage bandwidth (a register-only and
+    /// a streaming kernel), the ceilings every bench result is reported against.
+    #[arg(long, conflicts_with_all = ["loss", "tune"])]
+    peak: bool,
+    /// Time the call under every pair-engine configuration the adapter runs and name the
+    /// fastest (the library never tunes itself at run time: set METRIC_LOSS_ENGINE or
+    /// GpuOptions::engine to use it).
+    #[arg(long)]
+    tune: bool,
     /// Rows (B in batch mode, N pairs or triplets otherwise).
-    #[arg(long, default_value_t = 0, required_unless_present = "embeddings")]
+    #[arg(long, default_value_t = 0, required_unless_present_any = ["embeddings", "peak"])]
     batch: usize,
     /// Embedding dimension.
-    #[arg(long, default_value_t = 0, required_unless_present = "embeddings")]
+    #[arg(long, default_value_t = 0, required_unless_present_any = ["embeddings", "peak"])]
     dim: usize,
     /// In-batch, explicit pairs (contrastive) or explicit triplets (triplet).
     #[arg(long, value_enum, default_value = "batch")]
@@ -80,9 +89,14 @@ pub(crate) struct BenchArgs {
 }
 
 impl BenchArgs {
+    /// The loss (`--loss` is required unless `--peak`, which returns before any loss).
+    fn loss(&self) -> LossName {
+        self.loss.unwrap_or(LossName::Contrastive)
+    }
+
     /// The softmax loss `--loss` names, if it names one.
     fn softmax(&self) -> Option<SoftmaxLoss> {
-        match self.loss {
+        match self.loss() {
             LossName::Ntxent => Some(SoftmaxLoss::NtXent),
             LossName::Supcon => Some(SoftmaxLoss::SupCon),
             LossName::Clip => Some(SoftmaxLoss::Clip),
@@ -93,7 +107,10 @@ impl BenchArgs {
     /// The flags that go together: every conflict is a usage error before anything runs.
     fn check(&self) -> Result<(), Failure> {
         let softmax = self.softmax();
-        let triplet = self.loss == LossName::Triplet;
+        let triplet = self.loss() == LossName::Triplet;
+        if self.tune && self.device != DeviceArg::Gpu {
+            return Err(Failure::usage("--tune applies to --device gpu"));
+        }
         let refuse = |why: &str| Err(Failure::usage(why));
         if softmax.is_some() && self.mode != ModeArg::Batch {
             return refuse(
@@ -165,6 +182,9 @@ fn time(
 }
 
 pub(crate) fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
+    if args.peak {
+        return report::peak(&args);
+    }
     args.check()?;
     let cfg = workload::Config::new(&args)?;
     let given = workload::Inputs::given(&args)?;
@@ -202,7 +222,29 @@ pub(crate) fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
     };
     let work = Workload::new(cfg, args.mode, &inputs)?;
     let label = format!("B={} D={}", inputs.rows, inputs.dim);
+    if args.tune {
+        let mut rows = Vec::new();
+        for engine in EngineConfig::ALL {
+            if gpu.as_mut().is_none_or(|g| g.set_engine(engine).is_err()) {
+                continue;
+            }
+            let t = time(
+                &work,
+                &gpu,
+                args.warmup,
+                args.repeat,
+                format!("{label} {engine}"),
+            )?;
+            rows.push((engine, report::median(&t.wall)));
+        }
+        return report::tune(&rows);
+    }
     let timing = time(&work, &gpu, args.warmup, args.repeat, label)?;
-    report::print(&args, &work, &inputs, &gpu, &timing)?;
+    // The ceiling measured in this process, after the timed calls.
+    let peak = match &gpu {
+        Some(g) => Some(g.probe_peak()?),
+        None => None,
+    };
+    report::print(&args, &work, &inputs, &gpu, &timing, peak)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -2,13 +2,15 @@
 //! bytes moved (explicit rows), active terms and peak workspace; with `--json` one JSON
 //! object as the last line.
 
-use metric_loss::{Gpu, Mining, TripletTerm};
+use std::process::ExitCode;
+
+use metric_loss::{Distance, EngineConfig, Gpu, Mining, Peak, Reduction, SoftmaxLoss, TripletTerm};
 
 use super::workload::{Inputs, Workload};
 use super::{BenchArgs, ModeArg, Timing};
 use crate::Failure;
 
-fn median(v: &[f64]) -> f64 {
+pub(crate) fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -42,6 +44,81 @@ fn rate(
         }
         (Workload::Triplet { .. }, _) => ("triplets", b, 18.0 * b * d, "18·N·D"),
     }
+}
+
+/// The FLOPs the GPU kernels of one call execute, and the rule, per family: 3 per pair and
+/// dimension for a squared difference (sub, mul, add) or a gradient term w·(x_i − x_j), 2 for
+/// a dot product or a term w·x_j. In-batch losses visit every ordered pair once per sweep:
+/// contrastive one sweep with gradient (mean-nonzero adds a forward sweep over i < j);
+/// NT-Xent three (statistics, positives, gradient), SupCon two, CLIP two per direction;
+/// mined triplets one distance sweep (the chosen terms' gradients add O(B·D)). Explicit rows
+/// are bandwidth-bound; their rule is the model's.
+fn kernel_flops(work: &Workload<'_>, mode: ModeArg, b: f64, d: f64) -> (f64, &'static str) {
+    let pairs = b * b * d;
+    let dot = |dist: Distance| dist == Distance::Cosine;
+    match (work, mode) {
+        (Workload::Softmax { cfg, .. }, _) => match cfg.loss {
+            SoftmaxLoss::NtXent => (8.0 * pairs, "8·B²·D"),
+            SoftmaxLoss::SupCon => (6.0 * pairs, "6·B²·D"),
+            SoftmaxLoss::Clip => (12.0 * pairs, "12·N²·D"),
+        },
+        (Workload::Contrastive { cfg, .. }, ModeArg::Batch) => {
+            let nonzero = cfg.reduction == Reduction::MeanNonzero;
+            match (dot(cfg.distance), nonzero) {
+                (false, false) => (6.0 * pairs, "6·B²·D"),
+                (false, true) => (7.5 * pairs, "7.5·B²·D"),
+                (true, false) => (4.0 * pairs, "4·B²·D"),
+                (true, true) => (5.0 * pairs, "5·B²·D"),
+            }
+        }
+        (Workload::Contrastive { .. }, _) => (6.0 * b * d, "6·N·D"),
+        (Workload::Triplet { cfg, .. }, ModeArg::Batch) => {
+            if dot(cfg.distance) {
+                (2.0 * pairs, "2·B²·D")
+            } else {
+                (3.0 * pairs, "3·B²·D")
+            }
+        }
+        (Workload::Triplet { .. }, _) => (18.0 * b * d, "18·N·D"),
+    }
+}
+
+/// `bench --peak`: the adapter's ceilings.
+pub(crate) fn peak(args: &BenchArgs) -> Result<ExitCode, Failure> {
+    let gpu = args
+        .device
+        .open()?
+        .ok_or_else(|| Failure::usage("--peak applies to --device gpu"))?;
+    let p = gpu.probe_peak()?;
+    out!("adapter:          {}", gpu.adapter().name);
+    out!(
+        "FMA peak:         {:.2} GFLOP/s (register-only kernel, FP32)",
+        p.fma_flops / 1e9
+    );
+    out!(
+        "storage read:     {:.2} GB/s (streaming kernel)",
+        p.storage_bytes_per_s / 1e9
+    );
+    if args.json {
+        let json = serde_json::json!({
+            "adapter": gpu.adapter().name,
+            "peak_fma_flops": p.fma_flops,
+            "peak_storage_bytes_per_s": p.storage_bytes_per_s,
+        });
+        out!("{json}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bench --tune`: the median per call under each configuration, and the fastest.
+pub(crate) fn tune(rows: &[(EngineConfig, f64)]) -> Result<ExitCode, Failure> {
+    for (engine, t) in rows {
+        out!("engine {:<12} median per call {t:.6} s", engine.name());
+    }
+    if let Some((best, _)) = rows.iter().min_by(|a, b| a.1.total_cmp(&b.1)) {
+        out!("fastest:          {best} (METRIC_LOSS_ENGINE={best})");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The loss's name and the mode as reported.
@@ -88,6 +165,7 @@ pub(crate) fn print(
     inputs: &Inputs,
     gpu: &Option<Gpu>,
     t: &Timing,
+    peak: Option<Peak>,
 ) -> Result<(), Failure> {
     let (b, d) = (inputs.rows, inputs.dim);
     let kernel_s = (!t.kernel.is_empty()).then(|| median(&t.kernel));
@@ -101,7 +179,7 @@ pub(crate) fn print(
     let bytes_moved = 4.0 * bf * (2.0 * sides as f64 + 2.0) * df + (32.0 + label_bytes) * bf;
     let active = t.counts.1 as f64 / (t.counts.0.max(1)) as f64;
     let adapter = gpu.as_ref().map(|g| g.adapter().name.clone());
-    let peak = gpu.as_ref().map(|g| g.workspace_bytes().1);
+    let peak_bytes = gpu.as_ref().map(|g| g.workspace_bytes().1);
     let softmax = matches!(work, Workload::Softmax { .. });
     let (loss_name, mode, setting) = names(work, args.mode);
     out!(
@@ -127,6 +205,21 @@ pub(crate) fn print(
         "model GFLOP/s:    {:.3} ({flops_rule} / median)",
         model_flops / median / 1e9
     );
+    let (flops, flops_rule_kernel) = kernel_flops(work, args.mode, bf, df);
+    let kernel_time = kernel_s.unwrap_or(median);
+    let fraction = peak.map(|p| flops / kernel_time / p.fma_flops);
+    if let (Some(p), Some(f)) = (peak, fraction) {
+        out!(
+            "kernel GFLOP/s:   {:.3} ({flops_rule_kernel} executed / kernel time), {:.1}% of \
+             the adapter's FMA peak {:.2} GFLOP/s",
+            flops / kernel_time / 1e9,
+            100.0 * f,
+            p.fma_flops / 1e9
+        );
+    }
+    if let Some(g) = gpu {
+        out!("engine:           {}", g.engine());
+    }
     if args.mode != ModeArg::Batch {
         out!("GB/s moved:       {:.3}", bytes_moved / median / 1e9);
     }
@@ -135,7 +228,7 @@ pub(crate) fn print(
     } else {
         out!("active terms:     {:.4} of {} terms", active, t.counts.0);
     }
-    if let Some(p) = peak {
+    if let Some(p) = peak_bytes {
         out!("peak device mem:  {p} bytes (metric-loss workspace)");
     }
     if args.json {
@@ -157,7 +250,12 @@ pub(crate) fn print(
             "gb_per_s": (args.mode != ModeArg::Batch).then_some(bytes_moved / median / 1e9),
             "terms": t.counts.0,
             "active_fraction": (!softmax).then_some(active),
-            "peak_device_bytes": peak,
+            "peak_device_bytes": peak_bytes,
+            "engine": gpu.as_ref().map(|g| g.engine().name()),
+            "kernel_flops": flops,
+            "kernel_flops_rule": flops_rule_kernel,
+            "peak_fma_flops": peak.map(|p| p.fma_flops),
+            "fma_peak_fraction": fraction,
         });
         out!("{json}");
     }

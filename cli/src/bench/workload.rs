@@ -24,7 +24,7 @@ impl Inputs {
     /// Input sides beside X: 1 for pairs and CLIP's second view, 2 for explicit triplets.
     pub fn sides(args: &BenchArgs) -> usize {
         match args.mode {
-            ModeArg::Batch if args.loss == LossName::Clip => 1,
+            ModeArg::Batch if args.loss() == LossName::Clip => 1,
             ModeArg::Batch => 0,
             ModeArg::Pairs => 1,
             ModeArg::Triplets => 2,
@@ -119,7 +119,7 @@ impl Config {
             let t = args.temperature.unwrap_or(loss.default_temperature());
             Ok(Config::Softmax(Softmax::new(loss).temperature(t)?))
         };
-        Ok(match args.loss {
+        Ok(match args.loss() {
             LossName::Contrastive => {
                 Config::Contrastive(Contrastive::default().margin(margin(args, 1.5)?)?)
             }

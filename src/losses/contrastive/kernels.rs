@@ -6,12 +6,45 @@ use bytemuck::{Pod, Zeroable};
 #[cfg(test)]
 use crate::engine::kernel::Layout;
 use crate::engine::kernel::{mirrored, Kernel, Slot, Table};
-use crate::engine::shader::{Module, DISTANCE, HINGE, REDUCE, TILE, TILE_CLASSES, TILE_GRAD};
+use crate::engine::rows::GradLayout;
+use crate::engine::shader::{
+    Module, RowMap, Snippet, DISTANCE, HINGE, REDUCE, TILE, TILE_CLASSES, TILE_GRAD,
+};
+
+const SOURCE: &str = include_str!("../../../shaders/contrastive.wgsl");
 
 pub(crate) static MODULE: Module = Module {
     file: "contrastive.wgsl",
-    source: include_str!("../../../shaders/contrastive.wgsl"),
+    source: SOURCE,
     includes: &[&DISTANCE, &HINGE, &REDUCE, &TILE, &TILE_CLASSES, &TILE_GRAD],
+    maps: &[],
+    grad: GradLayout::None,
+};
+
+/// contrastive.wgsl's declarations and map, included by the register-row module.
+static DECLARATIONS: Snippet = Snippet {
+    file: "contrastive.wgsl",
+    source: SOURCE,
+};
+
+/// The batch mode on the pair engine's register-row shape.
+pub(crate) static ROWS_MODULE: Module = Module {
+    file: "contrastive_rows.wgsl",
+    source: include_str!("../../../shaders/contrastive_rows.wgsl"),
+    includes: &[
+        &DISTANCE,
+        &HINGE,
+        &REDUCE,
+        &TILE,
+        &TILE_CLASSES,
+        &TILE_GRAD,
+        &DECLARATIONS,
+    ],
+    maps: &[RowMap {
+        name: "contrastive",
+        grad: true,
+    }],
+    grad: GradLayout::Scalars,
 };
 
 /// Keep in sync with `ContrastiveParams` in shaders/contrastive.wgsl.
@@ -124,6 +157,26 @@ pub(crate) static PAIRS_BACKWARD: K = K::new(
     "contrastive_pairs_backward",
     &[ROWS, COLS, ROW_CLASS, SCALES, GRAD, GRAD_B],
 );
+
+pub(crate) static ROWS_FORWARD: K = K::new(&ROWS_MODULE, "contrastive_rows_forward", &TILE_SLOTS);
+pub(crate) static ROWS_FUSED: K = K::new(
+    &ROWS_MODULE,
+    "contrastive_rows_fused",
+    &[ROWS, COLS, ROW_CLASS, COL_CLASS, PARTIALS, SCALES, GRAD],
+);
+pub(crate) static ROWS_BACKWARD: K = K::new(
+    &ROWS_MODULE,
+    "contrastive_rows_backward",
+    &[ROWS, COLS, ROW_CLASS, COL_CLASS, PARTIALS, SCALES, GRAD],
+);
+
+pub(crate) static ROWS_TABLE: Table = Table {
+    #[cfg(test)]
+    module: &ROWS_MODULE,
+    kernels: &[&ROWS_FORWARD.info, &ROWS_FUSED.info, &ROWS_BACKWARD.info],
+    #[cfg(test)]
+    structs: &[],
+};
 
 pub(crate) static TABLE: Table = Table {
     #[cfg(test)]

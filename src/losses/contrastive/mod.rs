@@ -6,7 +6,7 @@ pub mod reference;
 mod steps;
 pub mod tolerance;
 
-pub(crate) use kernels::TABLE;
+pub(crate) use kernels::{ROWS_TABLE, TABLE};
 
 use crate::engine::call::{run_device, run_host};
 use crate::engine::resident::{self, DeviceClasses};

@@ -9,8 +9,9 @@ use crate::engine::kernel::Bound;
 use crate::engine::kernel::Step;
 use crate::engine::plan::Plan;
 use crate::engine::recorder::RowBuf;
+use crate::engine::rows::RowShape;
 use crate::error::Result;
-use crate::options::Reduction;
+use crate::options::{Distance, Reduction};
 
 /// A validated contrastive call.
 pub(crate) struct Call {
@@ -46,7 +47,11 @@ impl LossCall for Call {
         // path and mean-nonzero count it on the device (contrastive_finalize).
         let host_scales = host && self.cfg.reduction != Reduction::MeanNonzero;
         let loss = (!host).then(|| b.loss());
+        let shape = b
+            .rec
+            .row_shape(plan.dim4, self.cfg.distance == Distance::Cosine);
         let d = Dispatch {
+            shape,
             cfg: &self.cfg,
             plan,
             x: b.sides[0].rows(),
@@ -74,12 +79,12 @@ impl LossCall for Call {
             let grads: Vec<&RowBuf> = b.sides.iter().filter_map(|s| s.grad.as_ref()).collect();
             match self.mode {
                 Mode::Batch => {
-                    let kernel = if host_scales {
-                        &k::BATCH_FUSED
+                    let pass = if host_scales {
+                        Pass::Fused
                     } else {
-                        &k::BATCH_BACKWARD
+                        Pass::Backward
                     };
-                    steps.extend(d.batch_backward(kernel, &scales, grads[0]));
+                    steps.extend(d.batch_backward(pass, &scales, grads[0]));
                 }
                 Mode::Pairs => {
                     steps.extend(d.pairs(&k::PAIRS_BACKWARD, Some((&scales, grads[0], grads[1]))))
@@ -119,8 +124,21 @@ impl LossCall for Call {
     }
 }
 
+/// The batch mode's passes over (row window, column window).
+#[derive(Clone, Copy)]
+enum Pass {
+    /// The terms and counts of the pairs j > i.
+    Forward,
+    /// The gradient and, in the same sweep, the terms and counts.
+    Fused,
+    /// The gradient alone.
+    Backward,
+}
+
 /// The uniform parameters and the steps over the windows of one call.
 struct Dispatch<'a> {
+    /// The register-row variant the batch mode runs on, or `None` for the tile kernels.
+    shape: Option<RowShape>,
     cfg: &'a Contrastive,
     plan: &'a Plan,
     /// The rows the distance kernels read (X, or A in pair mode) and B (X again in a batch).
@@ -151,18 +169,24 @@ impl Dispatch<'_> {
         }
     }
 
-    /// A tile kernel over (r, c) with the bindings every one of them takes.
-    fn tile(&self, kernel: &'static k::K, r: u64, c: u64, accumulate: bool) -> Step {
-        Step::new(
-            kernel,
-            self.params(r, c, accumulate, false),
-            self.plan.tiles(r),
-        )
-        .bind(k::ROWS, self.x.win(r))
-        .bind(k::COLS, self.x.win(c))
-        .bind(k::ROW_CLASS, self.classes.win(r))
-        .bind(k::COL_CLASS, self.classes.win(c))
-        .bind(k::PARTIALS, self.partials.win(r))
+    /// A batch kernel over (r, c) with the bindings every one of them takes: `rows` on the
+    /// register-row engine when the call has a row shape, else `tile`.
+    fn tile(&self, pass: Pass, r: u64, c: u64, accumulate: bool) -> Step {
+        let params = self.params(r, c, accumulate, false);
+        let (tile, rows) = match pass {
+            Pass::Forward => (&k::BATCH_FORWARD, &k::ROWS_FORWARD),
+            Pass::Fused => (&k::BATCH_FUSED, &k::ROWS_FUSED),
+            Pass::Backward => (&k::BATCH_BACKWARD, &k::ROWS_BACKWARD),
+        };
+        let step = match self.shape {
+            Some(shape) => Step::new(rows, params, self.plan.row_blocks(r)).shaped(shape),
+            None => Step::new(tile, params, self.plan.tiles(r)),
+        };
+        step.bind(k::ROWS, self.x.win(r))
+            .bind(k::COLS, self.x.win(c))
+            .bind(k::ROW_CLASS, self.classes.win(r))
+            .bind(k::COL_CLASS, self.classes.win(c))
+            .bind(k::PARTIALS, self.partials.win(r))
     }
 
     /// Loss terms and counts of the pairs i < j (column windows from the row window on).
@@ -170,17 +194,17 @@ impl Dispatch<'_> {
         let n = self.plan.windows;
         (0..n)
             .flat_map(|r| (r..n).map(move |c| (r, c)))
-            .map(|(r, c)| self.tile(&k::BATCH_FORWARD, r, c, c > r))
+            .map(|(r, c)| self.tile(Pass::Forward, r, c, c > r))
             .collect()
     }
 
-    /// The gradient over every (row window, column window), by `kernel` (fused or not).
-    fn batch_backward(&self, kernel: &'static k::K, scales: &Bound, grad: &RowBuf) -> Vec<Step> {
+    /// The gradient over every (row window, column window), fused with the loss terms or not.
+    fn batch_backward(&self, pass: Pass, scales: &Bound, grad: &RowBuf) -> Vec<Step> {
         let n = self.plan.windows;
         (0..n)
             .flat_map(|r| (0..n).map(move |c| (r, c)))
             .map(|(r, c)| {
-                self.tile(kernel, r, c, c > 0)
+                self.tile(pass, r, c, c > 0)
                     .bind(k::SCALES, scales.clone())
                     .bind(k::GRAD, grad.win(r))
             })

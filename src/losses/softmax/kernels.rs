@@ -6,11 +6,16 @@ use bytemuck::{Pod, Zeroable};
 #[cfg(test)]
 use crate::engine::kernel::Layout;
 use crate::engine::kernel::{mirrored, Kernel, Slot, Table};
-use crate::engine::shader::{Module, DISTANCE, REDUCE, SMOOTH, TILE, TILE_CLASSES, TILE_GRAD};
+use crate::engine::rows::GradLayout;
+use crate::engine::shader::{
+    Module, RowMap, Snippet, DISTANCE, REDUCE, SMOOTH, TILE, TILE_CLASSES, TILE_GRAD,
+};
+
+const SOURCE: &str = include_str!("../../../shaders/softmax.wgsl");
 
 pub(crate) static MODULE: Module = Module {
     file: "softmax.wgsl",
-    source: include_str!("../../../shaders/softmax.wgsl"),
+    source: SOURCE,
     includes: &[
         &DISTANCE,
         &REDUCE,
@@ -19,6 +24,44 @@ pub(crate) static MODULE: Module = Module {
         &TILE_CLASSES,
         &TILE_GRAD,
     ],
+    maps: &[],
+    grad: GradLayout::None,
+};
+
+/// softmax.wgsl's declarations and maps, included by the register-row module.
+static DECLARATIONS: Snippet = Snippet {
+    file: "softmax.wgsl",
+    source: SOURCE,
+};
+
+/// The sweeps on the pair engine's register-row shape.
+pub(crate) static ROWS_MODULE: Module = Module {
+    file: "softmax_rows.wgsl",
+    source: include_str!("../../../shaders/softmax_rows.wgsl"),
+    includes: &[
+        &DISTANCE,
+        &REDUCE,
+        &SMOOTH,
+        &TILE,
+        &TILE_CLASSES,
+        &TILE_GRAD,
+        &DECLARATIONS,
+    ],
+    maps: &[
+        RowMap {
+            name: "lse",
+            grad: false,
+        },
+        RowMap {
+            name: "positives",
+            grad: false,
+        },
+        RowMap {
+            name: "weights",
+            grad: true,
+        },
+    ],
+    grad: GradLayout::Scalars,
 };
 
 /// `DIST_DOT` in shaders/common/distance.wgsl: the tiles' dot products are the cosine
@@ -149,6 +192,32 @@ pub(crate) static GRAD_SWEEP: K = K::new(
     ],
 );
 pub(crate) static LOSS: K = K::new(&MODULE, "softmax_loss", &[PARTIALS, DEV]);
+
+pub(crate) static ROWS_STATS: K = K::new(
+    &ROWS_MODULE,
+    "softmax_rows_stats",
+    &[ROWS, COLS, ROW_CLASS, COL_CLASS, STATS],
+);
+pub(crate) static ROWS_POSITIVES: K = K::new(
+    &ROWS_MODULE,
+    "softmax_rows_positives",
+    &[ROWS, COLS, ROW_CLASS, COL_CLASS, STATS],
+);
+pub(crate) static ROWS_GRAD: K = K::new(
+    &ROWS_MODULE,
+    "softmax_rows_grad",
+    &[
+        ROWS, COLS, ROW_CLASS, COL_CLASS, ROW_STATS, COL_STATS, PARTIALS, GRAD,
+    ],
+);
+
+pub(crate) static ROWS_TABLE: Table = Table {
+    #[cfg(test)]
+    module: &ROWS_MODULE,
+    kernels: &[&ROWS_STATS.info, &ROWS_POSITIVES.info, &ROWS_GRAD.info],
+    #[cfg(test)]
+    structs: &[],
+};
 
 pub(crate) static TABLE: Table = Table {
     #[cfg(test)]

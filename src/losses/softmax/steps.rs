@@ -86,13 +86,20 @@ impl LossCall for Call {
         };
         // Every (row window, column window) of every orientation: the tile kernels, with
         // what `bind` adds for (row side, column side, r, c).
-        let sweep = |kernel: &'static k::K,
+        // On the register-row engine when the call has a row shape.
+        let shape = b.rec.row_shape(plan.dim4, true);
+        let sweep = |(tile, rows): (&'static k::K, &'static k::K),
                      bind: &dyn Fn(Step, usize, usize, u64, u64) -> Step,
                      steps: &mut Vec<Step>| {
             for &(a, o) in orientations {
                 for r in 0..n {
                     for c in 0..n {
-                        let s = Step::new(kernel, params(r, c, c > 0, a), plan.tiles(r))
+                        let p = params(r, c, c > 0, a);
+                        let s = match shape {
+                            Some(sh) => Step::new(rows, p, plan.row_blocks(r)).shaped(sh),
+                            None => Step::new(tile, p, plan.tiles(r)),
+                        };
+                        let s = s
                             .bind(k::ROWS, b.sides[a].rows().win(r))
                             .bind(k::COLS, b.sides[o].rows().win(c))
                             .bind(k::ROW_CLASS, classes.win(r))
@@ -114,9 +121,9 @@ impl LossCall for Call {
             };
         let loss = b.loss();
         let mut steps = Vec::new();
-        sweep(&k::STATS_SWEEP, &own_stats, &mut steps);
+        sweep((&k::STATS_SWEEP, &k::ROWS_STATS), &own_stats, &mut steps);
         if cfg.loss == SoftmaxLoss::NtXent {
-            sweep(&k::POSITIVES, &own_stats, &mut steps);
+            sweep((&k::POSITIVES, &k::ROWS_POSITIVES), &own_stats, &mut steps);
         }
         if scale.is_none() {
             let count = |r, a: usize| {
@@ -144,7 +151,7 @@ impl LossCall for Call {
                     None => s,
                 }
             };
-            sweep(&k::GRAD_SWEEP, &grad, &mut steps);
+            sweep((&k::GRAD_SWEEP, &k::ROWS_GRAD), &grad, &mut steps);
         }
         if scale.is_none() {
             let reduce = |r, a: usize| {

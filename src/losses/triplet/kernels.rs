@@ -6,12 +6,41 @@ use bytemuck::{Pod, Zeroable};
 #[cfg(test)]
 use crate::engine::kernel::Layout;
 use crate::engine::kernel::{mirrored, Kernel, Slot, Table};
-use crate::engine::shader::{Module, DISTANCE, REDUCE, SMOOTH, TILE};
+use crate::engine::rows::GradLayout;
+use crate::engine::shader::{Module, RowMap, Snippet, DISTANCE, REDUCE, SMOOTH, TILE};
+
+const SOURCE: &str = include_str!("../../../shaders/triplet.wgsl");
 
 pub(crate) static MODULE: Module = Module {
     file: "triplet.wgsl",
-    source: include_str!("../../../shaders/triplet.wgsl"),
+    source: SOURCE,
     includes: &[&DISTANCE, &REDUCE, &SMOOTH, &TILE],
+    maps: &[],
+    grad: GradLayout::None,
+};
+
+/// triplet.wgsl's declarations, included by the register-row module.
+static DECLARATIONS: Snippet = Snippet {
+    file: "triplet.wgsl",
+    source: SOURCE,
+};
+
+/// The mining distance phase on the pair engine's register-row shape.
+pub(crate) static ROWS_MODULE: Module = Module {
+    file: "triplet_rows.wgsl",
+    source: include_str!("../../../shaders/triplet_rows.wgsl"),
+    includes: &[&DISTANCE, &REDUCE, &SMOOTH, &TILE, &DECLARATIONS],
+    maps: &[
+        RowMap {
+            name: "distances",
+            grad: false,
+        },
+        RowMap {
+            name: "hardest",
+            grad: false,
+        },
+    ],
+    grad: GradLayout::Vec4s,
 };
 
 /// Keep in sync with `TripletParams` in shaders/triplet.wgsl.
@@ -104,6 +133,7 @@ pub(crate) const GRAD: Slot = Slot::read_write(10, "grad");
 pub(crate) const GRAD_P: Slot = Slot::read_write(11, "grad_p");
 pub(crate) const GRAD_N: Slot = Slot::read_write(12, "grad_n");
 pub(crate) const NONZERO: Slot = Slot::read_write(13, "nonzero_cols");
+pub(crate) const PICKS: Slot = Slot::read_write(15, "picks");
 pub(crate) const DEV: Slot = Slot::read_write(14, "dev");
 
 /// A triplet entry point.
@@ -136,6 +166,35 @@ pub(crate) static GRAD_ROWS: K = K::new(
     "triplet_grad_rows",
     &[ROWS, COLS, PARTIALS, WEIGHTS, GRAD, NONZERO],
 );
+
+pub(crate) static ROWS_DISTANCES: K =
+    K::new(&ROWS_MODULE, "triplet_rows_distances", &[ROWS, COLS, DIST]);
+
+pub(crate) static ROWS_HARD: K = K::new(
+    &ROWS_MODULE,
+    "triplet_rows_hard",
+    &[ROWS, COLS, CLASSES, PICKS],
+);
+pub(crate) static ROWS_HARD_TERMS: K =
+    K::new(&ROWS_MODULE, "triplet_rows_hard_terms", &[PARTIALS, PICKS]);
+pub(crate) static ROWS_HARD_GRAD: K = K::new(
+    &ROWS_MODULE,
+    "triplet_rows_hard_grad",
+    &[ROWS, COLS, SCALES, GRAD, PICKS],
+);
+
+pub(crate) static ROWS_TABLE: Table = Table {
+    #[cfg(test)]
+    module: &ROWS_MODULE,
+    kernels: &[
+        &ROWS_DISTANCES.info,
+        &ROWS_HARD.info,
+        &ROWS_HARD_TERMS.info,
+        &ROWS_HARD_GRAD.info,
+    ],
+    #[cfg(test)]
+    structs: &[],
+};
 
 pub(crate) static TABLE: Table = Table {
     #[cfg(test)]

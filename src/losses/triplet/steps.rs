@@ -10,8 +10,9 @@ use crate::engine::kernel::Bound;
 use crate::engine::kernel::Step;
 use crate::engine::plan::Plan;
 use crate::engine::recorder::RowBuf;
+use crate::engine::rows::RowShape;
 use crate::error::{Error, Result};
-use crate::options::Reduction;
+use crate::options::{Distance, Reduction};
 
 /// Anchors per chunk of the mined kernels (shaders/triplet.wgsl `CHUNK`).
 const CHUNK: u64 = 64;
@@ -178,6 +179,98 @@ impl Call {
             .collect()
     }
 
+    /// Batch-hard on the register-row engine (shaders/triplet_rows.wgsl): the selection in
+    /// the sweep, the terms per anchor, then each row's gradient gathered; no chunk buffers.
+    fn hard_rows(
+        &self,
+        b: &mut Build<'_, '_>,
+        shape: RowShape,
+        scale: Option<f32>,
+        capacity: u64,
+        binding: u64,
+    ) -> Result<Built> {
+        let plan = *b.plan;
+        let rows = plan.rows;
+        // Per-anchor buffers are bound whole (anchors index them globally).
+        let bound = if capacity * PARTIAL <= binding {
+            capacity
+        } else {
+            rows.div_ceil(64) * 64
+        };
+        if bound * PARTIAL > binding {
+            return Err(Error::LimitExceeded {
+                what: "mined triplets: the per-anchor partials (32 bytes a row, one storage \
+                       binding)"
+                    .into(),
+                needed: u128::from(bound * PARTIAL),
+                limit: u128::from(binding),
+                hint: crate::error::SMALLER_BATCH,
+            });
+        }
+        let classes = b.classes()?.first_rows(bound);
+        let partials_rows = b.rec.rows("partials", PARTIAL, false);
+        let partials = partials_rows.first_rows(bound);
+        let picks = b.rec.rows("picks", 16, false).first_rows(bound);
+        let scales = b.rec.small("scales", 48);
+        if let Some(scale) = scale {
+            b.rec
+                .write(&scales, bytemuck::cast_slice(&[scale, 0.0, 0.0, 0.0]));
+        }
+        let x = b.sides[0].rows();
+        let base = self.params(&plan);
+        let params = |r: u64, c: u64, accumulate: bool| TripletParams {
+            row_start: plan.start(r) as u32,
+            col_start: plan.start(c) as u32,
+            window_rows: plan.window_rows as u32,
+            accumulate: u32::from(accumulate),
+            reduction: self.reduction().kernel_code(),
+            ..base
+        };
+        let n = plan.windows;
+        let pairs = || (0..n).flat_map(move |r| (0..n).map(move |c| (r, c)));
+        let mut steps: Vec<Step> = pairs()
+            .map(|(r, c)| {
+                Step::new(&k::ROWS_HARD, params(r, c, c > 0), plan.row_blocks(r))
+                    .shaped(shape)
+                    .bind(k::ROWS, x.win(r))
+                    .bind(k::COLS, x.win(c))
+                    .bind(k::CLASSES, classes.clone())
+                    .bind(k::PICKS, picks.clone())
+            })
+            .collect();
+        steps.extend((0..n).map(|r| {
+            Step::new(&k::ROWS_HARD_TERMS, params(r, r, false), plan.row_groups(r))
+                .shaped(shape)
+                .bind(k::PARTIALS, partials.clone())
+                .bind(k::PICKS, picks.clone())
+        }));
+        if let Some(g) = b.sides[0].grad.as_ref() {
+            if scale.is_none() || self.reduction() == Reduction::MeanNonzero {
+                steps.push(
+                    Step::new(&k::FINALIZE, params(0, 0, false), 1)
+                        .bind(k::PARTIALS, partials.clone())
+                        .bind(k::SCALES, scales.clone()),
+                );
+            }
+            steps.extend(pairs().map(|(r, c)| {
+                Step::new(&k::ROWS_HARD_GRAD, params(r, c, c > 0), plan.row_blocks(r))
+                    .shaped(shape)
+                    .bind(k::ROWS, x.win(r))
+                    .bind(k::COLS, x.win(c))
+                    .bind(k::SCALES, scales.clone())
+                    .bind(k::GRAD, g.win(r))
+                    .bind(k::PICKS, picks.clone())
+            }));
+        }
+        if matches!(b.path, Path::Device) {
+            steps.extend(self.device_loss(&plan, 1, &b.loss(), |_| (partials.clone(), 0, rows)));
+        }
+        Ok(Built {
+            steps,
+            partials: partials_rows,
+        })
+    }
+
     /// Mined triplets, chunk by chunk of 64 anchors (see shaders/triplet.wgsl).
     fn mined(&self, b: &mut Build<'_, '_>, mining: Mining) -> Result<Built> {
         let plan = *b.plan;
@@ -193,6 +286,12 @@ impl Call {
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
         let capacity = b.rec.capacity();
+        if mining == Mining::Hard {
+            let dot = self.cfg.distance == Distance::Cosine;
+            if let Some(shape) = b.rec.row_shape(plan.dim4, dot) {
+                return self.hard_rows(b, shape, scale, capacity, binding);
+            }
+        }
         // The chunk buffers are bound whole: their row stride is the capacity when that fits
         // one binding (the same bindings for every batch size), else the batch itself.
         let stride = if capacity * CHUNK_ROW_BYTES <= binding {
@@ -251,6 +350,9 @@ impl Call {
             };
             (row_w, p)
         };
+        let shape = b
+            .rec
+            .row_shape(plan.dim4, self.cfg.distance == Distance::Cosine);
         let mine = match mining {
             Mining::All => &k::MINE_ALL,
             Mining::Hard => &k::MINE_HARD,
@@ -259,12 +361,25 @@ impl Call {
         let forward = |c: u64, steps: &mut Vec<Step>| {
             for w in 0..plan.windows {
                 let (r, p) = params(c, w, false);
-                steps.push(
-                    Step::new(&k::DISTANCES, p, plan.tiles(w))
+                // The register-row engine holds the column window's rows and sweeps the
+                // chunk's anchors: the windows swap places.
+                let step = match shape {
+                    Some(shape) => {
+                        let p = TripletParams {
+                            row_start: p.col_start,
+                            col_start: p.row_start,
+                            ..p
+                        };
+                        Step::new(&k::ROWS_DISTANCES, p, plan.row_blocks(w))
+                            .shaped(shape)
+                            .bind(k::ROWS, x.win(w))
+                            .bind(k::COLS, x.win(r))
+                    }
+                    None => Step::new(&k::DISTANCES, p, plan.tiles(w))
                         .bind(k::ROWS, x.win(r))
-                        .bind(k::COLS, x.win(w))
-                        .bind(k::DIST, dist.clone()),
-                );
+                        .bind(k::COLS, x.win(w)),
+                };
+                steps.push(step.bind(k::DIST, dist.clone()));
             }
             let mut s = Step::new(mine, params(c, 0, false).1, (rows - c * CHUNK).min(CHUNK))
                 .bind(k::CLASSES, classes.clone())
