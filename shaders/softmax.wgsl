@@ -14,7 +14,8 @@
 //   softmax_stats      per row: max and rescaled sum of exp(z) over the denominator, Σ z
 //                      over the positives and their count
 //   softmax_positives  ntxent only, per row, with L = log Σ_den exp(z): Σ softplus(L − z_ip)
-//                      and W = Σ σ(L − z_ip) over the positives, and their count
+//                      and W = Σ σ(L − z_ip) over the positives, and their count (skipped
+//                      when no row has two positives: softmax_finish does it from Σ z)
 //   softmax_finish     per row (one invocation each): log-sum-exp, the loss term, and the
 //                      coefficients of dL/dz the backward pass needs (scaled by dL/dterm)
 //   softmax_grad       per row: dL/dx̂_i = Σ_j w_ij x̂_j, w_ij = dL/ds_ij (both of s_ij's
@@ -28,12 +29,15 @@
 //   4 storage, read  col_class  class id per row of the column window
 //   5 storage, rw    stats      SoftmaxStats per row of the row window (stats, positives,
 //                               finish)
-//   6 storage, read  row_stats  softmax_grad: the finished stats of the row window
-//   7 storage, read  col_stats  softmax_grad: the finished stats of the column window
+//   6 storage, read  row_coefs  softmax_grad: the row window's Coefs (see softmax_finish)
+//   7 storage, read  col_coefs  softmax_grad: the column window's Coefs
 //   8 storage, rw    partials   SoftmaxPartial per row of the row window
 //   9 storage, rw    grad       dL/d(rows), row window, row-major f32, padded stride
 //  10 storage, rw    dev        device-resident calls: [loss, Σ loss terms, terms (u64 as
 //                               lo, hi), dL/dterm, dL/dτ, Σ dL/dz·z, -] (f32 bits, u32)
+//  11 storage, rw    coefs      softmax_finish: per row of the row window, what dL/dz needs
+//                               of its owner, one vec4 (lse, coef_den, coef_pos, z_ref), so
+//                               that the gradient sweep loads it once
 // Workgroups of 8×8 invocations own 32-row tiles and walk the column window's tiles; each
 // invocation keeps its 4 rows' running values in registers over its 4 columns of every
 // tile and the row owner folds the 8 invocations of a row in a fixed order at the end.
@@ -53,7 +57,7 @@ struct SoftmaxParams {
     side: u32, // clip: 0 rows are A (finish writes the partial, grad adds dτ terms), 1 B
     device: u32, // 1: dL/dterm comes from dev[4] (counted on the device), not `scale`
     last: u32,   // softmax_count, softmax_loss: the last row window
-    _pad2: u32,
+    single_positive: u32, // ntxent: no row has two positives; softmax_positives did not run
     inv_temp: f32,
     scale: f32, // dL/dterm
     _pad3: f32,
@@ -67,9 +71,7 @@ const FAMILY_CLIP: u32 = 2u;
 
 // Keep in sync with `SoftmaxStats` in src/losses/softmax/kernels.rs.
 struct SoftmaxStats {
-    max: f32,       // running maximum of the denominator's logits; after softmax_finish the
-                    // reference logit of dL/dτ's terms: that maximum (an actual logit, so
-                    // tied logits give exact zeros), 0 for an empty denominator
+    max: f32,       // running maximum of the denominator's logits
     sum: f32,       // Σ exp(z − max) over the denominator (0: empty)
     pos: f32,       // Σ z over the positives; ntxent after softmax_positives: Σ softplus
     pos_n: u32,     // positives
@@ -95,11 +97,12 @@ const LOW: f32 = -3.0e38; // below every logit (|z| ≤ 1e4 for τ ≥ 1e-4)
 @group(0) @binding(3) var<storage, read> row_class: array<u32>;
 @group(0) @binding(4) var<storage, read> col_class: array<u32>;
 @group(0) @binding(5) var<storage, read_write> stats: array<SoftmaxStats>;
-@group(0) @binding(6) var<storage, read> row_stats: array<SoftmaxStats>;
-@group(0) @binding(7) var<storage, read> col_stats: array<SoftmaxStats>;
+@group(0) @binding(6) var<storage, read> row_coefs: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> col_coefs: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read_write> partials: array<SoftmaxPartial>;
 @group(0) @binding(9) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(10) var<storage, read_write> dev: array<u32>;
+@group(0) @binding(11) var<storage, read_write> coefs: array<vec4<f32>>;
 
 var<workgroup> red_s: array<vec4<f32>, 256>; // [row][tx] per-invocation running values
 var<workgroup> cnt_s: array<u32, 256>;       // [row][tx] per-invocation counts
@@ -409,8 +412,6 @@ fn softmax_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     st.lse = 0.0;
     if (st.sum > 0.0) {
         st.lse = st.max + log(st.sum);
-    } else {
-        st.max = 0.0;
     }
     var loss = 0.0;
     let terms = row_terms(st);
@@ -418,6 +419,16 @@ fn softmax_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     st.coef_den = 0.0;
     st.coef_pos = 0.0;
     if (params.family == FAMILY_NTXENT) {
+        if (params.single_positive != 0u) {
+            // What softmax_positives would have summed: Σ z over one positive is its logit.
+            var u = 0.0;
+            if (st.pos_n == 1u && st.sum > 0.0) {
+                u = st.lse - st.pos;
+            }
+            let one = st.pos_n == 1u && st.sum > 0.0;
+            st.pos = select(0.0, softplus(u), one);
+            st.weight = select(0.0, sigmoid(u), one);
+        }
         loss = st.pos;
         st.coef_den = scale * st.weight;
         if (st.sum > 0.0) {
@@ -435,6 +446,9 @@ fn softmax_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
         st.coef_pos = 0.5 * scale;
     }
     stats[local] = st;
+    // The reference logit of dL/dτ's terms (tau_term): the denominator's largest, an actual
+    // logit, so tied logits give exact zeros; 0 for an empty denominator.
+    coefs[local] = vec4<f32>(st.lse, st.coef_den, st.coef_pos, select(0.0, st.max, st.sum > 0.0));
     if (params.side == 0u) {
         partials[local] = SoftmaxPartial(loss, 0.0, 0.0, terms);
     } else {
@@ -450,38 +464,33 @@ struct Coefs {
     lse: vec4<f32>,
     den: vec4<f32>,
     pos: vec4<f32>,
-    zmax: vec4<f32>, // tau_ref of each owner
+    zref: vec4<f32>, // each owner's reference logit for dL/dτ (tau_term)
 }
 
-// The logit an owner's Σ dL/dz · z is taken relative to (softmax_finish leaves it in `max`).
-fn tau_ref(st: SoftmaxStats) -> f32 {
-    return st.max;
-}
-
-fn stats_coefs(a: SoftmaxStats, b: SoftmaxStats, c: SoftmaxStats, d: SoftmaxStats) -> Coefs {
+fn coefs_of(a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) -> Coefs {
     return Coefs(
-        vec4<f32>(a.lse, b.lse, c.lse, d.lse),
-        vec4<f32>(a.coef_den, b.coef_den, c.coef_den, d.coef_den),
-        vec4<f32>(a.coef_pos, b.coef_pos, c.coef_pos, d.coef_pos),
-        vec4<f32>(tau_ref(a), tau_ref(b), tau_ref(c), tau_ref(d)),
+        vec4<f32>(a.x, b.x, c.x, d.x),
+        vec4<f32>(a.y, b.y, c.y, d.y),
+        vec4<f32>(a.z, b.z, c.z, d.z),
+        vec4<f32>(a.w, b.w, c.w, d.w),
     );
 }
 
-// The finished stats of the row window's rows `l0 + 8r` (clamped into the binding).
-fn row_coefs(l0: u32) -> Coefs {
-    let n = arrayLength(&row_stats) - 1u;
-    return stats_coefs(
-        row_stats[min(l0, n)], row_stats[min(l0 + 8u, n)],
-        row_stats[min(l0 + 16u, n)], row_stats[min(l0 + 24u, n)],
+// The finished coefficients of the row window's rows `l0 + 8r` (clamped into the binding).
+fn row_coefs_at(l0: u32) -> Coefs {
+    let n = arrayLength(&row_coefs) - 1u;
+    return coefs_of(
+        row_coefs[min(l0, n)], row_coefs[min(l0 + 8u, n)],
+        row_coefs[min(l0 + 16u, n)], row_coefs[min(l0 + 24u, n)],
     );
 }
 
-// The finished stats of the invocation's 4 columns of a tile.
-fn col_coefs(tc: Cols) -> Coefs {
-    let n = arrayLength(&col_stats) - 1u;
-    return stats_coefs(
-        col_stats[min(tc.local.x, n)], col_stats[min(tc.local.y, n)],
-        col_stats[min(tc.local.z, n)], col_stats[min(tc.local.w, n)],
+// The finished coefficients of the invocation's 4 columns of a tile.
+fn col_coefs_at(tc: Cols) -> Coefs {
+    let n = arrayLength(&col_coefs) - 1u;
+    return coefs_of(
+        col_coefs[min(tc.local.x, n)], col_coefs[min(tc.local.y, n)],
+        col_coefs[min(tc.local.z, n)], col_coefs[min(tc.local.w, n)],
     );
 }
 
@@ -529,7 +538,7 @@ fn row_weights(local: u32, ci: u32, own: vec4<f32>, s: vec4<f32>, tc: Cols, cc: 
             let gi = coef(own.x, own.y, own.z, z, r);
             let gj = coef(cc.lse[c], cc.den[c], cc.pos[c], z, r);
             out.w[c] = (gi + gj) * params.inv_temp;
-            out.tau += tau_term(gi, z, own.w) + tau_term(gj, z, cc.zmax[c]);
+            out.tau += tau_term(gi, z, own.w) + tau_term(gj, z, cc.zref[c]);
         }
     }
     if (params.family != FAMILY_CLIP) {
@@ -576,7 +585,7 @@ fn softmax_grad(
     let row_base = wg.x * TILE;
     let l0 = row_base + ty;
     let rc = tile_row_classes(l0);
-    let own = row_coefs(l0);
+    let own = row_coefs_at(l0);
     let small = params.dim4 <= SMALL_DIM4;
     let chunks = grad_chunks();
     for (var k = 0u; k < 16u; k++) {
@@ -591,11 +600,11 @@ fn softmax_grad(
         let col_base = jt * TILE;
         let s = block_distances(row_base, col_base, ty, tx);
         let tc = tile_cols(col_base, tx);
-        let cc = col_coefs(tc);
-        let w0 = row_weights(l0, rc.x, vec4<f32>(own.lse.x, own.den.x, own.pos.x, own.zmax.x), s.r0, tc, cc);
-        let w1 = row_weights(l0 + 8u, rc.y, vec4<f32>(own.lse.y, own.den.y, own.pos.y, own.zmax.y), s.r1, tc, cc);
-        let w2 = row_weights(l0 + 16u, rc.z, vec4<f32>(own.lse.z, own.den.z, own.pos.z, own.zmax.z), s.r2, tc, cc);
-        let w3 = row_weights(l0 + 24u, rc.w, vec4<f32>(own.lse.w, own.den.w, own.pos.w, own.zmax.w), s.r3, tc, cc);
+        let cc = col_coefs_at(tc);
+        let w0 = row_weights(l0, rc.x, vec4<f32>(own.lse.x, own.den.x, own.pos.x, own.zref.x), s.r0, tc, cc);
+        let w1 = row_weights(l0 + 8u, rc.y, vec4<f32>(own.lse.y, own.den.y, own.pos.y, own.zref.y), s.r1, tc, cc);
+        let w2 = row_weights(l0 + 16u, rc.z, vec4<f32>(own.lse.z, own.den.z, own.pos.z, own.zref.z), s.r2, tc, cc);
+        let w3 = row_weights(l0 + 24u, rc.w, vec4<f32>(own.lse.w, own.den.w, own.pos.w, own.zref.w), s.r3, tc, cc);
         tau += vec4<f32>(w0.tau, w1.tau, w2.tau, w3.tau);
         if (small) {
             add_small(w0.w, w1.w, w2.w, w3.w, col_base, tx);

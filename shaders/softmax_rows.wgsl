@@ -119,7 +119,7 @@ struct weights_ctx {
 struct weights_row {
     i: u32,
     ci: u32,
-    own: vec4<f32>, // the row's (lse, coef_den, coef_pos, tau_ref)
+    own: vec4<f32>, // the row's Coefs (lse, coef_den, coef_pos, z_ref)
     tau: f32,       // Σ dL/dz · z
 }
 
@@ -128,8 +128,7 @@ fn weights_columns(row_base: u32, ctx: weights_ctx) -> vec2<u32> {
 }
 
 fn weights_begin(l: u32, live: bool, ctx: weights_ctx) -> weights_row {
-    let st = row_stats[min(l, arrayLength(&row_stats) - 1u)];
-    let own = vec4<f32>(st.lse, st.coef_den, st.coef_pos, tau_ref(st));
+    let own = row_coefs[min(l, arrayLength(&row_coefs) - 1u)];
     return weights_row(params.row_start + l, row_class_at(l), own, 0.0);
 }
 
@@ -141,8 +140,8 @@ fn weights_visit(st: ptr<function, weights_row>, jl: u32, s: f32, ctx: weights_c
     }
     // The pair's other owner: row j of the batch, or column j of B for clip. The classes
     // are symmetric, so the roles are the same seen from j.
-    // Only the fields the map needs: a software adapter pays every load per lane.
-    let c = vec4<f32>(col_stats[jl].lse, col_stats[jl].coef_den, col_stats[jl].coef_pos, col_stats[jl].max);
+    // One vec4 load: a software adapter pays every load once per lane.
+    let c = col_coefs[jl];
     let own = (*st).own;
     let gi = coef(own.x, own.y, own.z, z, r);
     let gj = coef(c.x, c.y, c.z, z, r);

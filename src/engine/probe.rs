@@ -65,24 +65,42 @@ pub struct Peak {
 
 impl Gpu {
     /// Measures this adapter's FMA throughput and storage read bandwidth (about a second on
-    /// a software adapter): the ceilings `metric-loss bench` reports its kernels against.
+    /// a software adapter): the ceilings `metric-loss bench --peak` reports.
     pub fn probe_peak(&self) -> Result<Peak> {
-        let invocations = GROUPS * 64;
-        let out = self.storage_buffer("probe_out", &vec![0u8; (invocations * 16) as usize]);
-        let run = |steps: &dyn Fn(&mut super::recorder::Recorder<'_>) -> Vec<Step>| {
-            let start = Instant::now();
-            self.execute("probing the adapter", 0.0, |rec| {
-                let s = steps(rec);
-                rec.record(&s)?;
-                let o = rec.external(&out, 0, 16);
-                rec.read_back(&o, 16);
-                Ok(())
-            })?;
-            Ok::<f64, crate::error::Error>(start.elapsed().as_secs_f64())
-        };
+        Ok(Peak {
+            fma_flops: self.probe_fma()?,
+            storage_bytes_per_s: self.probe_storage()?,
+        })
+    }
+
+    /// Runs `steps` once (one submit, a 16-byte read back) and returns the wall time.
+    fn probe_run(
+        &self,
+        out: &wgpu::Buffer,
+        steps: &dyn Fn(&mut super::recorder::Recorder<'_>) -> Vec<Step>,
+    ) -> Result<f64> {
+        let start = Instant::now();
+        self.execute("probing the adapter", 0.0, |rec| {
+            let s = steps(rec);
+            rec.record(&s)?;
+            let o = rec.external(out, 0, 16);
+            rec.read_back(&o, 16);
+            Ok(())
+        })?;
+        Ok(start.elapsed().as_secs_f64())
+    }
+
+    fn probe_out(&self) -> wgpu::Buffer {
+        self.storage_buffer("probe_out", &vec![0u8; (GROUPS * 64 * 16) as usize])
+    }
+
+    /// FP32 FLOP/s of a register-only kernel (no buffer beyond one vec4 per invocation),
+    /// the ceiling every `metric-loss bench` result is reported against.
+    pub fn probe_fma(&self) -> Result<f64> {
+        let out = self.probe_out();
         let mut iters = 64u32;
-        let fma_flops = loop {
-            let t = run(&|rec| {
+        loop {
+            let t = self.probe_run(&out, &|rec| {
                 let o = rec.external(&out, 0, out.size());
                 let p = ProbeParams {
                     iters,
@@ -91,10 +109,16 @@ impl Gpu {
                 vec![Step::new(&FMA, p, GROUPS).bind(OUT, o)]
             })?;
             if t >= MIN_SECONDS || iters >= 1 << 24 {
-                break invocations as f64 * f64::from(iters) * FLOPS_PER_STEP / t;
+                return Ok((GROUPS * 64) as f64 * f64::from(iters) * FLOPS_PER_STEP / t);
             }
             iters = iters.saturating_mul(if t < MIN_SECONDS / 16.0 { 8 } else { 2 });
-        };
+        }
+    }
+
+    /// Bytes/s a streaming kernel reads from a storage buffer of up to 256 MiB (as large as
+    /// one binding allows).
+    pub fn probe_storage(&self) -> Result<f64> {
+        let out = self.probe_out();
         let limits = self.limits();
         let bytes = (256u64 << 20)
             .min(limits.max_storage_buffer_binding_size)
@@ -108,8 +132,8 @@ impl Gpu {
             mapped_at_creation: false,
         });
         let mut passes = 1u32;
-        let storage_bytes_per_s = loop {
-            let t = run(&|rec| {
+        loop {
+            let t = self.probe_run(&out, &|rec| {
                 let o = rec.external(&out, 0, out.size());
                 let d = rec.external(&data, 0, bytes);
                 let p = ProbeParams {
@@ -119,13 +143,9 @@ impl Gpu {
                 vec![Step::new(&STREAM, p, GROUPS).bind(OUT, o).bind(DATA, d)]
             })?;
             if t >= MIN_SECONDS || passes >= 4096 {
-                break f64::from(passes) * bytes as f64 / t;
+                return Ok(f64::from(passes) * bytes as f64 / t);
             }
             passes *= if t < MIN_SECONDS / 16.0 { 8 } else { 2 };
-        };
-        Ok(Peak {
-            fma_flops,
-            storage_bytes_per_s,
-        })
+        }
     }
 }

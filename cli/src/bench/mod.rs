@@ -240,9 +240,10 @@ pub(crate) fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
         return report::tune(&rows);
     }
     let timing = time(&work, &gpu, args.warmup, args.repeat, label)?;
-    // The ceiling measured in this process, after the timed calls.
+    // The FMA ceiling measured in this process, after the timed calls (the bandwidth probe's
+    // buffer would count in a measured peak memory: `--peak` runs it).
     let peak = match &gpu {
-        Some(g) => Some(g.probe_peak()?),
+        Some(g) => Some(g.probe_fma()?),
         None => None,
     };
     report::print(&args, &work, &inputs, &gpu, &timing, peak)?;

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use metric_loss::{Distance, EngineConfig, Gpu, Mining, Peak, Reduction, SoftmaxLoss, TripletTerm};
+use metric_loss::{Distance, EngineConfig, Gpu, Mining, Reduction, SoftmaxLoss, TripletTerm};
 
 use super::workload::{Inputs, Workload};
 use super::{BenchArgs, ModeArg, Timing};
@@ -50,14 +50,17 @@ fn rate(
 /// dimension for a squared difference (sub, mul, add) or a gradient term w·(x_i − x_j), 2 for
 /// a dot product or a term w·x_j. In-batch losses visit every ordered pair once per sweep:
 /// contrastive one sweep with gradient (mean-nonzero adds a forward sweep over i < j);
-/// NT-Xent three (statistics, positives, gradient), SupCon two, CLIP two per direction;
+/// NT-Xent three (statistics, positives, gradient; two when no row has two positives),
+/// SupCon two, CLIP two per direction;
 /// mined triplets one distance sweep (the chosen terms' gradients add O(B·D)). Explicit rows
 /// are bandwidth-bound; their rule is the model's.
 fn kernel_flops(work: &Workload<'_>, mode: ModeArg, b: f64, d: f64) -> (f64, &'static str) {
     let pairs = b * b * d;
     let dot = |dist: Distance| dist == Distance::Cosine;
     match (work, mode) {
-        (Workload::Softmax { cfg, .. }, _) => match cfg.loss {
+        (Workload::Softmax { cfg, labels, .. }, _) => match cfg.loss {
+            // No row with two positives (SimCLR's views): no positives' sweep.
+            SoftmaxLoss::NtXent if max_class_size(labels.ids()) <= 2 => (6.0 * pairs, "6·B²·D"),
             SoftmaxLoss::NtXent => (8.0 * pairs, "8·B²·D"),
             SoftmaxLoss::SupCon => (6.0 * pairs, "6·B²·D"),
             SoftmaxLoss::Clip => (12.0 * pairs, "12·N²·D"),
@@ -81,6 +84,17 @@ fn kernel_flops(work: &Workload<'_>, mode: ModeArg, b: f64, d: f64) -> (f64, &'s
         }
         (Workload::Triplet { .. }, _) => (18.0 * b * d, "18·N·D"),
     }
+}
+
+/// The largest number of rows sharing a class id.
+fn max_class_size(ids: &[u32]) -> usize {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted
+        .chunk_by(|a, b| a == b)
+        .map(<[u32]>::len)
+        .max()
+        .unwrap_or(0)
 }
 
 /// `bench --peak`: the adapter's ceilings.
@@ -165,7 +179,7 @@ pub(crate) fn print(
     inputs: &Inputs,
     gpu: &Option<Gpu>,
     t: &Timing,
-    peak: Option<Peak>,
+    peak: Option<f64>,
 ) -> Result<(), Failure> {
     let (b, d) = (inputs.rows, inputs.dim);
     let kernel_s = (!t.kernel.is_empty()).then(|| median(&t.kernel));
@@ -207,14 +221,14 @@ pub(crate) fn print(
     );
     let (flops, flops_rule_kernel) = kernel_flops(work, args.mode, bf, df);
     let kernel_time = kernel_s.unwrap_or(median);
-    let fraction = peak.map(|p| flops / kernel_time / p.fma_flops);
+    let fraction = peak.map(|p| flops / kernel_time / p);
     if let (Some(p), Some(f)) = (peak, fraction) {
         out!(
             "kernel GFLOP/s:   {:.3} ({flops_rule_kernel} executed / kernel time), {:.1}% of \
              the adapter's FMA peak {:.2} GFLOP/s",
             flops / kernel_time / 1e9,
             100.0 * f,
-            p.fma_flops / 1e9
+            p / 1e9
         );
     }
     if let Some(g) = gpu {
@@ -254,7 +268,7 @@ pub(crate) fn print(
             "engine": gpu.as_ref().map(|g| g.engine().name()),
             "kernel_flops": flops,
             "kernel_flops_rule": flops_rule_kernel,
-            "peak_fma_flops": peak.map(|p| p.fma_flops),
+            "peak_fma_flops": peak,
             "fma_peak_fraction": fraction,
         });
         out!("{json}");

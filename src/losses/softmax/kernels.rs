@@ -93,7 +93,10 @@ pub(crate) struct SoftmaxParams {
     pub device: u32,
     /// softmax_count, softmax_loss: the last row window.
     pub last: u32,
-    pub _pad2: u32,
+    /// ntxent: 1 when no row has more than one positive (the host knows from its labels):
+    /// softmax_finish then takes each row's one positive logit from softmax_stats's Σ z, and
+    /// softmax_positives does not run.
+    pub single_positive: u32,
     /// 1/τ.
     pub inv_temp: f32,
     /// dL/dterm.
@@ -116,7 +119,7 @@ mirrored!(
         side,
         device,
         last,
-        _pad2,
+        single_positive,
         inv_temp,
         scale,
         _pad3,
@@ -163,11 +166,12 @@ pub(crate) const COLS: Slot = Slot::read(2, "cols");
 pub(crate) const ROW_CLASS: Slot = Slot::read(3, "row_class");
 pub(crate) const COL_CLASS: Slot = Slot::read(4, "col_class");
 pub(crate) const STATS: Slot = Slot::read_write(5, "stats");
-pub(crate) const ROW_STATS: Slot = Slot::read(6, "row_stats");
-pub(crate) const COL_STATS: Slot = Slot::read(7, "col_stats");
+pub(crate) const ROW_COEFS: Slot = Slot::read(6, "row_coefs");
+pub(crate) const COL_COEFS: Slot = Slot::read(7, "col_coefs");
 pub(crate) const PARTIALS: Slot = Slot::read_write(8, "partials");
 pub(crate) const GRAD: Slot = Slot::read_write(9, "grad");
 pub(crate) const DEV: Slot = Slot::read_write(10, "dev");
+pub(crate) const COEFS: Slot = Slot::read_write(11, "coefs");
 
 /// A softmax entry point.
 pub(crate) type K = Kernel<SoftmaxParams>;
@@ -183,12 +187,12 @@ pub(crate) static POSITIVES: K = K::new(
     &[ROWS, COLS, ROW_CLASS, COL_CLASS, STATS],
 );
 pub(crate) static COUNT: K = K::new(&MODULE, "softmax_count", &[STATS, DEV]);
-pub(crate) static FINISH: K = K::new(&MODULE, "softmax_finish", &[STATS, PARTIALS, DEV]);
+pub(crate) static FINISH: K = K::new(&MODULE, "softmax_finish", &[STATS, PARTIALS, DEV, COEFS]);
 pub(crate) static GRAD_SWEEP: K = K::new(
     &MODULE,
     "softmax_grad",
     &[
-        ROWS, COLS, ROW_CLASS, COL_CLASS, ROW_STATS, COL_STATS, PARTIALS, GRAD,
+        ROWS, COLS, ROW_CLASS, COL_CLASS, ROW_COEFS, COL_COEFS, PARTIALS, GRAD,
     ],
 );
 pub(crate) static LOSS: K = K::new(&MODULE, "softmax_loss", &[PARTIALS, DEV]);
@@ -207,7 +211,7 @@ pub(crate) static ROWS_GRAD: K = K::new(
     &ROWS_MODULE,
     "softmax_rows_grad",
     &[
-        ROWS, COLS, ROW_CLASS, COL_CLASS, ROW_STATS, COL_STATS, PARTIALS, GRAD,
+        ROWS, COLS, ROW_CLASS, COL_CLASS, ROW_COEFS, COL_COEFS, PARTIALS, GRAD,
     ],
 );
 

@@ -54,11 +54,22 @@ impl LossCall for Call {
             }
             Path::Device => None,
         };
+        // NT-Xent with at most one positive a row (SimCLR's two views): the positives' sweep
+        // is not needed, softmax_finish has the one logit (host path: the labels are here).
+        let single = match b.path {
+            Path::Host(Some(ids)) => cfg.loss == SoftmaxLoss::NtXent && max_class_size(ids) <= 2,
+            _ => false,
+        };
         let classes = b.classes()?.clone();
         let partials = b.rec.rows("partials", PARTIAL, false);
         const STATS_ROLES: [&str; 2] = ["stats_a", "stats_b"];
         let stats: Vec<_> = (0..b.sides.len())
             .map(|k| b.rec.rows(STATS_ROLES[k], STATS, false))
+            .collect();
+        const COEFS_ROLES: [&str; 2] = ["coefs_a", "coefs_b"];
+        // The finished coefficients, one vec4 a row, for the gradient sweeps.
+        let coefs: Vec<_> = (0..b.sides.len())
+            .map(|k| b.rec.rows(COEFS_ROLES[k], 16, false))
             .collect();
         let n = plan.windows;
         let params = |r: u64, c: u64, accumulate: bool, side: usize| SoftmaxParams {
@@ -75,6 +86,7 @@ impl LossCall for Call {
             last: u32::from(r + 1 == n),
             inv_temp: (1.0 / f64::from(cfg.temperature)) as f32,
             scale: scale.unwrap_or(0.0),
+            single_positive: u32::from(single),
             ..Default::default()
         };
         // (row side, column side) of each orientation: the batch against itself, or A
@@ -122,7 +134,7 @@ impl LossCall for Call {
         let loss = b.loss();
         let mut steps = Vec::new();
         sweep((&k::STATS_SWEEP, &k::ROWS_STATS), &own_stats, &mut steps);
-        if cfg.loss == SoftmaxLoss::NtXent {
+        if cfg.loss == SoftmaxLoss::NtXent && !single {
             sweep((&k::POSITIVES, &k::ROWS_POSITIVES), &own_stats, &mut steps);
         }
         if scale.is_none() {
@@ -138,13 +150,14 @@ impl LossCall for Call {
                 .bind(k::STATS, stats[a].win(r))
                 .bind(k::PARTIALS, partials.win(r))
                 .bind(k::DEV, loss.clone())
+                .bind(k::COEFS, coefs[a].win(r))
         };
         per_window(orientations.len(), &finish, &mut steps);
         if b.want {
             let grad = |s: Step, a: usize, o: usize, r, c| {
                 let s = s
-                    .bind(k::ROW_STATS, stats[a].win(r))
-                    .bind(k::COL_STATS, stats[o].win(c))
+                    .bind(k::ROW_COEFS, coefs[a].win(r))
+                    .bind(k::COL_COEFS, coefs[o].win(c))
                     .bind(k::PARTIALS, partials.win(r));
                 match &b.sides[a].grad {
                     Some(g) => s.bind(k::GRAD, g.win(r)),
@@ -183,4 +196,15 @@ impl LossCall for Call {
     fn has_grad_temperature(&self, want: bool) -> bool {
         want
     }
+}
+
+/// The largest number of rows sharing a class id.
+fn max_class_size(ids: &[u32]) -> usize {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted
+        .chunk_by(|a, b| a == b)
+        .map(<[u32]>::len)
+        .max()
+        .unwrap_or(0)
 }
