@@ -461,7 +461,17 @@ fn list_positives(a: u32, ca: u32, base: u32, lid: u32) -> Positives {
 }
 
 // Semi-hard (TensorFlow Addons' rule): for each positive pair (a, p), the nearest negative
-// farther than p, else the farthest negative.
+// farther than p, else the farthest negative; ties to the lowest index.
+//
+// The lanes split the candidates, not the positives: each lane scans its contiguous block of
+// rows once per batch of 8 positives, keeping every positive's nearest farther negative (and
+// the farthest negative, the same for all) in registers, so that every distance is read by
+// one lane; lane q < 8 then merges the 64 lanes' candidates for positive q of the batch in
+// lane order (row order: strict comparisons keep the lowest index).
+const SEMI_BATCH: u32 = 8u;
+var<workgroup> semi_d: array<f32, 512>; // [lane][positive of the batch] nearest farther negative
+var<workgroup> semi_j: array<u32, 512>;
+
 @compute @workgroup_size(64)
 fn triplet_mine_semihard(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let al = wg.x;
@@ -481,33 +491,78 @@ fn triplet_mine_semihard(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_in
         weights[base + j] = 0.0;
     }
     storageBarrier();
-    for (var k = lid; k < pos.count && pos.negatives; k += 64u) {
-        let p = nonzero_cols[base + k];
-        let dp = dist[base + p];
-        var above_d = 0.0;
-        var above_j = NONE;
+    let blk = lane_block(lid);
+    let none = vec4<u32>(NONE);
+    for (var k0 = 0u; k0 < pos.count && pos.negatives; k0 += SEMI_BATCH) {
+        // The batch's positive distances; past the list, above every distance.
+        var dp = array<f32, 8>(3e38, 3e38, 3e38, 3e38, 3e38, 3e38, 3e38, 3e38);
+        for (var q = 0u; q < SEMI_BATCH; q++) {
+            if (k0 + q < pos.count) {
+                dp[q] = dist[base + nonzero_cols[base + k0 + q]];
+            }
+        }
+        let dpa = vec4<f32>(dp[0], dp[1], dp[2], dp[3]);
+        let dpb = vec4<f32>(dp[4], dp[5], dp[6], dp[7]);
+        var ada = vec4<f32>(0.0);
+        var adb = vec4<f32>(0.0);
+        var aja = none;
+        var ajb = none;
         var far_d = 0.0;
         var far_j = NONE;
-        for (var n = 0u; n < params.rows; n++) {
+        for (var n = blk.x; n < blk.y; n++) {
             if (classes[n] == ca) {
                 continue;
             }
             let d = dist[base + n];
-            if (d > dp && better_negative(d, n, above_d, above_j)) {
-                above_d = d;
-                above_j = n;
-            }
-            if (better_positive(d, n, far_d, far_j)) {
+            if (far_j == NONE || d > far_d) {
                 far_d = d;
                 far_j = n;
             }
+            let dv = vec4<f32>(d);
+            let ca_ = (dv > dpa) & ((aja == none) | (dv < ada));
+            let cb_ = (dv > dpb) & ((ajb == none) | (dv < adb));
+            ada = select(ada, dv, ca_);
+            aja = select(aja, vec4<u32>(n), ca_);
+            adb = select(adb, dv, cb_);
+            ajb = select(ajb, vec4<u32>(n), cb_);
         }
-        let t = term_of(dp - select(far_d, above_d, above_j != NONE));
-        sum = kahan_add(sum, t.value);
-        terms += 1u;
-        n_active += select(0u, 1u, t.on);
-        weights[base + p] = scale * t.slope;
-        chosen[base + p] = select(far_j, above_j, above_j != NONE);
+        for (var q = 0u; q < 4u; q++) {
+            semi_d[lid * SEMI_BATCH + q] = ada[q];
+            semi_j[lid * SEMI_BATCH + q] = aja[q];
+            semi_d[lid * SEMI_BATCH + 4u + q] = adb[q];
+            semi_j[lid * SEMI_BATCH + 4u + q] = ajb[q];
+        }
+        pick_d[lid] = vec2<f32>(far_d, 0.0);
+        pick_i[lid] = vec2<u32>(far_j, 0u);
+        workgroupBarrier();
+        let k = k0 + lid;
+        if (lid < SEMI_BATCH && k < pos.count) {
+            var above_d = 0.0;
+            var above_j = NONE;
+            var fd = 0.0;
+            var fj = NONE;
+            for (var t = 0u; t < 64u; t++) {
+                let j = semi_j[t * SEMI_BATCH + lid];
+                let d = semi_d[t * SEMI_BATCH + lid];
+                if (j != NONE && (above_j == NONE || d < above_d)) {
+                    above_d = d;
+                    above_j = j;
+                }
+                let f = pick_i[t].x;
+                if (f != NONE && (fj == NONE || pick_d[t].x > fd)) {
+                    fd = pick_d[t].x;
+                    fj = f;
+                }
+            }
+            let p = nonzero_cols[base + k];
+            let t = term_of(dp[lid] - select(fd, above_d, above_j != NONE));
+            sum = kahan_add(sum, t.value);
+            terms += 1u;
+            n_active += select(0u, 1u, t.on);
+            weights[base + p] = scale * t.slope;
+            chosen[base + p] = select(fj, above_j, above_j != NONE);
+        }
+        workgroupBarrier();
     }
     sum_s[lid] = sum;
     cnt_s[lid] = vec2<u32>(terms, n_active);
