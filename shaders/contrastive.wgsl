@@ -19,7 +19,9 @@
 //   9 storage, rw    loss_out    device-resident calls: [loss, Σ similar terms, Σ dissimilar]
 // Shared pieces: common/distance, hinge, reduce, tile, tile_classes, tile_grad.
 //
-// Batch kernels: one workgroup of 8×8 invocations per 32-row tile; it walks the 32-column
+// Batch kernels of the pair engine's tile configuration (the register-row configuration's
+// are contrastive_rows.wgsl, which includes this file): one workgroup of 8×8 invocations per
+// 32-row tile; it walks the 32-column
 // tiles of the column window. Invocation (ty, tx) holds a 4×4 register block of pairs, rows
 // ty + 8r and columns tx + 8c, whose distances it accumulates from vec4 loads of its 4 rows
 // and 4 columns (8 loads per 64 pair-dims; no barrier, which software drivers pay dearly

@@ -38,7 +38,9 @@
 //  11 storage, rw    coefs      softmax_finish: per row of the row window, what dL/dz needs
 //                               of its owner, one vec4 (lse, coef_den, coef_pos, z_ref), so
 //                               that the gradient sweep loads it once
-// Workgroups of 8×8 invocations own 32-row tiles and walk the column window's tiles; each
+// The sweeps here are the pair engine's tile configuration (softmax_rows.wgsl, which
+// includes this file, has the register-row one). Workgroups of 8×8 invocations own 32-row
+// tiles and walk the column window's tiles; each
 // invocation keeps its 4 rows' running values in registers over its 4 columns of every
 // tile and the row owner folds the 8 invocations of a row in a fixed order at the end.
 // No atomics: bitwise deterministic. Every pair is evaluated; nothing is skipped.

@@ -7,7 +7,9 @@
 // the host dispatches once per window of rows (src/engine/plan.rs). The host's table of these
 // entry points and bindings is src/losses/triplet/kernels.rs.
 //
-// Mined triplets run per chunk of 64 anchors, so that no B×B buffer exists: per chunk,
+// Mined triplets run per chunk of 64 anchors, so that no B×B buffer exists (batch-hard on the
+// pair engine's register rows needs no chunk: triplet_rows.wgsl, which includes this file):
+// per chunk,
 //   triplet_distances  (per column window)  d(a, j) of the chunk's anchors and every row j
 //   triplet_mine_*     (one workgroup per anchor)  choose the terms, write the anchor's
 //                      partial, the weights W[a][j] = dL/dd(a, j) × the distance's factor
