@@ -314,18 +314,28 @@ fn softmax_positives(
     if (lid >= TILE || params.row_start + local >= params.rows) {
         return;
     }
+    var run = PosRun(0.0, 0.0, 0u);
+    for (var t = 0u; t < 8u; t++) {
+        let v = red_s[lid * 8u + t];
+        run.loss += v.x;
+        run.w += v.y;
+        run.n += cnt_s[lid * 8u + t];
+    }
+    store_positives(local, run);
+}
+
+// Adds a row's positives' sums into its statistics (replacing the statistics sweep's Σ z
+// and count in the first column window).
+fn store_positives(local: u32, run: PosRun) {
     var st = stats[local];
     if (params.accumulate == 0u) {
         st.pos = 0.0;
         st.weight = 0.0;
         st.pos_n = 0u;
     }
-    for (var t = 0u; t < 8u; t++) {
-        let v = red_s[lid * 8u + t];
-        st.pos += v.x;
-        st.weight += v.y;
-        st.pos_n += cnt_s[lid * 8u + t];
-    }
+    st.pos += run.loss;
+    st.weight += run.w;
+    st.pos_n += run.n;
     stats[local] = st;
 }
 

@@ -95,19 +95,9 @@ fn positives_visit(st: ptr<function, positives_row>, jl: u32, s: f32, ctx: posit
 }
 
 fn positives_end(st: ptr<function, positives_row>, l: u32, ctx: positives_ctx) {
-    if (!rows_live(l)) {
-        return;
+    if (rows_live(l)) {
+        store_positives(l, (*st).run);
     }
-    var out = stats[l];
-    if (params.accumulate == 0u) {
-        out.pos = 0.0;
-        out.weight = 0.0;
-        out.pos_n = 0u;
-    }
-    out.pos += (*st).run.loss;
-    out.weight += (*st).run.w;
-    out.pos_n += (*st).run.n;
-    stats[l] = out;
 }
 
 // ---- map weights ----

@@ -167,6 +167,14 @@ struct HardRow {
     hits: u32,
 }
 
+// Column a's coefficients for the invocation's two rows (hard_pair_coef), p its picks.
+fn hard_coefs(p: vec4<u32>, a: u32, r0: HardRow, r1: HardRow) -> vec2<f32> {
+    return vec2<f32>(
+        hard_pair_coef(p, a, r0.j, r0.live, r0.own, r0.own_w),
+        hard_pair_coef(p, a, r1.j, r1.live, r1.own, r1.own_w),
+    );
+}
+
 fn hard_row(l: u32) -> HardRow {
     let live = rows_live(l);
     let j = params.row_start + l;
@@ -211,21 +219,18 @@ fn triplet_rows_hard_grad(ids: RowsIds) {
         let mine = picks[c0 + min(a0 + rows_lane(ids), ncols - 1u)];
         let count = min(RW_LANES, ncols - a0);
         for (var k = 0u; k < count; k++) {
-            let p = rows_shuffle_u4(mine, k);
-            let a = c0 + a0 + k;
-            let c = hard_pair_coef(p, a, r0.j, r0.live, r0.own, r0.own_w);
-            if (c != 0.0) {
+            let c = hard_coefs(rows_shuffle_u4(mine, k), c0 + a0 + k, r0, r1);
+            if (c.x != 0.0) {
                 if (r0.hits < HITS) {
                     k0[r0.hits] = a0 + k;
-                    w0[r0.hits] = c;
+                    w0[r0.hits] = c.x;
                 }
                 r0.hits += 1u;
             }
-            let d = hard_pair_coef(p, a, r1.j, r1.live, r1.own, r1.own_w);
-            if (d != 0.0) {
+            if (c.y != 0.0) {
                 if (r1.hits < HITS) {
                     k1[r1.hits] = a0 + k;
-                    w1[r1.hits] = d;
+                    w1[r1.hits] = c.y;
                 }
                 r1.hits += 1u;
             }
@@ -243,19 +248,16 @@ fn triplet_rows_hard_grad(ids: RowsIds) {
             let mine = picks[c0 + min(a0 + rows_lane(ids), ncols - 1u)];
             let count = min(RW_LANES, ncols - a0);
             for (var k = 0u; k < count; k++) {
-                let p = rows_shuffle_u4(mine, k);
-                let a = c0 + a0 + k;
-                let c = hard_pair_coef(p, a, r0.j, r0.live, r0.own, r0.own_w);
-                if (c != 0.0) {
+                let c = hard_coefs(rows_shuffle_u4(mine, k), c0 + a0 + k, r0, r1);
+                if (c.x != 0.0) {
                     if (seen.x >= HITS) {
-                        g0 = rows_axpy(g0, hard_coef(c), x0, rows_load_col(a0 + k));
+                        g0 = rows_axpy(g0, hard_coef(c.x), x0, rows_load_col(a0 + k));
                     }
                     seen.x += 1u;
                 }
-                let d = hard_pair_coef(p, a, r1.j, r1.live, r1.own, r1.own_w);
-                if (d != 0.0) {
+                if (c.y != 0.0) {
                     if (seen.y >= HITS) {
-                        g1 = rows_axpy(g1, hard_coef(d), x1, rows_load_col(a0 + k));
+                        g1 = rows_axpy(g1, hard_coef(c.y), x1, rows_load_col(a0 + k));
                     }
                     seen.y += 1u;
                 }

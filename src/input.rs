@@ -167,6 +167,23 @@ impl Labels {
     pub fn classes(&self) -> usize {
         self.classes
     }
+
+    /// The most rows sharing one class (0 when empty). NT-Xent skips a sweep when it is at
+    /// most 2: no row then has two positives.
+    pub fn largest_class(&self) -> usize {
+        largest_class(&self.ids)
+    }
+}
+
+/// The most entries sharing one id (0 when empty).
+pub(crate) fn largest_class(ids: &[u32]) -> usize {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted
+        .chunk_by(|a, b| a == b)
+        .map(<[u32]>::len)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Where a device-resident call's work goes.

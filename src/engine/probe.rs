@@ -20,6 +20,7 @@ static MODULE: Module = Module {
     includes: &[],
     maps: &[],
     grad: GradLayout::None,
+    base: None,
 };
 
 /// Keep in sync with `ProbeParams` in shaders/probe.wgsl.

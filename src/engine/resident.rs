@@ -23,6 +23,7 @@ pub(crate) static MODULE: Module = Module {
     includes: &[],
     maps: &[],
     grad: GradLayout::None,
+    base: None,
 };
 
 /// Keep in sync with `DeviceParams` in shaders/device.wgsl.

@@ -30,6 +30,17 @@ pub(crate) enum GradLayout {
     Vec4s,
 }
 
+/// `r[q] = <source>[b + q]` for the `w` vec4s of a row, zeros from vec4 `n` on (the index
+/// clamped so that it stays inside the row).
+fn load_each(s: &mut String, w: u32, source: &str) {
+    for q in 0..w {
+        let _ = writeln!(
+            s,
+            "    r[{q}] = select(vec4<f32>(0.0), {source}[b + min({q}u, n - 1u)], {q}u < n);"
+        );
+    }
+}
+
 /// One generated variant of the register-row kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct RowShape {
@@ -132,12 +143,7 @@ impl RowShape {
         }
         // Column j of the column window loaded by this invocation alone (divergent code).
         s.push_str("fn rows_load_col(j: u32) -> RowV {\n    var r: RowV;\n    let b = j * params.dim4;\n    let n = params.dim4;\n");
-        for q in 0..w {
-            let _ = writeln!(
-                s,
-                "    r[{q}] = select(vec4<f32>(0.0), cols[b + min({q}u, n - 1u)], {q}u < n);"
-            );
-        }
+        load_each(&mut s, w, "cols");
         s.push_str("    return r;\n}\n");
         // Row `l` of the row window, zeros past `n` vec4s (n = 0 for rows past the batch).
         s.push_str("fn rows_read(l: u32, n: u32) -> RowV {\n    var r: RowV;\n    let b = l * params.dim4;\n");
@@ -163,12 +169,7 @@ impl RowShape {
                 let _ = writeln!(s, "    r[{q}] = subgroupBroadcast(k{}, {}u);", q % p, q / p);
             }
         } else {
-            for q in 0..w {
-                let _ = writeln!(
-                    s,
-                    "    r[{q}] = select(vec4<f32>(0.0), cols[b + min({q}u, n - 1u)], {q}u < n);"
-                );
-            }
+            load_each(&mut s, w, "cols");
         }
         s.push_str("    return r;\n}\n");
         // S: the dot product or squared distance, two accumulators (even, odd vec4s).

@@ -25,6 +25,9 @@ pub(crate) struct Module {
     pub maps: &'static [RowMap],
     /// How the module's `grad` is laid out, for the register-row gradient helpers.
     pub grad: GradLayout,
+    /// The module this one builds on, assembled before it with its snippets: a
+    /// register-row module's family module (its declarations, bindings and reductions).
+    pub base: Option<&'static Module>,
 }
 
 /// An elementwise map of a register-row module: the prefix of its hooks, and whether it
@@ -97,6 +100,16 @@ impl Module {
             out.push_str(&shape.prelude(self.grad));
             out.push_str(&self.engine());
         }
+        self.push_sources(&mut out);
+        out
+    }
+
+    /// The base module's sources, then the snippets, then this file.
+    fn push_sources(&self, out: &mut String) {
+        if let Some(base) = self.base {
+            base.push_sources(out);
+            out.push('\n');
+        }
         for inc in self.includes {
             out.push_str(&format!("// ---- {} ----\n", inc.file));
             out.push_str(inc.source);
@@ -104,6 +117,5 @@ impl Module {
         }
         out.push_str(&format!("// ---- {} ----\n", self.file));
         out.push_str(self.source);
-        out
     }
 }

@@ -21,6 +21,7 @@ pub(crate) static MODULE: Module = Module {
     includes: &[],
     maps: &[],
     grad: GradLayout::None,
+    base: None,
 };
 
 /// Keep in sync with `NormalizeParams` in shaders/normalize.wgsl.

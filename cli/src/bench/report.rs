@@ -60,7 +60,7 @@ fn kernel_flops(work: &Workload<'_>, mode: ModeArg, b: f64, d: f64) -> (f64, &'s
     match (work, mode) {
         (Workload::Softmax { cfg, labels, .. }, _) => match cfg.loss {
             // No row with two positives (SimCLR's views): no positives' sweep.
-            SoftmaxLoss::NtXent if max_class_size(labels.ids()) <= 2 => (6.0 * pairs, "6·B²·D"),
+            SoftmaxLoss::NtXent if labels.largest_class() <= 2 => (6.0 * pairs, "6·B²·D"),
             SoftmaxLoss::NtXent => (8.0 * pairs, "8·B²·D"),
             SoftmaxLoss::SupCon => (6.0 * pairs, "6·B²·D"),
             SoftmaxLoss::Clip => (12.0 * pairs, "12·N²·D"),
@@ -84,17 +84,6 @@ fn kernel_flops(work: &Workload<'_>, mode: ModeArg, b: f64, d: f64) -> (f64, &'s
         }
         (Workload::Triplet { .. }, _) => (18.0 * b * d, "18·N·D"),
     }
-}
-
-/// The largest number of rows sharing a class id.
-fn max_class_size(ids: &[u32]) -> usize {
-    let mut sorted = ids.to_vec();
-    sorted.sort_unstable();
-    sorted
-        .chunk_by(|a, b| a == b)
-        .map(<[u32]>::len)
-        .max()
-        .unwrap_or(0)
 }
 
 /// `bench --peak`: the adapter's ceilings.

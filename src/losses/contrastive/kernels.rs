@@ -8,43 +8,29 @@ use crate::engine::kernel::Layout;
 use crate::engine::kernel::{mirrored, Kernel, Slot, Table};
 use crate::engine::rows::GradLayout;
 use crate::engine::shader::{
-    Module, RowMap, Snippet, DISTANCE, HINGE, REDUCE, TILE, TILE_CLASSES, TILE_GRAD,
+    Module, RowMap, DISTANCE, HINGE, REDUCE, TILE, TILE_CLASSES, TILE_GRAD,
 };
-
-const SOURCE: &str = include_str!("../../../shaders/contrastive.wgsl");
 
 pub(crate) static MODULE: Module = Module {
     file: "contrastive.wgsl",
-    source: SOURCE,
+    source: include_str!("../../../shaders/contrastive.wgsl"),
     includes: &[&DISTANCE, &HINGE, &REDUCE, &TILE, &TILE_CLASSES, &TILE_GRAD],
     maps: &[],
     grad: GradLayout::None,
-};
-
-/// contrastive.wgsl's declarations and map, included by the register-row module.
-static DECLARATIONS: Snippet = Snippet {
-    file: "contrastive.wgsl",
-    source: SOURCE,
+    base: None,
 };
 
 /// The batch mode on the pair engine's register-row shape.
 pub(crate) static ROWS_MODULE: Module = Module {
     file: "contrastive_rows.wgsl",
     source: include_str!("../../../shaders/contrastive_rows.wgsl"),
-    includes: &[
-        &DISTANCE,
-        &HINGE,
-        &REDUCE,
-        &TILE,
-        &TILE_CLASSES,
-        &TILE_GRAD,
-        &DECLARATIONS,
-    ],
+    includes: &[],
     maps: &[RowMap {
         name: "contrastive",
         grad: true,
     }],
     grad: GradLayout::Scalars,
+    base: Some(&MODULE),
 };
 
 /// Keep in sync with `ContrastiveParams` in shaders/contrastive.wgsl.
@@ -135,16 +121,11 @@ pub(crate) type K = Kernel<ContrastiveParams>;
 const TILE_SLOTS: [Slot; 5] = [ROWS, COLS, ROW_CLASS, COL_CLASS, PARTIALS];
 
 pub(crate) static BATCH_FORWARD: K = K::new(&MODULE, "contrastive_batch_forward", &TILE_SLOTS);
-pub(crate) static BATCH_FUSED: K = K::new(
-    &MODULE,
-    "contrastive_batch_fused",
-    &[ROWS, COLS, ROW_CLASS, COL_CLASS, PARTIALS, SCALES, GRAD],
-);
-pub(crate) static BATCH_BACKWARD: K = K::new(
-    &MODULE,
-    "contrastive_batch_backward",
-    &[ROWS, COLS, ROW_CLASS, COL_CLASS, PARTIALS, SCALES, GRAD],
-);
+/// The gradient passes' slots (fused or not, both shapes).
+const GRAD_SLOTS: [Slot; 7] = [ROWS, COLS, ROW_CLASS, COL_CLASS, PARTIALS, SCALES, GRAD];
+
+pub(crate) static BATCH_FUSED: K = K::new(&MODULE, "contrastive_batch_fused", &GRAD_SLOTS);
+pub(crate) static BATCH_BACKWARD: K = K::new(&MODULE, "contrastive_batch_backward", &GRAD_SLOTS);
 pub(crate) static FINALIZE: K = K::new(&MODULE, "contrastive_finalize", &[PARTIALS, SCALES]);
 pub(crate) static LOSS: K = K::new(&MODULE, "contrastive_loss", &[PARTIALS, SCALES, LOSS_OUT]);
 pub(crate) static PAIRS_FORWARD: K = K::new(
@@ -159,16 +140,8 @@ pub(crate) static PAIRS_BACKWARD: K = K::new(
 );
 
 pub(crate) static ROWS_FORWARD: K = K::new(&ROWS_MODULE, "contrastive_rows_forward", &TILE_SLOTS);
-pub(crate) static ROWS_FUSED: K = K::new(
-    &ROWS_MODULE,
-    "contrastive_rows_fused",
-    &[ROWS, COLS, ROW_CLASS, COL_CLASS, PARTIALS, SCALES, GRAD],
-);
-pub(crate) static ROWS_BACKWARD: K = K::new(
-    &ROWS_MODULE,
-    "contrastive_rows_backward",
-    &[ROWS, COLS, ROW_CLASS, COL_CLASS, PARTIALS, SCALES, GRAD],
-);
+pub(crate) static ROWS_FUSED: K = K::new(&ROWS_MODULE, "contrastive_rows_fused", &GRAD_SLOTS);
+pub(crate) static ROWS_BACKWARD: K = K::new(&ROWS_MODULE, "contrastive_rows_backward", &GRAD_SLOTS);
 
 pub(crate) static ROWS_TABLE: Table = Table {
     #[cfg(test)]

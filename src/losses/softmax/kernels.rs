@@ -8,14 +8,12 @@ use crate::engine::kernel::Layout;
 use crate::engine::kernel::{mirrored, Kernel, Slot, Table};
 use crate::engine::rows::GradLayout;
 use crate::engine::shader::{
-    Module, RowMap, Snippet, DISTANCE, REDUCE, SMOOTH, TILE, TILE_CLASSES, TILE_GRAD,
+    Module, RowMap, DISTANCE, REDUCE, SMOOTH, TILE, TILE_CLASSES, TILE_GRAD,
 };
-
-const SOURCE: &str = include_str!("../../../shaders/softmax.wgsl");
 
 pub(crate) static MODULE: Module = Module {
     file: "softmax.wgsl",
-    source: SOURCE,
+    source: include_str!("../../../shaders/softmax.wgsl"),
     includes: &[
         &DISTANCE,
         &REDUCE,
@@ -26,27 +24,14 @@ pub(crate) static MODULE: Module = Module {
     ],
     maps: &[],
     grad: GradLayout::None,
-};
-
-/// softmax.wgsl's declarations and maps, included by the register-row module.
-static DECLARATIONS: Snippet = Snippet {
-    file: "softmax.wgsl",
-    source: SOURCE,
+    base: None,
 };
 
 /// The sweeps on the pair engine's register-row shape.
 pub(crate) static ROWS_MODULE: Module = Module {
     file: "softmax_rows.wgsl",
     source: include_str!("../../../shaders/softmax_rows.wgsl"),
-    includes: &[
-        &DISTANCE,
-        &REDUCE,
-        &SMOOTH,
-        &TILE,
-        &TILE_CLASSES,
-        &TILE_GRAD,
-        &DECLARATIONS,
-    ],
+    includes: &[],
     maps: &[
         RowMap {
             name: "lse",
@@ -62,6 +47,7 @@ pub(crate) static ROWS_MODULE: Module = Module {
         },
     ],
     grad: GradLayout::Scalars,
+    base: Some(&MODULE),
 };
 
 /// `DIST_DOT` in shaders/common/distance.wgsl: the tiles' dot products are the cosine
@@ -176,44 +162,23 @@ pub(crate) const COEFS: Slot = Slot::read_write(11, "coefs");
 /// A softmax entry point.
 pub(crate) type K = Kernel<SoftmaxParams>;
 
-pub(crate) static STATS_SWEEP: K = K::new(
-    &MODULE,
-    "softmax_stats",
-    &[ROWS, COLS, ROW_CLASS, COL_CLASS, STATS],
-);
-pub(crate) static POSITIVES: K = K::new(
-    &MODULE,
-    "softmax_positives",
-    &[ROWS, COLS, ROW_CLASS, COL_CLASS, STATS],
-);
+/// The statistics sweeps' slots (statistics and positives, both shapes).
+const STATS_SLOTS: [Slot; 5] = [ROWS, COLS, ROW_CLASS, COL_CLASS, STATS];
+/// The gradient sweeps' slots (both shapes).
+const GRAD_SLOTS: [Slot; 8] = [
+    ROWS, COLS, ROW_CLASS, COL_CLASS, ROW_COEFS, COL_COEFS, PARTIALS, GRAD,
+];
+
+pub(crate) static STATS_SWEEP: K = K::new(&MODULE, "softmax_stats", &STATS_SLOTS);
+pub(crate) static POSITIVES: K = K::new(&MODULE, "softmax_positives", &STATS_SLOTS);
 pub(crate) static COUNT: K = K::new(&MODULE, "softmax_count", &[STATS, DEV]);
 pub(crate) static FINISH: K = K::new(&MODULE, "softmax_finish", &[STATS, PARTIALS, DEV, COEFS]);
-pub(crate) static GRAD_SWEEP: K = K::new(
-    &MODULE,
-    "softmax_grad",
-    &[
-        ROWS, COLS, ROW_CLASS, COL_CLASS, ROW_COEFS, COL_COEFS, PARTIALS, GRAD,
-    ],
-);
+pub(crate) static GRAD_SWEEP: K = K::new(&MODULE, "softmax_grad", &GRAD_SLOTS);
 pub(crate) static LOSS: K = K::new(&MODULE, "softmax_loss", &[PARTIALS, DEV]);
 
-pub(crate) static ROWS_STATS: K = K::new(
-    &ROWS_MODULE,
-    "softmax_rows_stats",
-    &[ROWS, COLS, ROW_CLASS, COL_CLASS, STATS],
-);
-pub(crate) static ROWS_POSITIVES: K = K::new(
-    &ROWS_MODULE,
-    "softmax_rows_positives",
-    &[ROWS, COLS, ROW_CLASS, COL_CLASS, STATS],
-);
-pub(crate) static ROWS_GRAD: K = K::new(
-    &ROWS_MODULE,
-    "softmax_rows_grad",
-    &[
-        ROWS, COLS, ROW_CLASS, COL_CLASS, ROW_COEFS, COL_COEFS, PARTIALS, GRAD,
-    ],
-);
+pub(crate) static ROWS_STATS: K = K::new(&ROWS_MODULE, "softmax_rows_stats", &STATS_SLOTS);
+pub(crate) static ROWS_POSITIVES: K = K::new(&ROWS_MODULE, "softmax_rows_positives", &STATS_SLOTS);
+pub(crate) static ROWS_GRAD: K = K::new(&ROWS_MODULE, "softmax_rows_grad", &GRAD_SLOTS);
 
 pub(crate) static ROWS_TABLE: Table = Table {
     #[cfg(test)]

@@ -57,7 +57,9 @@ impl LossCall for Call {
         // NT-Xent with at most one positive a row (SimCLR's two views): the positives' sweep
         // is not needed, softmax_finish has the one logit (host path: the labels are here).
         let single = match b.path {
-            Path::Host(Some(ids)) => cfg.loss == SoftmaxLoss::NtXent && max_class_size(ids) <= 2,
+            Path::Host(Some(ids)) => {
+                cfg.loss == SoftmaxLoss::NtXent && crate::input::largest_class(ids) <= 2
+            }
             _ => false,
         };
         let classes = b.classes()?.clone();
@@ -196,15 +198,4 @@ impl LossCall for Call {
     fn has_grad_temperature(&self, want: bool) -> bool {
         want
     }
-}
-
-/// The largest number of rows sharing a class id.
-fn max_class_size(ids: &[u32]) -> usize {
-    let mut sorted = ids.to_vec();
-    sorted.sort_unstable();
-    sorted
-        .chunk_by(|a, b| a == b)
-        .map(<[u32]>::len)
-        .max()
-        .unwrap_or(0)
 }

@@ -7,29 +7,22 @@ use bytemuck::{Pod, Zeroable};
 use crate::engine::kernel::Layout;
 use crate::engine::kernel::{mirrored, Kernel, Slot, Table};
 use crate::engine::rows::GradLayout;
-use crate::engine::shader::{Module, RowMap, Snippet, DISTANCE, REDUCE, SMOOTH, TILE};
-
-const SOURCE: &str = include_str!("../../../shaders/triplet.wgsl");
+use crate::engine::shader::{Module, RowMap, DISTANCE, REDUCE, SMOOTH, TILE};
 
 pub(crate) static MODULE: Module = Module {
     file: "triplet.wgsl",
-    source: SOURCE,
+    source: include_str!("../../../shaders/triplet.wgsl"),
     includes: &[&DISTANCE, &REDUCE, &SMOOTH, &TILE],
     maps: &[],
     grad: GradLayout::None,
-};
-
-/// triplet.wgsl's declarations, included by the register-row module.
-static DECLARATIONS: Snippet = Snippet {
-    file: "triplet.wgsl",
-    source: SOURCE,
+    base: None,
 };
 
 /// The mining distance phase on the pair engine's register-row shape.
 pub(crate) static ROWS_MODULE: Module = Module {
     file: "triplet_rows.wgsl",
     source: include_str!("../../../shaders/triplet_rows.wgsl"),
-    includes: &[&DISTANCE, &REDUCE, &SMOOTH, &TILE, &DECLARATIONS],
+    includes: &[],
     maps: &[
         RowMap {
             name: "distances",
@@ -41,6 +34,7 @@ pub(crate) static ROWS_MODULE: Module = Module {
         },
     ],
     grad: GradLayout::Vec4s,
+    base: Some(&MODULE),
 };
 
 /// Keep in sync with `TripletParams` in shaders/triplet.wgsl.
