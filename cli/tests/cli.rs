@@ -532,6 +532,49 @@ fn bench_prints_a_json_line() {
         assert_eq!(v["batch"], 40);
         let frac = v["active_fraction"].as_f64().unwrap();
         assert!(frac > 0.0 && frac <= 1.0, "{last}");
+        // The executed FLOPs against the FMA peak probed in the same process.
+        let peak = v["peak_fma_flops"].as_f64().unwrap();
+        let share = v["fma_peak_fraction"].as_f64().unwrap();
+        assert!(peak > 0.0 && share > 0.0, "{last}");
+        assert!(v["kernel_flops"].as_f64().unwrap() > 0.0, "{last}");
+        assert!(v["engine"].is_string(), "{last}");
+    }
+}
+
+#[test]
+fn bench_measures_the_peak_and_tunes() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let out = cli(&["bench", "--peak", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value =
+        serde_json::from_str(stdout.trim_end().lines().last().unwrap()).unwrap();
+    assert!(v["peak_fma_flops"].as_f64().unwrap() > 0.0, "{stdout}");
+    assert!(
+        v["peak_storage_bytes_per_s"].as_f64().unwrap() > 0.0,
+        "{stdout}"
+    );
+    // --peak takes no loss.
+    let out = cli(&["bench", "--peak", "--loss", "clip"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = cli(&[
+        "bench", "--loss", "ntxent", "--batch", "48", "--dim", "5", "--repeat", "1", "--tune",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Every configuration lavapipe runs (with subgroups: all three), then the fastest.
+    for name in ["rows-direct", "tile", "fastest:"] {
+        assert!(stdout.contains(name), "{name} missing in {stdout}");
     }
 }
 
