@@ -33,7 +33,9 @@
 //! - The outputs: [`LossOutput`] with the loss, the family's [`Counts`], one [`Gradient`]
 //!   per input and dL/dτ.
 //! - The device: [`Gpu`] ([`Gpu::new`], or [`Gpu::from_device`] to share a framework's
-//!   wgpu 30 device, re-exported as [`wgpu`]).
+//!   wgpu 30 device, re-exported as [`wgpu`]); the pair engine's shape for it,
+//!   [`EngineConfig`] (chosen from the adapter, or [`GpuOptions::engine`] /
+//!   [`ENGINE_ENV`]); its own FMA and bandwidth ceilings, [`Gpu::probe_peak`].
 //! - Errors: one [`Error`] enum; nothing a caller can reach panics.
 //!
 //! This crate has no default features. Its `testing` feature is the test harness of its own
