@@ -93,6 +93,28 @@ fn every_configuration_matches_the_reference() {
 }
 
 #[test]
+fn lavapipe_runs_the_register_rows_by_default() {
+    // The main suite run (no METRIC_LOSS_ENGINE) must exercise the configuration a software
+    // adapter picks: register rows with broadcasts where it has fixed-size subgroups.
+    let Some(gpu) = common::gpu() else { return };
+    if std::env::var(metric_loss::ENGINE_ENV).is_ok_and(|v| !v.trim().is_empty()) {
+        return;
+    }
+    let info = gpu.device().adapter_info();
+    let expected = EngineConfig::automatic(&info, gpu.device().features());
+    assert_eq!(gpu.engine(), expected);
+    if info.device_type == metric_loss::wgpu::DeviceType::Cpu
+        && gpu
+            .device()
+            .features()
+            .contains(metric_loss::wgpu::Features::SUBGROUP)
+        && info.subgroup_min_size == info.subgroup_max_size
+    {
+        assert_eq!(gpu.engine(), EngineConfig::Rows);
+    }
+}
+
+#[test]
 fn every_configuration_reruns_bitwise() {
     let (rows, dim) = (200, 24);
     let data = common::normals(7, rows * dim);

@@ -1,4 +1,5 @@
-//! `metric-loss info`: the adapter, its limits and features.
+//! `metric-loss info`: the adapter, its limits and features, and the pair engine's
+//! configuration.
 
 use std::process::ExitCode;
 
@@ -64,5 +65,10 @@ pub(crate) fn run() -> Result<ExitCode, Failure> {
             names.join(" ")
         }
     );
+    let chosen = match std::env::var(metric_loss::ENGINE_ENV) {
+        Ok(v) if !v.trim().is_empty() => metric_loss::ENGINE_ENV,
+        _ => "automatic",
+    };
+    out!("pair engine:  {} ({chosen})", gpu.engine());
     Ok(ExitCode::SUCCESS)
 }
