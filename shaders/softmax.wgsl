@@ -433,11 +433,8 @@ fn softmax_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (params.family == FAMILY_NTXENT) {
         if (params.single_positive != 0u) {
             // What softmax_positives would have summed: Σ z over one positive is its logit.
-            var u = 0.0;
-            if (st.pos_n == 1u && st.sum > 0.0) {
-                u = st.lse - st.pos;
-            }
             let one = st.pos_n == 1u && st.sum > 0.0;
+            let u = st.lse - st.pos;
             st.pos = select(0.0, softplus(u), one);
             st.weight = select(0.0, sigmoid(u), one);
         }

@@ -42,6 +42,18 @@ pub struct GpuOptions {
     pub engine: Option<EngineConfig>,
 }
 
+/// Whether a device with subgroups of `lanes` (fixed size; `None` without) runs `engine`.
+fn runnable(engine: EngineConfig, lanes: Option<u32>) -> Result<()> {
+    if engine == EngineConfig::Rows && lanes.is_none() {
+        return Err(Error::OptionConflict {
+            option: "engine",
+            reason: "rows needs Features::SUBGROUP and a fixed subgroup size; \
+                     use rows-direct or tile",
+        });
+    }
+    Ok(())
+}
+
 /// An environment variable's value, `None` when unset or empty.
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|s| !s.trim().is_empty())
@@ -241,13 +253,7 @@ impl Gpu {
                 None => EngineConfig::automatic(&info, features),
             },
         };
-        if engine == EngineConfig::Rows && lanes.is_none() {
-            return Err(Error::OptionConflict {
-                option: "engine",
-                reason: "rows needs Features::SUBGROUP and a fixed subgroup size; \
-                         use rows-direct or tile",
-            });
-        }
+        runnable(engine, lanes)?;
         Ok(Self {
             adapter: AdapterSummary {
                 name: info.name,
@@ -280,13 +286,7 @@ impl Gpu {
     /// tests compare them on one device). Fails for [`EngineConfig::Rows`] on a device
     /// without `SUBGROUP` or a fixed subgroup size.
     pub fn set_engine(&mut self, engine: EngineConfig) -> Result<()> {
-        if engine == EngineConfig::Rows && self.lanes.is_none() {
-            return Err(Error::OptionConflict {
-                option: "engine",
-                reason: "rows needs Features::SUBGROUP and a fixed subgroup size; \
-                         use rows-direct or tile",
-            });
-        }
+        runnable(engine, self.lanes)?;
         self.engine = engine;
         Ok(())
     }

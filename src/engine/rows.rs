@@ -31,7 +31,8 @@ pub(crate) enum GradLayout {
 }
 
 /// `r[q] = <source>[b + q]` for the `w` vec4s of a row, zeros from vec4 `n` on (the index
-/// clamped so that it stays inside the row).
+/// clamped so that it stays inside the row; with n = 0, a row past the batch, every value
+/// is 0 and the bounds-checked load's index does not matter).
 fn load_each(s: &mut String, w: u32, source: &str) {
     for q in 0..w {
         let _ = writeln!(
@@ -147,12 +148,7 @@ impl RowShape {
         s.push_str("    return r;\n}\n");
         // Row `l` of the row window, zeros past `n` vec4s (n = 0 for rows past the batch).
         s.push_str("fn rows_read(l: u32, n: u32) -> RowV {\n    var r: RowV;\n    let b = l * params.dim4;\n");
-        for q in 0..w {
-            let _ = writeln!(
-                s,
-                "    r[{q}] = select(vec4<f32>(0.0), rows[b + min({q}u, n - min(n, 1u))], {q}u < n);"
-            );
-        }
+        load_each(&mut s, w, "rows");
         s.push_str("    return r;\n}\n");
         // Column j of the column window.
         s.push_str("fn rows_col(j: u32, ids: RowsIds) -> RowV {\n    var r: RowV;\n    let b = j * params.dim4;\n    let n = params.dim4;\n");

@@ -171,7 +171,7 @@ impl Dispatch<'_> {
 
     /// A batch kernel over (r, c) with the bindings every one of them takes: `rows` on the
     /// register-row engine when the call has a row shape, else `tile`.
-    fn tile(&self, pass: Pass, r: u64, c: u64, accumulate: bool) -> Step {
+    fn batch_step(&self, pass: Pass, r: u64, c: u64, accumulate: bool) -> Step {
         let params = self.params(r, c, accumulate, false);
         let (tile, rows) = match pass {
             Pass::Forward => (&k::BATCH_FORWARD, &k::ROWS_FORWARD),
@@ -194,7 +194,7 @@ impl Dispatch<'_> {
         let n = self.plan.windows;
         (0..n)
             .flat_map(|r| (r..n).map(move |c| (r, c)))
-            .map(|(r, c)| self.tile(Pass::Forward, r, c, c > r))
+            .map(|(r, c)| self.batch_step(Pass::Forward, r, c, c > r))
             .collect()
     }
 
@@ -204,7 +204,7 @@ impl Dispatch<'_> {
         (0..n)
             .flat_map(|r| (0..n).map(move |c| (r, c)))
             .map(|(r, c)| {
-                self.tile(pass, r, c, c > 0)
+                self.batch_step(pass, r, c, c > 0)
                     .bind(k::SCALES, scales.clone())
                     .bind(k::GRAD, grad.win(r))
             })

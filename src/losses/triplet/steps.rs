@@ -192,30 +192,18 @@ impl Call {
         let plan = *b.plan;
         let rows = plan.rows;
         // Per-anchor buffers are bound whole (anchors index them globally).
-        let bound = if capacity * PARTIAL <= binding {
-            capacity
-        } else {
-            rows.div_ceil(64) * 64
-        };
-        if bound * PARTIAL > binding {
-            return Err(Error::LimitExceeded {
-                what: "mined triplets: the per-anchor partials (32 bytes a row, one storage \
-                       binding)"
-                    .into(),
-                needed: u128::from(bound * PARTIAL),
-                limit: u128::from(binding),
-                hint: crate::error::SMALLER_BATCH,
-            });
-        }
+        let bound = whole_rows(
+            capacity,
+            rows,
+            PARTIAL,
+            binding,
+            "mined triplets: the per-anchor partials (32 bytes a row, one storage binding)",
+        )?;
         let classes = b.classes()?.first_rows(bound);
         let partials_rows = b.rec.rows("partials", PARTIAL, false);
         let partials = partials_rows.first_rows(bound);
         let picks = b.rec.rows("picks", 16, false).first_rows(bound);
-        let scales = b.rec.small("scales", 48);
-        if let Some(scale) = scale {
-            b.rec
-                .write(&scales, bytemuck::cast_slice(&[scale, 0.0, 0.0, 0.0]));
-        }
+        let scales = scales_buffer(b, scale);
         let x = b.sides[0].rows();
         let base = self.params(&plan);
         let params = |r: u64, c: u64, accumulate: bool| TripletParams {
@@ -292,23 +280,15 @@ impl Call {
                 return self.hard_rows(b, shape, scale, capacity, binding);
             }
         }
-        // The chunk buffers are bound whole: their row stride is the capacity when that fits
-        // one binding (the same bindings for every batch size), else the batch itself.
-        let stride = if capacity * CHUNK_ROW_BYTES <= binding {
-            capacity
-        } else {
-            rows.div_ceil(64) * 64
-        };
-        if stride * CHUNK_ROW_BYTES > binding {
-            return Err(Error::LimitExceeded {
-                what: "mined triplets: one chunk's distances to the batch (64 × rows × 4 \
-                       bytes, one storage binding)"
-                    .into(),
-                needed: u128::from(stride * CHUNK_ROW_BYTES),
-                limit: u128::from(binding),
-                hint: crate::error::SMALLER_BATCH,
-            });
-        }
+        // The chunk buffers are bound whole, one row of each per row of the batch.
+        let stride = whole_rows(
+            capacity,
+            rows,
+            CHUNK_ROW_BYTES,
+            binding,
+            "mined triplets: one chunk's distances to the batch (64 × rows × 4 bytes, one \
+             storage binding)",
+        )?;
         let groups = CHUNK * plan.dim4.div_ceil(64);
         if groups > u64::from(limits.max_compute_workgroups_per_dimension) {
             return Err(Error::LimitExceeded {
@@ -321,11 +301,7 @@ impl Call {
         let classes = b.classes()?.first_rows(stride);
         let partials_rows = b.rec.rows("partials", PARTIAL, false);
         let partials = partials_rows.first_rows(stride);
-        let scales = b.rec.small("scales", 48);
-        if let Some(scale) = scale {
-            b.rec
-                .write(&scales, bytemuck::cast_slice(&[scale, 0.0, 0.0, 0.0]));
-        }
+        let scales = scales_buffer(b, scale);
         let mut chunk_buf =
             |role: &'static str| b.rec.rows(role, CHUNK_ROW_BYTES, false).first_rows(stride);
         let dist = chunk_buf("chunk_distances");
@@ -446,4 +422,35 @@ impl Call {
             partials: partials_rows,
         })
     }
+}
+
+/// Rows of a buffer bound whole with `per_row` bytes a row: the workspace's capacity when
+/// that fits one binding (the same bindings for every batch size), else the batch rounded
+/// to 64 rows; `what` names it in the error when even that does not fit.
+fn whole_rows(capacity: u64, rows: u64, per_row: u64, binding: u64, what: &str) -> Result<u64> {
+    let bound = if capacity * per_row <= binding {
+        capacity
+    } else {
+        rows.div_ceil(64) * 64
+    };
+    if bound * per_row > binding {
+        return Err(Error::LimitExceeded {
+            what: what.into(),
+            needed: u128::from(bound * per_row),
+            limit: u128::from(binding),
+            hint: crate::error::SMALLER_BATCH,
+        });
+    }
+    Ok(bound)
+}
+
+/// The mined calls' `scales` buffer, with dL/dterm written when the host knows it (else
+/// `triplet_finalize` counts it on the device).
+fn scales_buffer(b: &mut Build<'_, '_>, scale: Option<f32>) -> Bound {
+    let scales = b.rec.small("scales", 48);
+    if let Some(scale) = scale {
+        b.rec
+            .write(&scales, bytemuck::cast_slice(&[scale, 0.0, 0.0, 0.0]));
+    }
+    scales
 }
