@@ -17,18 +17,11 @@
 //   7 storage, rw    grad        dL/d(rows), row window, row-major f32, padded stride
 //   8 storage, rw    grad_b      pairs: dL/dB
 //   9 storage, rw    loss_out    device-resident calls: [loss, Σ similar terms, Σ dissimilar]
-// Shared pieces: common/distance, hinge, reduce, tile, tile_classes, tile_grad.
+// Shared pieces: common/distance, hinge, reduce.
 //
-// Batch kernels of the pair engine's tile configuration (the register-row configuration's
-// are contrastive_rows.wgsl, which includes this file): one workgroup of 8×8 invocations per
-// 32-row tile; it walks the 32-column
-// tiles of the column window. Invocation (ty, tx) holds a 4×4 register block of pairs, rows
-// ty + 8r and columns tx + 8c, whose distances it accumulates from vec4 loads of its 4 rows
-// and 4 columns (8 loads per 64 pair-dims; no barrier, which software drivers pay dearly
-// for). The gradient phase shares the tile's 32×32 weights in workgroup memory; invocation
-// (ty, tx) then owns rows ty + 8r and, per 32-dim chunk, the vec4 of dims 4·(8·chunk + tx),
-// reading column rows as whole vec4s from the binding. Every pair's term is evaluated;
-// nothing is skipped on the data's account.
+// The batch mode's sweeps run on the pair engine: contrastive_rows.wgsl, which includes
+// this file, is the loss's elementwise map. Pair mode and the reductions are here. Every
+// pair's term is evaluated; nothing is skipped on the data's account.
 // Sums run in a fixed order and every output value has one owner: no atomics, bitwise
 // deterministic.
 
@@ -83,10 +76,6 @@ const REDUCTION_MEAN_NONZERO: u32 = 2u;
 @group(0) @binding(8) var<storage, read_write> grad_b: array<f32>;
 @group(0) @binding(9) var<storage, read_write> loss_out: array<f32>;
 
-// w_s (common/tile_grad.wgsl): the tile's weights dL/dd × distance factor.
-var<workgroup> red_s: array<vec2<f32>, 256>; // [row][tx] per-invocation (sim, dis) sums
-var<workgroup> cnt_s: array<u32, 256>;        // [row][tx] four 8-bit counts, packed
-
 fn hinge_arg(similar: bool, d: f32) -> f32 {
     if (similar) {
         return d - params.pos_margin;
@@ -94,75 +83,15 @@ fn hinge_arg(similar: bool, d: f32) -> f32 {
     return params.margin - d;
 }
 
-// Row `local` of a window, vec4 `q`, or zeros past the batch or the row.
-fn load_row(from_rows: bool, local: u32, global: u32, q: u32) -> vec4<f32> {
-    if (global >= params.rows || q >= params.dim4) {
-        return vec4<f32>(0.0);
-    }
-    if (from_rows) {
-        return rows[local * params.dim4 + q];
-    }
-    return cols[local * params.dim4 + q];
+// Class id of row `local` of the row window (clamped into the binding).
+fn row_class_at(local: u32) -> u32 {
+    return row_class[min(local, arrayLength(&row_class) - 1u)];
 }
 
 struct RowAcc {
     sim: Kahan,
     dis: Kahan,
     counts: vec4<u32>, // sim pairs, dis pairs, sim active, dis active
-}
-
-fn hinge_args4(similar: vec4<bool>, d: vec4<f32>) -> vec4<f32> {
-    return select(vec4<f32>(params.margin) - d, d - vec4<f32>(params.pos_margin), similar);
-}
-
-// Writes one row's (sim, dis) sums and packed counts over the invocation's 4 columns
-// (pairs with j > i only) for the row owner to fold in.
-fn row_terms(rl: u32, ci: u32, d: vec4<f32>, cols: Cols, row_base: u32, tx: u32) {
-    let i = params.row_start + row_base + rl;
-    let valid = (cols.index < vec4<u32>(params.rows)) & (cols.index > vec4<u32>(i))
-        & vec4<bool>(i < params.rows);
-    let similar = cols.ids == vec4<u32>(ci);
-    let x = hinge_args4(similar, d);
-    var sums = vec2<f32>(0.0); // sim, dis
-    var counts = 0u; // bytes: sim pairs, dis pairs, sim active, dis active
-    for (var c = 0u; c < 4u; c++) {
-        if (valid[c]) {
-            let term = hinge_value(params.hinge, x[c]);
-            let on = select(0u, 1u, x[c] > 0.0);
-            if (similar[c]) {
-                sums.x += term;
-                counts += 1u | (on << 16u);
-            } else {
-                sums.y += term;
-                counts += (1u << 8u) | (on << 24u);
-            }
-        }
-    }
-    red_s[rl * 8u + tx] = sums;
-    cnt_s[rl * 8u + tx] = counts;
-}
-
-// Adds this tile's terms of the invocation's block to the workgroup's per-row sums; the row
-// owner (lid < 32) folds them into `acc` in a fixed order.
-fn add_tile_terms(acc: RowAcc, d: Block, rc: vec4<u32>, cols: Cols, row_base: u32, ty: u32, tx: u32, lid: u32) -> RowAcc {
-    row_terms(ty, rc.x, d.r0, cols, row_base, tx);
-    row_terms(ty + 8u, rc.y, d.r1, cols, row_base, tx);
-    row_terms(ty + 16u, rc.z, d.r2, cols, row_base, tx);
-    row_terms(ty + 24u, rc.w, d.r3, cols, row_base, tx);
-    workgroupBarrier();
-    var out = acc;
-    if (lid < TILE) {
-        var s = vec2<f32>(0.0);
-        for (var t = 0u; t < 8u; t++) {
-            s += red_s[lid * 8u + t];
-            let p = cnt_s[lid * 8u + t];
-            out.counts += vec4<u32>(p & 255u, (p >> 8u) & 255u, (p >> 16u) & 255u, p >> 24u);
-        }
-        out.sim = kahan_add(out.sim, s.x);
-        out.dis = kahan_add(out.dis, s.y);
-    }
-    workgroupBarrier();
-    return out;
 }
 
 fn load_row_acc(local: u32) -> RowAcc {
@@ -184,37 +113,6 @@ fn store_row_acc(local: u32, a: RowAcc) {
     );
 }
 
-// Loss terms and counts of the pairs i < j between the row window and the column window.
-@compute @workgroup_size(8, 8)
-fn contrastive_batch_forward(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_id) lid3: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let tx = lid3.x;
-    let ty = lid3.y;
-    let row_base = wg.x * TILE;
-    let own = lid < TILE && params.row_start + row_base + lid < params.rows;
-    var acc = RowAcc(Kahan(0.0, 0.0), Kahan(0.0, 0.0), vec4<u32>(0u));
-    if (own) {
-        acc = load_row_acc(row_base + lid);
-    }
-    // Column tiles wholly at or below the diagonal hold no pair with j > i.
-    var first = 0u;
-    if (params.col_start == params.row_start) {
-        first = wg.x;
-    }
-    let n_tiles = tiles_in_window(params.col_start);
-    let rc = tile_row_classes(row_base + ty);
-    for (var jt = first; jt < n_tiles; jt++) {
-        let d = block_distances(row_base, jt * TILE, ty, tx);
-        acc = add_tile_terms(acc, d, rc, tile_cols(jt * TILE, tx), row_base, ty, tx, lid);
-    }
-    if (own) {
-        store_row_acc(row_base + lid, acc);
-    }
-}
-
 // dL/dd of one pair: the hinge's slope, signed (d − p grows with d, m − d shrinks) and
 // scaled by the reduction's dL/dterm `sc` (similar, dissimilar).
 fn term_slope(similar: bool, d: f32, sc: vec2<f32>) -> f32 {
@@ -223,111 +121,6 @@ fn term_slope(similar: bool, d: f32, sc: vec2<f32>) -> f32 {
         return slope * sc.x;
     }
     return -slope * sc.y;
-}
-
-// The 4 weights w = dL/dd × distance factor of row `rl` against the invocation's columns
-// (0 for i = j and past the batch), written to w_s.
-fn row_weights(rl: u32, ci: u32, d: vec4<f32>, cols: Cols, row_base: u32, tx: u32, sc: vec2<f32>) {
-    let i = params.row_start + row_base + rl;
-    for (var c = 0u; c < 4u; c++) {
-        let j = cols.index[c];
-        var w = 0.0;
-        if (i < params.rows && j < params.rows && i != j) {
-            w = term_slope(ci == cols.ids[c], d[c], sc) * dist_grad_factor(params.distance, d[c]);
-        }
-        w_s[rl * TILE + tx + 8u * c] = w;
-    }
-}
-
-// Row `rl`'s vec4 `q` (zeros for one-minus-dot, whose gradient has no x_i term, and past
-// the row or the batch).
-fn row_vec(rl: u32, row_base: u32, q: u32) -> vec4<f32> {
-    if (params.distance == DIST_ONE_MINUS_DOT) {
-        return vec4<f32>(0.0);
-    }
-    let li = row_base + rl;
-    return load_row(true, li, params.row_start + li, q);
-}
-
-// Rows of up to RESIDENT_CHUNKS 32-dim chunks (D <= 256) keep their values in registers
-// across all column tiles, as common/tile_grad.wgsl keeps their gradient sums.
-var<private> x_res: array<vec4<f32>, 32>; // [chunk * 4 + r] row values, vec4 8·chunk + tx
-
-// Gradient of the row window's rows over the column window (all j ≠ i); with `with_loss`
-// it also accumulates the loss terms (j > i), so mean and sum need one pass.
-fn batch_backward(wg: vec3<u32>, lid3: vec3<u32>, lid: u32, with_loss: bool) {
-    let tx = lid3.x;
-    let ty = lid3.y;
-    let row_base = wg.x * TILE;
-    let own = lid < TILE && params.row_start + row_base + lid < params.rows;
-    var acc = RowAcc(Kahan(0.0, 0.0), Kahan(0.0, 0.0), vec4<u32>(0u));
-    if (with_loss && own) {
-        acc = load_row_acc(row_base + lid);
-    }
-    let sc = vec2<f32>(bitcast<f32>(scales[0]), bitcast<f32>(scales[1]));
-    let rc = tile_row_classes(row_base + ty);
-    let chunks = grad_chunks();
-    let resident = chunks <= RESIDENT_CHUNKS;
-    tile_grad_begin(row_base, ty, tx);
-    if (resident) {
-        for (var ch = 0u; ch < chunks; ch++) {
-            for (var r = 0u; r < 4u; r++) {
-                x_res[ch * 4u + r] = row_vec(ty + 8u * r, row_base, ch * KC4 + tx);
-            }
-        }
-    }
-    let n_tiles = tiles_in_window(params.col_start);
-    for (var jt = 0u; jt < n_tiles; jt++) {
-        let col_base = jt * TILE;
-        let d = block_distances(row_base, col_base, ty, tx);
-        let tc = tile_cols(col_base, tx);
-        if (with_loss) {
-            acc = add_tile_terms(acc, d, rc, tc, row_base, ty, tx, lid);
-        }
-        row_weights(ty, rc.x, d.r0, tc, row_base, tx, sc);
-        row_weights(ty + 8u, rc.y, d.r1, tc, row_base, tx, sc);
-        row_weights(ty + 16u, rc.z, d.r2, tc, row_base, tx, sc);
-        row_weights(ty + 24u, rc.w, d.r3, tc, row_base, tx, sc);
-        let first = jt == 0u && params.accumulate == 0u;
-        workgroupBarrier();
-        // Σ_j w_ij (x_i − x_j) (or −Σ_j w_ij x_j for one-minus-dot, whose x_i reads as 0).
-        for (var ch = 0u; ch < chunks; ch++) {
-            let q = ch * KC4 + tx;
-            var x: Block;
-            if (resident) {
-                x = Block(x_res[ch * 4u], x_res[ch * 4u + 1u], x_res[ch * 4u + 2u], x_res[ch * 4u + 3u]);
-            } else {
-                x = Block(
-                    row_vec(ty, row_base, q), row_vec(ty + 8u, row_base, q),
-                    row_vec(ty + 16u, row_base, q), row_vec(ty + 24u, row_base, q),
-                );
-            }
-            tile_grad_keep(tile_grad_chunk(col_base, ty, q, true, x), row_base, ty, tx, ch, first);
-        }
-        workgroupBarrier();
-    }
-    tile_grad_end(row_base, ty, tx);
-    if (with_loss && own) {
-        store_row_acc(row_base + lid, acc);
-    }
-}
-
-@compute @workgroup_size(8, 8)
-fn contrastive_batch_backward(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_id) lid3: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    batch_backward(wg, lid3, lid, false);
-}
-
-@compute @workgroup_size(8, 8)
-fn contrastive_batch_fused(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_id) lid3: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    batch_backward(wg, lid3, lid, true);
 }
 
 // Sums one window's counts into the u64 totals in `scales` (words 4..11) in a fixed tree;

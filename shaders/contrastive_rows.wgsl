@@ -1,6 +1,6 @@
-// The contrastive loss's batch mode on the pair engine's register-row shape
-// (common/rows.wgsl, map `contrastive`): this file is the loss's elementwise map over S (the hinge terms and
-// counts of the pairs j > i, and W = dL/dd × the distance's gradient factor over j ≠ i). The
+// The contrastive loss's batch mode on the pair engine (either shape, map `contrastive`):
+// this file is the loss's elementwise map over S (the hinge terms and counts of the pairs
+// j > i, and W = dL/dd × the distance's gradient factor over j ≠ i). The
 // declarations, bindings and reductions are contrastive.wgsl's, included before this file.
 // The host's table of these entry points is src/losses/contrastive/kernels.rs.
 // Distances: euclidean and squared euclidean in the difference form; cosine as one minus

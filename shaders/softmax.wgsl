@@ -1,24 +1,26 @@
 // Softmax-contrastive losses (NT-Xent, SupCon, CLIP) over cosine similarities s_ij of rows
 // the host has normalised (normalize.wgsl), with logits z_ij = s_ij / τ, computed the way
-// the fused research kernels do (Inf-CL): 32×32 tiles of the similarity matrix, an online
-// log-sum-exp per row (running maximum and rescaled sum), and a backward pass that
-// recomputes the tiles. No B×B buffer exists: the workspace is O(B·D) plus per-row stats.
+// the fused research kernels do (Inf-CL): the similarity matrix swept on the pair engine,
+// an online log-sum-exp per row (running maximum and rescaled sum), and a backward pass
+// that recomputes it. No B×B buffer exists: the workspace is O(B·D) plus per-row stats.
 //
 // Row i's "denominator" set and its positives:
 //   ntxent  denominator: j with class(j) ≠ class(i); positives: j ≠ i, class(j) = class(i)
 //   supcon  denominator: j ≠ i;                       positives: as ntxent
 //   clip    rows are A, columns B (or B and A); the classes are the row indices, so the one
 //           positive is the matched row and the denominator is every column
-// Stages (the host dispatches each once per (row window, column window), src/engine/plan.rs;
-// its table of these entry points and bindings is src/losses/softmax/kernels.rs):
-//   softmax_stats      per row: max and rescaled sum of exp(z) over the denominator, Σ z
+// Stages (the host dispatches each sweep once per (row window, column window),
+// src/engine/plan.rs; its table of these entry points and bindings is
+// src/losses/softmax/kernels.rs). The sweeps are softmax_rows.wgsl's maps on the pair
+// engine (that file includes this one); the rest is here.
+//   softmax_rows_stats per row: max and rescaled sum of exp(z) over the denominator, Σ z
 //                      over the positives and their count
-//   softmax_positives  ntxent only, per row, with L = log Σ_den exp(z): Σ softplus(L − z_ip)
+//   softmax_rows_positives  ntxent only, per row, with L = log Σ_den exp(z): Σ softplus(L − z_ip)
 //                      and W = Σ σ(L − z_ip) over the positives, and their count (skipped
 //                      when no row has two positives: softmax_finish does it from Σ z)
 //   softmax_finish     per row (one invocation each): log-sum-exp, the loss term, and the
 //                      coefficients of dL/dz the backward pass needs (scaled by dL/dterm)
-//   softmax_grad       per row: dL/dx̂_i = Σ_j w_ij x̂_j, w_ij = dL/ds_ij (both of s_ij's
+//   softmax_rows_grad  per row: dL/dx̂_i = Σ_j w_ij x̂_j, w_ij = dL/ds_ij (both of s_ij's
 //                      owners: rows i and j for one batch; row i of A and column j of B for
 //                      clip), and Σ_j dL/dz_ij · z_ij for dL/dτ
 // Globals:
@@ -29,8 +31,8 @@
 //   4 storage, read  col_class  class id per row of the column window
 //   5 storage, rw    stats      SoftmaxStats per row of the row window (stats, positives,
 //                               finish)
-//   6 storage, read  row_coefs  softmax_grad: the row window's Coefs (see softmax_finish)
-//   7 storage, read  col_coefs  softmax_grad: the column window's Coefs
+//   6 storage, read  row_coefs  softmax_rows_grad: the row window's coefficients (softmax_finish)
+//   7 storage, read  col_coefs  softmax_rows_grad: the column window's coefficients
 //   8 storage, rw    partials   SoftmaxPartial per row of the row window
 //   9 storage, rw    grad       dL/d(rows), row window, row-major f32, padded stride
 //  10 storage, rw    dev        device-resident calls: [loss, Σ loss terms, terms (u64 as
@@ -38,19 +40,15 @@
 //  11 storage, rw    coefs      softmax_finish: per row of the row window, what dL/dz needs
 //                               of its owner, one vec4 (lse, coef_den, coef_pos, z_ref), so
 //                               that the gradient sweep loads it once
-// The sweeps here are the pair engine's tile configuration (softmax_rows.wgsl, which
-// includes this file, has the register-row one). Workgroups of 8×8 invocations own 32-row
-// tiles and walk the column window's tiles; each
-// invocation keeps its 4 rows' running values in registers over its 4 columns of every
-// tile and the row owner folds the 8 invocations of a row in a fixed order at the end.
-// No atomics: bitwise deterministic. Every pair is evaluated; nothing is skipped.
-// Shared pieces: common/distance, reduce, smooth, tile, tile_classes, tile_grad.
+// Each row's values are added in column order by the one invocation that owns it. No
+// atomics: bitwise deterministic. Every pair is evaluated; nothing is skipped.
+// Shared pieces: common/distance, reduce, smooth.
 
 // Keep in sync with `SoftmaxParams` in src/losses/softmax/kernels.rs.
 struct SoftmaxParams {
     rows: u32,
     dim4: u32,
-    distance: u32, // DIST_DOT (read by tile.wgsl)
+    _pad0: u32,
     family: u32,
     row_start: u32,
     col_start: u32,
@@ -59,7 +57,7 @@ struct SoftmaxParams {
     side: u32, // clip: 0 rows are A (finish writes the partial, grad adds dτ terms), 1 B
     device: u32, // 1: dL/dterm comes from dev[4] (counted on the device), not `scale`
     last: u32,   // softmax_count, softmax_loss: the last row window
-    single_positive: u32, // ntxent: no row has two positives; softmax_positives did not run
+    single_positive: u32, // ntxent: no row has two positives; softmax_rows_positives did not run
     inv_temp: f32,
     scale: f32, // dL/dterm
     _pad3: f32,
@@ -75,7 +73,7 @@ const FAMILY_CLIP: u32 = 2u;
 struct SoftmaxStats {
     max: f32,       // running maximum of the denominator's logits
     sum: f32,       // Σ exp(z − max) over the denominator (0: empty)
-    pos: f32,       // Σ z over the positives; ntxent after softmax_positives: Σ softplus
+    pos: f32,       // Σ z over the positives; ntxent after the positives sweep: Σ softplus
     pos_n: u32,     // positives
     lse: f32,       // finish: max + log(sum), or 0 for an empty denominator
     coef_den: f32,  // finish: dL/dz_ij = coef_den · exp(z_ij − lse) over the denominator
@@ -106,9 +104,10 @@ const LOW: f32 = -3.0e38; // below every logit (|z| ≤ 1e4 for τ ≥ 1e-4)
 @group(0) @binding(10) var<storage, read_write> dev: array<u32>;
 @group(0) @binding(11) var<storage, read_write> coefs: array<vec4<f32>>;
 
-var<workgroup> red_s: array<vec4<f32>, 256>; // [row][tx] per-invocation running values
-var<workgroup> cnt_s: array<u32, 256>;       // [row][tx] per-invocation counts
-// w_s (common/tile_grad.wgsl): dL/ds of the tile.
+// Class id of row `local` of the row window (clamped into the binding).
+fn row_class_at(local: u32) -> u32 {
+    return row_class[min(local, arrayLength(&row_class) - 1u)];
+}
 
 // A running log-sum-exp: exp sums rescaled to the running maximum.
 struct Lse {
@@ -152,7 +151,7 @@ fn roles(i: u32, ci: u32, j: u32, cj: u32) -> vec2<bool> {
     return vec2<bool>(i != j, same && i != j);
 }
 
-// ---- softmax_stats ----
+// ---- the statistics sweep (map lse) ----
 
 struct RowRun {
     l: Lse,
@@ -160,79 +159,7 @@ struct RowRun {
     n: u32,
 }
 
-fn run_push(a: RowRun, local: u32, ci: u32, s: vec4<f32>, tc: Cols) -> RowRun {
-    let i = params.row_start + local;
-    var out = a;
-    for (var c = 0u; c < 4u; c++) {
-        let z = s[c] * params.inv_temp;
-        let r = roles(i, ci, tc.index[c], tc.ids[c]);
-        if (r.x) {
-            out.l = lse_push(out.l, z);
-        }
-        if (r.y) {
-            out.pos += z;
-            out.n += 1u;
-        }
-    }
-    return out;
-}
-
-fn put_run(row: u32, tx: u32, a: RowRun) {
-    red_s[row * 8u + tx] = vec4<f32>(a.l.m, a.l.s, a.pos, 0.0);
-    cnt_s[row * 8u + tx] = a.n;
-}
-
-@compute @workgroup_size(8, 8)
-fn softmax_stats(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_id) lid3: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let tx = lid3.x;
-    let ty = lid3.y;
-    let row_base = wg.x * TILE;
-    let empty = RowRun(Lse(LOW, 0.0), 0.0, 0u);
-    var a0 = empty;
-    var a1 = empty;
-    var a2 = empty;
-    var a3 = empty;
-    let l0 = row_base + ty;
-    let rc = tile_row_classes(l0);
-    let n_tiles = tiles_in_window(params.col_start);
-    for (var jt = 0u; jt < n_tiles; jt++) {
-        let s = block_distances(row_base, jt * TILE, ty, tx);
-        let tc = tile_cols(jt * TILE, tx);
-        a0 = run_push(a0, l0, rc.x, s.r0, tc);
-        a1 = run_push(a1, l0 + 8u, rc.y, s.r1, tc);
-        a2 = run_push(a2, l0 + 16u, rc.z, s.r2, tc);
-        a3 = run_push(a3, l0 + 24u, rc.w, s.r3, tc);
-    }
-    put_run(ty, tx, a0);
-    put_run(ty + 8u, tx, a1);
-    put_run(ty + 16u, tx, a2);
-    put_run(ty + 24u, tx, a3);
-    workgroupBarrier();
-    let local = row_base + lid;
-    if (lid >= TILE || params.row_start + local >= params.rows) {
-        return;
-    }
-    var st = SoftmaxStats(LOW, 0.0, 0.0, 0u, 0.0, 0.0, 0.0, 0.0);
-    if (params.accumulate != 0u) {
-        st = stats[local];
-    }
-    var l = Lse(st.max, st.sum);
-    for (var t = 0u; t < 8u; t++) {
-        let v = red_s[lid * 8u + t];
-        l = lse_merge(l, Lse(v.x, v.y));
-        st.pos += v.z;
-        st.pos_n += cnt_s[lid * 8u + t];
-    }
-    st.max = l.m;
-    st.sum = l.s;
-    stats[local] = st;
-}
-
-// ---- softmax_positives (ntxent) ----
+// ---- the positives sweep (map positives, ntxent) ----
 
 // log Σ_den exp(z) of row `local` from its running stats; `valid` false when empty.
 struct Den {
@@ -252,76 +179,6 @@ struct PosRun {
     loss: f32, // Σ softplus(L − z)
     w: f32,    // Σ σ(L − z)
     n: u32,    // positives
-}
-
-fn pos_push(a: PosRun, local: u32, ci: u32, den: Den, s: vec4<f32>, tc: Cols) -> PosRun {
-    let i = params.row_start + local;
-    var out = a;
-    for (var c = 0u; c < 4u; c++) {
-        let r = roles(i, ci, tc.index[c], tc.ids[c]);
-        if (r.y) {
-            if (den.valid) {
-                let u = den.lse - s[c] * params.inv_temp;
-                out.loss += softplus(u);
-                out.w += sigmoid(u);
-            }
-            out.n += 1u;
-        }
-    }
-    return out;
-}
-
-fn put_pos(row: u32, tx: u32, a: PosRun) {
-    red_s[row * 8u + tx] = vec4<f32>(a.loss, a.w, 0.0, 0.0);
-    cnt_s[row * 8u + tx] = a.n;
-}
-
-@compute @workgroup_size(8, 8)
-fn softmax_positives(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_id) lid3: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let tx = lid3.x;
-    let ty = lid3.y;
-    let row_base = wg.x * TILE;
-    let l0 = row_base + ty;
-    let rc = tile_row_classes(l0);
-    let d0 = den_of(l0);
-    let d1 = den_of(l0 + 8u);
-    let d2 = den_of(l0 + 16u);
-    let d3 = den_of(l0 + 24u);
-    let zero = PosRun(0.0, 0.0, 0u);
-    var a0 = zero;
-    var a1 = zero;
-    var a2 = zero;
-    var a3 = zero;
-    let n_tiles = tiles_in_window(params.col_start);
-    for (var jt = 0u; jt < n_tiles; jt++) {
-        let s = block_distances(row_base, jt * TILE, ty, tx);
-        let tc = tile_cols(jt * TILE, tx);
-        a0 = pos_push(a0, l0, rc.x, d0, s.r0, tc);
-        a1 = pos_push(a1, l0 + 8u, rc.y, d1, s.r1, tc);
-        a2 = pos_push(a2, l0 + 16u, rc.z, d2, s.r2, tc);
-        a3 = pos_push(a3, l0 + 24u, rc.w, d3, s.r3, tc);
-    }
-    put_pos(ty, tx, a0);
-    put_pos(ty + 8u, tx, a1);
-    put_pos(ty + 16u, tx, a2);
-    put_pos(ty + 24u, tx, a3);
-    workgroupBarrier();
-    let local = row_base + lid;
-    if (lid >= TILE || params.row_start + local >= params.rows) {
-        return;
-    }
-    var run = PosRun(0.0, 0.0, 0u);
-    for (var t = 0u; t < 8u; t++) {
-        let v = red_s[lid * 8u + t];
-        run.loss += v.x;
-        run.w += v.y;
-        run.n += cnt_s[lid * 8u + t];
-    }
-    store_positives(local, run);
 }
 
 // Adds a row's positives' sums into its statistics (replacing the statistics sweep's Σ z
@@ -432,7 +289,7 @@ fn softmax_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     st.coef_pos = 0.0;
     if (params.family == FAMILY_NTXENT) {
         if (params.single_positive != 0u) {
-            // What softmax_positives would have summed: Σ z over one positive is its logit.
+            // What the positives sweep would have summed: Σ z over one positive is its logit.
             let one = st.pos_n == 1u && st.sum > 0.0;
             let u = st.lse - st.pos;
             st.pos = select(0.0, softplus(u), one);
@@ -465,43 +322,7 @@ fn softmax_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-// ---- softmax_grad ----
-
-// What dL/dz_ij needs of its owner (row i, or column j seen as an anchor): its log-sum-exp
-// and the two coefficients; for a column tile, one component per column.
-struct Coefs {
-    lse: vec4<f32>,
-    den: vec4<f32>,
-    pos: vec4<f32>,
-    zref: vec4<f32>, // each owner's reference logit for dL/dτ (tau_term)
-}
-
-fn coefs_of(a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) -> Coefs {
-    return Coefs(
-        vec4<f32>(a.x, b.x, c.x, d.x),
-        vec4<f32>(a.y, b.y, c.y, d.y),
-        vec4<f32>(a.z, b.z, c.z, d.z),
-        vec4<f32>(a.w, b.w, c.w, d.w),
-    );
-}
-
-// The finished coefficients of the row window's rows `l0 + 8r` (clamped into the binding).
-fn row_coefs_at(l0: u32) -> Coefs {
-    let n = arrayLength(&row_coefs) - 1u;
-    return coefs_of(
-        row_coefs[min(l0, n)], row_coefs[min(l0 + 8u, n)],
-        row_coefs[min(l0 + 16u, n)], row_coefs[min(l0 + 24u, n)],
-    );
-}
-
-// The finished coefficients of the invocation's 4 columns of a tile.
-fn col_coefs_at(tc: Cols) -> Coefs {
-    let n = arrayLength(&col_coefs) - 1u;
-    return coefs_of(
-        col_coefs[min(tc.local.x, n)], col_coefs[min(tc.local.y, n)],
-        col_coefs[min(tc.local.z, n)], col_coefs[min(tc.local.w, n)],
-    );
-}
+// ---- the gradient sweep (map weights) ----
 
 // dL/dz_ij of an owner with (lse, den, pos) for a pair with roles `r` (0 outside its
 // denominator and positives).
@@ -526,150 +347,4 @@ fn coef(lse: f32, den: f32, pos: f32, z: f32, r: vec2<bool>) -> f32 {
 // 2·10⁴ where the exact value is 0.
 fn tau_term(g: f32, z: f32, zref: f32) -> f32 {
     return g * (z - zref);
-}
-
-// Row weights dL/ds_ij against the invocation's 4 columns, and the row's Σ dL/dz · z over
-// them (each pair once).
-struct RowW {
-    w: vec4<f32>,
-    tau: f32,
-}
-
-fn row_weights(local: u32, ci: u32, own: vec4<f32>, s: vec4<f32>, tc: Cols, cc: Coefs) -> RowW {
-    let i = params.row_start + local;
-    var out = RowW(vec4<f32>(0.0), 0.0);
-    for (var c = 0u; c < 4u; c++) {
-        let z = s[c] * params.inv_temp;
-        let r = roles(i, ci, tc.index[c], tc.ids[c]);
-        if (r.x || r.y) {
-            // The pair's other owner: row j of the batch, or column j of B for clip. The
-            // classes are symmetric, so the roles are the same seen from j.
-            let gi = coef(own.x, own.y, own.z, z, r);
-            let gj = coef(cc.lse[c], cc.den[c], cc.pos[c], z, r);
-            out.w[c] = (gi + gj) * params.inv_temp;
-            out.tau += tau_term(gi, z, own.w) + tau_term(gj, z, cc.zref[c]);
-        }
-    }
-    if (params.family != FAMILY_CLIP) {
-        out.tau *= 0.5; // the batch sees every pair twice, as (i, j) and as (j, i)
-    }
-    return out;
-}
-
-// Rows of up to SMALL_DIM4 vec4s (D <= 16) take the register path: each invocation adds its
-// 4×4 block's w_ij x̂_j into its own 4 rows' sums, with no barrier per tile, and the 8
-// invocations of a row are folded in order at the end. Wider rows share each tile's
-// weights through w_s (common/tile_grad.wgsl). Each path gives every value the same
-// additions in the same order on every run.
-const SMALL_DIM4: u32 = 4u;
-var<private> g_small: array<vec4<f32>, 16>;       // [q * 4 + r]
-
-// Adds the block's w_ij x̂_j into the invocation's 4 rows (w0..w3: rows ty + 8r, one
-// component per column tx + 8c), one vec4 of the columns at a time.
-fn add_small(w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>, col_base: u32, tx: u32) {
-    let n = params.dim4;
-    let c0 = (col_base + tx) * n;
-    for (var q = 0u; q < SMALL_DIM4; q++) {
-        if (q < n) {
-            let v0 = cols[c0 + q];
-            let v1 = cols[c0 + 8u * n + q];
-            let v2 = cols[c0 + 16u * n + q];
-            let v3 = cols[c0 + 24u * n + q];
-            g_small[q * 4u] += w0.x * v0 + w0.y * v1 + w0.z * v2 + w0.w * v3;
-            g_small[q * 4u + 1u] += w1.x * v0 + w1.y * v1 + w1.z * v2 + w1.w * v3;
-            g_small[q * 4u + 2u] += w2.x * v0 + w2.y * v1 + w2.z * v2 + w2.w * v3;
-            g_small[q * 4u + 3u] += w3.x * v0 + w3.y * v1 + w3.z * v2 + w3.w * v3;
-        }
-    }
-}
-
-@compute @workgroup_size(8, 8)
-fn softmax_grad(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_id) lid3: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let tx = lid3.x;
-    let ty = lid3.y;
-    let row_base = wg.x * TILE;
-    let l0 = row_base + ty;
-    let rc = tile_row_classes(l0);
-    let own = row_coefs_at(l0);
-    let small = params.dim4 <= SMALL_DIM4;
-    let chunks = grad_chunks();
-    for (var k = 0u; k < 16u; k++) {
-        g_small[k] = vec4<f32>(0.0);
-    }
-    if (!small) {
-        tile_grad_begin(row_base, ty, tx);
-    }
-    var tau = vec4<f32>(0.0); // the invocation's 4 rows' Σ dL/dz · z
-    let n_tiles = tiles_in_window(params.col_start);
-    for (var jt = 0u; jt < n_tiles; jt++) {
-        let col_base = jt * TILE;
-        let s = block_distances(row_base, col_base, ty, tx);
-        let tc = tile_cols(col_base, tx);
-        let cc = col_coefs_at(tc);
-        let w0 = row_weights(l0, rc.x, vec4<f32>(own.lse.x, own.den.x, own.pos.x, own.zref.x), s.r0, tc, cc);
-        let w1 = row_weights(l0 + 8u, rc.y, vec4<f32>(own.lse.y, own.den.y, own.pos.y, own.zref.y), s.r1, tc, cc);
-        let w2 = row_weights(l0 + 16u, rc.z, vec4<f32>(own.lse.z, own.den.z, own.pos.z, own.zref.z), s.r2, tc, cc);
-        let w3 = row_weights(l0 + 24u, rc.w, vec4<f32>(own.lse.w, own.den.w, own.pos.w, own.zref.w), s.r3, tc, cc);
-        tau += vec4<f32>(w0.tau, w1.tau, w2.tau, w3.tau);
-        if (small) {
-            add_small(w0.w, w1.w, w2.w, w3.w, col_base, tx);
-        } else {
-            for (var c = 0u; c < 4u; c++) {
-                w_s[ty * TILE + tx + 8u * c] = w0.w[c];
-                w_s[(ty + 8u) * TILE + tx + 8u * c] = w1.w[c];
-                w_s[(ty + 16u) * TILE + tx + 8u * c] = w2.w[c];
-                w_s[(ty + 24u) * TILE + tx + 8u * c] = w3.w[c];
-            }
-            workgroupBarrier();
-            let first = jt == 0u && params.accumulate == 0u;
-            let none = vec4<f32>(0.0);
-            for (var ch = 0u; ch < chunks; ch++) {
-                let g = tile_grad_chunk(col_base, ty, ch * KC4 + tx, false, Block(none, none, none, none));
-                tile_grad_keep(g, row_base, ty, tx, ch, first);
-            }
-            workgroupBarrier();
-        }
-    }
-    if (small) {
-        // The row owner adds the 8 invocations' sums of each vec4, tx in order.
-        for (var q = 0u; q < SMALL_DIM4; q++) {
-            if (q < params.dim4) {
-                for (var r = 0u; r < 4u; r++) {
-                    red_s[(ty + 8u * r) * 8u + tx] = g_small[q * 4u + r];
-                }
-                workgroupBarrier();
-                if (lid < TILE) {
-                    var g = red_s[lid * 8u];
-                    for (var t = 1u; t < 8u; t++) {
-                        g += red_s[lid * 8u + t];
-                    }
-                    store_grad(lid, g, row_base, q, params.accumulate == 0u);
-                }
-                workgroupBarrier();
-            }
-        }
-    } else {
-        tile_grad_end(row_base, ty, tx);
-    }
-    red_s[ty * 8u + tx] = vec4<f32>(tau.x, 0.0, 0.0, 0.0);
-    red_s[(ty + 8u) * 8u + tx] = vec4<f32>(tau.y, 0.0, 0.0, 0.0);
-    red_s[(ty + 16u) * 8u + tx] = vec4<f32>(tau.z, 0.0, 0.0, 0.0);
-    red_s[(ty + 24u) * 8u + tx] = vec4<f32>(tau.w, 0.0, 0.0, 0.0);
-    workgroupBarrier();
-    let local = row_base + lid;
-    if (lid >= TILE || params.row_start + local >= params.rows || params.side != 0u) {
-        return;
-    }
-    var acc = 0.0;
-    if (params.accumulate != 0u) {
-        acc = partials[local].grad_tau;
-    }
-    for (var t = 0u; t < 8u; t++) {
-        acc += red_s[lid * 8u + t].x;
-    }
-    partials[local].grad_tau = acc;
 }

@@ -1,8 +1,7 @@
-// The softmax-contrastive losses' sweeps on the pair engine's register-row shape
-// (common/rows.wgsl, dot form): this file is their elementwise maps over S = X̂_I·X̂_Jᵀ, the
-// same stages as the tile kernels of softmax.wgsl, whose declarations, bindings and
-// reductions are included before this file. The host's table of these entry points is
-// src/losses/softmax/kernels.rs.
+// The softmax-contrastive losses' sweeps on the pair engine (either shape, dot form): this
+// file is their elementwise maps over S = X̂_I·X̂_Jᵀ; softmax.wgsl, whose declarations,
+// bindings and reductions are included before this file, documents the stages. The host's
+// table of these entry points is src/losses/softmax/kernels.rs.
 //   map lse        softmax_rows_stats: the running log-sum-exp over the denominator, Σ z
 //                  over the positives and their count
 //   map positives  softmax_rows_positives (ntxent): Σ softplus(L − z_ip), Σ σ(L − z_ip)

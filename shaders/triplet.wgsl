@@ -8,9 +8,10 @@
 // entry points and bindings is src/losses/triplet/kernels.rs.
 //
 // Mined triplets run per chunk of 64 anchors, so that no B×B buffer exists (batch-hard on the
-// pair engine's register rows needs no chunk: triplet_rows.wgsl, which includes this file):
+// pair engine's register rows needs no chunk: triplet_hard.wgsl, which includes this file):
 // per chunk,
-//   triplet_distances  (per column window)  d(a, j) of the chunk's anchors and every row j
+//   triplet_rows_distances (triplet_rows.wgsl, the pair engine; per column window)
+//                      d(a, j) of the chunk's anchors and every row j
 //   triplet_mine_*     (one workgroup per anchor)  choose the terms, write the anchor's
 //                      partial, the weights W[a][j] = dL/dd(a, j) × the distance's factor
 //                      and the list of non-zero ones
@@ -40,11 +41,11 @@
 //  13 storage, rw    nonzero_cols  mined: per anchor, the columns j with W[a][j] ≠ 0, in order
 //  14 storage, rw    dev        device-resident calls: [loss, Σ terms' values, terms (lo, hi),
 //                               active (lo, hi), -, -] (f32 bits, u32)
-//  15 storage, rw    picks      batch-hard on the register rows (triplet_rows.wgsl): per
+//  15 storage, rw    picks      batch-hard on the register rows (triplet_hard.wgsl): per
 //                               anchor (d(a,p) bits, p, d(a,n) bits, n), NONE when absent
 // Ties choose the lowest index; every sum runs in a fixed order and every output value has
 // one owner: no atomics, bitwise deterministic.
-// Shared pieces: common/distance, reduce, smooth, tile.
+// Shared pieces: common/distance, reduce, smooth.
 
 // Keep in sync with `TripletParams` in src/losses/triplet/kernels.rs.
 struct TripletParams {
@@ -225,35 +226,6 @@ fn triplet_explicit_fused(@builtin(global_invocation_id) gid: vec3<u32>) {
         grad[base + q] = ga;
         grad_p[base + q] = gp;
         grad_n[base + q] = gn;
-    }
-}
-
-// ---- mined triplets: distances of one chunk ----
-
-fn store_block_row(anchor: u32, col_local: u32, d: vec4<f32>) {
-    for (var c = 0u; c < 4u; c++) {
-        let j = params.col_start + col_local + 8u * c;
-        if (j < params.rows) {
-            dist[anchor * params.stride + j] = d[c];
-        }
-    }
-}
-
-// Workgroup t: column tile t against both 32-anchor tiles of the chunk.
-@compute @workgroup_size(8, 8)
-fn triplet_distances(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_id) lid3: vec3<u32>,
-) {
-    let tx = lid3.x;
-    let ty = lid3.y;
-    let col_base = wg.x * TILE;
-    for (var anchor_tile = 0u; anchor_tile < CHUNK; anchor_tile += TILE) {
-        let d = block_distances(params.chunk_local + anchor_tile, col_base, ty, tx);
-        store_block_row(anchor_tile + ty, col_base + tx, d.r0);
-        store_block_row(anchor_tile + ty + 8u, col_base + tx, d.r1);
-        store_block_row(anchor_tile + ty + 16u, col_base + tx, d.r2);
-        store_block_row(anchor_tile + ty + 24u, col_base + tx, d.r3);
     }
 }
 

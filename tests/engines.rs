@@ -1,8 +1,9 @@
 //! Every configuration of the pair engine in one process: each in-batch loss against the f64
-//! reference under the tolerance rule, at sizes around the register-row workgroup (128 rows)
-//! and the tile (32 rows), at row widths inside and past the register rows' widest (128
-//! values, where the tile kernels take over), and bitwise reruns per configuration. The whole
-//! suite also runs once per configuration in CI (`.ci/run`, `METRIC_LOSS_ENGINE`).
+//! reference under the tolerance rule, at sizes around the engine's workgroup (128 rows) and
+//! the staged shape's tile (16 columns), at row widths inside and past the register rows'
+//! widest (128 values, where the staged shape takes over), and bitwise reruns per
+//! configuration. The whole suite also runs once per configuration in CI (`.ci/run`,
+//! `METRIC_LOSS_ENGINE`).
 
 mod common;
 
@@ -154,6 +155,37 @@ fn a_configuration_switches_on_one_gpu() {
     let x = Embeddings::named("x", &data, rows, dim).unwrap();
     let l = Labels::new(&common::labels(3, rows, 8));
     common::cross_batch(&gpu, "after switching", &Contrastive::default(), &x, &l);
+}
+
+#[test]
+fn prepare_builds_the_staged_shape_up_front() {
+    // The staged shape has one variant per form (any row width): `prepare` builds them, so a
+    // training loop's first step compiles nothing.
+    let Some(shared) = common::gpu() else { return };
+    let mut gpu = Gpu::from_device(shared.device().clone(), shared.queue().clone()).unwrap();
+    gpu.set_engine(EngineConfig::Tile).unwrap();
+    gpu.prepare().unwrap();
+    let prepared = gpu.allocations().pipelines;
+    let (rows, dim) = (40, 200);
+    let data = common::normals(5, rows * dim);
+    let x = Embeddings::named("x", &data, rows, dim).unwrap();
+    let l = Labels::new(&common::labels(5, rows, 6));
+    for c in [
+        Contrastive::default(),
+        Contrastive::default().distance(Distance::Cosine),
+    ] {
+        c.batch(&gpu, &x, &l, Grads::Compute).unwrap();
+    }
+    Softmax::supcon()
+        .batch(&gpu, &x, &l, Grads::Compute)
+        .unwrap();
+    for m in [Mining::Hard, Mining::Semihard, Mining::All] {
+        Triplet::default()
+            .mining(m)
+            .batch(&gpu, &x, &l, Grads::Compute)
+            .unwrap();
+    }
+    assert_eq!(gpu.allocations().pipelines, prepared);
 }
 
 #[test]

@@ -57,7 +57,7 @@ fn batch_split_into_windows_matches_reference_and_unsplit_run() {
         return;
     };
     // D = 37 pads to 40 values (160 bytes a row): 64 KiB holds 409 rows, 16 workgroups of
-    // 32 rows hold 512, so windows are 384 rows and B = 900 needs 3 of them (9 window pairs).
+    // 64 rows hold 1024, so windows are 384 rows and B = 900 needs 3 of them (9 window pairs).
     let (b, d) = (900usize, 37usize);
     let data = common::normals(2, b * d);
     let x = Embeddings::named("x", &data, b, d).unwrap();

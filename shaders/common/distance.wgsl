@@ -1,6 +1,6 @@
 // Pairwise distance pieces shared by every pairwise kernel.
 // Depends on no globals. Keep the kinds in sync with `Distance::kernel_kind` in
-// src/options.rs (DIST_DOT is the softmax losses' own).
+// src/options.rs.
 //
 // Kernels accumulate Σ (u − v)² (the difference form, not |u|² + |v|² − 2u·v: it stays
 // exact near d = 0) or Σ u·v over the dimension in one fixed order, so d(i, j) and d(j, i)
@@ -10,8 +10,6 @@
 const DIST_EUCLIDEAN: u32 = 0u;
 const DIST_SQUARED_EUCLIDEAN: u32 = 1u;
 const DIST_ONE_MINUS_DOT: u32 = 2u;
-// The dot product itself: the similarity of the softmax losses (tile.wgsl only).
-const DIST_DOT: u32 = 3u;
 
 fn dist_finish(kind: u32, acc: f32) -> f32 {
     if (kind == DIST_EUCLIDEAN) {

@@ -19,16 +19,19 @@ pub const ENGINE_ENV: &str = "METRIC_LOSS_ENGINE";
 pub enum EngineConfig {
     /// Each invocation holds two rows and their gradients in registers; each column is loaded
     /// once per subgroup (lane l loads a slice) and shared with `subgroupBroadcast`. Kernels
-    /// are generated for a bounded set of row widths (up to 128 values; wider rows use
-    /// [`EngineConfig::Tile`]). Best where every per-invocation load is paid per lane:
-    /// software adapters (lavapipe). Needs `Features::SUBGROUP` and a fixed subgroup size.
+    /// are generated for a bounded set of row widths (up to 128 values; wider rows run on
+    /// the staged shape of [`EngineConfig::Tile`]). Best where every per-invocation load is
+    /// paid per lane: software adapters (lavapipe). Needs `Features::SUBGROUP` and a fixed
+    /// subgroup size.
     Rows,
     /// As [`EngineConfig::Rows`], each invocation loading the column itself: no subgroup
-    /// operations, for adapters without `SUBGROUP` (on hardware GPUs a uniform load is one
-    /// broadcast transaction).
+    /// operations, for CPU adapters without `SUBGROUP`.
     RowsDirect,
-    /// 32×32 tiles of 8×8 invocations, each with a 4×4 register block loaded directly, and a
-    /// K-loop over the row: any row width, no subgroups. The default on hardware GPUs.
+    /// Tiles staged in workgroup memory: per 128-row block and 16-column tile, S as a tile
+    /// GEMM (a K-loop over the row staging 8 dims of both tiles, an 8×4 register micro-tile
+    /// per invocation), the family's map over the tile, and the gradient W·X_J as a second
+    /// tile GEMM (an 8×4 micro-tile per 16-dim chunk). Any row width, no subgroups. The
+    /// default on hardware GPUs.
     Tile,
 }
 
@@ -51,7 +54,7 @@ impl EngineConfig {
 
     /// The automatic choice for an adapter: register rows with subgroup broadcasts on a CPU
     /// adapter with a fixed subgroup size, direct register rows on a CPU adapter without,
-    /// tiles elsewhere.
+    /// staged tiles elsewhere.
     pub fn automatic(info: &wgpu::AdapterInfo, features: wgpu::Features) -> Self {
         if info.device_type != wgpu::DeviceType::Cpu {
             return EngineConfig::Tile;

@@ -10,6 +10,7 @@ use super::errors::classify;
 use super::kernel;
 use super::kernel::Bound;
 use super::recorder::{self, Recorder, State};
+use super::rows::RowShape;
 use super::workspace::Allocations;
 use crate::error::{Error, Result};
 use crate::input::Target;
@@ -552,9 +553,19 @@ impl Gpu {
     pub(crate) fn prepare_kernels(&self, kernels: &[&'static kernel::KernelInfo]) -> Result<()> {
         let (mut state, scopes) = self.begin()?;
         let mut rec = Recorder::new(self.target(), &mut state, false);
-        // Register-row kernels are generated per row width: built on first use.
-        for &k in kernels.iter().filter(|k| !k.module.rows()) {
-            rec.pipeline(k, None);
+        // Register-row kernels are generated per row width: built on first use. The staged
+        // shape has one variant per form, built here when the configuration runs it.
+        for &k in kernels {
+            if !k.module.rows() {
+                rec.pipeline(k, None);
+            } else if self.engine == EngineConfig::Tile {
+                for dot in [false, true] {
+                    let shape = RowShape::Staged { dot };
+                    if k.module.builds_on(&shape) {
+                        rec.pipeline(k, Some(shape));
+                    }
+                }
+            }
         }
         drop(rec);
         self.end(scopes, "building the pipelines")

@@ -252,6 +252,6 @@ pub(crate) struct Table {
 /// Storage buffers of the kernel that binds the most.
 pub(crate) const STORAGE_BUFFERS_PER_STAGE: u32 = 8;
 /// Bytes of workgroup memory of the hungriest kernel.
-pub(crate) const WORKGROUP_STORAGE_BYTES: u32 = 8192;
+pub(crate) const WORKGROUP_STORAGE_BYTES: u32 = 13824;
 /// Invocations of the largest workgroup.
 pub(crate) const INVOCATIONS_PER_WORKGROUP: u32 = 64;

@@ -13,6 +13,7 @@ pub(crate) mod resident;
 pub(crate) mod rows;
 pub(crate) mod shader;
 pub(crate) mod sides;
+mod staged;
 mod workspace;
 
 pub use config::{EngineConfig, ENGINE_ENV};

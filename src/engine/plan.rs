@@ -10,9 +10,8 @@
 
 use crate::error::{Error, Result, SMALLER_BATCH, SMALLER_DIM};
 
-/// Rows handled by one tile-kernel workgroup (shaders/common/tile.wgsl `TILE`).
-pub(crate) const ROW_TILE: u64 = 32;
-/// Rows per workgroup of the one-invocation-per-row kernels.
+/// Rows per workgroup of the one-invocation-per-row kernels (the fewest of any per-window
+/// dispatch: the pair engine's hold 128).
 pub(crate) const ROW_GROUP: u64 = 64;
 /// Bytes of the widest per-row state a family keeps (partials, statistics).
 pub(crate) const ROW_STATE_BYTES: u64 = 32;
@@ -69,7 +68,7 @@ impl Plan {
                 hint: "use a device with larger limits",
             });
         }
-        let window_rows = (binding / widest).min(groups * ROW_TILE) / 64 * 64;
+        let window_rows = (binding / widest).min(groups * ROW_GROUP) / 64 * 64;
         let max_rows = u64::from(u32::MAX) - 2 * window_rows;
         if rows > max_rows {
             return Err(Error::LimitExceeded {
@@ -152,13 +151,8 @@ impl Plan {
         self.rows_in(w).div_ceil(ROW_GROUP)
     }
 
-    /// Workgroups of the register-row kernels (128 rows each) for window `w`.
+    /// Workgroups of the pair engine's kernels (128 rows each) for window `w`.
     pub fn row_blocks(&self, w: u64) -> u64 {
         self.rows_in(w).div_ceil(super::rows::ROWS_PER_GROUP)
-    }
-
-    /// Workgroups of the tile kernels (32 rows each) for window `w`.
-    pub fn tiles(&self, w: u64) -> u64 {
-        self.rows_in(w).div_ceil(ROW_TILE)
     }
 }

@@ -20,6 +20,7 @@ static MODULE: Module = Module {
     includes: &[],
     maps: &[],
     grad: GradLayout::None,
+    staged: false,
     base: None,
 };
 

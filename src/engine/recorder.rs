@@ -104,9 +104,9 @@ impl<'a> Recorder<'a> {
         self.gpu.limits
     }
 
-    /// The register-row variant for rows of `dim4` vec4s under the device's engine
-    /// configuration, or `None` where the tile kernels run.
-    pub fn row_shape(&self, dim4: u64, dot: bool) -> Option<RowShape> {
+    /// The pair engine's shape for rows of `dim4` vec4s under the device's engine
+    /// configuration.
+    pub fn row_shape(&self, dim4: u64, dot: bool) -> RowShape {
         RowShape::for_dim4(self.gpu.engine, self.gpu.lanes, dim4, dot)
     }
 

@@ -23,6 +23,7 @@ pub(crate) static MODULE: Module = Module {
     includes: &[],
     maps: &[],
     grad: GradLayout::None,
+    staged: false,
     base: None,
 };
 

@@ -1,5 +1,5 @@
-//! The register-row shape of the pair engine (shaders/common/rows.wgsl): the WGSL it needs
-//! unrolled for one row width, generated here.
+//! The pair engine's shapes ([`RowShape`]) and the register-row shape's generated WGSL
+//! (shaders/common/rows.wgsl): what it needs unrolled for one row width.
 //!
 //! A row lives in registers as `RowV`, an array of `RW4` vec4s indexed only by constants,
 //! so that the driver keeps it in registers rather than in scratch memory. WGSL cannot unroll
@@ -12,14 +12,14 @@ use std::fmt::Write as _;
 use super::config::EngineConfig;
 
 /// Widest row the register shape holds, in vec4s (128 values): wider rows spill the
-/// registers of two rows and their gradients, and run on the tile shape.
+/// registers of two rows and their gradients, and run on the staged shape.
 pub(crate) const MAX_WIDTH4: u64 = 32;
 
-/// Rows per workgroup of the register-row kernels: 64 invocations, two rows each.
+/// Rows per workgroup of the pair engine's kernels (both shapes): 64 invocations, two rows
+/// each.
 pub(crate) const ROWS_PER_GROUP: u64 = 128;
 
-/// How a register-row module stores gradients (the prelude's `rows_grad_read` and
-/// `rows_grad_write` helpers).
+/// How a pair-engine module stores gradients (the preludes' gradient helpers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum GradLayout {
     /// No gradient helpers.
@@ -28,6 +28,27 @@ pub(crate) enum GradLayout {
     Scalars,
     /// `grad: array<vec4<f32>>`, dim4 a row.
     Vec4s,
+}
+
+impl GradLayout {
+    /// WGSL that reads vec4 `at` of `grad` (an expression) and the statement that writes
+    /// `value` there; `None` without a gradient.
+    pub fn access(self, at: &str, value: &str) -> Option<(String, String)> {
+        match self {
+            GradLayout::None => None,
+            GradLayout::Scalars => Some((
+                format!(
+                    "vec4<f32>(grad[({at}) * 4u], grad[({at}) * 4u + 1u], \
+                     grad[({at}) * 4u + 2u], grad[({at}) * 4u + 3u])"
+                ),
+                format!(
+                    "grad[({at}) * 4u] = {value}.x; grad[({at}) * 4u + 1u] = {value}.y; \
+                     grad[({at}) * 4u + 2u] = {value}.z; grad[({at}) * 4u + 3u] = {value}.w;"
+                ),
+            )),
+            GradLayout::Vec4s => Some((format!("grad[{at}]"), format!("grad[{at}] = {value};"))),
+        }
+    }
 }
 
 /// `r[q] = <source>[b + q]` for the `w` vec4s of a row, zeros from vec4 `n` on (the index
@@ -42,9 +63,22 @@ fn load_each(s: &mut String, w: u32, source: &str) {
     }
 }
 
-/// One generated variant of the register-row kernels.
+/// One generated variant of the pair engine's kernels: register rows for a row width
+/// (common/rows.wgsl), or workgroup-staged tiles for any width (common/staged.wgsl).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct RowShape {
+pub(crate) enum RowShape {
+    /// Two rows an invocation in registers.
+    Registers(Registers),
+    /// Tiles staged in workgroup memory with a register micro-tile per invocation.
+    Staged {
+        /// Dot products rather than squared differences.
+        dot: bool,
+    },
+}
+
+/// The register-row variant's parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Registers {
     /// vec4s held per row (`RW4`); the call's rows have at most this many.
     pub width4: u32,
     /// Subgroup size the column broadcast is generated for; 0: every invocation loads each
@@ -57,21 +91,16 @@ pub(crate) struct RowShape {
 
 impl RowShape {
     /// The shape for rows of `dim4` vec4s under `config` (`lanes`: the adapter's fixed
-    /// subgroup size, for [`EngineConfig::Rows`]), or `None` where the tile shape runs:
-    /// that configuration, or rows wider than [`MAX_WIDTH4`].
-    pub fn for_dim4(
-        config: EngineConfig,
-        lanes: Option<u32>,
-        dim4: u64,
-        dot: bool,
-    ) -> Option<Self> {
-        let lanes = match config {
-            EngineConfig::Tile => return None,
-            EngineConfig::RowsDirect => 0,
-            EngineConfig::Rows => lanes?,
+    /// subgroup size, for [`EngineConfig::Rows`]): staged tiles under
+    /// [`EngineConfig::Tile`] and for rows wider than [`MAX_WIDTH4`], else register rows.
+    pub fn for_dim4(config: EngineConfig, lanes: Option<u32>, dim4: u64, dot: bool) -> Self {
+        let lanes = match (config, lanes) {
+            (EngineConfig::Rows, Some(lanes)) => lanes,
+            (EngineConfig::RowsDirect, _) => 0,
+            _ => return RowShape::Staged { dot },
         };
         if dim4 > MAX_WIDTH4 {
-            return None;
+            return RowShape::Staged { dot };
         }
         // 1, 2, 4, 8, then multiples of 8: at most 7 widths, at most 7/8 of a width wasted
         // above 8.
@@ -80,13 +109,50 @@ impl RowShape {
         } else {
             dim4.div_ceil(8) * 8
         };
-        Some(Self {
+        RowShape::Registers(Registers {
             width4: width4 as u32,
             lanes,
             dot,
         })
     }
 
+    /// Whether the shape uses subgroup operations.
+    #[cfg(test)]
+    pub fn subgroups(&self) -> bool {
+        matches!(self, RowShape::Registers(r) if r.lanes > 0)
+    }
+
+    /// The generated WGSL the shape's template needs (see [`Registers::prelude`] and
+    /// [`super::staged::prelude`]).
+    pub fn prelude(&self, grad: GradLayout) -> String {
+        match self {
+            RowShape::Registers(r) => r.prelude(grad),
+            RowShape::Staged { dot } => {
+                super::staged::prelude(*dot, grad.access("l * params.dim4 + q", "v"))
+            }
+        }
+    }
+
+    /// Every shape the contract test validates for a module: each width, both forms, with
+    /// and without broadcasts, and the staged shape in both forms.
+    #[cfg(test)]
+    pub fn all() -> Vec<Self> {
+        let mut out = vec![
+            RowShape::Staged { dot: false },
+            RowShape::Staged { dot: true },
+        ];
+        for width4 in [1, 2, 4, 8, 16, 24, 32] {
+            for lanes in [0, 8, 32] {
+                for dot in [false, true] {
+                    out.push(RowShape::Registers(Registers { width4, lanes, dot }));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Registers {
     /// vec4s each lane loads of a broadcast column.
     fn per_lane(&self) -> u32 {
         self.width4.div_ceil(self.lanes.max(1))
@@ -192,22 +258,14 @@ impl RowShape {
             }
         }
         s.push_str("    return r;\n}\n");
-        let (read, write) = match grad {
-            GradLayout::None => return s,
-            // Row-major f32, dim4 vec4s a row.
-            GradLayout::Scalars => (
-                "let e = b * 4u + {q}u * 4u; \
-                 r[{q}] = vec4<f32>(grad[e], grad[e + 1u], grad[e + 2u], grad[e + 3u]);",
-                "let e = b * 4u + {q}u * 4u; grad[e] = g[{q}].x; grad[e + 1u] = g[{q}].y; \
-                 grad[e + 2u] = g[{q}].z; grad[e + 3u] = g[{q}].w;",
-            ),
-            GradLayout::Vec4s => ("r[{q}] = grad[b + {q}u];", "grad[b + {q}u] = g[{q}];"),
+        let Some((read, write)) = grad.access("b + {q}u", "g[{q}]") else {
+            return s;
         };
         s.push_str("fn rows_grad_read(l: u32, n: u32) -> RowV {\n    var r: RowV;\n    let b = l * params.dim4;\n");
         for q in 0..w {
             let _ = writeln!(
                 s,
-                "    if ({q}u < n) {{ {} }}",
+                "    if ({q}u < n) {{ r[{q}] = {}; }}",
                 read.replace("{q}", &q.to_string())
             );
         }
@@ -223,46 +281,44 @@ impl RowShape {
         s.push_str("}\n");
         s
     }
-
-    /// Every shape the contract test validates for a module: each width, both forms, with
-    /// and without broadcasts.
-    #[cfg(test)]
-    pub fn all() -> Vec<Self> {
-        let mut out = Vec::new();
-        for width4 in [1, 2, 4, 8, 16, 24, 32] {
-            for lanes in [0, 8, 32] {
-                for dot in [false, true] {
-                    out.push(Self { width4, lanes, dot });
-                }
-            }
-        }
-        out
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn registers(shape: RowShape) -> Registers {
+        match shape {
+            RowShape::Registers(r) => r,
+            RowShape::Staged { .. } => panic!("{shape:?}: not register rows"),
+        }
+    }
+
     #[test]
     fn widths_come_from_a_small_set() {
         let widths: std::collections::BTreeSet<u32> = (1..=MAX_WIDTH4)
-            .map(|d| {
-                RowShape::for_dim4(EngineConfig::RowsDirect, None, d, false)
-                    .unwrap()
-                    .width4
-            })
+            .map(|d| registers(RowShape::for_dim4(EngineConfig::RowsDirect, None, d, false)).width4)
             .collect();
         assert_eq!(
             widths.into_iter().collect::<Vec<_>>(),
             [1, 2, 4, 8, 16, 24, 32]
         );
         for d in 1..=MAX_WIDTH4 {
-            let w = RowShape::for_dim4(EngineConfig::Rows, Some(8), d, true).unwrap();
+            let w = registers(RowShape::for_dim4(EngineConfig::Rows, Some(8), d, true));
             assert!(u64::from(w.width4) >= d && w.lanes == 8);
         }
-        assert!(RowShape::for_dim4(EngineConfig::Rows, Some(8), MAX_WIDTH4 + 1, true).is_none());
-        assert!(RowShape::for_dim4(EngineConfig::Rows, None, 4, true).is_none());
-        assert!(RowShape::for_dim4(EngineConfig::Tile, Some(8), 4, true).is_none());
+        let staged = |dot| RowShape::Staged { dot };
+        assert_eq!(
+            RowShape::for_dim4(EngineConfig::Rows, Some(8), MAX_WIDTH4 + 1, true),
+            staged(true)
+        );
+        assert_eq!(
+            RowShape::for_dim4(EngineConfig::Rows, None, 4, true),
+            staged(true)
+        );
+        assert_eq!(
+            RowShape::for_dim4(EngineConfig::Tile, Some(8), 4, false),
+            staged(false)
+        );
     }
 }

@@ -19,26 +19,30 @@ pub(crate) struct Module {
     pub file: &'static str,
     pub source: &'static str,
     pub includes: &'static [&'static Snippet],
-    /// The elementwise maps of a register-row module (common/rows.wgsl), each instantiating
-    /// the engine's sweeps; empty for every other module. A register-row module is
-    /// assembled per [`RowShape`], whose generated prelude comes first.
+    /// The elementwise maps of a pair-engine module, each instantiating the engine's sweeps
+    /// (common/rows.wgsl or common/staged.wgsl); empty for every other module. A
+    /// pair-engine module is assembled per [`RowShape`], whose generated prelude comes
+    /// first.
     pub maps: &'static [RowMap],
-    /// How the module's `grad` is laid out, for the register-row gradient helpers.
+    /// How the module's `grad` is laid out, for the engine's gradient helpers.
     pub grad: GradLayout,
+    /// Whether the module builds on the staged shape too (false: its entry points use the
+    /// register-row helpers themselves, and run on register shapes only).
+    pub staged: bool,
     /// The module this one builds on, assembled before it with its snippets: a
-    /// register-row module's family module (its declarations, bindings and reductions).
+    /// pair-engine module's family module (its declarations, bindings and reductions).
     pub base: Option<&'static Module>,
 }
 
-/// An elementwise map of a register-row module: the prefix of its hooks, and whether it
+/// An elementwise map of a pair-engine module: the prefix of its hooks, and whether it
 /// has a gradient sweep.
 pub(crate) struct RowMap {
     pub name: &'static str,
     pub grad: bool,
 }
 
-/// The lines of common/rows.wgsl after which the engine is instantiated once per map, and
-/// once per map with a gradient.
+/// The lines of each engine template after which it is instantiated once per map, and once
+/// per map with a gradient.
 const PER_MAP: &str = "// ---- per map ----";
 const PER_GRAD_MAP: &str = "// ---- per map with gradient ----";
 
@@ -55,32 +59,39 @@ snippet!(DISTANCE, "common/distance.wgsl");
 snippet!(HINGE, "common/hinge.wgsl");
 snippet!(REDUCE, "common/reduce.wgsl");
 snippet!(SMOOTH, "common/smooth.wgsl");
-snippet!(TILE, "common/tile.wgsl");
-snippet!(TILE_CLASSES, "common/tile_classes.wgsl");
-snippet!(TILE_GRAD, "common/tile_grad.wgsl");
 snippet!(ROW_ENGINE, "common/rows.wgsl");
+snippet!(STAGED_ENGINE, "common/staged.wgsl");
 
 impl Module {
-    /// Whether this module holds register-row kernels (assembled per [`RowShape`]).
+    /// Whether this module holds pair-engine kernels (assembled per [`RowShape`]).
     pub fn rows(&self) -> bool {
         !self.maps.is_empty()
     }
 
-    /// The engine's sweeps for each of the module's maps.
-    fn engine(&self) -> String {
-        let (shared, rest) = ROW_ENGINE
+    /// Whether the module can be assembled for `shape`.
+    pub fn builds_on(&self, shape: &RowShape) -> bool {
+        self.rows() && (self.staged || matches!(shape, RowShape::Registers(_)))
+    }
+
+    /// The engine's sweeps of `shape`'s template for each of the module's maps.
+    fn engine(&self, shape: &RowShape) -> String {
+        let template = match shape {
+            RowShape::Registers(_) => &ROW_ENGINE,
+            RowShape::Staged { .. } => &STAGED_ENGINE,
+        };
+        let (shared, rest) = template
             .source
             .split_once(PER_MAP)
-            .expect("common/rows.wgsl has its per-map marker");
+            .expect("an engine template has its per-map marker");
         let (sweep, sweep_grad) = rest
             .split_once(PER_GRAD_MAP)
-            .expect("common/rows.wgsl has its per-gradient-map marker");
-        let mut out = format!("// ---- {} ----\n{shared}", ROW_ENGINE.file);
+            .expect("an engine template has its per-gradient-map marker");
+        let mut out = format!("// ---- {} ----\n{shared}", template.file);
         for map in self.maps {
             let prefix = format!("{}_", map.name);
             out.push_str(&format!(
                 "// ---- {} for the map {} ----",
-                ROW_ENGINE.file, map.name
+                template.file, map.name
             ));
             out.push_str(&sweep.replace("MAP_", &prefix));
             if map.grad {
@@ -92,13 +103,14 @@ impl Module {
 }
 
 impl Module {
-    /// The module with its snippets prepended, in the order listed, after the prelude of
-    /// `shape` (register-row modules only).
+    /// The module with its snippets prepended, in the order listed, after the prelude and
+    /// engine of `shape` (pair-engine modules only).
     pub fn assemble(&self, shape: Option<&RowShape>) -> String {
         let mut out = String::new();
         if let Some(shape) = shape {
+            debug_assert!(self.builds_on(shape), "{} on {shape:?}", self.file);
             out.push_str(&shape.prelude(self.grad));
-            out.push_str(&self.engine());
+            out.push_str(&self.engine(shape));
         }
         self.push_sources(&mut out);
         out

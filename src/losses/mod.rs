@@ -96,7 +96,7 @@ batch_loss!(triplet::Triplet, triplet::TripletCounts);
 batch_loss!(softmax::Softmax, softmax::SoftmaxCounts);
 
 /// Every module's table of entry points: the engine's and each family's.
-pub(crate) static TABLES: [&Table; 9] = [
+pub(crate) static TABLES: [&Table; 10] = [
     &crate::engine::sides::TABLE,
     &crate::engine::resident::TABLE,
     &crate::engine::probe::TABLE,
@@ -104,6 +104,7 @@ pub(crate) static TABLES: [&Table; 9] = [
     &contrastive::ROWS_TABLE,
     &triplet::TABLE,
     &triplet::ROWS_TABLE,
+    &triplet::HARD_TABLE,
     &softmax::TABLE,
     &softmax::ROWS_TABLE,
 ];
@@ -130,16 +131,16 @@ mod tests {
 
     use super::TABLES;
     use crate::engine::kernel::{self, Access, Slot, PARAMS};
-    use crate::engine::rows::RowShape;
+    use crate::engine::rows::{Registers, RowShape};
     use wgpu::naga;
 
-    /// The shape the register-row modules are checked with (every shape is validated by
+    /// The shape the pair-engine modules are checked with (every shape is validated by
     /// `every_row_shape_validates`).
-    const SHAPE: RowShape = RowShape {
+    const SHAPE: RowShape = RowShape::Registers(Registers {
         width4: 8,
         lanes: 8,
         dot: false,
-    };
+    });
 
     fn parse(table: &kernel::Table) -> (naga::Module, naga::valid::ModuleInfo, String) {
         let shape = table.module.rows().then_some(SHAPE);
@@ -155,7 +156,7 @@ mod tests {
         let src = module.assemble(shape);
         let parsed = naga::front::wgsl::parse_str(&src)
             .unwrap_or_else(|e| panic!("{}: {}", module.file, e.emit_to_string(&src)));
-        let caps = if shape.is_some_and(|s| s.lanes > 0) {
+        let caps = if shape.is_some_and(|s| s.subgroups()) {
             naga::valid::Capabilities::SUBGROUP
         } else {
             naga::valid::Capabilities::empty()
@@ -170,7 +171,9 @@ mod tests {
     fn every_row_shape_validates() {
         for table in TABLES.iter().filter(|t| t.module.rows()) {
             for shape in RowShape::all() {
-                parse_shaped(table.module, Some(&shape));
+                if table.module.builds_on(&shape) {
+                    parse_shaped(table.module, Some(&shape));
+                }
             }
         }
     }
@@ -284,8 +287,22 @@ mod tests {
         let mut storage = 0;
         let mut workgroup = 0;
         let mut invocations = 0;
-        for table in TABLES {
-            let (module, info, _) = parse(table);
+        // Every shape a module is assembled in: the staged one has the most workgroup memory.
+        let assembled = TABLES.iter().flat_map(|t| {
+            let shapes: Vec<Option<RowShape>> = if t.module.rows() {
+                RowShape::all()
+                    .into_iter()
+                    .filter(|s| t.module.builds_on(s))
+                    .map(Some)
+                    .collect()
+            } else {
+                vec![None]
+            };
+            shapes
+                .into_iter()
+                .map(move |s| parse_shaped(t.module, s.as_ref()))
+        });
+        for (module, info, _) in assembled {
             for (index, e) in module.entry_points.iter().enumerate() {
                 let uses = info.get_entry_point(index);
                 storage = storage.max(

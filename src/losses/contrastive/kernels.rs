@@ -7,20 +7,19 @@ use bytemuck::{Pod, Zeroable};
 use crate::engine::kernel::Layout;
 use crate::engine::kernel::{mirrored, Kernel, Slot, Table};
 use crate::engine::rows::GradLayout;
-use crate::engine::shader::{
-    Module, RowMap, DISTANCE, HINGE, REDUCE, TILE, TILE_CLASSES, TILE_GRAD,
-};
+use crate::engine::shader::{Module, RowMap, DISTANCE, HINGE, REDUCE};
 
 pub(crate) static MODULE: Module = Module {
     file: "contrastive.wgsl",
     source: include_str!("../../../shaders/contrastive.wgsl"),
-    includes: &[&DISTANCE, &HINGE, &REDUCE, &TILE, &TILE_CLASSES, &TILE_GRAD],
+    includes: &[&DISTANCE, &HINGE, &REDUCE],
     maps: &[],
     grad: GradLayout::None,
+    staged: false,
     base: None,
 };
 
-/// The batch mode on the pair engine's register-row shape.
+/// The batch mode on the pair engine (either shape).
 pub(crate) static ROWS_MODULE: Module = Module {
     file: "contrastive_rows.wgsl",
     source: include_str!("../../../shaders/contrastive_rows.wgsl"),
@@ -30,6 +29,7 @@ pub(crate) static ROWS_MODULE: Module = Module {
         grad: true,
     }],
     grad: GradLayout::Scalars,
+    staged: true,
     base: Some(&MODULE),
 };
 
@@ -118,14 +118,11 @@ pub(crate) const LOSS_OUT: Slot = Slot::read_write(9, "loss_out");
 /// A contrastive entry point.
 pub(crate) type K = Kernel<ContrastiveParams>;
 
-const TILE_SLOTS: [Slot; 5] = [ROWS, COLS, ROW_CLASS, COL_CLASS, PARTIALS];
-
-pub(crate) static BATCH_FORWARD: K = K::new(&MODULE, "contrastive_batch_forward", &TILE_SLOTS);
-/// The gradient passes' slots (fused or not, both shapes).
+/// The batch forward pass's slots.
+const SWEEP_SLOTS: [Slot; 5] = [ROWS, COLS, ROW_CLASS, COL_CLASS, PARTIALS];
+/// The gradient passes' slots (fused or not).
 const GRAD_SLOTS: [Slot; 7] = [ROWS, COLS, ROW_CLASS, COL_CLASS, PARTIALS, SCALES, GRAD];
 
-pub(crate) static BATCH_FUSED: K = K::new(&MODULE, "contrastive_batch_fused", &GRAD_SLOTS);
-pub(crate) static BATCH_BACKWARD: K = K::new(&MODULE, "contrastive_batch_backward", &GRAD_SLOTS);
 pub(crate) static FINALIZE: K = K::new(&MODULE, "contrastive_finalize", &[PARTIALS, SCALES]);
 pub(crate) static LOSS: K = K::new(&MODULE, "contrastive_loss", &[PARTIALS, SCALES, LOSS_OUT]);
 pub(crate) static PAIRS_FORWARD: K = K::new(
@@ -139,7 +136,7 @@ pub(crate) static PAIRS_BACKWARD: K = K::new(
     &[ROWS, COLS, ROW_CLASS, SCALES, GRAD, GRAD_B],
 );
 
-pub(crate) static ROWS_FORWARD: K = K::new(&ROWS_MODULE, "contrastive_rows_forward", &TILE_SLOTS);
+pub(crate) static ROWS_FORWARD: K = K::new(&ROWS_MODULE, "contrastive_rows_forward", &SWEEP_SLOTS);
 pub(crate) static ROWS_FUSED: K = K::new(&ROWS_MODULE, "contrastive_rows_fused", &GRAD_SLOTS);
 pub(crate) static ROWS_BACKWARD: K = K::new(&ROWS_MODULE, "contrastive_rows_backward", &GRAD_SLOTS);
 
@@ -155,9 +152,6 @@ pub(crate) static TABLE: Table = Table {
     #[cfg(test)]
     module: &MODULE,
     kernels: &[
-        &BATCH_FORWARD.info,
-        &BATCH_FUSED.info,
-        &BATCH_BACKWARD.info,
         &FINALIZE.info,
         &LOSS.info,
         &PAIRS_FORWARD.info,

@@ -137,8 +137,8 @@ enum Pass {
 
 /// The uniform parameters and the steps over the windows of one call.
 struct Dispatch<'a> {
-    /// The register-row variant the batch mode runs on, or `None` for the tile kernels.
-    shape: Option<RowShape>,
+    /// The pair engine's shape the batch mode runs on.
+    shape: RowShape,
     cfg: &'a Contrastive,
     plan: &'a Plan,
     /// The rows the distance kernels read (X, or A in pair mode) and B (X again in a batch).
@@ -169,20 +169,18 @@ impl Dispatch<'_> {
         }
     }
 
-    /// A batch kernel over (r, c) with the bindings every one of them takes: `rows` on the
-    /// register-row engine when the call has a row shape, else `tile`.
+    /// A batch kernel over (r, c) on the pair engine, with the bindings every one of them
+    /// takes.
     fn batch_step(&self, pass: Pass, r: u64, c: u64, accumulate: bool) -> Step {
         let params = self.params(r, c, accumulate, false);
-        let (tile, rows) = match pass {
-            Pass::Forward => (&k::BATCH_FORWARD, &k::ROWS_FORWARD),
-            Pass::Fused => (&k::BATCH_FUSED, &k::ROWS_FUSED),
-            Pass::Backward => (&k::BATCH_BACKWARD, &k::ROWS_BACKWARD),
+        let kernel = match pass {
+            Pass::Forward => &k::ROWS_FORWARD,
+            Pass::Fused => &k::ROWS_FUSED,
+            Pass::Backward => &k::ROWS_BACKWARD,
         };
-        let step = match self.shape {
-            Some(shape) => Step::new(rows, params, self.plan.row_blocks(r)).shaped(shape),
-            None => Step::new(tile, params, self.plan.tiles(r)),
-        };
-        step.bind(k::ROWS, self.x.win(r))
+        Step::new(kernel, params, self.plan.row_blocks(r))
+            .shaped(self.shape)
+            .bind(k::ROWS, self.x.win(r))
             .bind(k::COLS, self.x.win(c))
             .bind(k::ROW_CLASS, self.classes.win(r))
             .bind(k::COL_CLASS, self.classes.win(c))

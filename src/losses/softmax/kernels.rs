@@ -7,27 +7,19 @@ use bytemuck::{Pod, Zeroable};
 use crate::engine::kernel::Layout;
 use crate::engine::kernel::{mirrored, Kernel, Slot, Table};
 use crate::engine::rows::GradLayout;
-use crate::engine::shader::{
-    Module, RowMap, DISTANCE, REDUCE, SMOOTH, TILE, TILE_CLASSES, TILE_GRAD,
-};
+use crate::engine::shader::{Module, RowMap, DISTANCE, REDUCE, SMOOTH};
 
 pub(crate) static MODULE: Module = Module {
     file: "softmax.wgsl",
     source: include_str!("../../../shaders/softmax.wgsl"),
-    includes: &[
-        &DISTANCE,
-        &REDUCE,
-        &SMOOTH,
-        &TILE,
-        &TILE_CLASSES,
-        &TILE_GRAD,
-    ],
+    includes: &[&DISTANCE, &REDUCE, &SMOOTH],
     maps: &[],
     grad: GradLayout::None,
+    staged: false,
     base: None,
 };
 
-/// The sweeps on the pair engine's register-row shape.
+/// The sweeps on the pair engine (either shape).
 pub(crate) static ROWS_MODULE: Module = Module {
     file: "softmax_rows.wgsl",
     source: include_str!("../../../shaders/softmax_rows.wgsl"),
@@ -47,12 +39,9 @@ pub(crate) static ROWS_MODULE: Module = Module {
         },
     ],
     grad: GradLayout::Scalars,
+    staged: true,
     base: Some(&MODULE),
 };
-
-/// `DIST_DOT` in shaders/common/distance.wgsl: the tiles' dot products are the cosine
-/// similarities of the normalised rows.
-pub(crate) const DIST_DOT: u32 = 3;
 
 /// Keep in sync with `SoftmaxParams` in shaders/softmax.wgsl.
 #[repr(C)]
@@ -61,8 +50,7 @@ pub(crate) struct SoftmaxParams {
     pub rows: u32,
     /// vec4s per (zero-padded) row.
     pub dim4: u32,
-    /// Always [`DIST_DOT`].
-    pub distance: u32,
+    pub _pad0: u32,
     /// `SoftmaxLoss::family`: 0 ntxent, 1 supcon, 2 clip.
     pub family: u32,
     /// Global index of the row window's first row.
@@ -96,7 +84,7 @@ mirrored!(
     [
         rows,
         dim4,
-        distance,
+        _pad0,
         family,
         row_start,
         col_start,
@@ -162,18 +150,15 @@ pub(crate) const COEFS: Slot = Slot::read_write(11, "coefs");
 /// A softmax entry point.
 pub(crate) type K = Kernel<SoftmaxParams>;
 
-/// The statistics sweeps' slots (statistics and positives, both shapes).
+/// The statistics sweeps' slots (statistics and positives).
 const STATS_SLOTS: [Slot; 5] = [ROWS, COLS, ROW_CLASS, COL_CLASS, STATS];
-/// The gradient sweeps' slots (both shapes).
+/// The gradient sweep's slots.
 const GRAD_SLOTS: [Slot; 8] = [
     ROWS, COLS, ROW_CLASS, COL_CLASS, ROW_COEFS, COL_COEFS, PARTIALS, GRAD,
 ];
 
-pub(crate) static STATS_SWEEP: K = K::new(&MODULE, "softmax_stats", &STATS_SLOTS);
-pub(crate) static POSITIVES: K = K::new(&MODULE, "softmax_positives", &STATS_SLOTS);
 pub(crate) static COUNT: K = K::new(&MODULE, "softmax_count", &[STATS, DEV]);
 pub(crate) static FINISH: K = K::new(&MODULE, "softmax_finish", &[STATS, PARTIALS, DEV, COEFS]);
-pub(crate) static GRAD_SWEEP: K = K::new(&MODULE, "softmax_grad", &GRAD_SLOTS);
 pub(crate) static LOSS: K = K::new(&MODULE, "softmax_loss", &[PARTIALS, DEV]);
 
 pub(crate) static ROWS_STATS: K = K::new(&ROWS_MODULE, "softmax_rows_stats", &STATS_SLOTS);
@@ -191,14 +176,7 @@ pub(crate) static ROWS_TABLE: Table = Table {
 pub(crate) static TABLE: Table = Table {
     #[cfg(test)]
     module: &MODULE,
-    kernels: &[
-        &STATS_SWEEP.info,
-        &POSITIVES.info,
-        &COUNT.info,
-        &FINISH.info,
-        &GRAD_SWEEP.info,
-        &LOSS.info,
-    ],
+    kernels: &[&COUNT.info, &FINISH.info, &LOSS.info],
     #[cfg(test)]
     structs: &[
         Layout::of::<SoftmaxParams>(),

@@ -1,9 +1,9 @@
-//! The softmax-contrastive losses' dispatches, for both paths: tile sweeps over every
+//! The softmax-contrastive losses' dispatches, for both paths: pair-engine sweeps over every
 //! (row window, column window) of each orientation, and one-per-window reductions.
 
 use std::mem::size_of;
 
-use super::kernels::{self as k, SoftmaxParams, SoftmaxPartial, SoftmaxStats, DIST_DOT};
+use super::kernels::{self as k, SoftmaxParams, SoftmaxPartial, SoftmaxStats};
 use super::{Softmax, SoftmaxCounts, SoftmaxLoss};
 use crate::engine::call::{Build, Built, LossCall, Path};
 use crate::engine::kernel::Step;
@@ -77,7 +77,6 @@ impl LossCall for Call {
         let params = |r: u64, c: u64, accumulate: bool, side: usize| SoftmaxParams {
             rows: plan.rows as u32,
             dim4: plan.dim4 as u32,
-            distance: DIST_DOT,
             family: cfg.loss.family(),
             row_start: plan.start(r) as u32,
             col_start: plan.start(c) as u32,
@@ -98,22 +97,18 @@ impl LossCall for Call {
         } else {
             &[(0, 1), (1, 0)]
         };
-        // Every (row window, column window) of every orientation: the tile kernels, with
+        // Every (row window, column window) of every orientation on the pair engine, with
         // what `bind` adds for (row side, column side, r, c).
-        // On the register-row engine when the call has a row shape.
         let shape = b.rec.row_shape(plan.dim4, true);
-        let sweep = |(tile, rows): (&'static k::K, &'static k::K),
+        let sweep = |kernel: &'static k::K,
                      bind: &dyn Fn(Step, usize, usize, u64, u64) -> Step,
                      steps: &mut Vec<Step>| {
             for &(a, o) in orientations {
                 for r in 0..n {
                     for c in 0..n {
                         let p = params(r, c, c > 0, a);
-                        let s = match shape {
-                            Some(sh) => Step::new(rows, p, plan.row_blocks(r)).shaped(sh),
-                            None => Step::new(tile, p, plan.tiles(r)),
-                        };
-                        let s = s
+                        let s = Step::new(kernel, p, plan.row_blocks(r))
+                            .shaped(shape)
                             .bind(k::ROWS, b.sides[a].rows().win(r))
                             .bind(k::COLS, b.sides[o].rows().win(c))
                             .bind(k::ROW_CLASS, classes.win(r))
@@ -135,9 +130,9 @@ impl LossCall for Call {
             };
         let loss = b.loss();
         let mut steps = Vec::new();
-        sweep((&k::STATS_SWEEP, &k::ROWS_STATS), &own_stats, &mut steps);
+        sweep(&k::ROWS_STATS, &own_stats, &mut steps);
         if cfg.loss == SoftmaxLoss::NtXent && !single {
-            sweep((&k::POSITIVES, &k::ROWS_POSITIVES), &own_stats, &mut steps);
+            sweep(&k::ROWS_POSITIVES, &own_stats, &mut steps);
         }
         if scale.is_none() {
             let count = |r, a: usize| {
@@ -166,7 +161,7 @@ impl LossCall for Call {
                     None => s,
                 }
             };
-            sweep((&k::GRAD_SWEEP, &k::ROWS_GRAD), &grad, &mut steps);
+            sweep(&k::ROWS_GRAD, &grad, &mut steps);
         }
         if scale.is_none() {
             let reduce = |r, a: usize| {

@@ -7,33 +7,43 @@ use bytemuck::{Pod, Zeroable};
 use crate::engine::kernel::Layout;
 use crate::engine::kernel::{mirrored, Kernel, Slot, Table};
 use crate::engine::rows::GradLayout;
-use crate::engine::shader::{Module, RowMap, DISTANCE, REDUCE, SMOOTH, TILE};
+use crate::engine::shader::{Module, RowMap, DISTANCE, REDUCE, SMOOTH};
 
 pub(crate) static MODULE: Module = Module {
     file: "triplet.wgsl",
     source: include_str!("../../../shaders/triplet.wgsl"),
-    includes: &[&DISTANCE, &REDUCE, &SMOOTH, &TILE],
+    includes: &[&DISTANCE, &REDUCE, &SMOOTH],
     maps: &[],
     grad: GradLayout::None,
+    staged: false,
     base: None,
 };
 
-/// The mining distance phase on the pair engine's register-row shape.
+/// The mining distance phase on the pair engine (either shape).
 pub(crate) static ROWS_MODULE: Module = Module {
     file: "triplet_rows.wgsl",
     source: include_str!("../../../shaders/triplet_rows.wgsl"),
     includes: &[],
-    maps: &[
-        RowMap {
-            name: "distances",
-            grad: false,
-        },
-        RowMap {
-            name: "hardest",
-            grad: false,
-        },
-    ],
+    maps: &[RowMap {
+        name: "distances",
+        grad: false,
+    }],
     grad: GradLayout::Vec4s,
+    staged: true,
+    base: Some(&MODULE),
+};
+
+/// Batch-hard fused into the sweep, on the register-row shape only.
+pub(crate) static HARD_MODULE: Module = Module {
+    file: "triplet_hard.wgsl",
+    source: include_str!("../../../shaders/triplet_hard.wgsl"),
+    includes: &[],
+    maps: &[RowMap {
+        name: "hardest",
+        grad: false,
+    }],
+    grad: GradLayout::Vec4s,
+    staged: false,
     base: Some(&MODULE),
 };
 
@@ -143,7 +153,6 @@ pub(crate) static EXPLICIT_FUSED: K = K::new(
     "triplet_explicit_fused",
     &[ROWS, COLS, NEGS, PARTIALS, GRAD, GRAD_P, GRAD_N],
 );
-pub(crate) static DISTANCES: K = K::new(&MODULE, "triplet_distances", &[ROWS, COLS, DIST]);
 const MINE_SLOTS: [Slot; 6] = [CLASSES, PARTIALS, SCALES, DIST, WEIGHTS, NONZERO];
 pub(crate) static MINE_ALL: K = K::new(&MODULE, "triplet_mine_all", &MINE_SLOTS);
 pub(crate) static MINE_HARD: K = K::new(&MODULE, "triplet_mine_hard", &MINE_SLOTS);
@@ -165,14 +174,14 @@ pub(crate) static ROWS_DISTANCES: K =
     K::new(&ROWS_MODULE, "triplet_rows_distances", &[ROWS, COLS, DIST]);
 
 pub(crate) static ROWS_HARD: K = K::new(
-    &ROWS_MODULE,
+    &HARD_MODULE,
     "triplet_rows_hard",
     &[ROWS, COLS, CLASSES, PICKS],
 );
 pub(crate) static ROWS_HARD_TERMS: K =
-    K::new(&ROWS_MODULE, "triplet_rows_hard_terms", &[PARTIALS, PICKS]);
+    K::new(&HARD_MODULE, "triplet_rows_hard_terms", &[PARTIALS, PICKS]);
 pub(crate) static ROWS_HARD_GRAD: K = K::new(
-    &ROWS_MODULE,
+    &HARD_MODULE,
     "triplet_rows_hard_grad",
     &[ROWS, COLS, SCALES, GRAD, PICKS],
 );
@@ -180,12 +189,15 @@ pub(crate) static ROWS_HARD_GRAD: K = K::new(
 pub(crate) static ROWS_TABLE: Table = Table {
     #[cfg(test)]
     module: &ROWS_MODULE,
-    kernels: &[
-        &ROWS_DISTANCES.info,
-        &ROWS_HARD.info,
-        &ROWS_HARD_TERMS.info,
-        &ROWS_HARD_GRAD.info,
-    ],
+    kernels: &[&ROWS_DISTANCES.info],
+    #[cfg(test)]
+    structs: &[],
+};
+
+pub(crate) static HARD_TABLE: Table = Table {
+    #[cfg(test)]
+    module: &HARD_MODULE,
+    kernels: &[&ROWS_HARD.info, &ROWS_HARD_TERMS.info, &ROWS_HARD_GRAD.info],
     #[cfg(test)]
     structs: &[],
 };
@@ -196,7 +208,6 @@ pub(crate) static TABLE: Table = Table {
     kernels: &[
         &EXPLICIT_FORWARD.info,
         &EXPLICIT_FUSED.info,
-        &DISTANCES.info,
         &MINE_ALL.info,
         &MINE_HARD.info,
         &MINE_SEMIHARD.info,

@@ -7,7 +7,7 @@ pub mod reference;
 mod steps;
 pub mod tolerance;
 
-pub(crate) use kernels::{ROWS_TABLE, TABLE};
+pub(crate) use kernels::{HARD_TABLE, ROWS_TABLE, TABLE};
 
 use crate::engine::call::{run_device, run_host};
 use crate::engine::resident::{self, DeviceClasses};

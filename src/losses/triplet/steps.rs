@@ -179,7 +179,7 @@ impl Call {
             .collect()
     }
 
-    /// Batch-hard on the register-row engine (shaders/triplet_rows.wgsl): the selection in
+    /// Batch-hard on the register-row shape (shaders/triplet_hard.wgsl): the selection in
     /// the sweep, the terms per anchor, then each row's gradient gathered; no chunk buffers.
     fn hard_rows(
         &self,
@@ -274,11 +274,11 @@ impl Call {
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
         let capacity = b.rec.capacity();
-        if mining == Mining::Hard {
-            let dot = self.cfg.distance == Distance::Cosine;
-            if let Some(shape) = b.rec.row_shape(plan.dim4, dot) {
-                return self.hard_rows(b, shape, scale, capacity, binding);
-            }
+        let shape = b
+            .rec
+            .row_shape(plan.dim4, self.cfg.distance == Distance::Cosine);
+        if mining == Mining::Hard && matches!(shape, RowShape::Registers(_)) {
+            return self.hard_rows(b, shape, scale, capacity, binding);
         }
         // The chunk buffers are bound whole, one row of each per row of the batch.
         let stride = whole_rows(
@@ -326,9 +326,6 @@ impl Call {
             };
             (row_w, p)
         };
-        let shape = b
-            .rec
-            .row_shape(plan.dim4, self.cfg.distance == Distance::Cosine);
         let mine = match mining {
             Mining::All => &k::MINE_ALL,
             Mining::Hard => &k::MINE_HARD,
@@ -337,25 +334,20 @@ impl Call {
         let forward = |c: u64, steps: &mut Vec<Step>| {
             for w in 0..plan.windows {
                 let (r, p) = params(c, w, false);
-                // The register-row engine holds the column window's rows and sweeps the
-                // chunk's anchors: the windows swap places.
-                let step = match shape {
-                    Some(shape) => {
-                        let p = TripletParams {
-                            row_start: p.col_start,
-                            col_start: p.row_start,
-                            ..p
-                        };
-                        Step::new(&k::ROWS_DISTANCES, p, plan.row_blocks(w))
-                            .shaped(shape)
-                            .bind(k::ROWS, x.win(w))
-                            .bind(k::COLS, x.win(r))
-                    }
-                    None => Step::new(&k::DISTANCES, p, plan.tiles(w))
-                        .bind(k::ROWS, x.win(r))
-                        .bind(k::COLS, x.win(w)),
+                // The pair engine holds the column window's rows and sweeps the chunk's
+                // anchors: the windows swap places.
+                let p = TripletParams {
+                    row_start: p.col_start,
+                    col_start: p.row_start,
+                    ..p
                 };
-                steps.push(step.bind(k::DIST, dist.clone()));
+                steps.push(
+                    Step::new(&k::ROWS_DISTANCES, p, plan.row_blocks(w))
+                        .shaped(shape)
+                        .bind(k::ROWS, x.win(w))
+                        .bind(k::COLS, x.win(r))
+                        .bind(k::DIST, dist.clone()),
+                );
             }
             let mut s = Step::new(mine, params(c, 0, false).1, (rows - c * CHUNK).min(CHUNK))
                 .bind(k::CLASSES, classes.clone())
