@@ -354,18 +354,25 @@ fn lane_block(lid: u32) -> vec2<u32> {
     return vec2<u32>(lo, min(lo + span, params.rows));
 }
 
-// Where lane `lid`'s entries start in a list, and the list's length, from `count_s`.
-fn list_offsets(lid: u32) -> vec2<u32> {
-    var before = 0u;
-    var total = 0u;
-    for (var t = 0u; t < 64u; t++) {
-        let c = count_s[t] & 0x7fffffffu;
-        if (t < lid) {
-            before += c;
+// Where lane `lid`'s entries start in a list, the list's length, and whether any lane set
+// its flag bit (bit 31), from `count_s` (written before a barrier): lane 0 adds the counts
+// up once (a software adapter pays each lane's workgroup loads once per SIMD lane).
+var<workgroup> offset_s: array<u32, 66>; // [lane] start, then the length and the flags
+fn list_offsets(lid: u32) -> vec3<u32> {
+    if (lid == 0u) {
+        var total = 0u;
+        var flags = 0u;
+        for (var t = 0u; t < 64u; t++) {
+            let c = count_s[t];
+            offset_s[t] = total;
+            total += c & 0x7fffffffu;
+            flags |= c >> 31u;
         }
-        total += c;
+        offset_s[64] = total;
+        offset_s[65] = flags;
     }
-    return vec2<u32>(before, total);
+    workgroupBarrier();
+    return vec3<u32>(offset_s[lid], offset_s[64], offset_s[65]);
 }
 
 // Turns the anchor's weights dL/dd(a, j) into gradient coefficients (× the distance's
@@ -406,32 +413,25 @@ struct Positives {
 }
 
 fn list_positives(a: u32, ca: u32, base: u32, lid: u32) -> Positives {
-    let blk = lane_block(lid);
     var n = 0u;
     var others = 0u;
-    for (var j = blk.x; j < blk.y; j++) {
-        if (classes[j] != ca) {
-            others = 1u;
-        } else if (j != a) {
-            n += 1u;
-        }
+    for (var j = lid; j < params.rows; j += 64u) {
+        let same = classes[j] == ca;
+        others = others | select(1u, 0u, same);
+        n += select(0u, 1u, same && j != a);
     }
     count_s[lid] = n | (others << 31u);
     workgroupBarrier();
-    var any_negative = false;
-    for (var t = 0u; t < 64u; t++) {
-        any_negative = any_negative || (count_s[t] >> 31u) == 1u;
-    }
     let at = list_offsets(lid);
     var k = at.x;
-    for (var j = blk.x; j < blk.y; j++) {
+    for (var j = lid; j < params.rows; j += 64u) {
         if (j != a && classes[j] == ca) {
             nonzero_cols[base + k] = j;
             k += 1u;
         }
     }
     storageBarrier();
-    return Positives(at.y, any_negative);
+    return Positives(at.y, at.z == 1u);
 }
 
 // Semi-hard (TensorFlow Addons' rule): for each positive pair (a, p), the nearest negative
@@ -465,7 +465,6 @@ fn triplet_mine_semihard(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_in
         weights[base + j] = 0.0;
     }
     storageBarrier();
-    let blk = lane_block(lid);
     let none = vec4<u32>(NONE);
     for (var k0 = 0u; k0 < pos.count && pos.negatives; k0 += SEMI_BATCH) {
         // The batch's positive distances; past the list, above every distance.
@@ -483,7 +482,9 @@ fn triplet_mine_semihard(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_in
         var ajb = none;
         var far_d = 0.0;
         var far_j = NONE;
-        for (var n = blk.x; n < blk.y; n++) {
+        // Lane lid takes rows lid, lid + 64, ... (neighbouring lanes read neighbouring
+        // values), each in increasing order: strict comparisons keep its lowest index.
+        for (var n = lid; n < params.rows; n += 64u) {
             if (classes[n] == ca) {
                 continue;
             }
@@ -515,16 +516,18 @@ fn triplet_mine_semihard(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_in
             var above_j = NONE;
             var fd = 0.0;
             var fj = NONE;
+            // Ties to the lowest index across lanes.
             for (var t = 0u; t < 64u; t++) {
                 let j = semi_j[t * SEMI_BATCH + lid];
                 let d = semi_d[t * SEMI_BATCH + lid];
-                if (j != NONE && (above_j == NONE || d < above_d)) {
+                if (j != NONE && (above_j == NONE || d < above_d || (d == above_d && j < above_j))) {
                     above_d = d;
                     above_j = j;
                 }
                 let f = pick_i[t].x;
-                if (f != NONE && (fj == NONE || pick_d[t].x > fd)) {
-                    fd = pick_d[t].x;
+                let e = pick_d[t].x;
+                if (f != NONE && (fj == NONE || e > fd || (e == fd && f < fj))) {
+                    fd = e;
                     fj = f;
                 }
             }
