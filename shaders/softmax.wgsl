@@ -48,7 +48,7 @@
 struct SoftmaxParams {
     rows: u32,
     dim4: u32,
-    _pad0: u32,
+    cols: u32, // rows of the column side (keys may outnumber anchors)
     family: u32,
     row_start: u32,
     col_start: u32,
@@ -60,7 +60,7 @@ struct SoftmaxParams {
     single_positive: u32, // ntxent: no row has two positives; softmax_rows_positives did not run
     inv_temp: f32,
     scale: f32, // dL/dterm
-    _pad3: f32,
+    symmetric: u32, // clip/infonce: 1 with the reverse term (CE over the anchors per key)
     _pad4: f32,
 }
 
@@ -136,13 +136,15 @@ fn lse_merge(a: Lse, b: Lse) -> Lse {
     return Lse(m, a.s * exp(a.m - m) + b.s * exp(b.m - m));
 }
 
-// The pair (i, j)'s role for row i: x denominator, y positive.
+// The pair (i, j)'s role for row i: x denominator, y positive. For clip/infonce the
+// positive is the matched index and a key sharing the anchor's label is no negative (the
+// labels are the indices when none are given); the roles read the same from either owner.
 fn roles(i: u32, ci: u32, j: u32, cj: u32) -> vec2<bool> {
-    if (i >= params.rows || j >= params.rows) {
+    if (i >= params.rows || j >= params.cols) {
         return vec2<bool>(false);
     }
     if (params.family == FAMILY_CLIP) {
-        return vec2<bool>(true, ci == cj);
+        return vec2<bool>(i == j || ci != cj, i == j);
     }
     let same = ci == cj;
     if (params.family == FAMILY_NTXENT) {
@@ -199,7 +201,7 @@ fn store_positives(local: u32, run: PosRun) {
 // ---- softmax_count, softmax_finish, softmax_loss ----
 
 // Terms row `st` contributes: its positive pairs (ntxent), 1 if it has a positive (supcon),
-// 1 (clip, rows of A).
+// 1 (clip/infonce, rows of A: each has its matched key).
 fn row_terms(st: SoftmaxStats) -> u32 {
     if (params.family == FAMILY_NTXENT) {
         return st.pos_n;
@@ -255,7 +257,7 @@ fn softmax_loss(@builtin(local_invocation_index) lid: u32) {
     dev[6] = bitcast<u32>(total.y);
     if (params.last != 0u) {
         var loss = total.x * bitcast<f32>(dev[4]);
-        if (params.family == FAMILY_CLIP) {
+        if (params.family == FAMILY_CLIP && params.symmetric != 0u) {
             loss *= 0.5;
         }
         dev[0] = bitcast<u32>(loss);
@@ -275,6 +277,14 @@ fn term_scale() -> f32 {
 fn softmax_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     let local = gid.x;
     if (local >= params.window_rows || params.row_start + local >= params.rows) {
+        return;
+    }
+    // clip/infonce keys (side 1) have a term only with the reverse term and a matched anchor
+    // (key index < params.cols, the anchors); the others, whose statistics were not swept,
+    // only give their zero coefficients to the gradient sweeps.
+    let keyed = params.symmetric != 0u && params.row_start + local < params.cols;
+    if (params.family == FAMILY_CLIP && params.side != 0u && !keyed) {
+        coefs[local] = vec4<f32>(0.0);
         return;
     }
     var st = stats[local];
@@ -307,9 +317,12 @@ fn softmax_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
             st.coef_pos = scale / f32(st.pos_n);
         }
     } else {
+        // clip/infonce: an anchor's term, or a matched key's reverse term; each half of a
+        // symmetric loss weighs 1/2.
         loss = st.lse - st.pos;
-        st.coef_den = 0.5 * scale;
-        st.coef_pos = 0.5 * scale;
+        let half = select(1.0, 0.5, params.symmetric != 0u);
+        st.coef_den = half * scale;
+        st.coef_pos = half * scale;
     }
     stats[local] = st;
     // The reference logit of dL/dτ's terms (tau_term): the denominator's largest, an actual

@@ -22,7 +22,7 @@ struct lse_row {
 }
 
 fn lse_columns(row_base: u32, ctx: lse_ctx) -> vec2<u32> {
-    return vec2<u32>(0u, min(params.window_rows, params.rows - min(params.rows, params.col_start)));
+    return vec2<u32>(0u, min(params.window_rows, params.cols - min(params.cols, params.col_start)));
 }
 
 fn lse_begin(l: u32, live: bool, ctx: lse_ctx) -> lse_row {

@@ -6,7 +6,7 @@ mod common;
 
 use metric_loss::testing as check;
 use metric_loss::{
-    Contrastive, Distance, Embeddings, Error, Gpu, GpuOptions, Grads, Labels, Reduction,
+    Contrastive, Distance, Embeddings, Error, Gpu, GpuOptions, Grads, Labels, Reduction, Softmax,
 };
 
 fn gpu_with(limits: impl FnOnce(&mut wgpu::Limits)) -> Option<Gpu> {
@@ -87,6 +87,30 @@ fn batch_split_into_windows_matches_reference_and_unsplit_run() {
         assert!(
             common::bits(&a) == common::bits(&whole),
             "{cfg:?}: windowed and unsplit runs differ"
+        );
+    }
+}
+
+#[test]
+fn infonce_keys_split_into_windows_match_reference() {
+    let Some(small) = small_gpu() else { return };
+    // Windows of 384 rows (see above): 300 anchors in one, 900 keys in three.
+    let (n, m, d) = (300usize, 900usize, 37usize);
+    let (da, db) = (common::normals(4, n * d), common::normals(5, m * d));
+    let a = Embeddings::named("a", &da, n, d).unwrap();
+    let b = Embeddings::named("b", &db, m, d).unwrap();
+    let labels = Labels::new(&common::labels(6, n + m, 50));
+    for cfg in [Softmax::infonce(false), Softmax::infonce(true)] {
+        common::assert_report(&cfg.pairs_labelled_check(&small, &a, &b, &labels).unwrap());
+        // A row's log-sum-exp merges the column windows' (so the softmax losses are checked
+        // against the reference, not bitwise against an unsplit run); reruns are bitwise.
+        let run = || {
+            cfg.pairs_labelled(&small, &a, &b, &labels, Grads::Compute)
+                .unwrap()
+        };
+        assert!(
+            common::bits(&run()) == common::bits(&run()),
+            "{cfg:?}: windowed rerun differs"
         );
     }
 }

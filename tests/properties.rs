@@ -542,8 +542,13 @@ fn clip(gpu: &Gpu, c: &Case) -> Result<(), TestCaseError> {
     let (da, db) = (c.values(1), c.values(2));
     let a = Embeddings::named("a", &da, c.rows, c.dim).unwrap();
     let b = Embeddings::named("b", &db, c.rows, c.dim).unwrap();
-    let (r, masses) = check::softmax_reference::pairs_with_mass(
-        f64::from(cfg.temperature),
+    let keys = check::softmax_reference::Keys {
+        tau: f64::from(cfg.temperature),
+        symmetric: true,
+        labels: None,
+    };
+    let (r, masses) = check::softmax_reference::keys_with_mass(
+        &keys,
         &check::widen(&a),
         &check::widen(&b),
         c.dim,

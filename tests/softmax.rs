@@ -1,5 +1,5 @@
 //! Softmax-contrastive losses (NT-Xent, SupCon, CLIP): hand-worked values on the GPU and the
-//! CPU, empty cases, temperatures down to the minimum, sizes around the 32-row tile, windows,
+//! CPU, empty cases, temperatures down to the minimum, sizes around the 128-row block, windows,
 //! determinism, memory without a B×B buffer, allocation-free training loops, and errors.
 
 mod common;

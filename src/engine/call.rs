@@ -36,8 +36,9 @@ pub(crate) struct Build<'r, 'a> {
     pub plan: &'r Plan,
     /// The input sides, normalised as the family asked ([`LossCall::stages`]).
     pub sides: &'r [Side],
-    /// The class ids, one u32 per row, when the call has labels.
-    pub classes: Option<&'r RowBuf>,
+    /// The class ids, one u32 per row, when the call has labels: one array for every side,
+    /// or one for each of the first two sides.
+    pub classes: &'r [RowBuf],
     pub path: Path<'r>,
     pub want: bool,
 }
@@ -55,12 +56,20 @@ impl Build<'_, '_> {
         device_loss(self.rec)
     }
 
-    /// The class ids of a call whose family always has them.
+    /// The class ids of a call whose family always has them (the first side's).
     pub fn classes(&self) -> Result<&RowBuf> {
-        self.classes.ok_or(Error::Validation {
+        self.classes.first().ok_or(Error::Validation {
             during: "recording a dispatch",
             description: "internal: this call needs class ids and has none".into(),
         })
+    }
+
+    /// The class ids of side `k`: its own array, or the one every side shares.
+    pub fn classes_of(&self, k: usize) -> Result<&RowBuf> {
+        match self.classes.get(k) {
+            Some(c) => Ok(c),
+            None => self.classes(),
+        }
     }
 }
 
@@ -96,52 +105,68 @@ pub(crate) trait LossCall {
     }
 }
 
-/// Runs `call` on host slices: uploads the inputs (and `classes`), runs, reads back.
+/// The workspace roles of the class id arrays (one shared, or one per side).
+const CLASSES: [&str; 2] = ["classes", "classes_b"];
+
+/// Runs `call` on host slices: uploads the inputs (and `classes`: none, one array for every
+/// side, or one for each of the first two), runs, reads back. The sides may differ in
+/// length; the partials are the first side's rows.
 pub(crate) fn run_host<L: LossCall>(
     gpu: &Gpu,
     call: &L,
     inputs: &[&Embeddings<'_>],
-    classes: Option<&[u32]>,
+    classes: &[&[u32]],
     grads: Grads,
 ) -> Result<LossOutput<L::Counts>> {
-    let (rows, dim) = (inputs[0].rows() as u64, inputs[0].dim() as u64);
-    let plan = Plan::new(gpu.limits(), rows, dim, call.whole_row_bytes())?;
+    let counts: Vec<u64> = inputs.iter().map(|e| e.rows() as u64).collect();
+    let (rows, dim) = (counts[0], inputs[0].dim() as u64);
+    let longest = counts.iter().copied().max().unwrap_or(rows);
+    let plan = Plan::new(gpu.limits(), longest, dim, call.whole_row_bytes())?;
     let want = grads == Grads::Compute;
     let data: Vec<_> = inputs.iter().map(|e| sides::padded(e)).collect();
     let partial = std::mem::size_of::<L::Partial>() as u64;
     let ((), bytes) = gpu.execute(L::DURING, call.work(&plan, want), |rec| {
         rec.reserve(&plan);
-        let sides = sides::alloc(rec, &plan, data.len(), call.stages(), want);
+        let sides = sides::alloc(rec, &plan, &counts, call.stages(), want);
         for (side, d) in sides.iter().zip(&data) {
             rec.write(&side.raw().whole(), bytemuck::cast_slice(d));
         }
-        let class_buf = classes.map(|ids| {
-            let b = rec.rows("classes", 4, true);
-            rec.write(&b.whole(), bytemuck::cast_slice(ids));
-            b
-        });
+        let class_bufs: Vec<RowBuf> = classes
+            .iter()
+            .zip(CLASSES)
+            .map(|(ids, role)| {
+                let b = rec.rows(role, 4, true);
+                rec.write(&b.whole(), bytemuck::cast_slice(ids));
+                b
+            })
+            .collect();
         let built = call.steps(&mut Build {
             rec,
             plan: &plan,
             sides: &sides,
-            classes: class_buf.as_ref(),
-            path: Path::Host(classes),
+            classes: &class_bufs,
+            path: Path::Host(classes.first().copied()),
             want,
         })?;
-        let mut steps = sides::forward(&plan, &sides);
+        let mut steps = sides::forward(&sides);
         steps.extend(built.steps);
-        steps.extend(sides::backward(&plan, &sides));
+        steps.extend(sides::backward(&sides));
         rec.record(&steps)?;
         rec.read_back(&built.partials.whole(), rows * partial);
-        for g in sides.iter().filter_map(|s| s.grad.as_ref()) {
-            rec.read_back(&g.whole(), rows * plan.row_bytes);
+        for s in &sides {
+            if let Some(g) = &s.grad {
+                rec.read_back(&g.whole(), s.plan.rows * plan.row_bytes);
+            }
         }
         Ok(())
     })?;
-    let (partials, rest) = bytes.split_at((rows * partial) as usize);
-    let grads = rest
-        .chunks_exact((rows * plan.row_bytes) as usize)
-        .map(|c| {
+    let (partials, mut rest) = bytes.split_at((rows * partial) as usize);
+    let grads = counts
+        .iter()
+        .take(if want { counts.len() } else { 0 })
+        .map(|&n| {
+            let (c, tail) = rest.split_at((n * plan.row_bytes) as usize);
+            rest = tail;
             let padded: &[f32] = bytemuck::cast_slice(c);
             let values = padded
                 .chunks_exact((plan.dim4 * 4) as usize)
@@ -178,10 +203,11 @@ pub(crate) fn run_device<L: LossCall>(
     let want = grads.iter().any(Option::is_some);
     gpu.execute_device(L::DURING, target, |rec| {
         rec.reserve(&plan);
-        let sides = sides::alloc(rec, &plan, inputs.len(), call.stages(), want);
+        let counts = vec![rows; inputs.len()];
+        let sides = sides::alloc(rec, &plan, &counts, call.stages(), want);
         let class_buf = match classes {
             DeviceClasses::None => None,
-            _ => Some(rec.rows("classes", 4, true)),
+            _ => Some(rec.rows(CLASSES[0], 4, true)),
         };
         let (mut steps, flags) = resident::gather(
             rec,
@@ -195,13 +221,13 @@ pub(crate) fn run_device<L: LossCall>(
             rec,
             plan: &plan,
             sides: &sides,
-            classes: class_buf.as_ref(),
+            classes: class_buf.as_slice(),
             path: Path::Device,
             want,
         })?;
-        steps.extend(sides::forward(&plan, &sides));
+        steps.extend(sides::forward(&sides));
         steps.extend(built.steps);
-        steps.extend(sides::backward(&plan, &sides));
+        steps.extend(sides::backward(&sides));
         steps.extend(resident::scatter(rec, &plan, &sides, grads)?);
         rec.record(&steps)?;
         Ok(DeviceLoss {

@@ -134,6 +134,17 @@ impl Plan {
         }
     }
 
+    /// The same windows over `rows` rows (at most the planned rows): one side of a call
+    /// whose sides differ in length (queries against keys).
+    pub fn for_rows(&self, rows: u64) -> Plan {
+        debug_assert!(rows <= self.rows);
+        Plan {
+            rows,
+            windows: rows.div_ceil(self.window_rows),
+            ..*self
+        }
+    }
+
     /// First row of window `w`.
     pub fn start(&self, w: u64) -> u64 {
         w * self.window_rows

@@ -75,6 +75,8 @@ pub(crate) struct Side {
     stages: Vec<(RowBuf, RowBuf)>,
     /// The gradient buffer, when gradients are wanted.
     pub grad: Option<RowBuf>,
+    /// The plan over this side's rows (a call's sides may differ in length).
+    pub plan: Plan,
 }
 
 impl Side {
@@ -102,18 +104,20 @@ pub(crate) fn padded<'a>(e: &Embeddings<'a>) -> Cow<'a, [f32]> {
     Cow::Owned(out)
 }
 
-/// Allocates `count` sides' raw rows, normalisation stages and gradients (the device-resident
-/// path gathers the rows on the device; the host path writes them).
+/// Allocates the raw rows, normalisation stages and gradients of sides of `rows` rows each
+/// (the device-resident path gathers the rows on the device; the host path writes them).
 pub(crate) fn alloc(
     rec: &mut Recorder<'_>,
     plan: &Plan,
-    count: usize,
+    rows: &[u64],
     stages: usize,
     want_grads: bool,
 ) -> Vec<Side> {
     let rb = plan.row_bytes;
-    (0..count)
-        .map(|k| Side {
+    rows.iter()
+        .enumerate()
+        .map(|(k, &n)| Side {
+            plan: plan.for_rows(n),
             raw: rec.rows(RAW[k], rb, true),
             stages: STAGES[k]
                 .iter()
@@ -135,9 +139,10 @@ fn params(plan: &Plan, w: u64) -> NormalizeParams {
 }
 
 /// The normalisation stages of every side, window by window.
-pub(crate) fn forward(plan: &Plan, sides: &[Side]) -> Vec<Step> {
+pub(crate) fn forward(sides: &[Side]) -> Vec<Step> {
     let mut steps = Vec::new();
     for side in sides {
+        let plan = &side.plan;
         let mut src = &side.raw;
         for (dst, norms) in &side.stages {
             for w in 0..plan.windows {
@@ -155,9 +160,10 @@ pub(crate) fn forward(plan: &Plan, sides: &[Side]) -> Vec<Step> {
 }
 
 /// Back through every side's normalisation stages, last first, in place in its gradient.
-pub(crate) fn backward(plan: &Plan, sides: &[Side]) -> Vec<Step> {
+pub(crate) fn backward(sides: &[Side]) -> Vec<Step> {
     let mut steps = Vec::new();
     for side in sides {
+        let plan = &side.plan;
         let Some(g) = &side.grad else { continue };
         for (rows, norms) in side.stages.iter().rev() {
             for w in 0..plan.windows {

@@ -63,7 +63,10 @@ fn kernel_flops(work: &Workload<'_>, mode: ModeArg, b: f64, d: f64) -> (f64, &'s
             SoftmaxLoss::NtXent if labels.largest_class() <= 2 => (6.0 * pairs, "6·B²·D"),
             SoftmaxLoss::NtXent => (8.0 * pairs, "8·B²·D"),
             SoftmaxLoss::SupCon => (6.0 * pairs, "6·B²·D"),
-            SoftmaxLoss::Clip => (12.0 * pairs, "12·N²·D"),
+            SoftmaxLoss::Clip | SoftmaxLoss::InfoNce { symmetric: true } => {
+                (12.0 * pairs, "12·N²·D")
+            }
+            SoftmaxLoss::InfoNce { symmetric: false } => (10.0 * pairs, "10·N²·D"),
         },
         (Workload::Contrastive { cfg, .. }, ModeArg::Batch) => {
             let nonzero = cfg.reduction == Reduction::MeanNonzero;

@@ -216,13 +216,7 @@ impl Contrastive {
         grads: Grads,
     ) -> Result<ContrastiveOutput> {
         self.validate_batch(x, labels)?;
-        run_host(
-            gpu,
-            &self.call(Mode::Batch),
-            &[x],
-            Some(labels.ids()),
-            grads,
-        )
+        run_host(gpu, &self.call(Mode::Batch), &[x], &[labels.ids()], grads)
     }
 
     /// Loss over explicit pairs: row i of `a` with row i of `b`, `similar[i]` its label.
@@ -237,7 +231,7 @@ impl Contrastive {
     ) -> Result<ContrastiveOutput> {
         self.validate_pairs(a, b, similar)?;
         let flags: Vec<u32> = similar.iter().map(|&s| u32::from(s)).collect();
-        run_host(gpu, &self.call(Mode::Pairs), &[a, b], Some(&flags), grads)
+        run_host(gpu, &self.call(Mode::Pairs), &[a, b], &[&flags], grads)
     }
 
     /// The f64 CPU reference of [`Contrastive::batch`].

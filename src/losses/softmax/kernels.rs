@@ -50,7 +50,8 @@ pub(crate) struct SoftmaxParams {
     pub rows: u32,
     /// vec4s per (zero-padded) row.
     pub dim4: u32,
-    pub _pad0: u32,
+    /// Rows of the column side (keys may outnumber anchors).
+    pub cols: u32,
     /// `SoftmaxLoss::family`: 0 ntxent, 1 supcon, 2 clip.
     pub family: u32,
     /// Global index of the row window's first row.
@@ -75,7 +76,8 @@ pub(crate) struct SoftmaxParams {
     pub inv_temp: f32,
     /// dL/dterm.
     pub scale: f32,
-    pub _pad3: f32,
+    /// clip/infonce: 1 with the reverse term.
+    pub symmetric: u32,
     pub _pad4: f32,
 }
 mirrored!(
@@ -84,7 +86,7 @@ mirrored!(
     [
         rows,
         dim4,
-        _pad0,
+        cols,
         family,
         row_start,
         col_start,
@@ -96,7 +98,7 @@ mirrored!(
         single_positive,
         inv_temp,
         scale,
-        _pad3,
+        symmetric,
         _pad4
     ]
 );

@@ -1,4 +1,5 @@
-//! The softmax-contrastive losses (NT-Xent, SupCon, CLIP): options and public calls.
+//! The softmax-contrastive losses (NT-Xent, SupCon, CLIP, InfoNCE): options and public
+//! calls.
 
 mod kernels;
 mod limit;
@@ -37,8 +38,24 @@ pub enum SoftmaxLoss {
     SupCon,
     /// CLIP's symmetric cross-entropy over two views A and B (N×D each), row i of A matching
     /// row i of B: (CE(S, I) + CE(Sᵀ, I)) / 2 with S_ij = s(a_i, b_j)/τ, each CE averaged over
-    /// its N rows. Default τ = 0.07.
+    /// its N rows. Default τ = 0.07. It is symmetric InfoNCE with M = N keys, and runs on
+    /// the same kernels.
     Clip,
+    /// InfoNCE, sentence-transformers' `MultipleNegativesRankingLoss`: anchors A (N×D)
+    /// against keys K (M×D, M ≥ N), key i the positive of anchor i and every other key (the
+    /// other anchors' positives and any extra hard-negative rows) a negative, with logits
+    /// S_ij = scale · s(a_i, k_j) (scale = 1/τ, sentence-transformers' default 20):
+    /// CE(S, i) = log Σ_j exp(S_ij) − S_ii averaged over the N anchors. `symmetric` adds the
+    /// positives-only reverse term (`MultipleNegativesSymmetricRankingLoss`): for each of the
+    /// first N keys j, log Σ_i exp(S_ij) − S_jj over the anchors, and the loss is the mean of
+    /// the two averages. Optional labels (one per anchor and per key) mask false negatives:
+    /// a key j ≠ i with anchor i's label is left out of anchor i's sum (and, in the reverse
+    /// term, anchor i ≠ j with key j's label out of key j's). Every anchor has its positive,
+    /// so the loss is always defined; N = 0 gives loss 0 and no terms.
+    InfoNce {
+        /// With the reverse term.
+        symmetric: bool,
+    },
 }
 
 impl SoftmaxLoss {
@@ -48,6 +65,7 @@ impl SoftmaxLoss {
             SoftmaxLoss::NtXent => "ntxent",
             SoftmaxLoss::SupCon => "supcon",
             SoftmaxLoss::Clip => "clip",
+            SoftmaxLoss::InfoNce { .. } => "infonce",
         }
     }
 
@@ -55,25 +73,40 @@ impl SoftmaxLoss {
     pub fn term_kind(self) -> &'static str {
         match self {
             SoftmaxLoss::NtXent => "positive_pairs",
-            SoftmaxLoss::SupCon => "anchors",
+            SoftmaxLoss::SupCon | SoftmaxLoss::InfoNce { .. } => "anchors",
             SoftmaxLoss::Clip => "pairs",
         }
     }
 
-    /// The default temperature.
+    /// The default temperature (InfoNCE: 1/20, sentence-transformers' scale 20).
     pub fn default_temperature(self) -> f32 {
         match self {
             SoftmaxLoss::SupCon => 0.1,
+            SoftmaxLoss::InfoNce { .. } => 0.05,
             _ => 0.07,
         }
     }
 
-    /// The kernels' code (shaders/softmax.wgsl `FAMILY_*`).
+    /// The kernels' code (shaders/softmax.wgsl `FAMILY_*`): CLIP and InfoNCE share one.
     pub(crate) fn family(self) -> u32 {
         match self {
             SoftmaxLoss::NtXent => 0,
             SoftmaxLoss::SupCon => 1,
-            SoftmaxLoss::Clip => 2,
+            SoftmaxLoss::Clip | SoftmaxLoss::InfoNce { .. } => 2,
+        }
+    }
+
+    /// Whether the loss takes two views (anchors and keys) rather than a labelled batch.
+    pub fn takes_views(self) -> bool {
+        matches!(self, SoftmaxLoss::Clip | SoftmaxLoss::InfoNce { .. })
+    }
+
+    /// Whether the loss has the reverse term (CE over the anchors per matched key).
+    pub fn symmetric(self) -> bool {
+        match self {
+            SoftmaxLoss::Clip => true,
+            SoftmaxLoss::InfoNce { symmetric } => symmetric,
+            _ => false,
         }
     }
 }
@@ -159,6 +192,30 @@ impl Softmax {
         Self::new(SoftmaxLoss::Clip)
     }
 
+    /// InfoNCE (`MultipleNegativesRankingLoss`), scale 20 (τ = 0.05), with or without the
+    /// reverse term.
+    pub fn infonce(symmetric: bool) -> Self {
+        Self::new(SoftmaxLoss::InfoNce { symmetric })
+    }
+
+    /// Sets the logit scale, 1/τ (finite, > 0, 1e-15 ≤ 1/scale ≤ ... as the temperature's
+    /// range: scale ≤ 1e4).
+    pub fn scale(self, scale: f32) -> Result<Self> {
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(Error::InvalidOption {
+                name: "scale",
+                value: f64::from(scale),
+                rule: "must be finite and > 0",
+            });
+        }
+        self.temperature((1.0 / f64::from(scale)) as f32)
+    }
+
+    /// The logit scale, 1/τ. dL/dscale = −τ² · dL/dτ.
+    pub fn logit_scale(&self) -> f32 {
+        (1.0 / f64::from(self.temperature)) as f32
+    }
+
     /// Sets the temperature (finite, 1e-4 ≤ τ ≤ 1e15).
     pub fn temperature(mut self, t: f32) -> Result<Self> {
         self.temperature = t;
@@ -179,15 +236,15 @@ impl Softmax {
         Ok(())
     }
 
-    /// The options for a labelled batch (NT-Xent, SupCon) or two views (CLIP).
+    /// The options for a labelled batch (NT-Xent, SupCon) or two views (CLIP, InfoNCE).
     fn validate_mode(&self, views: bool) -> Result<()> {
         self.validate()?;
-        match (self.loss, views) {
-            (SoftmaxLoss::Clip, false) => Err(Error::OptionConflict {
-                option: "loss clip",
+        match (self.loss.takes_views(), views) {
+            (true, false) => Err(Error::OptionConflict {
+                option: "loss clip/infonce",
                 reason: "it takes two views A and B (pairs), not a labelled batch",
             }),
-            (SoftmaxLoss::NtXent | SoftmaxLoss::SupCon, true) => Err(Error::OptionConflict {
+            (false, true) => Err(Error::OptionConflict {
                 option: "loss ntxent/supcon",
                 reason: "it takes a labelled batch (batch), not two views",
             }),
@@ -203,10 +260,16 @@ impl Softmax {
         self.magnitude_limit(dim, rows)
     }
 
-    /// [`Softmax::batch_limit`] for [`Softmax::pairs`] (`rows` matched rows of each view).
+    /// [`Softmax::batch_limit`] for [`Softmax::pairs`] (`rows` matched rows of each view;
+    /// InfoNCE with more keys: [`Softmax::keys_limit`]).
     pub fn pairs_limit(&self, rows: usize, dim: usize) -> Result<f64> {
+        self.keys_limit(rows, rows, dim)
+    }
+
+    /// [`Softmax::batch_limit`] for `anchors` anchors against `keys` keys.
+    pub fn keys_limit(&self, anchors: usize, keys: usize, dim: usize) -> Result<f64> {
         self.validate_mode(true)?;
-        self.magnitude_limit(dim, 2 * rows)
+        self.magnitude_limit(dim, anchors + keys)
     }
 
     /// Everything [`Softmax::batch`] checks before it runs: options, shapes and the
@@ -220,12 +283,21 @@ impl Softmax {
         })
     }
 
-    /// Everything [`Softmax::pairs`] checks before it runs.
+    /// Everything [`Softmax::pairs`] checks before it runs: CLIP's views have the same
+    /// rows, InfoNCE's keys at least as many as its anchors.
     pub fn validate_pairs(&self, a: &Embeddings<'_>, b: &Embeddings<'_>) -> Result<()> {
         self.validate_mode(true)?;
-        same_rows("rows of b", a.rows(), b.rows())?;
+        if self.loss == SoftmaxLoss::Clip {
+            same_rows("rows of b", a.rows(), b.rows())?;
+        } else if b.rows() < a.rows() {
+            return Err(Error::ShapeMismatch {
+                what: "rows of b (at least as many keys as anchors)",
+                expected: a.rows(),
+                got: b.rows(),
+            });
+        }
         same_rows("columns of b", a.dim(), b.dim())?;
-        let limit = self.pairs_limit(a.rows(), a.dim())?;
+        let limit = self.keys_limit(a.rows(), b.rows(), a.dim())?;
         for (what, x) in [("a", a), ("b", b)] {
             crate::limit::check(&x.as_input(what), limit, || {
                 self.describe(a.rows(), a.dim())
@@ -244,11 +316,12 @@ impl Softmax {
         grads: Grads,
     ) -> Result<SoftmaxOutput> {
         self.validate_batch(x, labels)?;
-        run_host(gpu, &Call { cfg: *self }, &[x], Some(labels.ids()), grads)
+        run_host(gpu, &Call { cfg: *self }, &[x], &[labels.ids()], grads)
     }
 
-    /// CLIP over the views `a` and `b` (row i of each match). Gradients (with
-    /// [`Grads::Compute`]) are `[dL/dA, dL/dB]`.
+    /// CLIP over the views `a` and `b` (row i of each match), or InfoNCE over anchors `a`
+    /// and keys `b` (key i is anchor i's positive). Gradients (with [`Grads::Compute`]) are
+    /// `[dL/dA, dL/dB]`.
     pub fn pairs(
         &self,
         gpu: &Gpu,
@@ -257,8 +330,41 @@ impl Softmax {
         grads: Grads,
     ) -> Result<SoftmaxOutput> {
         self.validate_pairs(a, b)?;
-        let ids: Vec<u32> = (0..a.rows() as u32).collect();
-        run_host(gpu, &Call { cfg: *self }, &[a, b], Some(&ids), grads)
+        // Every row its own label: no key is masked.
+        let ids: Vec<u32> = (0..b.rows() as u32).collect();
+        run_host(gpu, &Call { cfg: *self }, &[a, b], &[&ids], grads)
+    }
+
+    /// Everything [`Softmax::pairs_labelled`] checks before it runs.
+    pub fn validate_pairs_labelled(
+        &self,
+        a: &Embeddings<'_>,
+        b: &Embeddings<'_>,
+        labels: &Labels,
+    ) -> Result<()> {
+        self.validate_pairs(a, b)?;
+        same_rows(
+            "labels (anchors', then keys')",
+            a.rows() + b.rows(),
+            labels.len(),
+        )
+    }
+
+    /// [`Softmax::pairs`] with labels masking false negatives: `labels` holds the anchors'
+    /// labels then the keys' (N + M), so that one mapping covers both; a key other than
+    /// anchor i's own with anchor i's label is not one of its negatives (see
+    /// [`SoftmaxLoss::InfoNce`]).
+    pub fn pairs_labelled(
+        &self,
+        gpu: &Gpu,
+        a: &Embeddings<'_>,
+        b: &Embeddings<'_>,
+        labels: &Labels,
+        grads: Grads,
+    ) -> Result<SoftmaxOutput> {
+        self.validate_pairs_labelled(a, b, labels)?;
+        let (la, lb) = labels.ids().split_at(a.rows());
+        run_host(gpu, &Call { cfg: *self }, &[a, b], &[la, lb], grads)
     }
 
     /// The f64 CPU reference of [`Softmax::batch`].
@@ -283,9 +389,40 @@ impl Softmax {
         grads: Grads,
     ) -> Result<SoftmaxOutput> {
         self.validate_pairs(a, b)?;
+        Ok(self.keys_reference(a, b, None, grads).0.narrow(a.dim()))
+    }
+
+    /// The f64 CPU reference of [`Softmax::pairs_labelled`].
+    pub fn pairs_labelled_cpu(
+        &self,
+        a: &Embeddings<'_>,
+        b: &Embeddings<'_>,
+        labels: &Labels,
+        grads: Grads,
+    ) -> Result<SoftmaxOutput> {
+        self.validate_pairs_labelled(a, b, labels)?;
+        let ids = labels.ids().split_at(a.rows());
+        Ok(self
+            .keys_reference(a, b, Some(ids), grads)
+            .0
+            .narrow(a.dim()))
+    }
+
+    /// The reference of the anchors `a` against the keys `b` and the rows' masses.
+    fn keys_reference(
+        &self,
+        a: &Embeddings<'_>,
+        b: &Embeddings<'_>,
+        labels: Option<(&[u32], &[u32])>,
+        grads: Grads,
+    ) -> (reference::Reference, [Vec<f64>; 2]) {
         let w = crate::reference::widen;
-        let tau = f64::from(self.temperature);
-        Ok(reference::pairs_f64(tau, &w(a), &w(b), a.dim(), grads).narrow(a.dim()))
+        let keys = reference::Keys {
+            tau: f64::from(self.temperature),
+            symmetric: self.loss.symmetric(),
+            labels,
+        };
+        reference::keys_with_mass(&keys, &w(a), &w(b), a.dim(), grads)
     }
 
     /// [`Softmax::batch`] (NT-Xent, SupCon) on embeddings and u32 class ids in the caller's
@@ -317,8 +454,8 @@ impl Softmax {
         )
     }
 
-    /// [`Softmax::pairs`] (CLIP) on views A and B in the caller's buffers; `grads` are
-    /// where dL/dA and dL/dB go.
+    /// [`Softmax::pairs`] (CLIP, or InfoNCE with as many keys as anchors) on views A and B
+    /// in the caller's buffers; `grads` are where dL/dA and dL/dB go.
     pub fn pairs_device(
         &self,
         gpu: &Gpu,
@@ -375,9 +512,29 @@ impl Softmax {
         b: &Embeddings<'_>,
     ) -> Result<Verdict> {
         let g = self.pairs(gpu, a, b, Grads::Compute)?;
-        let w = crate::reference::widen;
-        let tau = f64::from(self.temperature);
-        let (r, [ma, mb]) = reference::pairs_with_mass(tau, &w(a), &w(b), a.dim(), Grads::Compute);
+        self.keys_verdict(g, a, b, None)
+    }
+
+    /// Runs [`Softmax::pairs_labelled`] and its reference and compares them.
+    pub fn pairs_labelled_check(
+        &self,
+        gpu: &Gpu,
+        a: &Embeddings<'_>,
+        b: &Embeddings<'_>,
+        labels: &Labels,
+    ) -> Result<Verdict> {
+        let g = self.pairs_labelled(gpu, a, b, labels, Grads::Compute)?;
+        self.keys_verdict(g, a, b, Some(labels.ids().split_at(a.rows())))
+    }
+
+    fn keys_verdict(
+        &self,
+        g: SoftmaxOutput,
+        a: &Embeddings<'_>,
+        b: &Embeddings<'_>,
+        labels: Option<(&[u32], &[u32])>,
+    ) -> Result<Verdict> {
+        let (r, [ma, mb]) = self.keys_reference(a, b, labels, Grads::Compute);
         let name = format!("{:<6} tau {:<4}", self.loss.name(), self.temperature);
         Ok(tolerance::verdict(
             name,
@@ -390,11 +547,9 @@ impl Softmax {
     }
 }
 
-/// Number of terms the loss averages over, from the class ids (CLIP: the rows).
+/// Number of terms the loss averages over, from the class ids (NT-Xent, SupCon; CLIP and
+/// InfoNCE average over their anchors).
 pub(crate) fn softmax_terms(loss: SoftmaxLoss, classes: &[u32]) -> u64 {
-    if loss == SoftmaxLoss::Clip {
-        return classes.len() as u64;
-    }
     let mut size = std::collections::HashMap::<u32, u64>::new();
     for &c in classes {
         *size.entry(c).or_default() += 1;

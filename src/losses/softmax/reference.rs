@@ -142,60 +142,97 @@ fn positive_share(positive: bool, positives: usize) -> f64 {
     }
 }
 
+/// The anchors-against-keys losses' options: CLIP is the symmetric form with as many keys
+/// as anchors and no labels.
+pub struct Keys<'a> {
+    /// The temperature, 1/scale.
+    pub tau: f64,
+    /// With the reverse term (over the anchors, for each of the first N keys).
+    pub symmetric: bool,
+    /// The anchors' and the keys' class ids, masking false negatives.
+    pub labels: Option<(&'a [u32], &'a [u32])>,
+}
+
 /// CLIP at temperature `tau` over the views `a` and `b` (N rows of `dim` values each; row i
 /// of each match).
 pub fn pairs_f64(tau: f64, a: &[f64], b: &[f64], dim: usize, grads: Grads) -> Reference {
-    pairs_with_mass(tau, a, b, dim, grads).0
+    let keys = Keys {
+        tau,
+        symmetric: true,
+        labels: None,
+    };
+    keys_with_mass(&keys, a, b, dim, grads).0
 }
 
-/// [`pairs_f64`] and, with gradients, the coefficient mass of each row of A and of B (see
-/// [`batch_with_mass`]).
-pub fn pairs_with_mass(
-    tau: f64,
+/// InfoNCE (and CLIP) over the anchors `a` (N rows of `dim` values) and the keys `b`
+/// (M ≥ N rows; key i is anchor i's positive) and, with gradients, the coefficient mass of
+/// each row of A and of B (see [`batch_with_mass`]).
+pub fn keys_with_mass(
+    keys: &Keys<'_>,
     a: &[f64],
     b: &[f64],
     dim: usize,
     grads: Grads,
 ) -> (Reference, [Vec<f64>; 2]) {
+    let tau = keys.tau;
     let (an, a_norms) = normalize(a, dim);
     let (bn, b_norms) = normalize(b, dim);
     let n = an.len() / dim.max(1);
+    let m = bn.len() / dim.max(1);
     let z = |i: usize, j: usize| dot(row(&an, i, dim), row(&bn, j, dim)) / tau;
+    // Anchor i against key j: in i's denominator (and, for j < N, in j's reverse one: the
+    // mask reads the same from both sides).
+    let in_den = |i: usize, j: usize| match keys.labels {
+        Some((la, lb)) => i == j || la[i] != lb[j],
+        None => true,
+    };
     let lse_row: Vec<f64> = (0..n)
-        .map(|i| logsumexp((0..n).map(move |j| z(i, j))).unwrap_or(0.0))
+        .map(|i| {
+            logsumexp((0..m).filter(move |&j| in_den(i, j)).map(move |j| z(i, j))).unwrap_or(0.0)
+        })
         .collect();
     let lse_col: Vec<f64> = (0..n)
-        .map(|j| logsumexp((0..n).map(move |i| z(i, j))).unwrap_or(0.0))
+        .map(|j| {
+            logsumexp((0..n).filter(move |&i| in_den(i, j)).map(move |i| z(i, j))).unwrap_or(0.0)
+        })
         .collect();
+    let (half, reverse) = if keys.symmetric {
+        (0.5, 1.0)
+    } else {
+        (1.0, 0.0)
+    };
     let sum: f64 = (0..n)
-        .map(|i| lse_row[i] + lse_col[i] - 2.0 * z(i, i))
+        .map(|i| lse_row[i] - z(i, i) + reverse * (lse_col[i] - z(i, i)))
         .sum();
     let c = if n == 0 { 0.0 } else { 1.0 / n as f64 };
     let counts = SoftmaxCounts { terms: n as u64 };
     if grads == Grads::Skip {
         return (
-            Reference::loss_only(0.5 * c * sum, counts),
+            Reference::loss_only(half * c * sum, counts),
             [vec![], vec![]],
         );
     }
-    let (mut ga, mut gb) = (vec![0.0; n * dim], vec![0.0; n * dim]);
-    let (mut gz, mut mass) = (0.0, [vec![0.0; n], vec![0.0; n]]);
+    let (mut ga, mut gb) = (vec![0.0; n * dim], vec![0.0; m * dim]);
+    let (mut gz, mut mass) = (0.0, [vec![0.0; n], vec![0.0; m]]);
     for i in 0..n {
-        for j in 0..n {
+        for j in (0..m).filter(|&j| in_den(i, j)) {
             let zij = z(i, j);
-            let diag = if i == j { 2.0 } else { 0.0 };
-            let p = (zij - lse_row[i]).exp() + (zij - lse_col[j]).exp();
-            let gij = 0.5 * c * (p - diag);
+            let target = if i == j { 1.0 + reverse } else { 0.0 };
+            let mut p = (zij - lse_row[i]).exp();
+            if j < n {
+                p += reverse * (zij - lse_col[j]).exp();
+            }
+            let gij = half * c * (p - target);
             gz += gij * zij;
-            // The size of the operands of p − diag (see `batch_with_mass`).
-            mass[0][i] += 0.5 * c * (p + diag);
-            mass[1][j] += 0.5 * c * (p + diag);
+            // The size of the operands of p − target (see `batch_with_mass`).
+            mass[0][i] += half * c * (p + target);
+            mass[1][j] += half * c * (p + target);
             add_scaled(&mut ga[i * dim..(i + 1) * dim], gij / tau, row(&bn, j, dim));
             add_scaled(&mut gb[j * dim..(j + 1) * dim], gij / tau, row(&an, i, dim));
         }
     }
     let r = Reference {
-        loss: 0.5 * c * sum,
+        loss: half * c * sum,
         counts,
         grads: vec![
             normalize_backward(&an, &a_norms, &ga, dim),

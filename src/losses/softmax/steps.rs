@@ -30,25 +30,36 @@ impl LossCall for Call {
     }
 
     fn work(&self, plan: &Plan, want: bool) -> f64 {
-        let sweeps = match (self.cfg.loss, want) {
-            (SoftmaxLoss::NtXent, false) => 2.0,
-            (SoftmaxLoss::NtXent, true) => 3.0,
-            (SoftmaxLoss::SupCon, false) => 1.0,
-            (SoftmaxLoss::SupCon, true) => 2.0,
-            (SoftmaxLoss::Clip, false) => 2.0,
-            (SoftmaxLoss::Clip, true) => 4.0,
+        let loss = self.cfg.loss;
+        let stats = match loss {
+            SoftmaxLoss::NtXent => 2.0,
+            SoftmaxLoss::SupCon => 1.0,
+            _ if loss.symmetric() => 2.0,
+            _ => 1.0,
+        };
+        let grad = match loss {
+            _ if !want => 0.0,
+            SoftmaxLoss::NtXent | SoftmaxLoss::SupCon => 1.0,
+            _ => 2.0,
         };
         let (rows, dim) = (plan.rows as f64, plan.dim as f64);
-        sweeps * 2.0 * rows * rows * dim
+        (stats + grad) * 2.0 * rows * rows * dim
     }
 
     fn steps(&self, b: &mut Build<'_, '_>) -> Result<Built> {
         let plan = b.plan;
         let cfg = &self.cfg;
+        let views = cfg.loss.takes_views();
+        // Rows of each side: the batch; or anchors (N) and keys (M ≥ N).
+        let count: Vec<u64> = b.sides.iter().map(|s| s.plan.rows).collect();
         // dL/dterm: 1/terms from the host's labels, or counted on the device (softmax_count).
         let scale = match b.path {
             Path::Host(ids) => {
-                let terms = super::softmax_terms(cfg.loss, ids.unwrap_or(&[]));
+                let terms = if views {
+                    count[0]
+                } else {
+                    super::softmax_terms(cfg.loss, ids.unwrap_or(&[]))
+                };
                 // Every softmax loss is a mean over its terms.
                 Some(Reduction::Mean.term_scale(terms))
             }
@@ -62,7 +73,9 @@ impl LossCall for Call {
             }
             _ => false,
         };
-        let classes = b.classes()?.clone();
+        let classes: Vec<_> = (0..b.sides.len())
+            .map(|k| b.classes_of(k).cloned())
+            .collect::<Result<_>>()?;
         let partials = b.rec.rows("partials", PARTIAL, false);
         const STATS_ROLES: [&str; 2] = ["stats_a", "stats_b"];
         let stats: Vec<_> = (0..b.sides.len())
@@ -73,23 +86,27 @@ impl LossCall for Call {
         let coefs: Vec<_> = (0..b.sides.len())
             .map(|k| b.rec.rows(COEFS_ROLES[k], 16, false))
             .collect();
-        let n = plan.windows;
-        let params = |r: u64, c: u64, accumulate: bool, side: usize| SoftmaxParams {
-            rows: plan.rows as u32,
-            dim4: plan.dim4 as u32,
-            family: cfg.loss.family(),
-            row_start: plan.start(r) as u32,
-            col_start: plan.start(c) as u32,
-            window_rows: plan.window_rows as u32,
-            accumulate: u32::from(accumulate),
-            side: side as u32,
-            device: u32::from(scale.is_none()),
-            last: u32::from(r + 1 == n),
-            inv_temp: (1.0 / f64::from(cfg.temperature)) as f32,
-            scale: scale.unwrap_or(0.0),
-            single_positive: u32::from(single),
-            ..Default::default()
-        };
+        // Dispatch parameters for `rows` rows of side `a` (window r) against side `o`
+        // (window c).
+        let params =
+            |r: u64, c: u64, accumulate: bool, (a, o): (usize, usize), rows: u64| SoftmaxParams {
+                rows: rows as u32,
+                cols: count[o] as u32,
+                dim4: plan.dim4 as u32,
+                family: cfg.loss.family(),
+                row_start: plan.start(r) as u32,
+                col_start: plan.start(c) as u32,
+                window_rows: plan.window_rows as u32,
+                accumulate: u32::from(accumulate),
+                side: a as u32,
+                device: u32::from(scale.is_none()),
+                last: u32::from(r + 1 == plan.for_rows(rows).windows),
+                inv_temp: (1.0 / f64::from(cfg.temperature)) as f32,
+                scale: scale.unwrap_or(0.0),
+                single_positive: u32::from(single),
+                symmetric: u32::from(cfg.loss.symmetric()),
+                ..Default::default()
+            };
         // (row side, column side) of each orientation: the batch against itself, or A
         // against B and B against A.
         let orientations: &[(usize, usize)] = if b.sides.len() == 1 {
@@ -97,59 +114,95 @@ impl LossCall for Call {
         } else {
             &[(0, 1), (1, 0)]
         };
-        // Every (row window, column window) of every orientation on the pair engine, with
-        // what `bind` adds for (row side, column side, r, c).
+        // The statistics of the keys' reverse terms are needed for the first N keys only.
+        let stat_rows = |(a, o): (usize, usize)| {
+            if a == o {
+                count[a]
+            } else {
+                count[a].min(count[o])
+            }
+        };
+        // Every (row window, column window) of the given orientations on the pair engine,
+        // with what `bind` adds for (row side, column side, r, c).
         let shape = b.rec.row_shape(plan.dim4, true);
         let sweep = |kernel: &'static k::K,
+                     which: &[(usize, usize)],
+                     rows: &dyn Fn((usize, usize)) -> u64,
                      bind: &dyn Fn(Step, usize, usize, u64, u64) -> Step,
                      steps: &mut Vec<Step>| {
-            for &(a, o) in orientations {
-                for r in 0..n {
-                    for c in 0..n {
-                        let p = params(r, c, c > 0, a);
-                        let s = Step::new(kernel, p, plan.row_blocks(r))
+            for &(a, o) in which {
+                let (rp, cp) = (plan.for_rows(rows((a, o))), plan.for_rows(count[o]));
+                for r in 0..rp.windows {
+                    for c in 0..cp.windows {
+                        let p = params(r, c, c > 0, (a, o), rp.rows);
+                        let s = Step::new(kernel, p, rp.row_blocks(r))
                             .shaped(shape)
                             .bind(k::ROWS, b.sides[a].rows().win(r))
                             .bind(k::COLS, b.sides[o].rows().win(c))
-                            .bind(k::ROW_CLASS, classes.win(r))
-                            .bind(k::COL_CLASS, classes.win(c));
+                            .bind(k::ROW_CLASS, classes[a].win(r))
+                            .bind(k::COL_CLASS, classes[o].win(c));
                         steps.push(bind(s, a, o, r, c));
                     }
                 }
             }
         };
         let own_stats = |s: Step, a: usize, _o, r, _c| s.bind(k::STATS, stats[a].win(r));
-        // One dispatch per row window of the first side (or of every side) of a reduction.
-        let per_window =
-            |sides: usize, step: &dyn Fn(u64, usize) -> Step, steps: &mut Vec<Step>| {
-                for &(a, _) in &orientations[..sides] {
-                    for r in 0..n {
-                        steps.push(step(r, a));
-                    }
+        // One dispatch per row window of the given orientations' row sides.
+        let per_window = |which: &[(usize, usize)],
+                          step: &dyn Fn(u64, (usize, usize)) -> Step,
+                          steps: &mut Vec<Step>| {
+            for &side in which {
+                for r in 0..plan.for_rows(count[side.0]).windows {
+                    steps.push(step(r, side));
                 }
-            };
+            }
+        };
+        let full = |(a, _): (usize, usize)| count[a];
+        // The reverse term's statistics only for a symmetric loss.
+        let stat_sides = if views && !cfg.loss.symmetric() {
+            &orientations[..1]
+        } else {
+            orientations
+        };
         let loss = b.loss();
         let mut steps = Vec::new();
-        sweep(&k::ROWS_STATS, &own_stats, &mut steps);
+        sweep(
+            &k::ROWS_STATS,
+            stat_sides,
+            &stat_rows,
+            &own_stats,
+            &mut steps,
+        );
         if cfg.loss == SoftmaxLoss::NtXent && !single {
-            sweep(&k::ROWS_POSITIVES, &own_stats, &mut steps);
+            sweep(
+                &k::ROWS_POSITIVES,
+                orientations,
+                &full,
+                &own_stats,
+                &mut steps,
+            );
         }
         if scale.is_none() {
-            let count = |r, a: usize| {
-                Step::new(&k::COUNT, params(r, r, r > 0, a), 1)
-                    .bind(k::STATS, stats[a].win(r))
+            let count_step = |r, side: (usize, usize)| {
+                Step::new(&k::COUNT, params(r, r, r > 0, side, count[side.0]), 1)
+                    .bind(k::STATS, stats[side.0].win(r))
                     .bind(k::DEV, loss.clone())
             };
-            per_window(1, &count, &mut steps);
+            per_window(&orientations[..1], &count_step, &mut steps);
         }
-        let finish = |r, a: usize| {
-            Step::new(&k::FINISH, params(r, r, r > 0, a), plan.row_groups(r))
-                .bind(k::STATS, stats[a].win(r))
-                .bind(k::PARTIALS, partials.win(r))
-                .bind(k::DEV, loss.clone())
-                .bind(k::COEFS, coefs[a].win(r))
+        let finish = |r, side: (usize, usize)| {
+            let a = side.0;
+            Step::new(
+                &k::FINISH,
+                params(r, r, r > 0, side, count[a]),
+                plan.for_rows(count[a]).row_groups(r),
+            )
+            .bind(k::STATS, stats[a].win(r))
+            .bind(k::PARTIALS, partials.win(r))
+            .bind(k::DEV, loss.clone())
+            .bind(k::COEFS, coefs[a].win(r))
         };
-        per_window(orientations.len(), &finish, &mut steps);
+        per_window(orientations, &finish, &mut steps);
         if b.want {
             let grad = |s: Step, a: usize, o: usize, r, c| {
                 let s = s
@@ -161,15 +214,15 @@ impl LossCall for Call {
                     None => s,
                 }
             };
-            sweep(&k::ROWS_GRAD, &grad, &mut steps);
+            sweep(&k::ROWS_GRAD, orientations, &full, &grad, &mut steps);
         }
         if scale.is_none() {
-            let reduce = |r, a: usize| {
-                Step::new(&k::LOSS, params(r, r, r > 0, a), 1)
+            let reduce = |r, side: (usize, usize)| {
+                Step::new(&k::LOSS, params(r, r, r > 0, side, count[side.0]), 1)
                     .bind(k::PARTIALS, partials.win(r))
                     .bind(k::DEV, loss.clone())
             };
-            per_window(1, &reduce, &mut steps);
+            per_window(&orientations[..1], &reduce, &mut steps);
         }
         Ok(Built { steps, partials })
     }
@@ -181,9 +234,11 @@ impl LossCall for Call {
             tau += f64::from(p.grad_tau);
             terms += u64::from(p.terms);
         }
-        let per_term = match self.cfg.loss {
-            SoftmaxLoss::Clip => 2.0 * terms as f64,
-            _ => terms as f64,
+        // A symmetric loss is the mean of two averages over the same anchors.
+        let per_term = if self.cfg.loss.symmetric() {
+            2.0 * terms as f64
+        } else {
+            terms as f64
         };
         let loss = if terms == 0 { 0.0 } else { sum / per_term };
         let grad_tau = want.then(|| -tau / f64::from(self.cfg.temperature));

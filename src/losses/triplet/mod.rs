@@ -311,7 +311,7 @@ impl Triplet {
     ) -> Result<TripletOutput> {
         self.validate_batch(x, labels)?;
         let call = self.call(Mode::Mined(self.mining));
-        run_host(gpu, &call, &[x], Some(labels.ids()), grads)
+        run_host(gpu, &call, &[x], &[labels.ids()], grads)
     }
 
     /// Loss over explicit triplets: row i of `a`, `p` and `n`. Gradients (with
@@ -325,7 +325,7 @@ impl Triplet {
         grads: Grads,
     ) -> Result<TripletOutput> {
         self.validate_explicit(a, p, n)?;
-        run_host(gpu, &self.call(Mode::Explicit), &[a, p, n], None, grads)
+        run_host(gpu, &self.call(Mode::Explicit), &[a, p, n], &[], grads)
     }
 
     /// The f64 CPU reference of [`Triplet::batch`].
