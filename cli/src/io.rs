@@ -92,19 +92,33 @@ pub(crate) fn rows_match(flag: &str, expected: usize, got: usize) -> Result<(), 
 /// Batch-mode embeddings and their int32/int64 labels.
 pub(crate) fn batch(px: &Path, pl: &Path) -> Result<(Matrix, Labels), Failure> {
     let x = matrix("embeddings", px)?;
-    let l = vector("labels", pl)?;
+    let ids = int_labels("labels", pl, "the embeddings", x.rows)?;
+    Ok((x, Labels::new(&ids)))
+}
+
+/// `--flag`'s int32/int64 labels, one per row of `of` (`rows` of them).
+pub(crate) fn int_labels(
+    flag: &str,
+    pl: &Path,
+    of: &str,
+    rows: usize,
+) -> Result<Vec<i64>, Failure> {
+    let l = vector(flag, pl)?;
     if !matches!(l.dtype, npy::Dtype::Int(4) | npy::Dtype::Int(8)) {
         return Err(Failure::usage(format!(
-            "--labels {}: dtype {} is not int32 or int64",
+            "--{flag} {}: dtype {} is not int32 or int64",
             pl.display(),
             l.dtype.name()
         )));
     }
-    rows_match("labels", x.rows, l.len())?;
-    let ids = l
-        .to_i64()
-        .map_err(|e| Failure::usage(format!("--labels {}: {e}", pl.display())))?;
-    Ok((x, Labels::new(&ids)))
+    if l.len() != rows {
+        return Err(Failure::usage(format!(
+            "--{flag} has {} rows but {of} have {rows}",
+            l.len()
+        )));
+    }
+    l.to_i64()
+        .map_err(|e| Failure::usage(format!("--{flag} {}: {e}", pl.display())))
 }
 
 /// Pair labels: 0 (dissimilar) or 1 (similar), any numeric dtype, `rows` of them.
@@ -190,11 +204,12 @@ impl Outputs {
         Ok(out)
     }
 
-    /// Writes `data[k]` (float32 `.npy` of `shape`) for every requested output k, then moves
-    /// them all into place; on a failure none is moved.
-    pub fn commit(mut self, shape: [usize; 2], data: &[Gradient]) -> Result<(), Failure> {
+    /// Writes `data[k]` (float32 `.npy`, rows × dim) for every requested output k, then
+    /// moves them all into place; on a failure none is moved.
+    pub fn commit(mut self, data: &[Gradient]) -> Result<(), Failure> {
         for (file, values) in self.files.iter().zip(data) {
             if let Some((flag, _, tmp)) = file {
+                let shape = [values.rows(), values.dim()];
                 std::fs::write(tmp, npy::to_bytes_f32(&shape, values))
                     .map_err(|e| Failure::runtime(format!("writing --{flag}: {e}")))?;
             }

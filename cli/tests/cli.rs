@@ -1041,11 +1041,116 @@ fn eval_softmax_by_hand() {
 }
 
 #[test]
+fn eval_infonce_by_hand() {
+    // Anchors e1, e2 against keys e1, e2, e1 at scale 1 (tests/infonce.rs works the values):
+    // loss ((log(2e + 1) − 1) + (log(e + 2) − 1)) / 2; with labels (7, 8 | 7, 8, 7) key 2
+    // leaves anchor 0's sum: ((log(e + 1) − 1) + (log(e + 2) − 1)) / 2.
+    let e = std::f64::consts::E;
+    let d = Dir::new("infonce-ok");
+    let a = d.f32s("a.npy", "(2, 2)", &[1.0, 0.0, 0.0, 1.0]);
+    let k = d.f32s("k.npy", "(3, 2)", &[1.0, 0.0, 0.0, 1.0, 1.0, 0.0]);
+    let la = d.i64s("la.npy", &[7, 8]);
+    let lb = d.i64s("lb.npy", &[7, 8, 7]);
+    let (ga, gb) = (d.path("ga.npy"), d.path("gb.npy"));
+    let mut devices = vec!["cpu"];
+    if common::gpu().is_some() {
+        devices.push("gpu");
+    }
+    let plain = 0.5 * ((2.0 * e + 1.0).ln() - 1.0 + (e + 2.0).ln() - 1.0);
+    let masked = 0.5 * ((e + 1.0).ln() - 1.0 + (e + 2.0).ln() - 1.0);
+    for device in devices {
+        for (labels, want) in [(false, plain), (true, masked)] {
+            let mut args = vec![
+                "eval", "--loss", "infonce", "--a", &a, "--b", &k, "--scale", "1", "--device",
+                device,
+            ];
+            let (gas, gbs) = (ga.to_str().unwrap(), gb.to_str().unwrap());
+            args.extend(["--grad-a", gas, "--grad-b", gbs]);
+            if labels {
+                args.extend(["--labels-a", &la, "--labels-b", &lb]);
+            }
+            let out = cli(&args);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let line = stdout.trim_end();
+            let v: f64 = json_field(line, "loss").parse().unwrap();
+            assert!((v - want).abs() < 1e-5, "{line}");
+            assert_eq!(json_field(line, "scale"), "1.0");
+            assert_eq!(json_field(line, "symmetric"), "false");
+            assert_eq!(json_field(line, "terms"), "2");
+            assert!(
+                json_field(line, "grad_scale").parse::<f64>().is_ok(),
+                "{line}"
+            );
+            assert!(!line.contains("temperature"), "{line}");
+            assert_eq!(metric_loss_cli::npy::read(&ga).unwrap().shape, vec![2, 2]);
+            assert_eq!(metric_loss_cli::npy::read(&gb).unwrap().shape, vec![3, 2]);
+        }
+        let out = cli(&[
+            "eval",
+            "--loss",
+            "infonce",
+            "--a",
+            &a,
+            "--b",
+            &k,
+            "--symmetric",
+            "--device",
+            device,
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(json_field(stdout.trim_end(), "symmetric"), "true");
+        assert_eq!(json_field(stdout.trim_end(), "scale"), "20.0");
+    }
+    // Fewer keys than anchors, a non-positive scale, one of the two label files, labels of
+    // the wrong length, and flags of other losses: exit 2 with one line.
+    let short = d.f32s("short.npy", "(1, 2)", &[1.0, 0.0]);
+    let base = ["eval", "--loss", "infonce", "--a", &a, "--b", &k];
+    assert_usage_error(
+        &["eval", "--loss", "infonce", "--a", &a, "--b", &short],
+        "a key per anchor",
+    );
+    for s in ["0", "-1", "nan", "inf"] {
+        let mut args = base.to_vec();
+        args.extend(["--scale", s]);
+        assert_usage_error(&args, "--scale");
+    }
+    let mut args = base.to_vec();
+    args.extend(["--labels-a", &la]);
+    assert_usage_error(&args, "go together");
+    let mut args = base.to_vec();
+    args.extend(["--labels-a", &lb, "--labels-b", &la]);
+    assert_usage_error(&args, "--labels-a has 3 rows");
+    for (flag, value) in [("--temperature", "0.1"), ("--embeddings", a.as_str())] {
+        let mut args = base.to_vec();
+        args.extend([flag, value]);
+        assert_usage_error(&args, flag);
+    }
+    assert_usage_error(
+        &[
+            "eval",
+            "--loss",
+            "clip",
+            "--a",
+            &a,
+            "--b",
+            &a,
+            "--symmetric",
+        ],
+        "--symmetric",
+    );
+}
+
+#[test]
 fn bench_covers_softmax() {
     if common::gpu().is_none() {
         return;
     }
-    for loss in ["ntxent", "supcon", "clip"] {
+    for loss in ["ntxent", "supcon", "clip", "infonce"] {
         let out = cli(&[
             "bench", "--loss", loss, "--batch", "40", "--dim", "6", "--repeat", "2", "--json",
         ]);

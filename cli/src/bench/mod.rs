@@ -83,7 +83,8 @@ pub(crate) struct BenchArgs {
     /// Margin m (default 1.5 for contrastive, 1 for triplet).
     #[arg(long)]
     margin: Option<f32>,
-    /// ntxent, supcon, clip: the temperature (default 0.07; supcon 0.1).
+    /// ntxent, supcon, clip: the temperature (default 0.07; supcon 0.1); infonce: 1/scale
+    /// (default 0.05, scale 20; as many keys as anchors, no reverse term).
     #[arg(long)]
     temperature: Option<f32>,
 }
@@ -100,6 +101,7 @@ impl BenchArgs {
             LossName::Ntxent => Some(SoftmaxLoss::NtXent),
             LossName::Supcon => Some(SoftmaxLoss::SupCon),
             LossName::Clip => Some(SoftmaxLoss::Clip),
+            LossName::Infonce => Some(SoftmaxLoss::InfoNce { symmetric: false }),
             _ => None,
         }
     }
@@ -114,14 +116,17 @@ impl BenchArgs {
         let refuse = |why: &str| Err(Failure::usage(why));
         if softmax.is_some() && self.mode != ModeArg::Batch {
             return refuse(
-                "--mode applies to contrastive and triplet; ntxent, supcon and clip run in-batch",
+                "--mode applies to contrastive and triplet; ntxent, supcon, clip and infonce run \
+                 in-batch",
             );
         }
         if softmax.is_none() && self.temperature.is_some() {
-            return refuse("--temperature applies to --loss ntxent, supcon and clip");
+            return refuse("--temperature applies to --loss ntxent, supcon, clip and infonce");
         }
-        if softmax == Some(SoftmaxLoss::Clip) && self.embeddings.is_some() {
-            return refuse("--embeddings/--labels apply to a labelled batch, not to --loss clip");
+        if softmax.is_some_and(SoftmaxLoss::takes_views) && self.embeddings.is_some() {
+            return refuse(
+                "--embeddings/--labels apply to a labelled batch, not to --loss clip or infonce",
+            );
         }
         match (triplet, self.mode) {
             (true, ModeArg::Pairs) => {

@@ -24,7 +24,7 @@ impl Inputs {
     /// Input sides beside X: 1 for pairs and CLIP's second view, 2 for explicit triplets.
     pub fn sides(args: &BenchArgs) -> usize {
         match args.mode {
-            ModeArg::Batch if args.loss() == LossName::Clip => 1,
+            ModeArg::Batch if args.softmax().is_some_and(SoftmaxLoss::takes_views) => 1,
             ModeArg::Batch => 0,
             ModeArg::Pairs => 1,
             ModeArg::Triplets => 2,
@@ -102,7 +102,7 @@ impl Config {
             Config::Contrastive(c) => c.batch_limit(rows, dim)?,
             Config::Triplet(t) if mode == ModeArg::Triplets => t.explicit_limit(rows, dim)?,
             Config::Triplet(t) => t.batch_limit(rows, dim)?,
-            Config::Softmax(s) if s.loss == SoftmaxLoss::Clip => s.pairs_limit(rows, dim)?,
+            Config::Softmax(s) if s.loss.takes_views() => s.pairs_limit(rows, dim)?,
             Config::Softmax(s) => s.batch_limit(rows, dim)?,
         };
         if limit < 1.0 {
@@ -131,6 +131,7 @@ impl Config {
             LossName::Ntxent => softmax(SoftmaxLoss::NtXent)?,
             LossName::Supcon => softmax(SoftmaxLoss::SupCon)?,
             LossName::Clip => softmax(SoftmaxLoss::Clip)?,
+            LossName::Infonce => softmax(SoftmaxLoss::InfoNce { symmetric: false })?,
         })
     }
 }
@@ -165,9 +166,7 @@ impl<'a> Workload<'a> {
         let (labels, similar) = (&inp.labels, inp.similar.as_slice());
         let work = match cfg {
             Config::Softmax(cfg) => {
-                let b = (cfg.loss == SoftmaxLoss::Clip)
-                    .then(|| other(0))
-                    .transpose()?;
+                let b = cfg.loss.takes_views().then(|| other(0)).transpose()?;
                 match &b {
                     Some(b) => cfg.validate_pairs(&x, b)?,
                     None => cfg.validate_batch(&x, labels)?,

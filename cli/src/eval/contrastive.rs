@@ -105,25 +105,23 @@ pub(super) fn run(args: &EvalArgs) -> Result<ExitCode, Failure> {
     };
     // All input is valid: only now open the device.
     let gpu = args.device.open()?;
-    let (out, shape) = match &input {
+    let out = match &input {
         Input::Pairs { a, b, similar } => {
             let (ea, eb) = (a.view("a")?, b.view("b")?);
-            let out = match &gpu {
+            match &gpu {
                 Some(g) => cfg.pairs(g, &ea, &eb, similar, want)?,
                 None => cfg.pairs_cpu(&ea, &eb, similar, want)?,
-            };
-            (out, [a.rows, a.dim])
+            }
         }
         Input::Batch { x, labels } => {
             let ex = x.view("embeddings")?;
-            let out = match &gpu {
+            match &gpu {
                 Some(g) => cfg.batch(g, &ex, labels, want)?,
                 None => cfg.batch_cpu(&ex, labels, want)?,
-            };
-            (out, [x.rows, x.dim])
+            }
         }
     };
-    outputs.commit(shape, &out.grads)?;
+    outputs.commit(&out.grads)?;
     let mut json = head(out.loss, &gpu);
     json.insert("similar_pairs".into(), out.counts.similar_pairs.into());
     json.insert(

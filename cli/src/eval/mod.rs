@@ -27,6 +27,7 @@ pub(crate) enum LossName {
     Ntxent,
     Supcon,
     Clip,
+    Infonce,
 }
 
 impl LossName {
@@ -37,6 +38,7 @@ impl LossName {
             LossName::Ntxent => "ntxent",
             LossName::Supcon => "supcon",
             LossName::Clip => "clip",
+            LossName::Infonce => "infonce",
         }
     }
 }
@@ -126,13 +128,15 @@ pub(crate) struct BatchFlags {
     pub grad: Option<PathBuf>,
 }
 
-/// Two matched inputs (contrastive pairs, CLIP views) and their gradients.
+/// Two matched inputs (contrastive pairs, CLIP views, InfoNCE anchors and keys) and their
+/// gradients.
 #[derive(Args)]
 pub(crate) struct PairFlags {
-    /// Pair mode (contrastive), views (clip): first rows (N×D .npy).
+    /// Pair mode (contrastive), views (clip): first rows (N×D .npy); infonce: anchors.
     #[arg(long)]
     pub a: Option<PathBuf>,
-    /// Pair mode (contrastive), views (clip): second rows (N×D .npy).
+    /// Pair mode (contrastive), views (clip): second rows (N×D .npy); infonce: keys (M×D,
+    /// M ≥ N, key i anchor i's positive).
     #[arg(long)]
     pub b: Option<PathBuf>,
     /// Contrastive pair mode: 1 similar, 0 dissimilar (N .npy).
@@ -241,6 +245,20 @@ pub(crate) struct EvalArgs {
     /// ntxent, supcon, clip: the temperature τ (default 0.07; supcon 0.1); >= 1e-4.
     #[arg(long, allow_hyphen_values = true)]
     pub temperature: Option<f64>,
+    /// infonce: the logit scale, 1/τ (default 20, sentence-transformers'); > 0, <= 1e4.
+    #[arg(long, allow_hyphen_values = true)]
+    pub scale: Option<f64>,
+    /// infonce: add the reverse term over the anchors for each of the first N keys
+    /// (MultipleNegativesSymmetricRankingLoss).
+    #[arg(long)]
+    pub symmetric: bool,
+    /// infonce: the anchors' integer labels (N .npy); keys with an anchor's label are not
+    /// its negatives. With --labels-b.
+    #[arg(long)]
+    pub labels_a: Option<PathBuf>,
+    /// infonce: the keys' integer labels (M .npy). With --labels-a.
+    #[arg(long)]
+    pub labels_b: Option<PathBuf>,
 }
 
 const BATCH: [&str; 3] = ["embeddings", "labels", "grad"];
@@ -248,7 +266,7 @@ const MARGIN: [&str; 4] = ["margin", "distance", "reduction", "normalize"];
 
 /// Which loss takes which flag (clap's ids, the flag without `--`, `_` for `-`), beside
 /// `--loss` and `--device`, which all take.
-pub(crate) const TAKES: [(LossName, &[&[&str]]); 5] = [
+pub(crate) const TAKES: [(LossName, &[&[&str]]); 6] = [
     (
         LossName::Contrastive,
         &[
@@ -280,6 +298,19 @@ pub(crate) const TAKES: [(LossName, &[&[&str]]); 5] = [
     (
         LossName::Clip,
         &[&["a", "b", "grad_a", "grad_b", "temperature"]],
+    ),
+    (
+        LossName::Infonce,
+        &[&[
+            "a",
+            "b",
+            "grad_a",
+            "grad_b",
+            "scale",
+            "symmetric",
+            "labels_a",
+            "labels_b",
+        ]],
     ),
 ];
 
@@ -340,5 +371,11 @@ pub(crate) fn run(args: EvalArgs, m: &ArgMatches) -> Result<ExitCode, Failure> {
         LossName::Ntxent => softmax::run(&args, metric_loss::SoftmaxLoss::NtXent),
         LossName::Supcon => softmax::run(&args, metric_loss::SoftmaxLoss::SupCon),
         LossName::Clip => softmax::run(&args, metric_loss::SoftmaxLoss::Clip),
+        LossName::Infonce => softmax::run(
+            &args,
+            metric_loss::SoftmaxLoss::InfoNce {
+                symmetric: args.symmetric,
+            },
+        ),
     }
 }

@@ -1,6 +1,8 @@
-//! `eval --loss ntxent|supcon` (--embeddings and --labels) and `--loss clip` (--a and --b).
-//! The gradients are always computed, so that `grad_temperature` is always in the JSON line;
-//! --grad (or --grad-a/--grad-b) also writes the embeddings' gradients.
+//! `eval --loss ntxent|supcon` (--embeddings and --labels), `--loss clip` (--a and --b) and
+//! `--loss infonce` (--a anchors, --b keys, --scale, --symmetric, --labels-a/--labels-b).
+//! The gradients are always computed, so that `grad_temperature` (infonce: `grad_scale`) is
+//! always in the JSON line; --grad (or --grad-a/--grad-b) also writes the embeddings'
+//! gradients.
 
 use std::process::ExitCode;
 
@@ -11,39 +13,87 @@ use crate::io::{self, Matrix, Outputs};
 use crate::Failure;
 
 enum Input {
-    Batch { x: Matrix, labels: Labels },
-    Views { a: Matrix, b: Matrix },
+    Batch {
+        x: Matrix,
+        labels: Labels,
+    },
+    /// CLIP's views, or InfoNCE's anchors and keys (with the anchors' then the keys' labels).
+    Views {
+        a: Matrix,
+        b: Matrix,
+        labels: Option<Labels>,
+    },
 }
 
-/// What `eval --loss ntxent|supcon|clip` takes, read and checked.
+/// What `eval --loss ntxent|supcon|clip|infonce` takes, read and checked.
 struct Eval {
     cfg: Softmax,
-    /// τ as given (the JSON line reports it so).
-    temperature: f64,
+    /// τ (infonce: the scale) as given: the JSON line reports it so.
+    given: f64,
     input: Input,
     outputs: Outputs,
 }
 
-impl Eval {
-    fn from_args(args: &EvalArgs, loss: SoftmaxLoss) -> Result<Self, Failure> {
-        let t = args
-            .temperature
-            .unwrap_or(f64::from(loss.default_temperature()));
-        if !(f64::from(metric_loss::MIN_TEMPERATURE)..=metric_loss::MAX_ABS_VALUE).contains(&t) {
+/// The options: τ, or InfoNCE's scale (1/τ).
+fn options(args: &EvalArgs, loss: SoftmaxLoss) -> Result<(Softmax, f64), Failure> {
+    if let SoftmaxLoss::InfoNce { .. } = loss {
+        let s = args.scale.unwrap_or(20.0);
+        if !(s.is_finite() && s > 0.0 && s <= 1e4) {
             return Err(Failure::usage(format!(
-                "--temperature {t}: must be finite, >= 1e-4 and <= 1e15"
+                "--scale {s}: must be finite, > 0 and <= 1e4"
             )));
         }
-        let cfg = Softmax::new(loss).temperature(t as f32)?;
-        let (input, outputs) = if loss == SoftmaxLoss::Clip {
+        return Ok((Softmax::new(loss).scale(s as f32)?, s));
+    }
+    let t = args
+        .temperature
+        .unwrap_or(f64::from(loss.default_temperature()));
+    if !(f64::from(metric_loss::MIN_TEMPERATURE)..=metric_loss::MAX_ABS_VALUE).contains(&t) {
+        return Err(Failure::usage(format!(
+            "--temperature {t}: must be finite, >= 1e-4 and <= 1e15"
+        )));
+    }
+    Ok((Softmax::new(loss).temperature(t as f32)?, t))
+}
+
+impl Eval {
+    fn from_args(args: &EvalArgs, loss: SoftmaxLoss) -> Result<Self, Failure> {
+        let (cfg, given) = options(args, loss)?;
+        let (input, outputs) = if loss.takes_views() {
             let p = &args.pairs;
-            let needs = "--loss clip needs --a and --b";
-            let a = io::matrix("a", io::need(&p.a, "a", needs)?)?;
-            let b = io::matrix("b", io::need(&p.b, "b", needs)?)?;
-            a.same_shape("b", &b, "a")?;
-            cfg.validate_pairs(&a.view("a")?, &b.view("b")?)?;
+            let needs = format!("--loss {} needs --a and --b", loss.name());
+            let a = io::matrix("a", io::need(&p.a, "a", &needs)?)?;
+            let b = io::matrix("b", io::need(&p.b, "b", &needs)?)?;
+            if loss == SoftmaxLoss::Clip {
+                a.same_shape("b", &b, "a")?;
+            } else if b.rows < a.rows {
+                return Err(Failure::usage(format!(
+                    "--b has {} rows but --a has {}: infonce needs a key per anchor (key i is \
+                     anchor i's positive) and takes extra keys as negatives",
+                    b.rows, a.rows
+                )));
+            }
+            let labels = match (&args.labels_a, &args.labels_b) {
+                (None, None) => None,
+                (Some(pa), Some(pb)) => {
+                    let mut ids = io::int_labels("labels-a", pa, "the anchors (--a)", a.rows)?;
+                    ids.extend(io::int_labels("labels-b", pb, "the keys (--b)", b.rows)?);
+                    Some(Labels::new(&ids))
+                }
+                _ => {
+                    return Err(Failure::usage(
+                        "--labels-a and --labels-b go together (the anchors' and the keys' \
+                         labels)",
+                    ))
+                }
+            };
+            let (ea, eb) = (a.view("a")?, b.view("b")?);
+            match &labels {
+                Some(l) => cfg.validate_pairs_labelled(&ea, &eb, l)?,
+                None => cfg.validate_pairs(&ea, &eb)?,
+            }
             let outputs = Outputs::prepare(&[("grad-a", &p.grad_a), ("grad-b", &p.grad_b)])?;
-            (Input::Views { a, b }, outputs)
+            (Input::Views { a, b, labels }, outputs)
         } else {
             let bt = &args.batch;
             let needs = format!("--loss {} needs --embeddings and --labels", loss.name());
@@ -57,7 +107,7 @@ impl Eval {
         };
         Ok(Self {
             cfg,
-            temperature: t,
+            given,
             input,
             outputs,
         })
@@ -67,37 +117,48 @@ impl Eval {
 pub(super) fn run(args: &EvalArgs, loss: SoftmaxLoss) -> Result<ExitCode, Failure> {
     let Eval {
         cfg,
-        temperature,
+        given,
         input,
         outputs,
     } = Eval::from_args(args, loss)?;
     // All input is valid: only now open the device.
     let gpu = args.device.open()?;
     let want = Grads::Compute;
-    let (out, shape) = match &input {
+    let out = match &input {
         Input::Batch { x, labels } => {
             let ex = x.view("embeddings")?;
-            let out = match &gpu {
+            match &gpu {
                 Some(g) => cfg.batch(g, &ex, labels, want)?,
                 None => cfg.batch_cpu(&ex, labels, want)?,
-            };
-            (out, [x.rows, x.dim])
+            }
         }
-        Input::Views { a, b } => {
+        Input::Views { a, b, labels } => {
             let (ea, eb) = (a.view("a")?, b.view("b")?);
-            let out = match &gpu {
-                Some(g) => cfg.pairs(g, &ea, &eb, want)?,
-                None => cfg.pairs_cpu(&ea, &eb, want)?,
-            };
-            (out, [a.rows, a.dim])
+            match (&gpu, labels) {
+                (Some(g), Some(l)) => cfg.pairs_labelled(g, &ea, &eb, l, want)?,
+                (Some(g), None) => cfg.pairs(g, &ea, &eb, want)?,
+                (None, Some(l)) => cfg.pairs_labelled_cpu(&ea, &eb, l, want)?,
+                (None, None) => cfg.pairs_cpu(&ea, &eb, want)?,
+            }
         }
     };
-    outputs.commit(shape, &out.grads)?;
+    outputs.commit(&out.grads)?;
     let mut json = head(out.loss, &gpu);
-    json.insert("temperature".into(), temperature.into());
-    json.insert("terms".into(), out.counts.terms.into());
-    json.insert("term_kind".into(), loss.term_kind().into());
-    json.insert("grad_temperature".into(), out.grad_temperature.into());
+    if let SoftmaxLoss::InfoNce { symmetric } = loss {
+        // scale = 1/τ: dL/dscale = −τ² · dL/dτ.
+        let tau = f64::from(cfg.temperature);
+        json.insert("scale".into(), given.into());
+        json.insert("symmetric".into(), symmetric.into());
+        json.insert("terms".into(), out.counts.terms.into());
+        json.insert("term_kind".into(), loss.term_kind().into());
+        let grad_scale = out.grad_temperature.map(|g| -tau * tau * g);
+        json.insert("grad_scale".into(), grad_scale.into());
+    } else {
+        json.insert("temperature".into(), given.into());
+        json.insert("terms".into(), out.counts.terms.into());
+        json.insert("term_kind".into(), loss.term_kind().into());
+        json.insert("grad_temperature".into(), out.grad_temperature.into());
+    }
     out!("{}", serde_json::Value::Object(json));
     Ok(ExitCode::SUCCESS)
 }

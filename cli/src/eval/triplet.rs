@@ -130,14 +130,14 @@ pub(super) fn run(args: &EvalArgs) -> Result<ExitCode, Failure> {
     };
     // All input is valid: only now open the device.
     let gpu = args.device.open()?;
-    let (out, shape, mining, reduction) = match &input {
+    let (out, mining, reduction) = match &input {
         Input::Explicit([a, p, n]) => {
             let (ea, ep, en) = (a.view("anchor")?, p.view("positive")?, n.view("negative")?);
             let out = match &gpu {
                 Some(g) => cfg.explicit(g, &ea, &ep, &en, want)?,
                 None => cfg.explicit_cpu(&ea, &ep, &en, want)?,
             };
-            (out, [a.rows, a.dim], None, cfg.explicit_reduction())
+            (out, None, cfg.explicit_reduction())
         }
         Input::Mined { x, labels } => {
             let ex = x.view("embeddings")?;
@@ -145,15 +145,10 @@ pub(super) fn run(args: &EvalArgs) -> Result<ExitCode, Failure> {
                 Some(g) => cfg.batch(g, &ex, labels, want)?,
                 None => cfg.batch_cpu(&ex, labels, want)?,
             };
-            (
-                out,
-                [x.rows, x.dim],
-                Some(cfg.mining),
-                cfg.batch_reduction(),
-            )
+            (out, Some(cfg.mining), cfg.batch_reduction())
         }
     };
-    outputs.commit(shape, &out.grads)?;
+    outputs.commit(&out.grads)?;
     let mut json = head(out.loss, &gpu);
     json.insert("mining".into(), mining.map(Mining::name).into());
     json.insert("reduction".into(), reduction.name().into());
