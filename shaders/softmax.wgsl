@@ -38,7 +38,7 @@
 //  10 storage, rw    dev        device-resident calls: [loss, Σ loss terms, terms (u64 as
 //                               lo, hi), dL/dterm, dL/dτ, Σ dL/dz·z, -] (f32 bits, u32)
 //  11 storage, rw    coefs      softmax_finish: per row of the row window, what dL/dz needs
-//                               of its owner, one vec4 (lse, coef_den, coef_pos, z_ref), so
+//                               of its owner, one vec4 (log Σ exp(z − m), coef_den, coef_pos, m), so
 //                               that the gradient sweep loads it once
 // Each row's values are added in column order by the one invocation that owns it. No
 // atomics: bitwise deterministic. Every pair is evaluated; nothing is skipped.
@@ -71,11 +71,11 @@ const FAMILY_CLIP: u32 = 2u;
 
 // Keep in sync with `SoftmaxStats` in src/losses/softmax/kernels.rs.
 struct SoftmaxStats {
-    max: f32,       // running maximum of the denominator's logits
-    sum: f32,       // Σ exp(z − max) over the denominator (0: empty)
+    max: f32,       // running maximum of the denominator's logits (LOW: empty)
+    sum: f32,       // Σ exp(z − max) over the denominator but its maximum (see Lse)
     pos: f32,       // Σ z over the positives; ntxent after the positives sweep: Σ softplus
     pos_n: u32,     // positives
-    lse: f32,       // finish: max + log(sum), or 0 for an empty denominator
+    lse: f32,       // finish: max + log(1 + sum), or 0 for an empty denominator
     coef_den: f32,  // finish: dL/dz_ij = coef_den · exp(z_ij − lse) over the denominator
     coef_pos: f32,  //         minus coef_pos (ntxent: coef_pos · σ(lse − z_ij)) per positive
     weight: f32,    // ntxent: W = Σ σ(lse − z_ip) over the positives
@@ -109,31 +109,42 @@ fn row_class_at(local: u32) -> u32 {
     return row_class[min(local, arrayLength(&row_class) - 1u)];
 }
 
-// A running log-sum-exp: exp sums rescaled to the running maximum.
+// A running log-sum-exp: the maximum m (LOW while empty) and the exp sum of every other
+// value rescaled to it, s = Σ exp(z − m) but the maximum's own 1, so that log Σ exp(z) =
+// m + log(1 + s) with s accumulated from 0: near saturation (one logit far above the rest)
+// the many tiny exps keep their digits, where adding each to 1 would round them away.
 struct Lse {
     m: f32,
     s: f32,
 }
 
-// One exp per value: the larger of (m, v) becomes the maximum.
+// One exp per value: the larger of (m, v) becomes the maximum (from empty: exp(−∞) = 0).
 fn lse_push(a: Lse, v: f32) -> Lse {
     let d = v - a.m;
     let e = exp(-abs(d));
     if (d > 0.0) {
-        return Lse(v, a.s * e + 1.0);
+        return Lse(v, fma(a.s, e, e));
     }
     return Lse(a.m, a.s + e);
 }
 
+fn lse_empty(a: Lse) -> bool {
+    return a.m <= LOW;
+}
+
 fn lse_merge(a: Lse, b: Lse) -> Lse {
-    if (b.s == 0.0) {
+    if (lse_empty(b)) {
         return a;
     }
-    if (a.s == 0.0) {
+    if (lse_empty(a)) {
         return b;
     }
-    let m = max(a.m, b.m);
-    return Lse(m, a.s * exp(a.m - m) + b.s * exp(b.m - m));
+    if (a.m >= b.m) {
+        let e = exp(b.m - a.m);
+        return Lse(a.m, a.s + fma(b.s, e, e));
+    }
+    let e = exp(a.m - b.m);
+    return Lse(b.m, b.s + fma(a.s, e, e));
 }
 
 // The pair (i, j)'s role for row i: x denominator, y positive. For clip/infonce the
@@ -163,18 +174,22 @@ struct RowRun {
 
 // ---- the positives sweep (map positives, ntxent) ----
 
-// log Σ_den exp(z) of row `local` from its running stats; `valid` false when empty.
+// log Σ_den exp(z) of row `local` from its running stats, kept as its two parts (the
+// largest logit m and log Σ exp(z − m)): L − z is formed as (m − z) + log Σ, exact in m − z
+// where z is near m, so a small term near saturation keeps its digits; `valid` false when
+// empty.
 struct Den {
-    lse: f32,
+    max: f32,
+    logsum: f32,
     valid: bool,
 }
 
 fn den_of(local: u32) -> Den {
     let st = stats[min(local, arrayLength(&stats) - 1u)];
-    if (st.sum > 0.0) {
-        return Den(st.max + log(st.sum), true);
+    if (st.max > LOW) {
+        return Den(st.max, log_1p(st.sum), true);
     }
-    return Den(0.0, false);
+    return Den(0.0, 0.0, false);
 }
 
 struct PosRun {
@@ -288,10 +303,10 @@ fn softmax_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     var st = stats[local];
-    st.lse = 0.0;
-    if (st.sum > 0.0) {
-        st.lse = st.max + log(st.sum);
-    }
+    // The log-sum-exp in its two parts (see Den): every L − z below is (m − z) + log Σ.
+    let any = st.max > LOW;
+    let logsum = select(0.0, log_1p(st.sum), any);
+    st.lse = select(0.0, st.max + logsum, any);
     var loss = 0.0;
     let terms = row_terms(st);
     let scale = term_scale();
@@ -300,34 +315,35 @@ fn softmax_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (params.family == FAMILY_NTXENT) {
         if (params.single_positive != 0u) {
             // What the positives sweep would have summed: Σ z over one positive is its logit.
-            let one = st.pos_n == 1u && st.sum > 0.0;
-            let u = st.lse - st.pos;
+            let one = st.pos_n == 1u && any;
+            let u = (st.max - st.pos) + logsum;
             st.pos = select(0.0, softplus(u), one);
             st.weight = select(0.0, sigmoid(u), one);
         }
         loss = st.pos;
         st.coef_den = scale * st.weight;
-        if (st.sum > 0.0) {
+        if (any) {
             st.coef_pos = scale;
         }
     } else if (params.family == FAMILY_SUPCON) {
         if (st.pos_n > 0u) {
-            loss = st.lse - st.pos / f32(st.pos_n);
+            loss = (st.max - st.pos / f32(st.pos_n)) + logsum;
             st.coef_den = scale;
             st.coef_pos = scale / f32(st.pos_n);
         }
     } else {
         // clip/infonce: an anchor's term, or a matched key's reverse term; each half of a
         // symmetric loss weighs 1/2.
-        loss = st.lse - st.pos;
+        loss = (st.max - st.pos) + logsum;
         let half = select(1.0, 0.5, params.symmetric != 0u);
         st.coef_den = half * scale;
         st.coef_pos = half * scale;
     }
     stats[local] = st;
-    // The reference logit of dL/dτ's terms (tau_term): the denominator's largest, an actual
-    // logit, so tied logits give exact zeros; 0 for an empty denominator.
-    coefs[local] = vec4<f32>(st.lse, st.coef_den, st.coef_pos, select(0.0, st.max, st.sum > 0.0));
+    // The denominator's largest logit: the reference of dL/dτ's terms (tau_term; an actual
+    // logit, so tied logits give exact zeros) and of the softmax weights (coef); 0 for an
+    // empty denominator.
+    coefs[local] = vec4<f32>(logsum, st.coef_den, st.coef_pos, select(0.0, st.max, any));
     if (params.side == 0u) {
         partials[local] = SoftmaxPartial(loss, 0.0, 0.0, terms);
     } else {
@@ -337,18 +353,20 @@ fn softmax_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // ---- the gradient sweep (map weights) ----
 
-// dL/dz_ij of an owner with (lse, den, pos) for a pair with roles `r` (0 outside its
-// denominator and positives).
-fn coef(lse: f32, den: f32, pos: f32, z: f32, r: vec2<bool>) -> f32 {
+// dL/dz_ij of an owner with coefficients c = (log Σ, den, pos, m) for a pair with roles
+// `r` (0 outside its denominator and positives); z − L is formed as (z − m) − log Σ (see
+// Den).
+fn coef(c: vec4<f32>, z: f32, r: vec2<bool>) -> f32 {
+    let below = (z - c.w) - c.x; // z − L
     var g = 0.0;
     if (r.x) {
-        g = den * exp(min(z - lse, 0.0));
+        g = c.y * exp(min(below, 0.0));
     }
     if (r.y) {
         if (params.family == FAMILY_NTXENT) {
-            g -= pos * sigmoid(lse - z);
+            g -= c.z * sigmoid(-below);
         } else {
-            g -= pos;
+            g -= c.z;
         }
     }
     return g;

@@ -84,7 +84,7 @@ fn positives_visit(st: ptr<function, positives_row>, jl: u32, s: f32, ctx: posit
     let r = roles((*st).i, (*st).ci, params.col_start + jl, col_class[jl]);
     if (r.y) {
         if ((*st).den.valid) {
-            let u = (*st).den.lse - s * params.inv_temp;
+            let u = ((*st).den.max - s * params.inv_temp) + (*st).den.logsum;
             (*st).run.loss += softplus(u);
             (*st).run.w += sigmoid(u);
         }
@@ -108,7 +108,7 @@ struct weights_ctx {
 struct weights_row {
     i: u32,
     ci: u32,
-    own: vec4<f32>, // the row's Coefs (lse, coef_den, coef_pos, z_ref)
+    own: vec4<f32>, // the row's coefficients (log Σ, coef_den, coef_pos, the largest logit)
     tau: f32,       // Σ dL/dz · z
 }
 
@@ -132,8 +132,8 @@ fn weights_visit(st: ptr<function, weights_row>, jl: u32, s: f32, ctx: weights_c
     // One vec4 load: a software adapter pays every load once per lane.
     let c = col_coefs[jl];
     let own = (*st).own;
-    let gi = coef(own.x, own.y, own.z, z, r);
-    let gj = coef(c.x, c.y, c.z, z, r);
+    let gi = coef(own, z, r);
+    let gj = coef(c, z, r);
     (*st).tau += tau_term(gi, z, own.w) + tau_term(gj, z, c.w);
     return (gi + gj) * params.inv_temp;
 }

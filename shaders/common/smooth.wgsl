@@ -11,6 +11,16 @@ fn softplus(x: f32) -> f32 {
     return max(x, 0.0) + l;
 }
 
+// log(1 + x) for x ≥ 0, without losing a small x to the rounding of 1 + x (Goldberg's
+// form: the rounding error of u = 1 + x cancels in log(u)·x/(u − 1)).
+fn log_1p(x: f32) -> f32 {
+    let u = 1.0 + x;
+    if (u == 1.0) {
+        return x;
+    }
+    return log(u) * (x / (u - 1.0));
+}
+
 // 1 / (1 + exp(−x)), one exp of a non-positive argument.
 fn sigmoid(x: f32) -> f32 {
     let e = exp(-abs(x));
