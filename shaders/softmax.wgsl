@@ -61,8 +61,16 @@ struct SoftmaxParams {
     inv_temp: f32,
     scale: f32, // dL/dterm
     symmetric: u32, // clip/infonce: 1 with the reverse term (CE over the anchors per key)
-    _pad4: f32,
+    pairing: u32, // PAIRING_*: how the rows meet the columns
 }
+
+// Keep in sync with `Pairing` in src/losses/softmax/steps.rs. ntxent/supcon against a
+// reference set (queries as rows, references as columns, and back for the references'
+// gradient): pair (i, i) exists, or not when the references are the queries; in a batch the
+// rows meet themselves: no pair (i, i), and every pair is seen from both of its rows.
+const PAIRING_REFERENCE: u32 = 0u;
+const PAIRING_REFERENCE_IS_QUERIES: u32 = 1u;
+const PAIRING_BATCH: u32 = 2u;
 
 // Keep in sync with `SoftmaxLoss::family` in src/losses/softmax/kernels.rs.
 const FAMILY_NTXENT: u32 = 0u;
@@ -158,10 +166,11 @@ fn roles(i: u32, ci: u32, j: u32, cj: u32) -> vec2<bool> {
         return vec2<bool>(i == j || ci != cj, i == j);
     }
     let same = ci == cj;
+    let other = i != j || params.pairing == PAIRING_REFERENCE;
     if (params.family == FAMILY_NTXENT) {
-        return vec2<bool>(!same, same && i != j);
+        return vec2<bool>(!same, same && other);
     }
-    return vec2<bool>(i != j, same && i != j);
+    return vec2<bool>(other, same && other);
 }
 
 // ---- the statistics sweep (map lse) ----
@@ -294,11 +303,12 @@ fn softmax_finish(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (local >= params.window_rows || params.row_start + local >= params.rows) {
         return;
     }
-    // clip/infonce keys (side 1) have a term only with the reverse term and a matched anchor
-    // (key index < params.cols, the anchors); the others, whose statistics were not swept,
-    // only give their zero coefficients to the gradient sweeps.
-    let keyed = params.symmetric != 0u && params.row_start + local < params.cols;
-    if (params.family == FAMILY_CLIP && params.side != 0u && !keyed) {
+    // The rows of side 1 have no terms (the references of ntxent/supcon; clip/infonce keys
+    // but with the reverse term and a matched anchor, key index < params.cols): their
+    // statistics were not swept, and they only give zero coefficients to the gradient sweeps.
+    let keyed = params.family == FAMILY_CLIP && params.symmetric != 0u
+        && params.row_start + local < params.cols;
+    if (params.side != 0u && !keyed) {
         coefs[local] = vec4<f32>(0.0);
         return;
     }

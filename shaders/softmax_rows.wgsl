@@ -143,7 +143,7 @@ fn weights_end(st: ptr<function, weights_row>, l: u32, ctx: weights_ctx) {
         return;
     }
     var tau = (*st).tau;
-    if (params.family != FAMILY_CLIP) {
+    if (params.pairing == PAIRING_BATCH) {
         tau *= 0.5; // the batch sees every pair twice, as (i, j) and as (j, i)
     }
     var acc = 0.0;

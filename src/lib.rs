@@ -65,6 +65,8 @@ pub use losses::contrastive::{Contrastive, ContrastiveCounts, ContrastiveOutput}
 pub use losses::softmax::{Softmax, SoftmaxCounts, SoftmaxLoss, SoftmaxOutput, MIN_TEMPERATURE};
 pub use losses::triplet::{Mining, Triplet, TripletCounts, TripletOutput, TripletTerm};
 pub use losses::BatchLoss;
-pub use options::{Counts, Distance, Gradient, Grads, Hinge, LossOutput, Reduction};
+pub use options::{
+    Counts, Distance, Gradient, Grads, Hinge, LossOutput, Reduction, ReferenceGrad, ReferenceSet,
+};
 /// The wgpu this crate runs on (30): depend on it through this re-export, or on `wgpu = "30"`.
 pub use wgpu;

@@ -123,6 +123,30 @@ pub enum Grads {
     Compute,
 }
 
+/// Whether a reference set's rows get their gradient (see [`ReferenceSet`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReferenceGrad {
+    /// Detached, as a MoCo queue or cross-batch memory of past embeddings: only the
+    /// queries get a gradient, and the sweep that would form the references' is not run.
+    Detached,
+    /// Returned after the queries' (for references that are this step's own rows, or
+    /// negatives gathered from other devices whose gradient goes back to them).
+    Returned,
+}
+
+/// The reference rows a call's queries are compared with (`against` calls): every pair
+/// (query i, reference j) exists, except (i, i) when `is_queries` says the reference rows
+/// are the queries themselves (the in-batch loss, which it then equals).
+#[derive(Clone, Copy, Debug)]
+pub struct ReferenceSet<'r, 'a> {
+    /// The reference rows (M × D, the queries' D).
+    pub rows: &'r crate::input::Embeddings<'a>,
+    /// The rows are the queries themselves (same rows, same order): pair (i, i) is left out.
+    pub is_queries: bool,
+    /// Whether the reference rows get their gradient.
+    pub grad: ReferenceGrad,
+}
+
 /// What every family's counts answer, so that code can switch losses without matching on
 /// the family.
 pub trait Counts: Copy + std::fmt::Debug + PartialEq {

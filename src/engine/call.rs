@@ -103,6 +103,11 @@ pub(crate) trait LossCall {
     fn has_grad_temperature(&self, _want: bool) -> bool {
         false
     }
+    /// Whether input side `k` gets a gradient when gradients are wanted (a detached
+    /// reference set does not).
+    fn side_has_grad(&self, _k: usize) -> bool {
+        true
+    }
 }
 
 /// The workspace roles of the class id arrays (one shared, or one per side).
@@ -127,7 +132,9 @@ pub(crate) fn run_host<L: LossCall>(
     let partial = std::mem::size_of::<L::Partial>() as u64;
     let ((), bytes) = gpu.execute(L::DURING, call.work(&plan, want), |rec| {
         rec.reserve(&plan);
-        let sides = sides::alloc(rec, &plan, &counts, call.stages(), want);
+        let sides = sides::alloc(rec, &plan, &counts, call.stages(), |k| {
+            want && call.side_has_grad(k)
+        });
         for (side, d) in sides.iter().zip(&data) {
             rec.write(&side.raw().whole(), bytemuck::cast_slice(d));
         }
@@ -163,8 +170,9 @@ pub(crate) fn run_host<L: LossCall>(
     let (partials, mut rest) = bytes.split_at((rows * partial) as usize);
     let grads = counts
         .iter()
-        .take(if want { counts.len() } else { 0 })
-        .map(|&n| {
+        .enumerate()
+        .filter(|&(k, _)| want && call.side_has_grad(k))
+        .map(|(_, &n)| {
             let (c, tail) = rest.split_at((n * plan.row_bytes) as usize);
             rest = tail;
             let padded: &[f32] = bytemuck::cast_slice(c);
@@ -204,7 +212,9 @@ pub(crate) fn run_device<L: LossCall>(
     gpu.execute_device(L::DURING, target, |rec| {
         rec.reserve(&plan);
         let counts = vec![rows; inputs.len()];
-        let sides = sides::alloc(rec, &plan, &counts, call.stages(), want);
+        let sides = sides::alloc(rec, &plan, &counts, call.stages(), |k| {
+            want && call.side_has_grad(k)
+        });
         let class_buf = match classes {
             DeviceClasses::None => None,
             _ => Some(rec.rows(CLASSES[0], 4, true)),

@@ -105,13 +105,14 @@ pub(crate) fn padded<'a>(e: &Embeddings<'a>) -> Cow<'a, [f32]> {
 }
 
 /// Allocates the raw rows, normalisation stages and gradients of sides of `rows` rows each
-/// (the device-resident path gathers the rows on the device; the host path writes them).
+/// (the device-resident path gathers the rows on the device; the host path writes them);
+/// side k gets a gradient when `want_grad(k)`.
 pub(crate) fn alloc(
     rec: &mut Recorder<'_>,
     plan: &Plan,
     rows: &[u64],
     stages: usize,
-    want_grads: bool,
+    want_grad: impl Fn(usize) -> bool,
 ) -> Vec<Side> {
     let rb = plan.row_bytes;
     rows.iter()
@@ -124,7 +125,7 @@ pub(crate) fn alloc(
                 .take(stages)
                 .map(|&(rows, norms)| (rec.rows(rows, rb, false), rec.rows(norms, 4, false)))
                 .collect(),
-            grad: want_grads.then(|| rec.rows(GRADS[k], rb, false)),
+            grad: want_grad(k).then(|| rec.rows(GRADS[k], rb, false)),
         })
         .collect()
 }

@@ -78,7 +78,8 @@ pub(crate) struct SoftmaxParams {
     pub scale: f32,
     /// clip/infonce: 1 with the reverse term.
     pub symmetric: u32,
-    pub _pad4: f32,
+    /// `Pairing` (steps.rs): how the rows meet the columns.
+    pub pairing: u32,
 }
 mirrored!(
     SoftmaxParams,
@@ -99,7 +100,7 @@ mirrored!(
         inv_temp,
         scale,
         symmetric,
-        _pad4
+        pairing
     ]
 );
 

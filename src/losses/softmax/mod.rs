@@ -16,9 +16,9 @@ use crate::error::{Error, Result};
 use crate::input::{
     DeviceGrad, DeviceLabels, DeviceRows, Embeddings, Labels, Target, MAX_ABS_VALUE,
 };
-use crate::options::{same_rows, Counts, Grads, LossOutput};
+use crate::options::{same_rows, Counts, Grads, LossOutput, ReferenceGrad, ReferenceSet};
 use crate::tolerance::Verdict;
-use steps::Call;
+use steps::{Call, Pairing};
 
 /// Which softmax-contrastive loss. With s_ij the cosine similarity of rows i and j (rows
 /// divided by max(‖row‖, 1e-12), gradients through the division) and τ the temperature,
@@ -316,7 +316,7 @@ impl Softmax {
         grads: Grads,
     ) -> Result<SoftmaxOutput> {
         self.validate_batch(x, labels)?;
-        run_host(gpu, &Call { cfg: *self }, &[x], &[labels.ids()], grads)
+        run_host(gpu, &Call::new(*self), &[x], &[labels.ids()], grads)
     }
 
     /// CLIP over the views `a` and `b` (row i of each match), or InfoNCE over anchors `a`
@@ -332,7 +332,7 @@ impl Softmax {
         self.validate_pairs(a, b)?;
         // Every row its own label: no key is masked.
         let ids: Vec<u32> = (0..b.rows() as u32).collect();
-        run_host(gpu, &Call { cfg: *self }, &[a, b], &[&ids], grads)
+        run_host(gpu, &Call::new(*self), &[a, b], &[&ids], grads)
     }
 
     /// Everything [`Softmax::pairs_labelled`] checks before it runs.
@@ -364,7 +364,141 @@ impl Softmax {
     ) -> Result<SoftmaxOutput> {
         self.validate_pairs_labelled(a, b, labels)?;
         let (la, lb) = labels.ids().split_at(a.rows());
-        run_host(gpu, &Call { cfg: *self }, &[a, b], &[la, lb], grads)
+        run_host(gpu, &Call::new(*self), &[a, b], &[la, lb], grads)
+    }
+
+    /// Everything [`Softmax::against`] checks before it runs: NT-Xent or SupCon, the rows'
+    /// widths, the labels (the queries' then the references': N + M), reference rows that
+    /// are the queries being as many, and the magnitude limit.
+    pub fn validate_against(
+        &self,
+        queries: &Embeddings<'_>,
+        reference: &ReferenceSet<'_, '_>,
+        labels: &Labels,
+    ) -> Result<()> {
+        self.validate_mode(false)?;
+        let r = reference.rows;
+        same_rows("columns of the reference rows", queries.dim(), r.dim())?;
+        if reference.is_queries {
+            same_rows(
+                "reference rows (the queries themselves)",
+                queries.rows(),
+                r.rows(),
+            )?;
+        }
+        same_rows(
+            "labels (the queries', then the references')",
+            queries.rows() + r.rows(),
+            labels.len(),
+        )?;
+        let (cq, cr) = labels.ids().split_at(queries.rows());
+        if reference.is_queries && cq != cr {
+            return Err(Error::OptionConflict {
+                option: "reference rows that are the queries",
+                reason: "their labels must be the queries' labels",
+            });
+        }
+        let limit = self.magnitude_limit(queries.dim(), queries.rows() + r.rows())?;
+        for (what, x) in [("queries", queries), ("reference rows", r)] {
+            crate::limit::check(&x.as_input(what), limit, || {
+                self.describe(queries.rows() + r.rows(), queries.dim())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// NT-Xent or SupCon of `queries` against a reference set (a MoCo queue, a cross-batch
+    /// memory, rows gathered from other devices, or the batch itself): every pair (query i,
+    /// reference j) — but (i, i) when the references are the queries — with the family's
+    /// roles (a positive has the query's label; NT-Xent's denominator is the references
+    /// with another label, SupCon's every reference); the loss is over the queries, as
+    /// [`SoftmaxLoss`] defines it per anchor, averaged over its terms (NT-Xent: the
+    /// (query, positive reference) pairs; SupCon: the queries with a positive reference).
+    /// No positive anywhere: loss 0, no terms. `labels` holds the queries' labels then the
+    /// references' (one mapping for both). Gradients (with [`Grads::Compute`]) are
+    /// `[dL/dQ]`, and `dL/dR` after it when the reference's gradient is
+    /// [`ReferenceGrad::Returned`]. With the batch as its own reference (`is_queries`, the
+    /// gradient returned), the loss is [`Softmax::batch`]'s and dL/dQ + dL/dR its gradient.
+    pub fn against(
+        &self,
+        gpu: &Gpu,
+        queries: &Embeddings<'_>,
+        reference: &ReferenceSet<'_, '_>,
+        labels: &Labels,
+        grads: Grads,
+    ) -> Result<SoftmaxOutput> {
+        self.validate_against(queries, reference, labels)?;
+        let (cq, cr) = labels.ids().split_at(queries.rows());
+        let call = Call {
+            pairing: if reference.is_queries {
+                Pairing::ReferenceIsQueries
+            } else {
+                Pairing::Reference
+            },
+            second_grad: reference.grad == ReferenceGrad::Returned,
+            terms: Some(reference_terms(self.loss, cq, cr, reference.is_queries)),
+            ..Call::new(*self)
+        };
+        run_host(gpu, &call, &[queries, reference.rows], &[cq, cr], grads)
+    }
+
+    /// The f64 CPU reference of [`Softmax::against`].
+    pub fn against_cpu(
+        &self,
+        queries: &Embeddings<'_>,
+        reference: &ReferenceSet<'_, '_>,
+        labels: &Labels,
+        grads: Grads,
+    ) -> Result<SoftmaxOutput> {
+        self.validate_against(queries, reference, labels)?;
+        let (mut r, _) = self.against_reference(queries, reference, labels, grads);
+        if reference.grad == ReferenceGrad::Detached {
+            r.grads.truncate(1);
+        }
+        Ok(r.narrow(queries.dim()))
+    }
+
+    fn against_reference(
+        &self,
+        queries: &Embeddings<'_>,
+        reference: &ReferenceSet<'_, '_>,
+        labels: &Labels,
+        grads: Grads,
+    ) -> (reference::Reference, [Vec<f64>; 2]) {
+        let w = crate::reference::widen;
+        let q = reference::Queries {
+            loss: self.loss,
+            tau: f64::from(self.temperature),
+            classes: labels.ids().split_at(queries.rows()),
+            is_queries: reference.is_queries,
+        };
+        reference::against_with_mass(&q, &w(queries), &w(reference.rows), queries.dim(), grads)
+    }
+
+    /// Runs [`Softmax::against`] and its reference and compares them (see
+    /// [`Softmax::batch_check`]).
+    pub fn against_check(
+        &self,
+        gpu: &Gpu,
+        queries: &Embeddings<'_>,
+        reference: &ReferenceSet<'_, '_>,
+        labels: &Labels,
+    ) -> Result<Verdict> {
+        let g = self.against(gpu, queries, reference, labels, Grads::Compute)?;
+        let (r, [mq, mr]) = self.against_reference(queries, reference, labels, Grads::Compute);
+        let mut r = r.narrow(queries.dim());
+        let (mut inputs, mut masses) = (vec![queries, reference.rows], vec![mq, mr]);
+        if reference.grad == ReferenceGrad::Detached {
+            r.grads.truncate(1);
+            inputs.truncate(1);
+            masses.truncate(1);
+        }
+        let name = format!(
+            "{:<6} tau {:<4} against",
+            self.loss.name(),
+            self.temperature
+        );
+        Ok(tolerance::verdict(name, self, &g, &r, &inputs, &masses))
     }
 
     /// The f64 CPU reference of [`Softmax::batch`].
@@ -445,7 +579,7 @@ impl Softmax {
         let classes = DeviceClasses::Labels(labels);
         run_device(
             gpu,
-            &Call { cfg: *self },
+            &Call::new(*self),
             &[x],
             classes,
             &[grad],
@@ -470,7 +604,7 @@ impl Softmax {
         resident::check_side("b", &b, gb.as_ref())?;
         resident::same_shape("b (rows × dim)", &a, &b)?;
         let limit = self.pairs_limit(a.rows, a.dim)?;
-        let call = Call { cfg: *self };
+        let call = Call::new(*self);
         run_device(
             gpu,
             &call,
@@ -545,6 +679,34 @@ impl Softmax {
             &[ma, mb],
         ))
     }
+}
+
+/// Terms of NT-Xent or SupCon queries (class ids `queries`) against references (`refs`):
+/// the (query, positive reference) pairs, or the queries with a positive reference; with
+/// `is_queries` reference i is query i itself, no positive of its own.
+pub(crate) fn reference_terms(
+    loss: SoftmaxLoss,
+    queries: &[u32],
+    refs: &[u32],
+    is_queries: bool,
+) -> u64 {
+    let mut size = std::collections::HashMap::<u32, u64>::new();
+    for &c in refs {
+        *size.entry(c).or_default() += 1;
+    }
+    queries
+        .iter()
+        .map(|c| {
+            size.get(c)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(u64::from(is_queries))
+        })
+        .map(|n| match loss {
+            SoftmaxLoss::NtXent => n,
+            _ => u64::from(n > 0),
+        })
+        .sum()
 }
 
 /// Number of terms the loss averages over, from the class ids (NT-Xent, SupCon; CLIP and

@@ -38,7 +38,9 @@ pub fn batch_f64(
 /// target, c·(p + t), for SupCon's c·(p − t), which f32 rounds relative to its operands;
 /// |dL/dz| for NT-Xent's sigmoid and softmax terms). It is the size of what the row's
 /// gradient sums before cancellation (the tolerance rule's scale, `tolerance.rs`); empty
-/// with [`Grads::Skip`].
+/// with [`Grads::Skip`]. The batch is its rows against themselves as a reference set, with
+/// the pairs (i, i) left out; each row's gradient and mass are its query side's plus its
+/// reference side's.
 pub fn batch_with_mass(
     loss: SoftmaxLoss,
     tau: f64,
@@ -47,19 +49,64 @@ pub fn batch_with_mass(
     classes: &[u32],
     grads: Grads,
 ) -> (Reference, Vec<f64>) {
-    let (xn, norms) = normalize(x, dim);
-    let b = classes.len();
-    let z = |i: usize, j: usize| dot(row(&xn, i, dim), row(&xn, j, dim)) / tau;
-    let positive = |i: usize, j: usize| i != j && classes[i] == classes[j];
+    let queries = Queries {
+        loss,
+        tau,
+        classes: (classes, classes),
+        is_queries: true,
+    };
+    let (mut r, [mut mass, mr]) = against_with_mass(&queries, x, x, dim, grads);
+    if grads == Grads::Compute {
+        let gr = r.grads.pop().unwrap_or_default();
+        for (g, v) in r.grads[0].iter_mut().zip(gr) {
+            *g += v;
+        }
+        for (m, v) in mass.iter_mut().zip(mr) {
+            *m += v;
+        }
+    }
+    (r, mass)
+}
+
+/// NT-Xent or SupCon queries against a reference set: the options.
+pub struct Queries<'a> {
+    /// NT-Xent or SupCon.
+    pub loss: SoftmaxLoss,
+    /// The temperature.
+    pub tau: f64,
+    /// The queries' and the references' class ids.
+    pub classes: (&'a [u32], &'a [u32]),
+    /// The references are the queries: the pairs (i, i) do not exist.
+    pub is_queries: bool,
+}
+
+/// NT-Xent or SupCon of the queries `q` against the references `r` (rows of `dim` values):
+/// every (query, reference) pair, the loss over the queries. Gradients `[dL/dQ, dL/dR]`
+/// and each side's coefficient masses (see [`batch_with_mass`]).
+pub fn against_with_mass(
+    queries: &Queries<'_>,
+    q: &[f64],
+    r: &[f64],
+    dim: usize,
+    grads: Grads,
+) -> (Reference, [Vec<f64>; 2]) {
+    let (loss, tau) = (queries.loss, queries.tau);
+    let (cq, cr) = queries.classes;
+    let (qn, q_norms) = normalize(q, dim);
+    let (rn, r_norms) = normalize(r, dim);
+    let (n, m) = (cq.len(), cr.len());
+    let z = |i: usize, j: usize| dot(row(&qn, i, dim), row(&rn, j, dim)) / tau;
+    let other = |i: usize, j: usize| !queries.is_queries || i != j;
+    let positive = |i: usize, j: usize| other(i, j) && cq[i] == cr[j];
     let in_den = |i: usize, j: usize| match loss {
-        SoftmaxLoss::NtXent => classes[i] != classes[j],
-        _ => i != j,
+        SoftmaxLoss::NtXent => cq[i] != cr[j],
+        _ => other(i, j),
     };
     let (mut sum, mut terms) = (0.0, 0u64);
-    let mut anchors = Vec::with_capacity(b);
-    for i in 0..b {
-        let lse = logsumexp((0..b).filter(move |&j| in_den(i, j)).map(move |j| z(i, j)));
-        let zp: Vec<f64> = (0..b)
+    let mut anchors = Vec::with_capacity(n);
+    for i in 0..n {
+        let lse = logsumexp((0..m).filter(move |&j| in_den(i, j)).map(move |j| z(i, j)));
+        let zp: Vec<f64> = (0..m)
             .filter(|&j| positive(i, j))
             .map(|j| z(i, j))
             .collect();
@@ -91,9 +138,9 @@ pub fn batch_with_mass(
     let c = if terms == 0 { 0.0 } else { 1.0 / terms as f64 };
     let counts = SoftmaxCounts { terms };
     if grads == Grads::Skip {
-        return (Reference::loss_only(sum * c, counts), Vec::new());
+        return (Reference::loss_only(sum * c, counts), [vec![], vec![]]);
     }
-    // dL/dz_ij seen from anchor i, and the size of its operands.
+    // dL/dz_ij seen from query i, and the size of its operands.
     let coef = |i: usize, j: usize, zij: f64| -> (f64, f64) {
         let a = &anchors[i];
         let Some(l) = a.lse else { return (0.0, 0.0) };
@@ -101,7 +148,7 @@ pub fn batch_with_mass(
             SoftmaxLoss::NtXent if positive(i, j) => -c * sigmoid(l - zij),
             SoftmaxLoss::NtXent if in_den(i, j) => c * a.weight * (zij - l).exp(),
             SoftmaxLoss::NtXent => 0.0,
-            _ if a.positives == 0 || i == j => 0.0,
+            _ if a.positives == 0 || !other(i, j) => 0.0,
             _ => {
                 let (p, t) = ((zij - l).exp(), positive_share(positive(i, j), a.positives));
                 return (c * (p - t), c * (p + t));
@@ -109,28 +156,30 @@ pub fn batch_with_mass(
         };
         (v, v.abs())
     };
-    let mut g = vec![0.0; b * dim];
-    let (mut gz, mut mass) = (0.0, vec![0.0; b]);
-    for i in 0..b {
-        for j in 0..b {
+    let (mut gq, mut gr) = (vec![0.0; n * dim], vec![0.0; m * dim]);
+    let (mut gz, mut mass) = (0.0, [vec![0.0; n], vec![0.0; m]]);
+    for i in 0..n {
+        for j in 0..m {
             let zij = z(i, j);
             let (gij, gross) = coef(i, j, zij);
             gz += gij * zij;
-            mass[i] += gross;
-            mass[j] += gross;
-            // s_ij = x̂_i·x̂_j: ds/dx̂_i = x̂_j and ds/dx̂_j = x̂_i.
-            let (xi, xj) = (row(&xn, i, dim).to_vec(), row(&xn, j, dim).to_vec());
-            add_scaled(&mut g[i * dim..(i + 1) * dim], gij / tau, &xj);
-            add_scaled(&mut g[j * dim..(j + 1) * dim], gij / tau, &xi);
+            mass[0][i] += gross;
+            mass[1][j] += gross;
+            // s_ij = q̂_i·r̂_j: ds/dq̂_i = r̂_j and ds/dr̂_j = q̂_i.
+            add_scaled(&mut gq[i * dim..(i + 1) * dim], gij / tau, row(&rn, j, dim));
+            add_scaled(&mut gr[j * dim..(j + 1) * dim], gij / tau, row(&qn, i, dim));
         }
     }
-    let r = Reference {
+    let out = Reference {
         loss: sum * c,
         counts,
-        grads: vec![normalize_backward(&xn, &norms, &g, dim)],
+        grads: vec![
+            normalize_backward(&qn, &q_norms, &gq, dim),
+            normalize_backward(&rn, &r_norms, &gr, dim),
+        ],
         grad_temperature: Some(-gz / tau),
     };
-    (r, mass)
+    (out, mass)
 }
 
 /// The target weight of z_ij in SupCon's anchor term: 1/|P| for a positive, else 0.

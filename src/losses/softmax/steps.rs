@@ -14,9 +14,44 @@ use crate::options::Reduction;
 const PARTIAL: u64 = size_of::<SoftmaxPartial>() as u64;
 const STATS: u64 = size_of::<SoftmaxStats>() as u64;
 
-/// A validated softmax call: one side (a labelled batch) or two (CLIP's A and B).
+/// How a call's rows meet its columns (shaders/softmax.wgsl `PAIRING_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pairing {
+    /// Two sides: CLIP's or InfoNCE's views, or queries against a reference set.
+    Reference = 0,
+    /// Queries against reference rows that are the queries: no pair (i, i).
+    ReferenceIsQueries = 1,
+    /// One labelled batch against itself.
+    Batch = 2,
+}
+
+/// A validated softmax call: one side (a labelled batch) or two (CLIP's A and B, InfoNCE's
+/// anchors and keys, queries and references).
 pub(crate) struct Call {
     pub cfg: Softmax,
+    pub pairing: Pairing,
+    /// Whether side 1 gets a gradient (a detached reference set does not).
+    pub second_grad: bool,
+    /// The terms, counted on the host where the class ids alone do not give them (queries
+    /// against references).
+    pub terms: Option<u64>,
+}
+
+impl Call {
+    /// A batch, or CLIP's or InfoNCE's two views.
+    pub fn new(cfg: Softmax) -> Self {
+        let pairing = if cfg.loss.takes_views() {
+            Pairing::Reference
+        } else {
+            Pairing::Batch
+        };
+        Self {
+            cfg,
+            pairing,
+            second_grad: true,
+            terms: None,
+        }
+    }
 }
 
 impl LossCall for Call {
@@ -27,6 +62,10 @@ impl LossCall for Call {
     /// Every side is normalised once: the similarity is the dot product of unit rows.
     fn stages(&self) -> usize {
         1
+    }
+
+    fn side_has_grad(&self, k: usize) -> bool {
+        k == 0 || self.second_grad
     }
 
     fn work(&self, plan: &Plan, want: bool) -> f64 {
@@ -55,10 +94,10 @@ impl LossCall for Call {
         // dL/dterm: 1/terms from the host's labels, or counted on the device (softmax_count).
         let scale = match b.path {
             Path::Host(ids) => {
-                let terms = if views {
-                    count[0]
-                } else {
-                    super::softmax_terms(cfg.loss, ids.unwrap_or(&[]))
+                let terms = match self.terms {
+                    Some(t) => t,
+                    None if views => count[0],
+                    None => super::softmax_terms(cfg.loss, ids.unwrap_or(&[])),
                 };
                 // Every softmax loss is a mean over its terms.
                 Some(Reduction::Mean.term_scale(terms))
@@ -68,7 +107,7 @@ impl LossCall for Call {
         // NT-Xent with at most one positive a row (SimCLR's two views): the positives' sweep
         // is not needed, softmax_finish has the one logit (host path: the labels are here).
         let single = match b.path {
-            Path::Host(Some(ids)) => {
+            Path::Host(Some(ids)) if self.pairing == Pairing::Batch => {
                 cfg.loss == SoftmaxLoss::NtXent && crate::input::largest_class(ids) <= 2
             }
             _ => false,
@@ -105,6 +144,7 @@ impl LossCall for Call {
                 scale: scale.unwrap_or(0.0),
                 single_positive: u32::from(single),
                 symmetric: u32::from(cfg.loss.symmetric()),
+                pairing: self.pairing as u32,
                 ..Default::default()
             };
         // (row side, column side) of each orientation: the batch against itself, or A
@@ -114,9 +154,10 @@ impl LossCall for Call {
         } else {
             &[(0, 1), (1, 0)]
         };
-        // The statistics of the keys' reverse terms are needed for the first N keys only.
+        // Side 0's rows all have statistics; side 1's (the keys of a symmetric loss) only
+        // for the first N keys, the matched ones.
         let stat_rows = |(a, o): (usize, usize)| {
-            if a == o {
+            if a == 0 {
                 count[a]
             } else {
                 count[a].min(count[o])
@@ -158,12 +199,19 @@ impl LossCall for Call {
             }
         };
         let full = |(a, _): (usize, usize)| count[a];
-        // The reverse term's statistics only for a symmetric loss.
-        let stat_sides = if views && !cfg.loss.symmetric() {
+        // Side 1's statistics only where its rows have terms (a symmetric loss's keys; never
+        // references).
+        let stat_sides = if orientations.len() == 2 && !cfg.loss.symmetric() {
             &orientations[..1]
         } else {
             orientations
         };
+        // The gradient sweeps of the sides that get one.
+        let grad_sides: Vec<(usize, usize)> = orientations
+            .iter()
+            .copied()
+            .filter(|&(a, _)| b.sides[a].grad.is_some())
+            .collect();
         let loss = b.loss();
         let mut steps = Vec::new();
         sweep(
@@ -176,7 +224,7 @@ impl LossCall for Call {
         if cfg.loss == SoftmaxLoss::NtXent && !single {
             sweep(
                 &k::ROWS_POSITIVES,
-                orientations,
+                stat_sides,
                 &full,
                 &own_stats,
                 &mut steps,
@@ -214,7 +262,7 @@ impl LossCall for Call {
                     None => s,
                 }
             };
-            sweep(&k::ROWS_GRAD, orientations, &full, &grad, &mut steps);
+            sweep(&k::ROWS_GRAD, &grad_sides, &full, &grad, &mut steps);
         }
         if scale.is_none() {
             let reduce = |r, side: (usize, usize)| {
