@@ -145,7 +145,6 @@ impl LossCall for Call {
                 single_positive: u32::from(single),
                 symmetric: u32::from(cfg.loss.symmetric()),
                 pairing: self.pairing as u32,
-                ..Default::default()
             };
         // (row side, column side) of each orientation: the batch against itself, or A
         // against B and B against A.
