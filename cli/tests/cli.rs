@@ -1146,6 +1146,96 @@ fn eval_infonce_by_hand() {
 }
 
 #[test]
+fn eval_against_a_reference_set() {
+    // The batch as its own reference would be the in-batch loss; here two orthogonal queries
+    // against three references at τ = 1: query 0 (label 0) has positive reference 0 (e1),
+    // its SupCon denominator the three references (logits 1, 0, 1): ℓ_0 = log(2e + 1) − 1;
+    // query 1 (label 1) has positive reference 1 (e2), logits (0, 1, 0): log(e + 2) − 1.
+    let e = std::f64::consts::E;
+    let d = Dir::new("against-ok");
+    let q = d.f32s("q.npy", "(2, 2)", &[1.0, 0.0, 0.0, 1.0]);
+    let ql = d.i64s("ql.npy", &[0, 1]);
+    let r = d.f32s("r.npy", "(3, 2)", &[1.0, 0.0, 0.0, 1.0, 1.0, 0.0]);
+    let rl = d.i64s("rl.npy", &[0, 1, 2]);
+    let (gq, gr) = (d.path("gq.npy"), d.path("gr.npy"));
+    let want = 0.5 * ((2.0 * e + 1.0).ln() - 1.0 + (e + 2.0).ln() - 1.0);
+    let mut devices = vec!["cpu"];
+    if common::gpu().is_some() {
+        devices.push("gpu");
+    }
+    for device in devices {
+        for returned in [false, true] {
+            let mut args = vec![
+                "eval",
+                "--loss",
+                "supcon",
+                "--embeddings",
+                &q,
+                "--labels",
+                &ql,
+                "--reference",
+                &r,
+                "--reference-labels",
+                &rl,
+                "--temperature",
+                "1",
+                "--device",
+                device,
+                "--grad",
+                gq.to_str().unwrap(),
+            ];
+            if returned {
+                args.extend(["--grad-reference", gr.to_str().unwrap()]);
+            }
+            let out = cli(&args);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let line = stdout.trim_end();
+            let v: f64 = json_field(line, "loss").parse().unwrap();
+            assert!((v - want).abs() < 1e-5, "{line}");
+            assert_eq!(json_field(line, "reference_rows"), "3");
+            let g = if returned {
+                "\"returned\""
+            } else {
+                "\"detached\""
+            };
+            assert_eq!(json_field(line, "reference_grad"), g);
+            assert_eq!(json_field(line, "terms"), "2");
+            assert_eq!(metric_loss_cli::npy::read(&gq).unwrap().shape, vec![2, 2]);
+            if returned {
+                assert_eq!(metric_loss_cli::npy::read(&gr).unwrap().shape, vec![3, 2]);
+            }
+        }
+    }
+    let base = [
+        "eval",
+        "--loss",
+        "ntxent",
+        "--embeddings",
+        &q,
+        "--labels",
+        &ql,
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--reference", &r]);
+    assert_usage_error(&args, "go together");
+    let mut args = base.to_vec();
+    args.extend(["--grad-reference", "gr.npy"]);
+    assert_usage_error(&args, "needs --reference");
+    let mut args = base.to_vec();
+    args.extend(["--reference", &r, "--reference-labels", &ql]);
+    assert_usage_error(&args, "--reference-labels has 2 rows");
+    let wide = d.f32s("w.npy", "(3, 3)", &[0.0; 9]);
+    let mut args = base.to_vec();
+    args.extend(["--reference", &wide, "--reference-labels", &rl]);
+    assert_usage_error(&args, "columns");
+}
+
+#[test]
 fn bench_covers_softmax() {
     if common::gpu().is_none() {
         return;

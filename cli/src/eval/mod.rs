@@ -128,6 +128,23 @@ pub(crate) struct BatchFlags {
     pub grad: Option<PathBuf>,
 }
 
+/// A reference set the batch's rows (the queries) are compared with, instead of with each
+/// other.
+#[derive(Args)]
+pub(crate) struct ReferenceFlags {
+    /// ntxent, supcon: reference rows (M×D .npy; a MoCo queue, a memory of past embeddings);
+    /// the --embeddings are the queries.
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// ntxent, supcon: the reference rows' integer labels (M .npy).
+    #[arg(long)]
+    pub reference_labels: Option<PathBuf>,
+    /// ntxent, supcon with --reference: write dL/dR here (float32 .npy); without it the
+    /// reference is detached.
+    #[arg(long)]
+    pub grad_reference: Option<PathBuf>,
+}
+
 /// Two matched inputs (contrastive pairs, CLIP views, InfoNCE anchors and keys) and their
 /// gradients.
 #[derive(Args)]
@@ -237,6 +254,8 @@ pub(crate) struct EvalArgs {
     #[command(flatten)]
     pub batch: BatchFlags,
     #[command(flatten)]
+    pub reference: ReferenceFlags,
+    #[command(flatten)]
     pub pairs: PairFlags,
     #[command(flatten)]
     pub triplet: TripletFlags,
@@ -262,6 +281,7 @@ pub(crate) struct EvalArgs {
 }
 
 const BATCH: [&str; 3] = ["embeddings", "labels", "grad"];
+const REFERENCE: [&str; 3] = ["reference", "reference_labels", "grad_reference"];
 const MARGIN: [&str; 4] = ["margin", "distance", "reduction", "normalize"];
 
 /// Which loss takes which flag (clap's ids, the flag without `--`, `_` for `-`), beside
@@ -293,8 +313,8 @@ pub(crate) const TAKES: [(LossName, &[&[&str]]); 6] = [
             ],
         ],
     ),
-    (LossName::Ntxent, &[&BATCH, &["temperature"]]),
-    (LossName::Supcon, &[&BATCH, &["temperature"]]),
+    (LossName::Ntxent, &[&BATCH, &REFERENCE, &["temperature"]]),
+    (LossName::Supcon, &[&BATCH, &REFERENCE, &["temperature"]]),
     (
         LossName::Clip,
         &[&["a", "b", "grad_a", "grad_b", "temperature"]],

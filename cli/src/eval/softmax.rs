@@ -1,4 +1,5 @@
-//! `eval --loss ntxent|supcon` (--embeddings and --labels), `--loss clip` (--a and --b) and
+//! `eval --loss ntxent|supcon` (--embeddings and --labels, optionally against --reference
+//! and --reference-labels), `--loss clip` (--a and --b) and
 //! `--loss infonce` (--a anchors, --b keys, --scale, --symmetric, --labels-a/--labels-b).
 //! The gradients are always computed, so that `grad_temperature` (infonce: `grad_scale`) is
 //! always in the JSON line; --grad (or --grad-a/--grad-b) also writes the embeddings'
@@ -6,7 +7,7 @@
 
 use std::process::ExitCode;
 
-use metric_loss::{Grads, Labels, Softmax, SoftmaxLoss};
+use metric_loss::{Grads, Labels, ReferenceGrad, ReferenceSet, Softmax, SoftmaxLoss};
 
 use super::{head, EvalArgs};
 use crate::io::{self, Matrix, Outputs};
@@ -16,6 +17,13 @@ enum Input {
     Batch {
         x: Matrix,
         labels: Labels,
+    },
+    /// Queries against reference rows, with the queries' then the references' labels.
+    Against {
+        q: Matrix,
+        r: Matrix,
+        labels: Labels,
+        grad: ReferenceGrad,
     },
     /// CLIP's views, or InfoNCE's anchors and keys (with the anchors' then the keys' labels).
     Views {
@@ -97,13 +105,51 @@ impl Eval {
         } else {
             let bt = &args.batch;
             let needs = format!("--loss {} needs --embeddings and --labels", loss.name());
-            let (x, labels) = io::batch(
+            let (px, pl) = (
                 io::need(&bt.embeddings, "embeddings", &needs)?,
                 io::need(&bt.labels, "labels", &needs)?,
-            )?;
-            cfg.validate_batch(&x.view("embeddings")?, &labels)?;
-            let outputs = Outputs::prepare(&[("grad", &bt.grad)])?;
-            (Input::Batch { x, labels }, outputs)
+            );
+            let rf = &args.reference;
+            match (&rf.reference, &rf.reference_labels) {
+                (None, None) => {
+                    if rf.grad_reference.is_some() {
+                        return Err(Failure::usage("--grad-reference needs --reference"));
+                    }
+                    let (x, labels) = io::batch(px, pl)?;
+                    cfg.validate_batch(&x.view("embeddings")?, &labels)?;
+                    let outputs = Outputs::prepare(&[("grad", &bt.grad)])?;
+                    (Input::Batch { x, labels }, outputs)
+                }
+                (Some(pr), Some(prl)) => {
+                    let q = io::matrix("embeddings", px)?;
+                    let r = io::matrix("reference", pr)?;
+                    let mut ids = io::int_labels("labels", pl, "the embeddings", q.rows)?;
+                    ids.extend(io::int_labels(
+                        "reference-labels",
+                        prl,
+                        "the reference rows",
+                        r.rows,
+                    )?);
+                    let labels = Labels::new(&ids);
+                    let grad = match rf.grad_reference {
+                        Some(_) => ReferenceGrad::Returned,
+                        None => ReferenceGrad::Detached,
+                    };
+                    let rv = r.view("reference")?;
+                    let set = reference_set(&rv, grad);
+                    cfg.validate_against(&q.view("embeddings")?, &set, &labels)?;
+                    let outputs = Outputs::prepare(&[
+                        ("grad", &bt.grad),
+                        ("grad-reference", &rf.grad_reference),
+                    ])?;
+                    (Input::Against { q, r, labels, grad }, outputs)
+                }
+                _ => {
+                    return Err(Failure::usage(
+                        "--reference and --reference-labels go together",
+                    ))
+                }
+            }
         };
         Ok(Self {
             cfg,
@@ -132,6 +178,14 @@ pub(super) fn run(args: &EvalArgs, loss: SoftmaxLoss) -> Result<ExitCode, Failur
                 None => cfg.batch_cpu(&ex, labels, want)?,
             }
         }
+        Input::Against { q, r, labels, grad } => {
+            let (eq, er) = (q.view("embeddings")?, r.view("reference")?);
+            let set = reference_set(&er, *grad);
+            match &gpu {
+                Some(g) => cfg.against(g, &eq, &set, labels, want)?,
+                None => cfg.against_cpu(&eq, &set, labels, want)?,
+            }
+        }
         Input::Views { a, b, labels } => {
             let (ea, eb) = (a.view("a")?, b.view("b")?);
             match (&gpu, labels) {
@@ -155,10 +209,30 @@ pub(super) fn run(args: &EvalArgs, loss: SoftmaxLoss) -> Result<ExitCode, Failur
         json.insert("grad_scale".into(), grad_scale.into());
     } else {
         json.insert("temperature".into(), given.into());
+        if let Input::Against { r, grad, .. } = &input {
+            json.insert("reference_rows".into(), r.rows.into());
+            let g = match grad {
+                ReferenceGrad::Returned => "returned",
+                ReferenceGrad::Detached => "detached",
+            };
+            json.insert("reference_grad".into(), g.into());
+        }
         json.insert("terms".into(), out.counts.terms.into());
         json.insert("term_kind".into(), loss.term_kind().into());
         json.insert("grad_temperature".into(), out.grad_temperature.into());
     }
     out!("{}", serde_json::Value::Object(json));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reference rows other than the queries.
+fn reference_set<'r, 'a>(
+    rows: &'r metric_loss::Embeddings<'a>,
+    grad: ReferenceGrad,
+) -> ReferenceSet<'r, 'a> {
+    ReferenceSet {
+        rows,
+        is_queries: false,
+        grad,
+    }
 }
