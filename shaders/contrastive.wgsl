@@ -37,8 +37,8 @@ struct ContrastiveParams {
     window_rows: u32,
     accumulate: u32,
     last: u32,
-    _pad0: u32,
-    _pad1: u32,
+    cols: u32,    // rows of the column side (batch: the batch's; against: the other side's)
+    pairing: u32, // PAIRING_*: which pairs of this dispatch's rows and columns exist
     pos_margin: f32,
     margin: f32,
     _pad2: f32,
@@ -58,6 +58,50 @@ struct ContrastivePartial {
     dis_pairs: u32,
     sim_active: u32,
     dis_active: u32,
+}
+
+// Keep in sync with `Pairing` in src/losses/contrastive/steps.rs. A batch's pairs are
+// i ≠ j (its terms i < j); queries against references have every (query, reference) pair,
+// or, when the references are the queries, the pairs query < reference (each unordered
+// pair once, so that the loss is the batch's). The `REFS_` forms sweep the references as
+// rows against the queries as columns, for the references' gradient.
+const PAIRING_BATCH: u32 = 0u;
+const PAIRING_AGAINST: u32 = 1u;
+const PAIRING_AGAINST_ITSELF: u32 = 2u;
+const PAIRING_REFS_AGAINST: u32 = 3u;
+const PAIRING_REFS_AGAINST_ITSELF: u32 = 4u;
+
+// Whether the pair (row i, column j) has a term (counted from the rows' side).
+fn term_pair(i: u32, j: u32) -> bool {
+    switch (params.pairing) {
+        case PAIRING_AGAINST: {
+            return true;
+        }
+        case PAIRING_BATCH, PAIRING_AGAINST_ITSELF: {
+            return j > i;
+        }
+        default: {
+            return false;
+        }
+    }
+}
+
+// Whether the pair (row i, column j) adds to row i's gradient.
+fn grad_pair(i: u32, j: u32) -> bool {
+    switch (params.pairing) {
+        case PAIRING_BATCH: {
+            return j != i;
+        }
+        case PAIRING_AGAINST_ITSELF: {
+            return j > i;
+        }
+        case PAIRING_REFS_AGAINST_ITSELF: {
+            return j < i;
+        }
+        default: {
+            return true;
+        }
+    }
 }
 
 // Keep in sync with `Reduction::kernel_code` in src/options.rs.

@@ -22,11 +22,12 @@ struct contrastive_row {
     acc: RowAcc,
 }
 
-// Every column of the window, or for the forward pass those that can be j > i of the
-// workgroup's first row.
+// Every column of the window, or for the forward pass of pairs i < j those that can be
+// j > i of the workgroup's first row.
 fn contrastive_columns(row_base: u32, ctx: contrastive_ctx) -> vec2<u32> {
-    let n = min(params.window_rows, params.rows - min(params.rows, params.col_start));
-    if (ctx.stage == PASS_FORWARD) {
+    let n = min(params.window_rows, params.cols - min(params.cols, params.col_start));
+    let upper = params.pairing == PAIRING_BATCH || params.pairing == PAIRING_AGAINST_ITSELF;
+    if (ctx.stage == PASS_FORWARD && upper) {
         let first = max(params.row_start + row_base + 1u, params.col_start) - params.col_start;
         return vec2<u32>(min(first, n), n);
     }
@@ -47,7 +48,7 @@ fn contrastive_visit(st: ptr<function, contrastive_row>, jl: u32, s: f32, ctx: c
     let similar = col_class[jl] == (*st).ci;
     let x = hinge_arg(similar, d);
     if (ctx.stage != PASS_BACKWARD) {
-        let counted = (*st).live && j > (*st).i;
+        let counted = (*st).live && term_pair((*st).i, j);
         let term = select(0.0, hinge_value(params.hinge, x), counted);
         let on = select(0u, 1u, counted && x > 0.0);
         let pair = select(0u, 1u, counted);
@@ -59,7 +60,7 @@ fn contrastive_visit(st: ptr<function, contrastive_row>, jl: u32, s: f32, ctx: c
             (*st).acc.counts += vec4<u32>(0u, pair, 0u, on);
         }
     }
-    if (ctx.stage == PASS_FORWARD || !(*st).live || j == (*st).i) {
+    if (ctx.stage == PASS_FORWARD || !(*st).live || !grad_pair((*st).i, j)) {
         return 0.0;
     }
     let w = term_slope(similar, d, ctx.sc) * dist_grad_factor(params.distance, d);

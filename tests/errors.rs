@@ -193,7 +193,9 @@ fn lost_device_is_reported_on_the_next_call() {
 fn timeout_is_an_error_and_the_gpu_stays_usable() {
     let Some(shared) = common::gpu() else { return };
     let mut gpu = Gpu::new().unwrap();
-    let (b, d) = (512, 32);
+    // Large enough that the work cannot finish between its submission and the first poll
+    // (a 512 × 32 call sometimes did on lavapipe).
+    let (b, d) = (2048, 64);
     let data = common::normals(5, b * d);
     let x = Embeddings::named("x", &data, b, d).unwrap();
     let l = Labels::new(&common::labels(5, b, 16));

@@ -1,4 +1,5 @@
-//! Queries against a reference set (NT-Xent, SupCon): on the GPU against the f64 reference
+//! Queries against a reference set (NT-Xent, SupCon, contrastive): on the GPU against the f64
+//! reference
 //! under the tolerance rule, with references larger and smaller than the queries, crossing
 //! the engine's blocks and tiles, with no positive and with every reference positive; the
 //! batch as its own reference equals the in-batch loss; a detached reference gets no
@@ -6,9 +7,11 @@
 
 mod common;
 
+use metric_loss::testing::contrastive_reference::against_f64;
 use metric_loss::testing::softmax_reference::{against_with_mass, Queries};
 use metric_loss::{
-    Embeddings, Error, Grads, Labels, ReferenceGrad, ReferenceSet, Softmax, SoftmaxLoss,
+    Contrastive, Distance, Embeddings, Error, Grads, Labels, Reduction, ReferenceGrad,
+    ReferenceSet, Softmax, SoftmaxLoss,
 };
 
 fn rows<'a>(name: &'static str, data: &'a [f32], rows: usize, dim: usize) -> Embeddings<'a> {
@@ -253,4 +256,154 @@ fn input_errors() {
         Softmax::clip().against_cpu(&q, &refs, &labels, Grads::Skip),
         Err(Error::OptionConflict { .. })
     ));
+}
+
+/// Contrastive configurations: the three distances and reductions.
+fn contrastive_cfgs() -> Vec<Contrastive> {
+    vec![
+        Contrastive::default().margin(1.5).unwrap(),
+        Contrastive::default()
+            .distance(Distance::Cosine)
+            .normalize(true)
+            .margin(0.8)
+            .unwrap()
+            .reduction(Reduction::MeanNonzero),
+        Contrastive::default()
+            .distance(Distance::SquaredEuclidean)
+            .margin(4.0)
+            .unwrap()
+            .reduction(Reduction::Sum),
+    ]
+}
+
+#[test]
+fn contrastive_against_references_matches_the_reference() {
+    let Some(gpu) = common::gpu() else { return };
+    for (seed, &(n, m, dim, classes)) in [
+        (1, 1, 3, 1),
+        (5, 40, 8, 3),
+        (129, 17, 12, 4),
+        (64, 300, 16, 10),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = seed as u64 + 20;
+        let (dq, dr) = (
+            common::normals(seed, n * dim),
+            common::normals(seed + 9, m * dim),
+        );
+        let (q, r) = (rows("q", &dq, n, dim), rows("r", &dr, m, dim));
+        let labels = Labels::new(&common::labels(seed, n + m, classes));
+        for cfg in contrastive_cfgs() {
+            for grad in [ReferenceGrad::Returned, ReferenceGrad::Detached] {
+                let mut v = cfg.against_check(gpu, &q, &set(&r, grad), &labels).unwrap();
+                v.name = format!("N={n} M={m} D={dim} {grad:?} {}", v.name);
+                common::assert_report(&v);
+            }
+        }
+    }
+}
+
+#[test]
+fn contrastive_batch_as_its_own_reference_is_the_in_batch_loss() {
+    let Some(gpu) = common::gpu() else { return };
+    let (b, dim) = (150, 10);
+    let data = common::normals(9, b * dim);
+    let x = rows("x", &data, b, dim);
+    let ids = common::labels(9, b, 12);
+    let l = Labels::new(&ids);
+    let both = Labels::new(&[ids.clone(), ids].concat());
+    let me = ReferenceSet {
+        rows: &x,
+        is_queries: true,
+        grad: ReferenceGrad::Returned,
+    };
+    for cfg in contrastive_cfgs() {
+        let batch = cfg.batch(gpu, &x, &l, Grads::Compute).unwrap();
+        let against = cfg.against(gpu, &x, &me, &both, Grads::Compute).unwrap();
+        assert_eq!(batch.counts, against.counts, "{cfg:?}");
+        let scale = batch.loss.abs().max(1.0);
+        assert!((batch.loss - against.loss).abs() < 1e-5 * scale, "{cfg:?}");
+        let gb = &batch.grads[0];
+        let largest = gb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for k in 0..gb.len() {
+            let sum = against.grads[0].values()[k] + against.grads[1].values()[k];
+            assert!(
+                (sum - gb.values()[k]).abs() <= 1e-5 * largest,
+                "{cfg:?} [{k}]: {sum} vs {}",
+                gb.values()[k]
+            );
+        }
+    }
+}
+
+#[test]
+fn contrastive_reference_gradients_match_finite_differences() {
+    let (n, m, dim) = (4, 5, 3);
+    let q: Vec<f64> = common::normals(15, n * dim)
+        .iter()
+        .map(|&v| f64::from(v))
+        .collect();
+    let r: Vec<f64> = common::normals(16, m * dim)
+        .iter()
+        .map(|&v| f64::from(v))
+        .collect();
+    let (cq, cr) = ([0u32, 1, 2, 1], [0u32, 1, 1, 2, 0]);
+    // A margin far from every distance: no pair sits on a hinge's kink.
+    let cfg = Contrastive::default().margin(10.0).unwrap();
+    let (out, h) = (
+        against_f64(&cfg, &q, &r, dim, (&cq, &cr), false, Grads::Compute),
+        1e-6,
+    );
+    let f =
+        |q: &[f64], r: &[f64]| against_f64(&cfg, q, r, dim, (&cq, &cr), false, Grads::Skip).loss;
+    for (side, grad) in out.grads.iter().enumerate() {
+        for k in 0..grad.len() {
+            let (mut p, mut s) = ([q.clone(), r.clone()], [q.clone(), r.clone()]);
+            p[side][k] += h;
+            s[side][k] -= h;
+            let fd = (f(&p[0], &p[1]) - f(&s[0], &s[1])) / (2.0 * h);
+            assert!(
+                (fd - grad[k]).abs() < 1e-6 * (1.0 + fd.abs()),
+                "side {side} [{k}]: {fd} vs {}",
+                grad[k]
+            );
+        }
+    }
+}
+
+#[test]
+fn contrastive_without_pairs_and_detached() {
+    let (dq, dr) = (common::normals(1, 3 * 2), common::normals(2, 4 * 2));
+    let (q, r) = (rows("q", &dq, 3, 2), rows("r", &dr, 4, 2));
+    let labels = Labels::new(&[0, 1, 2, 3, 4, 5, 6]);
+    let cfg = Contrastive::default().reduction(Reduction::MeanNonzero);
+    // Only dissimilar pairs, all beyond a margin of 0: no active term, loss 0.
+    let cfg = cfg.margin(0.0).unwrap();
+    let out = cfg
+        .against_cpu(
+            &q,
+            &set(&r, ReferenceGrad::Detached),
+            &labels,
+            Grads::Compute,
+        )
+        .unwrap();
+    assert_eq!(out.loss, 0.0);
+    assert_eq!(out.counts.dissimilar_pairs, 12);
+    assert_eq!(out.grads.len(), 1);
+    if let Some(gpu) = common::gpu() {
+        let g = cfg
+            .against(
+                gpu,
+                &q,
+                &set(&r, ReferenceGrad::Detached),
+                &labels,
+                Grads::Compute,
+            )
+            .unwrap();
+        assert_eq!((g.loss, g.counts), (0.0, out.counts));
+        assert_eq!(g.grads.len(), 1);
+        assert!(g.grads[0].iter().all(|&v| v == 0.0));
+    }
 }

@@ -56,8 +56,10 @@ pub(crate) struct ContrastiveParams {
     pub accumulate: u32,
     /// contrastive_finalize, contrastive_loss: 1 on the last window.
     pub last: u32,
-    pub _pad0: u32,
-    pub _pad1: u32,
+    /// Rows of the column side.
+    pub cols: u32,
+    /// `Pairing` (steps.rs): which pairs of the rows and columns exist.
+    pub pairing: u32,
     pub pos_margin: f32,
     pub margin: f32,
     pub _pad2: f32,
@@ -77,8 +79,8 @@ mirrored!(
         window_rows,
         accumulate,
         last,
-        _pad0,
-        _pad1,
+        cols,
+        pairing,
         pos_margin,
         margin,
         _pad2,

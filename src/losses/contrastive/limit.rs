@@ -13,7 +13,7 @@ impl Contrastive {
         let n = rows as f64;
         let (terms, per_row) = match mode {
             Mode::Pairs => (n, 1.0),
-            Mode::Batch => (n * (n - 1.0) / 2.0, n - 1.0),
+            Mode::Batch | Mode::Against { .. } => (n * (n - 1.0) / 2.0, n - 1.0),
         };
         MarginWorst {
             distance: self.distance,
@@ -32,7 +32,7 @@ impl Contrastive {
     pub(crate) fn describe(&self, mode: Mode, rows: usize, dim: usize) -> String {
         let family = match mode {
             Mode::Pairs => "contrastive pairs",
-            Mode::Batch => "contrastive batch",
+            Mode::Batch | Mode::Against { .. } => "contrastive batch",
         };
         limit::describe(
             family,

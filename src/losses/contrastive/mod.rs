@@ -11,10 +11,11 @@ pub(crate) use kernels::{ROWS_TABLE, TABLE};
 use crate::engine::call::{run_device, run_host};
 use crate::engine::resident::{self, DeviceClasses};
 use crate::engine::{DeviceLoss, Gpu};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::input::{DeviceGrad, DeviceLabels, DeviceRows, Embeddings, Labels, Target};
 use crate::options::{
-    check_margin, same_rows, Counts, Distance, Grads, Hinge, LossOutput, Reduction,
+    check_margin, same_rows, Counts, Distance, Grads, Hinge, LossOutput, Reduction, ReferenceGrad,
+    ReferenceSet,
 };
 use crate::tolerance::Verdict;
 use steps::Call;
@@ -110,6 +111,13 @@ pub type ContrastiveOutput = LossOutput<ContrastiveCounts>;
 pub(crate) enum Mode {
     Pairs,
     Batch,
+    /// Queries against a reference set.
+    Against {
+        /// The references are the queries: only the pairs query < reference.
+        is_queries: bool,
+        /// The references get their gradient.
+        reference_grad: bool,
+    },
 }
 
 impl Contrastive {
@@ -232,6 +240,117 @@ impl Contrastive {
         self.validate_pairs(a, b, similar)?;
         let flags: Vec<u32> = similar.iter().map(|&s| u32::from(s)).collect();
         run_host(gpu, &self.call(Mode::Pairs), &[a, b], &[&flags], grads)
+    }
+
+    /// Everything [`Contrastive::against`] checks before it runs: options, the rows'
+    /// widths, the labels (the queries' then the references': N + M), reference rows that
+    /// are the queries being them with their labels, and the magnitude limit.
+    pub fn validate_against(
+        &self,
+        queries: &Embeddings<'_>,
+        reference: &ReferenceSet<'_, '_>,
+        labels: &Labels,
+    ) -> Result<()> {
+        self.validate()?;
+        let r = reference.rows;
+        same_rows("columns of the reference rows", queries.dim(), r.dim())?;
+        if reference.is_queries {
+            same_rows(
+                "reference rows (the queries themselves)",
+                queries.rows(),
+                r.rows(),
+            )?;
+        }
+        same_rows(
+            "labels (the queries', then the references')",
+            queries.rows() + r.rows(),
+            labels.len(),
+        )?;
+        let (cq, cr) = labels.ids().split_at(queries.rows());
+        if reference.is_queries && cq != cr {
+            return Err(Error::OptionConflict {
+                option: "reference rows that are the queries",
+                reason: "their labels must be the queries' labels",
+            });
+        }
+        let rows = queries.rows() + r.rows();
+        let limit = self.magnitude_limit(Mode::Batch, rows, queries.dim())?;
+        for (what, x) in [("queries", queries), ("reference rows", r)] {
+            crate::limit::check(&x.as_input(what), limit, || {
+                self.describe(Mode::Batch, rows, queries.dim())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The loss of `queries` against a reference set (a memory of past embeddings, rows
+    /// gathered from other devices, or the batch itself): every pair (query i, reference j),
+    /// similar iff their labels are equal — or, when the references are the queries, every
+    /// pair i < j once, so that the loss is [`Contrastive::batch`]'s. The reduction runs over
+    /// these pairs (mean: all of them; sum; mean-nonzero: the active similar and dissimilar
+    /// ones, as in a batch); none gives loss 0. `labels` holds the queries' labels then the
+    /// references' (one mapping for both). Gradients (with [`Grads::Compute`]) are `[dL/dQ]`,
+    /// and `dL/dR` after it when the reference's gradient is [`ReferenceGrad::Returned`];
+    /// with the batch as its own reference, dL/dQ + dL/dR is the batch's gradient.
+    pub fn against(
+        &self,
+        gpu: &Gpu,
+        queries: &Embeddings<'_>,
+        reference: &ReferenceSet<'_, '_>,
+        labels: &Labels,
+        grads: Grads,
+    ) -> Result<ContrastiveOutput> {
+        self.validate_against(queries, reference, labels)?;
+        let (cq, cr) = labels.ids().split_at(queries.rows());
+        let call = self.call(Mode::Against {
+            is_queries: reference.is_queries,
+            reference_grad: reference.grad == ReferenceGrad::Returned,
+        });
+        run_host(gpu, &call, &[queries, reference.rows], &[cq, cr], grads)
+    }
+
+    /// The f64 CPU reference of [`Contrastive::against`].
+    pub fn against_cpu(
+        &self,
+        queries: &Embeddings<'_>,
+        reference: &ReferenceSet<'_, '_>,
+        labels: &Labels,
+        grads: Grads,
+    ) -> Result<ContrastiveOutput> {
+        self.validate_against(queries, reference, labels)?;
+        let w = crate::reference::widen;
+        let mut r = reference::against_f64(
+            self,
+            &w(queries),
+            &w(reference.rows),
+            queries.dim(),
+            labels.ids().split_at(queries.rows()),
+            reference.is_queries,
+            grads,
+        );
+        if reference.grad == ReferenceGrad::Detached {
+            r.grads.truncate(1);
+        }
+        Ok(r.narrow(queries.dim()))
+    }
+
+    /// Runs [`Contrastive::against`] and [`Contrastive::against_cpu`] and compares them (see
+    /// [`Contrastive::batch_check`]).
+    pub fn against_check(
+        &self,
+        gpu: &Gpu,
+        queries: &Embeddings<'_>,
+        reference: &ReferenceSet<'_, '_>,
+        labels: &Labels,
+    ) -> Result<Verdict> {
+        let g = self.against(gpu, queries, reference, labels, Grads::Compute)?;
+        let r = self.against_cpu(queries, reference, labels, Grads::Compute)?;
+        let d = tolerance::against_distances(self, queries, reference);
+        let terms = queries.rows().max(reference.rows.rows()) as u64;
+        let inputs = [queries, reference.rows];
+        let inputs = &inputs[..g.grads.len().max(1)];
+        let name = self.case_name("against");
+        Ok(tolerance::verdict(name, self, &g, &r, &d, terms, inputs))
     }
 
     /// The f64 CPU reference of [`Contrastive::batch`].

@@ -134,7 +134,9 @@ pub fn pairs_f64(
     }
 }
 
-/// Batch mode in f64: every pair i < j of `x`, similar iff `classes` are equal.
+/// Batch mode in f64: every pair i < j of `x`, similar iff `classes` are equal: the batch
+/// against itself as its reference set, each row's gradient its query side's plus its
+/// reference side's.
 pub fn batch_f64(
     cfg: &Contrastive,
     x: &[f64],
@@ -142,42 +144,75 @@ pub fn batch_f64(
     classes: &[u32],
     grads: Grads,
 ) -> Reference {
-    let (xn, norms) = prepare(cfg.normalize, x, dim);
-    let rows = classes.len();
-    let mut terms = Terms::new();
-    for i in 0..rows {
-        for j in i + 1..rows {
-            let d = distance(cfg.distance, row(&xn, i, dim), row(&xn, j, dim));
-            terms.add(cfg, classes[i] == classes[j], d);
+    let mut r = against_f64(cfg, x, x, dim, (classes, classes), true, grads);
+    if let Some(gr) = r.grads.pop() {
+        for (g, v) in r.grads[0].iter_mut().zip(gr) {
+            *g += v;
         }
+    }
+    r
+}
+
+/// The pairs (query i, reference j) of queries against references: all, or i < j when the
+/// references are the queries (each unordered pair once).
+pub(crate) fn against_pairs(
+    n: usize,
+    m: usize,
+    is_queries: bool,
+) -> impl Iterator<Item = (usize, usize)> {
+    (0..n).flat_map(move |i| {
+        let first = if is_queries { i + 1 } else { 0 };
+        (first..m).map(move |j| (i, j))
+    })
+}
+
+/// Queries `q` against references `r` in f64 (rows of `dim` values, class ids `classes`
+/// (queries', references')): the pairs of [`against_pairs`], similar iff the ids are equal.
+/// Gradients `[dL/dQ, dL/dR]`.
+pub fn against_f64(
+    cfg: &Contrastive,
+    q: &[f64],
+    r: &[f64],
+    dim: usize,
+    (cq, cr): (&[u32], &[u32]),
+    is_queries: bool,
+    grads: Grads,
+) -> Reference {
+    let (qn, q_norms) = prepare(cfg.normalize, q, dim);
+    let (rn, r_norms) = prepare(cfg.normalize, r, dim);
+    let pairs = || against_pairs(cq.len(), cr.len(), is_queries);
+    let mut terms = Terms::new();
+    for (i, j) in pairs() {
+        let d = distance(cfg.distance, row(&qn, i, dim), row(&rn, j, dim));
+        terms.add(cfg, cq[i] == cr[j], d);
     }
     let loss = reduce(cfg.reduction, terms.sim, terms.dis, &terms.counts);
     if grads == Grads::Skip {
         return Reference::loss_only(loss, terms.counts);
     }
     let sc = scales(cfg.reduction, &terms.counts);
-    let mut g = vec![0.0; xn.len()];
-    for i in 0..rows {
-        for j in i + 1..rows {
-            let (u, v) = (row(&xn, i, dim), row(&xn, j, dim));
-            let similar = classes[i] == classes[j];
-            let c = slope(cfg, similar, distance(cfg.distance, u, v), sc);
-            add_scaled(
-                &mut g[i * dim..(i + 1) * dim],
-                c,
-                &distance_grad(cfg.distance, u, v),
-            );
-            add_scaled(
-                &mut g[j * dim..(j + 1) * dim],
-                c,
-                &distance_grad(cfg.distance, v, u),
-            );
-        }
+    let (mut gq, mut gr) = (vec![0.0; qn.len()], vec![0.0; rn.len()]);
+    for (i, j) in pairs() {
+        let (u, v) = (row(&qn, i, dim), row(&rn, j, dim));
+        let c = slope(cfg, cq[i] == cr[j], distance(cfg.distance, u, v), sc);
+        add_scaled(
+            &mut gq[i * dim..(i + 1) * dim],
+            c,
+            &distance_grad(cfg.distance, u, v),
+        );
+        add_scaled(
+            &mut gr[j * dim..(j + 1) * dim],
+            c,
+            &distance_grad(cfg.distance, v, u),
+        );
     }
     Reference {
         loss,
         counts: terms.counts,
-        grads: vec![finish_grad(&xn, norms, g, dim)],
+        grads: vec![
+            finish_grad(&qn, q_norms, gq, dim),
+            finish_grad(&rn, r_norms, gr, dim),
+        ],
         grad_temperature: None,
     }
 }

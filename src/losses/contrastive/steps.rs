@@ -19,6 +19,17 @@ pub(crate) struct Call {
     pub mode: Mode,
 }
 
+/// Which pairs of a dispatch's rows and columns exist (shaders/contrastive.wgsl
+/// `PAIRING_*`).
+#[derive(Clone, Copy)]
+enum Pairing {
+    Batch = 0,
+    Against = 1,
+    AgainstItself = 2,
+    RefsAgainst = 3,
+    RefsAgainstItself = 4,
+}
+
 impl LossCall for Call {
     type Counts = ContrastiveCounts;
     type Partial = ContrastivePartial;
@@ -31,8 +42,15 @@ impl LossCall for Call {
     fn work(&self, plan: &Plan, _want: bool) -> f64 {
         let (rows, dim) = (plan.rows as f64, plan.dim as f64);
         match self.mode {
-            Mode::Batch => 6.0 * rows * rows * dim,
+            Mode::Batch | Mode::Against { .. } => 6.0 * rows * rows * dim,
             Mode::Pairs => 6.0 * rows * dim,
+        }
+    }
+
+    fn side_has_grad(&self, k: usize) -> bool {
+        match self.mode {
+            Mode::Against { reference_grad, .. } => k == 0 || reference_grad,
+            _ => true,
         }
     }
 
@@ -50,6 +68,10 @@ impl LossCall for Call {
         let shape = b
             .rec
             .row_shape(plan.dim4, self.cfg.distance == Distance::Cosine);
+        let against = match self.mode {
+            Mode::Against { is_queries, .. } => Some(is_queries),
+            _ => None,
+        };
         let d = Dispatch {
             shape,
             cfg: &self.cfg,
@@ -57,13 +79,18 @@ impl LossCall for Call {
             x: b.sides[0].rows(),
             y: b.sides[b.sides.len() - 1].rows(),
             classes: b.classes()?,
+            ref_classes: b.classes_of(1)?,
+            rows: b.sides.iter().map(|s| s.plan.rows).collect(),
+            against,
             partials: &partials,
         };
         let mut steps = Vec::new();
         match self.mode {
             // With gradients and host scales the fused pass computes the terms too.
-            Mode::Batch if !host_scales || !b.want => steps.extend(d.batch_forward()),
-            Mode::Batch => {}
+            Mode::Batch | Mode::Against { .. } if !host_scales || !b.want => {
+                steps.extend(d.batch_forward())
+            }
+            Mode::Batch | Mode::Against { .. } => {}
             Mode::Pairs => steps.extend(d.pairs(&k::PAIRS_FORWARD, None)),
         }
         if !host || (b.want && !host_scales) {
@@ -78,13 +105,18 @@ impl LossCall for Call {
         if b.want {
             let grads: Vec<&RowBuf> = b.sides.iter().filter_map(|s| s.grad.as_ref()).collect();
             match self.mode {
-                Mode::Batch => {
+                Mode::Batch | Mode::Against { .. } => {
                     let pass = if host_scales {
                         Pass::Fused
                     } else {
                         Pass::Backward
                     };
                     steps.extend(d.batch_backward(pass, &scales, grads[0]));
+                    if let (Some(g), Some(_)) =
+                        (b.sides[1..].first().and_then(|s| s.grad.as_ref()), against)
+                    {
+                        steps.extend(d.reference_backward(&scales, g));
+                    }
                 }
                 Mode::Pairs => {
                     steps.extend(d.pairs(&k::PAIRS_BACKWARD, Some((&scales, grads[0], grads[1]))))
@@ -93,6 +125,10 @@ impl LossCall for Call {
             if host_scales {
                 let pairs = match self.mode {
                     Mode::Batch => plan.rows * plan.rows.saturating_sub(1) / 2,
+                    Mode::Against {
+                        is_queries: true, ..
+                    } => d.rows[0] * d.rows[0].saturating_sub(1) / 2,
+                    Mode::Against { .. } => d.rows[0] * d.rows[1],
                     Mode::Pairs => plan.rows,
                 };
                 let s = self.cfg.reduction.term_scale(pairs);
@@ -141,19 +177,57 @@ struct Dispatch<'a> {
     shape: RowShape,
     cfg: &'a Contrastive,
     plan: &'a Plan,
-    /// The rows the distance kernels read (X, or A in pair mode) and B (X again in a batch).
+    /// The rows the distance kernels read (X, or A in pair mode, or the queries) and B (X
+    /// again in a batch, or the references).
     x: &'a RowBuf,
     y: &'a RowBuf,
     classes: &'a RowBuf,
+    /// The references' class ids (the batch's again in a batch).
+    ref_classes: &'a RowBuf,
+    /// Rows of each side.
+    rows: Vec<u64>,
+    /// Queries against references: whether the references are the queries.
+    against: Option<bool>,
     partials: &'a RowBuf,
 }
 
 impl Dispatch<'_> {
-    /// Parameters of the dispatch over row window `r` and column window `c`.
+    /// The pairing of the queries' (or the batch's) sweeps.
+    fn pairing(&self) -> Pairing {
+        match self.against {
+            None => Pairing::Batch,
+            Some(false) => Pairing::Against,
+            Some(true) => Pairing::AgainstItself,
+        }
+    }
+
+    /// Windows of side `k`.
+    fn windows(&self, k: usize) -> u64 {
+        self.plan.for_rows(self.rows[k]).windows
+    }
+
+    /// Parameters of the dispatch over row window `r` and column window `c` (of the
+    /// queries against the references, or of the batch).
     fn params(&self, r: u64, c: u64, accumulate: bool, last: bool) -> ContrastiveParams {
+        let last_side = self.rows.len() - 1;
+        self.oriented(r, c, accumulate, last, (0, last_side), self.pairing())
+    }
+
+    /// [`Dispatch::params`] with side `a`'s rows against side `o`'s.
+    fn oriented(
+        &self,
+        r: u64,
+        c: u64,
+        accumulate: bool,
+        last: bool,
+        (a, o): (usize, usize),
+        pairing: Pairing,
+    ) -> ContrastiveParams {
         let (cfg, plan) = (self.cfg, self.plan);
         ContrastiveParams {
-            rows: plan.rows as u32,
+            rows: self.rows[a] as u32,
+            cols: self.rows[o] as u32,
+            pairing: pairing as u32,
             dim4: plan.dim4 as u32,
             distance: cfg.distance.kernel_kind(),
             hinge: cfg.hinge.kernel_kind(),
@@ -170,7 +244,7 @@ impl Dispatch<'_> {
     }
 
     /// A batch kernel over (r, c) on the pair engine, with the bindings every one of them
-    /// takes.
+    /// takes: the queries' (or the batch's) rows against the references' (or its own).
     fn batch_step(&self, pass: Pass, r: u64, c: u64, accumulate: bool) -> Step {
         let params = self.params(r, c, accumulate, false);
         let kernel = match pass {
@@ -178,33 +252,70 @@ impl Dispatch<'_> {
             Pass::Fused => &k::ROWS_FUSED,
             Pass::Backward => &k::ROWS_BACKWARD,
         };
-        Step::new(kernel, params, self.plan.row_blocks(r))
-            .shaped(self.shape)
-            .bind(k::ROWS, self.x.win(r))
-            .bind(k::COLS, self.x.win(c))
-            .bind(k::ROW_CLASS, self.classes.win(r))
-            .bind(k::COL_CLASS, self.classes.win(c))
-            .bind(k::PARTIALS, self.partials.win(r))
+        Step::new(
+            kernel,
+            params,
+            self.plan.for_rows(self.rows[0]).row_blocks(r),
+        )
+        .shaped(self.shape)
+        .bind(k::ROWS, self.x.win(r))
+        .bind(k::COLS, self.y.win(c))
+        .bind(k::ROW_CLASS, self.classes.win(r))
+        .bind(k::COL_CLASS, self.ref_classes.win(c))
+        .bind(k::PARTIALS, self.partials.win(r))
     }
 
-    /// Loss terms and counts of the pairs i < j (column windows from the row window on).
+    /// Loss terms and counts of the pairs: a batch's i < j (column windows from the row
+    /// window on), or every (query, reference) pair.
     fn batch_forward(&self) -> Vec<Step> {
-        let n = self.plan.windows;
+        let (n, m) = (self.windows(0), self.windows(self.rows.len() - 1));
+        let upper = self.against.is_none();
         (0..n)
-            .flat_map(|r| (r..n).map(move |c| (r, c)))
-            .map(|(r, c)| self.batch_step(Pass::Forward, r, c, c > r))
+            .flat_map(|r| (if upper { r } else { 0 }..m).map(move |c| (r, c)))
+            .map(|(r, c)| {
+                let first = if upper { r } else { 0 };
+                self.batch_step(Pass::Forward, r, c, c > first)
+            })
             .collect()
     }
 
     /// The gradient over every (row window, column window), fused with the loss terms or not.
     fn batch_backward(&self, pass: Pass, scales: &Bound, grad: &RowBuf) -> Vec<Step> {
-        let n = self.plan.windows;
+        let (n, m) = (self.windows(0), self.windows(self.rows.len() - 1));
         (0..n)
-            .flat_map(|r| (0..n).map(move |c| (r, c)))
+            .flat_map(|r| (0..m).map(move |c| (r, c)))
             .map(|(r, c)| {
                 self.batch_step(pass, r, c, c > 0)
                     .bind(k::SCALES, scales.clone())
                     .bind(k::GRAD, grad.win(r))
+            })
+            .collect()
+    }
+
+    /// The references' gradient: their rows against the queries' (no terms).
+    fn reference_backward(&self, scales: &Bound, grad: &RowBuf) -> Vec<Step> {
+        let pairing = match self.against {
+            Some(true) => Pairing::RefsAgainstItself,
+            _ => Pairing::RefsAgainst,
+        };
+        let (n, m) = (self.windows(0), self.windows(1));
+        (0..m)
+            .flat_map(|r| (0..n).map(move |c| (r, c)))
+            .map(|(r, c)| {
+                let params = self.oriented(r, c, c > 0, false, (1, 0), pairing);
+                Step::new(
+                    &k::ROWS_BACKWARD,
+                    params,
+                    self.plan.for_rows(self.rows[1]).row_blocks(r),
+                )
+                .shaped(self.shape)
+                .bind(k::ROWS, self.y.win(r))
+                .bind(k::COLS, self.x.win(c))
+                .bind(k::ROW_CLASS, self.ref_classes.win(r))
+                .bind(k::COL_CLASS, self.classes.win(c))
+                .bind(k::PARTIALS, self.partials.win(r))
+                .bind(k::SCALES, scales.clone())
+                .bind(k::GRAD, grad.win(r))
             })
             .collect()
     }

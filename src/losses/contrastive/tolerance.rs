@@ -4,7 +4,7 @@
 
 use super::{reference, Contrastive, ContrastiveCounts, ContrastiveOutput};
 use crate::input::Embeddings;
-use crate::options::{Hinge, Reduction};
+use crate::options::{Hinge, Reduction, ReferenceSet};
 use crate::reference::{distance, prepare, row, widen};
 use crate::tolerance::scales::{self, Spread};
 use crate::tolerance::{self, Tolerance, Verdict};
@@ -20,6 +20,20 @@ pub fn batch_distances(cfg: &Contrastive, x: &Embeddings<'_>) -> Vec<f64> {
         }
     }
     out
+}
+
+/// Distances the reference sees for every (query, reference) pair, after `normalize`.
+pub fn against_distances(
+    cfg: &Contrastive,
+    q: &Embeddings<'_>,
+    reference: &ReferenceSet<'_, '_>,
+) -> Vec<f64> {
+    let dim = q.dim();
+    let (qs, _) = prepare(cfg.normalize, &widen(q), dim);
+    let (rs, _) = prepare(cfg.normalize, &widen(reference.rows), dim);
+    reference::against_pairs(q.rows(), reference.rows.rows(), reference.is_queries)
+        .map(|(i, j)| distance(cfg.distance, row(&qs, i, dim), row(&rs, j, dim)))
+        .collect()
 }
 
 /// Distances the reference sees for each explicit pair, after `normalize`.
