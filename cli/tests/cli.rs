@@ -1233,6 +1233,41 @@ fn eval_against_a_reference_set() {
     let mut args = base.to_vec();
     args.extend(["--reference", &wide, "--reference-labels", &rl]);
     assert_usage_error(&args, "columns");
+    // Contrastive: the two queries against the three references, margin 2, squared hinge,
+    // mean over the 6 pairs: the similar pairs are at distance 0, the dissimilar ones at
+    // √2 (three of them) or 0 (query 0 and reference 2, labels 0 and 2): ((2 − √2)²·3 + 4)/6.
+    let want = ((2.0 - 2f64.sqrt()).powi(2) * 3.0 + 4.0) / 6.0;
+    let out = cli(&[
+        "eval",
+        "--loss",
+        "contrastive",
+        "--embeddings",
+        &q,
+        "--labels",
+        &ql,
+        "--reference",
+        &r,
+        "--reference-labels",
+        &rl,
+        "--margin",
+        "2",
+        "--device",
+        "cpu",
+        "--grad-reference",
+        gr.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.trim_end();
+    let v: f64 = json_field(line, "loss").parse().unwrap();
+    assert!((v - want).abs() < 1e-6, "{line}");
+    assert_eq!(json_field(line, "similar_pairs"), "2");
+    assert_eq!(json_field(line, "reference_grad"), "\"returned\"");
+    assert_eq!(metric_loss_cli::npy::read(&gr).unwrap().shape, vec![3, 2]);
 }
 
 #[test]

@@ -1,11 +1,12 @@
-//! `eval --loss contrastive`: every pair of a labelled batch (--embeddings, --labels) or
-//! explicit pairs (--a, --b, --y).
+//! `eval --loss contrastive`: every pair of a labelled batch (--embeddings, --labels),
+//! optionally against reference rows (--reference, --reference-labels), or explicit pairs
+//! (--a, --b, --y).
 
 use std::process::ExitCode;
 
 use metric_loss::{Contrastive, Grads, Hinge, Labels, Reduction};
 
-use super::{head, margin_value, EvalArgs, HingeArg};
+use super::{head, margin_value, Against, EvalArgs, HingeArg};
 use crate::io::{self, Matrix, Outputs};
 use crate::Failure;
 
@@ -19,6 +20,7 @@ enum Input {
         x: Matrix,
         labels: Labels,
     },
+    Against(Against),
 }
 
 /// What `eval --loss contrastive` takes, read and checked.
@@ -76,13 +78,26 @@ impl Eval {
                         ));
                     }
                     let needs = "batch mode needs --embeddings and --labels";
-                    let (x, labels) = io::batch(
-                        io::need(&bt.embeddings, "embeddings", needs)?,
-                        io::need(&bt.labels, "labels", needs)?,
-                    )?;
-                    cfg.validate_batch(&x.view("embeddings")?, &labels)?;
-                    let outputs = Outputs::prepare(&[("grad", &bt.grad)])?;
-                    (Input::Batch { x, labels }, outputs)
+                    let px = io::need(&bt.embeddings, "embeddings", needs)?;
+                    let pl = io::need(&bt.labels, "labels", needs)?;
+                    match Against::read(&args.reference, px, pl)? {
+                        None => {
+                            let (x, labels) = io::batch(px, pl)?;
+                            cfg.validate_batch(&x.view("embeddings")?, &labels)?;
+                            let outputs = Outputs::prepare(&[("grad", &bt.grad)])?;
+                            (Input::Batch { x, labels }, outputs)
+                        }
+                        Some(ag) => {
+                            let rv = ag.r.view("reference")?;
+                            let q = ag.q.view("embeddings")?;
+                            cfg.validate_against(&q, &ag.set(&rv), &ag.labels)?;
+                            let outputs = Outputs::prepare(&[
+                                ("grad", &bt.grad),
+                                ("grad-reference", &args.reference.grad_reference),
+                            ])?;
+                            (Input::Against(ag), outputs)
+                        }
+                    }
                 }
             };
         Ok(Self {
@@ -99,9 +114,16 @@ pub(super) fn run(args: &EvalArgs) -> Result<ExitCode, Failure> {
         input,
         outputs,
     } = Eval::from_args(args)?;
-    let want = match (&args.batch.grad, &args.pairs.grad_a, &args.pairs.grad_b) {
-        (None, None, None) => Grads::Skip,
-        _ => Grads::Compute,
+    let asked = [
+        &args.batch.grad,
+        &args.pairs.grad_a,
+        &args.pairs.grad_b,
+        &args.reference.grad_reference,
+    ];
+    let want = if asked.iter().any(|p| p.is_some()) {
+        Grads::Compute
+    } else {
+        Grads::Skip
     };
     // All input is valid: only now open the device.
     let gpu = args.device.open()?;
@@ -120,6 +142,14 @@ pub(super) fn run(args: &EvalArgs) -> Result<ExitCode, Failure> {
                 None => cfg.batch_cpu(&ex, labels, want)?,
             }
         }
+        Input::Against(ag) => {
+            let (eq, er) = (ag.q.view("embeddings")?, ag.r.view("reference")?);
+            let set = ag.set(&er);
+            match &gpu {
+                Some(g) => cfg.against(g, &eq, &set, &ag.labels, want)?,
+                None => cfg.against_cpu(&eq, &set, &ag.labels, want)?,
+            }
+        }
     };
     outputs.commit(&out.grads)?;
     let mut json = head(out.loss, &gpu);
@@ -129,6 +159,9 @@ pub(super) fn run(args: &EvalArgs) -> Result<ExitCode, Failure> {
         out.counts.dissimilar_pairs.into(),
     );
     json.insert("active_terms".into(), out.active_terms().into());
+    if let Input::Against(ag) = &input {
+        ag.report(&mut json);
+    }
     out!("{}", serde_json::Value::Object(json));
     Ok(ExitCode::SUCCESS)
 }

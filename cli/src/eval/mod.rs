@@ -10,13 +10,14 @@ mod contrastive;
 mod softmax;
 mod triplet;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, ValueEnum};
-use metric_loss::{Distance, Gpu, Reduction};
+use metric_loss::{Distance, Gpu, Reduction, ReferenceGrad, ReferenceSet};
 
+use crate::io;
 use crate::Failure;
 
 /// The losses `--loss` names.
@@ -132,15 +133,15 @@ pub(crate) struct BatchFlags {
 /// other.
 #[derive(Args)]
 pub(crate) struct ReferenceFlags {
-    /// ntxent, supcon: reference rows (M×D .npy; a MoCo queue, a memory of past embeddings);
-    /// the --embeddings are the queries.
+    /// contrastive, ntxent, supcon: reference rows (M×D .npy; a MoCo queue, a memory of past
+    /// embeddings); the --embeddings are the queries.
     #[arg(long)]
     pub reference: Option<PathBuf>,
-    /// ntxent, supcon: the reference rows' integer labels (M .npy).
+    /// contrastive, ntxent, supcon: the reference rows' integer labels (M .npy).
     #[arg(long)]
     pub reference_labels: Option<PathBuf>,
-    /// ntxent, supcon with --reference: write dL/dR here (float32 .npy); without it the
-    /// reference is detached.
+    /// contrastive, ntxent, supcon with --reference: write dL/dR here (float32 .npy);
+    /// without it the reference is detached.
     #[arg(long)]
     pub grad_reference: Option<PathBuf>,
 }
@@ -291,6 +292,7 @@ pub(crate) const TAKES: [(LossName, &[&[&str]]); 6] = [
         LossName::Contrastive,
         &[
             &BATCH,
+            &REFERENCE,
             &MARGIN,
             &["a", "b", "y", "grad_a", "grad_b", "pos_margin", "hinge"],
         ],
@@ -366,6 +368,75 @@ fn refuse_others(m: &ArgMatches, loss: LossName) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+/// A labelled batch of queries against reference rows (`--reference`,
+/// `--reference-labels`), read and checked for shape.
+pub(crate) struct Against {
+    pub q: io::Matrix,
+    pub r: io::Matrix,
+    /// The queries' labels, then the references'.
+    pub labels: metric_loss::Labels,
+    pub grad: ReferenceGrad,
+}
+
+impl Against {
+    /// The queries (`--embeddings`, `--labels` at `px`, `pl`) against the reference rows,
+    /// or `None` without `--reference` (then `--grad-reference` is refused).
+    pub fn read(rf: &ReferenceFlags, px: &Path, pl: &Path) -> Result<Option<Self>, Failure> {
+        let (pr, prl) = match (&rf.reference, &rf.reference_labels) {
+            (None, None) => {
+                if rf.grad_reference.is_some() {
+                    return Err(Failure::usage("--grad-reference needs --reference"));
+                }
+                return Ok(None);
+            }
+            (Some(pr), Some(prl)) => (pr, prl),
+            _ => {
+                return Err(Failure::usage(
+                    "--reference and --reference-labels go together",
+                ))
+            }
+        };
+        let q = io::matrix("embeddings", px)?;
+        let r = io::matrix("reference", pr)?;
+        let mut ids = io::int_labels("labels", pl, "the embeddings", q.rows)?;
+        ids.extend(io::int_labels(
+            "reference-labels",
+            prl,
+            "the reference rows",
+            r.rows,
+        )?);
+        let grad = match rf.grad_reference {
+            Some(_) => ReferenceGrad::Returned,
+            None => ReferenceGrad::Detached,
+        };
+        Ok(Some(Self {
+            q,
+            r,
+            labels: metric_loss::Labels::new(&ids),
+            grad,
+        }))
+    }
+
+    /// The reference rows as a [`ReferenceSet`] (rows other than the queries).
+    pub fn set<'r, 'a>(&self, rows: &'r metric_loss::Embeddings<'a>) -> ReferenceSet<'r, 'a> {
+        ReferenceSet {
+            rows,
+            is_queries: false,
+            grad: self.grad,
+        }
+    }
+
+    /// The JSON line's fields of a call against reference rows.
+    pub fn report(&self, json: &mut serde_json::Map<String, serde_json::Value>) {
+        json.insert("reference_rows".into(), self.r.rows.into());
+        let g = match self.grad {
+            ReferenceGrad::Returned => "returned",
+            ReferenceGrad::Detached => "detached",
+        };
+        json.insert("reference_grad".into(), g.into());
+    }
 }
 
 /// The JSON line's fields every loss reports first.

@@ -7,9 +7,9 @@
 
 use std::process::ExitCode;
 
-use metric_loss::{Grads, Labels, ReferenceGrad, ReferenceSet, Softmax, SoftmaxLoss};
+use metric_loss::{Grads, Labels, Softmax, SoftmaxLoss};
 
-use super::{head, EvalArgs};
+use super::{head, Against, EvalArgs};
 use crate::io::{self, Matrix, Outputs};
 use crate::Failure;
 
@@ -18,13 +18,8 @@ enum Input {
         x: Matrix,
         labels: Labels,
     },
-    /// Queries against reference rows, with the queries' then the references' labels.
-    Against {
-        q: Matrix,
-        r: Matrix,
-        labels: Labels,
-        grad: ReferenceGrad,
-    },
+    /// Queries against reference rows.
+    Against(Against),
     /// CLIP's views, or InfoNCE's anchors and keys (with the anchors' then the keys' labels).
     Views {
         a: Matrix,
@@ -109,45 +104,21 @@ impl Eval {
                 io::need(&bt.embeddings, "embeddings", &needs)?,
                 io::need(&bt.labels, "labels", &needs)?,
             );
-            let rf = &args.reference;
-            match (&rf.reference, &rf.reference_labels) {
-                (None, None) => {
-                    if rf.grad_reference.is_some() {
-                        return Err(Failure::usage("--grad-reference needs --reference"));
-                    }
+            match Against::read(&args.reference, px, pl)? {
+                None => {
                     let (x, labels) = io::batch(px, pl)?;
                     cfg.validate_batch(&x.view("embeddings")?, &labels)?;
                     let outputs = Outputs::prepare(&[("grad", &bt.grad)])?;
                     (Input::Batch { x, labels }, outputs)
                 }
-                (Some(pr), Some(prl)) => {
-                    let q = io::matrix("embeddings", px)?;
-                    let r = io::matrix("reference", pr)?;
-                    let mut ids = io::int_labels("labels", pl, "the embeddings", q.rows)?;
-                    ids.extend(io::int_labels(
-                        "reference-labels",
-                        prl,
-                        "the reference rows",
-                        r.rows,
-                    )?);
-                    let labels = Labels::new(&ids);
-                    let grad = match rf.grad_reference {
-                        Some(_) => ReferenceGrad::Returned,
-                        None => ReferenceGrad::Detached,
-                    };
-                    let rv = r.view("reference")?;
-                    let set = reference_set(&rv, grad);
-                    cfg.validate_against(&q.view("embeddings")?, &set, &labels)?;
+                Some(ag) => {
+                    let rv = ag.r.view("reference")?;
+                    cfg.validate_against(&ag.q.view("embeddings")?, &ag.set(&rv), &ag.labels)?;
                     let outputs = Outputs::prepare(&[
                         ("grad", &bt.grad),
-                        ("grad-reference", &rf.grad_reference),
+                        ("grad-reference", &args.reference.grad_reference),
                     ])?;
-                    (Input::Against { q, r, labels, grad }, outputs)
-                }
-                _ => {
-                    return Err(Failure::usage(
-                        "--reference and --reference-labels go together",
-                    ))
+                    (Input::Against(ag), outputs)
                 }
             }
         };
@@ -178,12 +149,12 @@ pub(super) fn run(args: &EvalArgs, loss: SoftmaxLoss) -> Result<ExitCode, Failur
                 None => cfg.batch_cpu(&ex, labels, want)?,
             }
         }
-        Input::Against { q, r, labels, grad } => {
-            let (eq, er) = (q.view("embeddings")?, r.view("reference")?);
-            let set = reference_set(&er, *grad);
+        Input::Against(ag) => {
+            let (eq, er) = (ag.q.view("embeddings")?, ag.r.view("reference")?);
+            let set = ag.set(&er);
             match &gpu {
-                Some(g) => cfg.against(g, &eq, &set, labels, want)?,
-                None => cfg.against_cpu(&eq, &set, labels, want)?,
+                Some(g) => cfg.against(g, &eq, &set, &ag.labels, want)?,
+                None => cfg.against_cpu(&eq, &set, &ag.labels, want)?,
             }
         }
         Input::Views { a, b, labels } => {
@@ -209,13 +180,8 @@ pub(super) fn run(args: &EvalArgs, loss: SoftmaxLoss) -> Result<ExitCode, Failur
         json.insert("grad_scale".into(), grad_scale.into());
     } else {
         json.insert("temperature".into(), given.into());
-        if let Input::Against { r, grad, .. } = &input {
-            json.insert("reference_rows".into(), r.rows.into());
-            let g = match grad {
-                ReferenceGrad::Returned => "returned",
-                ReferenceGrad::Detached => "detached",
-            };
-            json.insert("reference_grad".into(), g.into());
+        if let Input::Against(ag) = &input {
+            ag.report(&mut json);
         }
         json.insert("terms".into(), out.counts.terms.into());
         json.insert("term_kind".into(), loss.term_kind().into());
@@ -223,16 +189,4 @@ pub(super) fn run(args: &EvalArgs, loss: SoftmaxLoss) -> Result<ExitCode, Failur
     }
     out!("{}", serde_json::Value::Object(json));
     Ok(ExitCode::SUCCESS)
-}
-
-/// Reference rows other than the queries.
-fn reference_set<'r, 'a>(
-    rows: &'r metric_loss::Embeddings<'a>,
-    grad: ReferenceGrad,
-) -> ReferenceSet<'r, 'a> {
-    ReferenceSet {
-        rows,
-        is_queries: false,
-        grad,
-    }
 }
