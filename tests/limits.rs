@@ -52,6 +52,40 @@ fn batch_mode_fits_in_64_bytes_per_value() {
 }
 
 #[test]
+fn queries_against_references_never_hold_a_query_by_reference_matrix() {
+    // 256 queries against 4096 references at D = 4: a query × reference f32 matrix would be
+    // 4 MiB; every buffer is capped at 1 MiB (the rows need 64 KiB).
+    let (n, m, d) = (256usize, 4096usize, 4usize);
+    let cap = 1 << 20;
+    let Some(gpu) = gpu_with(|l| {
+        l.max_buffer_size = cap;
+        l.max_storage_buffer_binding_size = l.max_storage_buffer_binding_size.min(cap);
+    }) else {
+        return;
+    };
+    assert!(((n * m * 4) as u64) > gpu.limits().max_buffer_size);
+    let (dq, dr) = (common::normals(7, n * d), common::normals(8, m * d));
+    let q = Embeddings::named("q", &dq, n, d).unwrap();
+    let r = Embeddings::named("r", &dr, m, d).unwrap();
+    let labels = Labels::new(&common::labels(9, n + m, 64));
+    let set = metric_loss::ReferenceSet {
+        rows: &r,
+        is_queries: false,
+        grad: metric_loss::ReferenceGrad::Returned,
+    };
+    common::assert_report(
+        &Softmax::supcon()
+            .against_check(&gpu, &q, &set, &labels)
+            .unwrap(),
+    );
+    let mut cfg = Contrastive::default();
+    cfg = cfg.margin(2.0).unwrap();
+    common::assert_report(&cfg.against_check(&gpu, &q, &set, &labels).unwrap());
+    let queue = Softmax::infonce(false);
+    common::assert_report(&queue.pairs_check(&gpu, &q, &r).unwrap());
+}
+
+#[test]
 fn batch_split_into_windows_matches_reference_and_unsplit_run() {
     let (Some(full), Some(small)) = (common::gpu(), small_gpu()) else {
         return;
