@@ -1271,6 +1271,67 @@ fn eval_against_a_reference_set() {
 }
 
 #[test]
+fn bench_against_a_reference_queue() {
+    if common::gpu().is_none() {
+        return;
+    }
+    for loss in ["contrastive", "ntxent", "supcon"] {
+        let out = cli(&[
+            "bench",
+            "--loss",
+            loss,
+            "--batch",
+            "40",
+            "--reference-rows",
+            "100",
+            "--dim",
+            "6",
+            "--repeat",
+            "2",
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value =
+            serde_json::from_str(stdout.trim_end().lines().last().unwrap()).unwrap();
+        assert_eq!(v["mode"], "against 100 detached reference rows", "{v}");
+        assert!(v["pairs_per_s"].as_f64().unwrap() > 0.0, "{loss}: {v}");
+    }
+    assert_usage_error(
+        &[
+            "bench",
+            "--loss",
+            "clip",
+            "--batch",
+            "8",
+            "--dim",
+            "2",
+            "--reference-rows",
+            "9",
+        ],
+        "--reference-rows",
+    );
+    assert_usage_error(
+        &[
+            "bench",
+            "--loss",
+            "triplet",
+            "--batch",
+            "8",
+            "--dim",
+            "2",
+            "--reference-rows",
+            "9",
+        ],
+        "--reference-rows",
+    );
+}
+
+#[test]
 fn bench_covers_softmax() {
     if common::gpu().is_none() {
         return;

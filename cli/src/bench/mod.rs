@@ -74,6 +74,10 @@ pub(crate) struct BenchArgs {
     /// Seed of the generated inputs.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// contrastive, ntxent, supcon: compare the B generated queries with this many generated
+    /// reference rows (a detached MoCo-style queue) instead of with each other.
+    #[arg(long)]
+    reference_rows: Option<usize>,
     /// Batch mode: time these embeddings (B×D .npy) instead of generated ones.
     #[arg(long, requires = "labels")]
     embeddings: Option<PathBuf>,
@@ -127,6 +131,19 @@ impl BenchArgs {
             return refuse(
                 "--embeddings/--labels apply to a labelled batch, not to --loss clip or infonce",
             );
+        }
+        if self.reference_rows.is_some() {
+            let takes =
+                self.loss() == LossName::Contrastive || softmax.is_some_and(|s| !s.takes_views());
+            if !takes || self.mode != ModeArg::Batch || self.embeddings.is_some() {
+                return refuse(
+                    "--reference-rows applies to --loss contrastive, ntxent and supcon in batch \
+                     mode on generated inputs",
+                );
+            }
+            if self.reference_rows == Some(0) {
+                return refuse("--reference-rows must be at least 1");
+            }
         }
         match (triplet, self.mode) {
             (true, ModeArg::Pairs) => {
@@ -203,6 +220,9 @@ pub(crate) fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
         ));
     }
     crate::io::host_sizes(b, d, 1 + workload::Inputs::sides(&args))?;
+    if let Some(m) = args.reference_rows {
+        crate::io::host_sizes(m, d, 1)?;
+    }
     cfg.check_size(args.mode, b, d)?;
     if let Some(x) = &given {
         // The loss's own checks of given values (the magnitude limit), before any device.

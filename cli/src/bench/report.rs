@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use metric_loss::{Distance, EngineConfig, Gpu, Mining, Reduction, SoftmaxLoss, TripletTerm};
 
-use super::workload::{Inputs, Workload};
+use super::workload::{Config, Inputs, Workload};
 use super::{BenchArgs, ModeArg, Timing};
 use crate::Failure;
 
@@ -30,6 +30,10 @@ fn rate(
     terms: u64,
 ) -> (&'static str, f64, f64, &'static str) {
     match (work, mode) {
+        (Workload::Against { reference, .. }, _) => {
+            let m = reference.rows() as f64;
+            ("pairs", b * m, 6.0 * b * m * d, "6·B·M·D")
+        }
         (Workload::Softmax { b: Some(_), .. }, _) => ("pairs", b * b, 6.0 * b * b * d, "6·B²·D"),
         (Workload::Softmax { .. }, _) => ("pairs", b * (b - 1.0), 6.0 * b * b * d, "6·B²·D"),
         (Workload::Contrastive { .. }, ModeArg::Batch) => {
@@ -58,6 +62,15 @@ fn kernel_flops(work: &Workload<'_>, mode: ModeArg, b: f64, d: f64) -> (f64, &'s
     let pairs = b * b * d;
     let dot = |dist: Distance| dist == Distance::Cosine;
     match (work, mode) {
+        // Against a detached reference set of M rows: the queries' sweeps only, B·M pairs.
+        (Workload::Against { cfg, reference, .. }, _) => {
+            let bmd = b * reference.rows() as f64 * d;
+            match cfg {
+                Config::Softmax(s) if s.loss == SoftmaxLoss::NtXent => (8.0 * bmd, "8·B·M·D"),
+                Config::Contrastive(c) if dot(c.distance) => (4.0 * bmd, "4·B·M·D"),
+                _ => (6.0 * bmd, "6·B·M·D"),
+            }
+        }
         (Workload::Softmax { cfg, labels, .. }, _) => match cfg.loss {
             // No row with two positives (SimCLR's views): no positives' sweep.
             SoftmaxLoss::NtXent if labels.largest_class() <= 2 => (6.0 * pairs, "6·B²·D"),
@@ -130,6 +143,15 @@ pub(crate) fn tune(rows: &[(EngineConfig, f64)]) -> Result<ExitCode, Failure> {
 /// The loss's name and the mode as reported.
 fn names(work: &Workload<'_>, mode: ModeArg) -> (&'static str, String, String) {
     match work {
+        Workload::Against { cfg, reference, .. } => {
+            let (name, setting) = match cfg {
+                Config::Softmax(s) => (s.loss.name(), format!("temperature {}", s.temperature)),
+                Config::Contrastive(c) => ("contrastive", format!("margin {}", c.margin)),
+                Config::Triplet(_) => ("triplet", String::new()),
+            };
+            let mode = format!("against {} detached reference rows", reference.rows());
+            (name, mode, setting)
+        }
         Workload::Softmax { cfg, b, .. } => (
             cfg.loss.name(),
             if b.is_some() {

@@ -3,7 +3,8 @@
 
 use metric_loss::testing::Rng;
 use metric_loss::{
-    Contrastive, Embeddings, Gpu, Grads, Labels, Mining, Softmax, SoftmaxLoss, Triplet,
+    Contrastive, Embeddings, Gpu, Grads, Labels, Mining, ReferenceGrad, ReferenceSet, Softmax,
+    SoftmaxLoss, Triplet,
 };
 
 use super::{BenchArgs, ModeArg};
@@ -16,8 +17,11 @@ pub(crate) struct Inputs {
     pub dim: usize,
     x: Vec<f32>,
     others: Vec<Vec<f32>>,
+    /// Labels of the rows (with reference rows: the queries', then the references').
     labels: Labels,
     similar: Vec<bool>,
+    /// Generated reference rows (`--reference-rows`) and their count.
+    pub reference: Option<(Vec<f32>, usize)>,
 }
 
 impl Inputs {
@@ -44,11 +48,14 @@ impl Inputs {
             x: x.data,
             others: Vec::new(),
             labels,
+            reference: None,
         }))
     }
 
     /// Generated inputs of `b × d`: Gaussian unit rows, labels uniform over B/8 classes (the
-    /// softmax losses: two views, labels i mod B/2), pair flags uniform.
+    /// softmax losses: two views, labels i mod B/2), pair flags uniform; with
+    /// `--reference-rows M`, M more unit rows and every label (queries' and references')
+    /// uniform over B/8 classes.
     pub fn generate(args: &BenchArgs, b: usize, d: usize) -> Self {
         let mut rng = Rng::new(args.seed);
         let x = rng.unit_rows(b, d);
@@ -56,7 +63,14 @@ impl Inputs {
             .map(|_| rng.unit_rows(b, d))
             .collect();
         let classes = (b / 8).max(1) as u64;
-        let labels = if args.softmax().is_some() {
+        let reference = args.reference_rows.map(|m| (rng.unit_rows(m, d), m));
+        let labels = if let Some((_, m)) = &reference {
+            Labels::new(
+                &(0..b + m)
+                    .map(|_| rng.below(classes) as i64)
+                    .collect::<Vec<_>>(),
+            )
+        } else if args.softmax().is_some() {
             Labels::new(
                 &(0..b)
                     .map(|i| (i % b.div_ceil(2)) as i64)
@@ -77,7 +91,16 @@ impl Inputs {
             others,
             labels,
             similar,
+            reference,
         }
+    }
+
+    /// The reference rows, as a detached reference set's rows.
+    fn reference_rows(&self) -> Result<Option<Embeddings<'_>>, Failure> {
+        self.reference
+            .as_ref()
+            .map(|(data, m)| Ok(Embeddings::named("reference", data, *m, self.dim)?))
+            .transpose()
     }
 
     fn view<'a>(&self, data: &'a [f32], what: &'static str) -> Result<Embeddings<'a>, Failure> {
@@ -156,6 +179,22 @@ pub(crate) enum Workload<'a> {
         labels: &'a Labels,
         b: Option<Embeddings<'a>>,
     },
+    /// Queries (x) against detached reference rows.
+    Against {
+        cfg: Config,
+        x: Embeddings<'a>,
+        labels: &'a Labels,
+        reference: Embeddings<'a>,
+    },
+}
+
+/// A detached reference set of `rows`.
+fn detached<'r, 'a>(rows: &'r Embeddings<'a>) -> ReferenceSet<'r, 'a> {
+    ReferenceSet {
+        rows,
+        is_queries: false,
+        grad: ReferenceGrad::Detached,
+    }
 }
 
 impl<'a> Workload<'a> {
@@ -164,6 +203,22 @@ impl<'a> Workload<'a> {
         let x = inp.view(&inp.x, "embeddings")?;
         let other = |k: usize| inp.view(&inp.others[k], "other");
         let (labels, similar) = (&inp.labels, inp.similar.as_slice());
+        if let Some(reference) = inp.reference_rows()? {
+            let set = detached(&reference);
+            match cfg {
+                Config::Softmax(s) => s.validate_against(&x, &set, labels)?,
+                Config::Contrastive(c) => c.validate_against(&x, &set, labels)?,
+                Config::Triplet(_) => {
+                    return Err(Failure::usage("--reference-rows does not apply to triplet"))
+                }
+            }
+            return Ok(Workload::Against {
+                cfg,
+                x,
+                labels,
+                reference,
+            });
+        }
         let work = match cfg {
             Config::Softmax(cfg) => {
                 let b = cfg.loss.takes_views().then(|| other(0)).transpose()?;
@@ -230,6 +285,31 @@ impl<'a> Workload<'a> {
                     (None, None) => cfg.batch_cpu(x, labels, g)?,
                 };
                 (out.terms(), out.active_terms().unwrap_or(0))
+            }
+            Workload::Against {
+                cfg,
+                x,
+                labels,
+                reference,
+            } => {
+                let set = detached(reference);
+                match (cfg, gpu) {
+                    (Config::Softmax(s), gpu) => {
+                        let out = match gpu {
+                            Some(gpu) => s.against(gpu, x, &set, labels, g)?,
+                            None => s.against_cpu(x, &set, labels, g)?,
+                        };
+                        (out.terms(), out.terms())
+                    }
+                    (Config::Contrastive(c), gpu) => {
+                        let out = match gpu {
+                            Some(gpu) => c.against(gpu, x, &set, labels, g)?,
+                            None => c.against_cpu(x, &set, labels, g)?,
+                        };
+                        (out.terms(), out.active_terms().unwrap_or(0))
+                    }
+                    (Config::Triplet(_), _) => (0, 0),
+                }
             }
             Workload::Softmax { cfg, x, labels, b } => {
                 let out = match (gpu, b) {
