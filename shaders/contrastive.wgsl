@@ -41,7 +41,7 @@ struct ContrastiveParams {
     pairing: u32, // PAIRING_*: which pairs of this dispatch's rows and columns exist
     pos_margin: f32,
     margin: f32,
-    _pad2: f32,
+    offset: u32,  // *_ITSELF: the queries' first row among the references
     _pad3: f32,
 }
 
@@ -62,9 +62,10 @@ struct ContrastivePartial {
 
 // Keep in sync with `Pairing` in src/losses/contrastive/steps.rs. A batch's pairs are
 // i ≠ j (its terms i < j); queries against references have every (query, reference) pair,
-// or, when the references are the queries, the pairs query < reference (each unordered
-// pair once, so that the loss is the batch's). The `REFS_` forms sweep the references as
-// rows against the queries as columns, for the references' gradient.
+// or, when the queries are the references' rows from params.offset on (`_ITSELF`), the
+// pairs reference > offset + query (each pair of rows once: with the batch as its own
+// reference, the batch's pairs). The `REFS_` forms sweep the references as rows against
+// the queries as columns, for the references' gradient.
 const PAIRING_BATCH: u32 = 0u;
 const PAIRING_AGAINST: u32 = 1u;
 const PAIRING_AGAINST_ITSELF: u32 = 2u;
@@ -77,8 +78,11 @@ fn term_pair(i: u32, j: u32) -> bool {
         case PAIRING_AGAINST: {
             return true;
         }
-        case PAIRING_BATCH, PAIRING_AGAINST_ITSELF: {
+        case PAIRING_BATCH: {
             return j > i;
+        }
+        case PAIRING_AGAINST_ITSELF: {
+            return j > i + params.offset;
         }
         default: {
             return false;
@@ -93,10 +97,10 @@ fn grad_pair(i: u32, j: u32) -> bool {
             return j != i;
         }
         case PAIRING_AGAINST_ITSELF: {
-            return j > i;
+            return j > i + params.offset;
         }
         case PAIRING_REFS_AGAINST_ITSELF: {
-            return j < i;
+            return j + params.offset < i;
         }
         default: {
             return true;

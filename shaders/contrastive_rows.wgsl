@@ -28,7 +28,7 @@ fn contrastive_columns(row_base: u32, ctx: contrastive_ctx) -> vec2<u32> {
     let n = min(params.window_rows, params.cols - min(params.cols, params.col_start));
     let upper = params.pairing == PAIRING_BATCH || params.pairing == PAIRING_AGAINST_ITSELF;
     if (ctx.stage == PASS_FORWARD && upper) {
-        let first = max(params.row_start + row_base + 1u, params.col_start) - params.col_start;
+        let first = max(params.row_start + row_base + 1u + params.offset, params.col_start) - params.col_start;
         return vec2<u32>(min(first, n), n);
     }
     return vec2<u32>(0u, n);

@@ -62,14 +62,19 @@ struct SoftmaxParams {
     scale: f32, // dL/dterm
     symmetric: u32, // clip/infonce: 1 with the reverse term (CE over the anchors per key)
     pairing: u32, // PAIRING_*: how the rows meet the columns
+    offset: u32,  // PAIRING_REFERENCE_HAS_QUERIES: the queries' first row among the references
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 // Keep in sync with `Pairing` in src/losses/softmax/steps.rs. ntxent/supcon against a
 // reference set (queries as rows, references as columns, and back for the references'
-// gradient): pair (i, i) exists, or not when the references are the queries; in a batch the
-// rows meet themselves: no pair (i, i), and every pair is seen from both of its rows.
+// gradient): every pair exists, but a query with its own row (reference offset + i) when the
+// queries are among the references; in a batch the rows meet themselves: no pair (i, i),
+// and every pair is seen from both of its rows.
 const PAIRING_REFERENCE: u32 = 0u;
-const PAIRING_REFERENCE_IS_QUERIES: u32 = 1u;
+const PAIRING_REFERENCE_HAS_QUERIES: u32 = 1u;
 const PAIRING_BATCH: u32 = 2u;
 
 // Keep in sync with `SoftmaxLoss::family` in src/losses/softmax/kernels.rs.
@@ -166,7 +171,9 @@ fn roles(i: u32, ci: u32, j: u32, cj: u32) -> vec2<bool> {
         return vec2<bool>(i == j || ci != cj, i == j);
     }
     let same = ci == cj;
-    let other = i != j || params.pairing == PAIRING_REFERENCE;
+    // A query's own row: reference offset + query (the queries are the rows of side 0).
+    let own = select(i + params.offset == j, j + params.offset == i, params.side != 0u);
+    let other = !own || params.pairing == PAIRING_REFERENCE;
     if (params.family == FAMILY_NTXENT) {
         return vec2<bool>(!same, same && other);
     }

@@ -135,16 +135,71 @@ pub enum ReferenceGrad {
 }
 
 /// The reference rows a call's queries are compared with (`against` calls): every pair
-/// (query i, reference j) exists, except (i, i) when `is_queries` says the reference rows
-/// are the queries themselves (the in-batch loss, which it then equals).
+/// (query i, reference j) exists, except, when the queries are among the reference rows
+/// (`queries_at`), a query with its own row. With the batch as its own reference
+/// (`queries_at: Some(0)`, M = N) a loss equals its in-batch form.
 #[derive(Clone, Copy, Debug)]
 pub struct ReferenceSet<'r, 'a> {
     /// The reference rows (M × D, the queries' D).
     pub rows: &'r crate::input::Embeddings<'a>,
-    /// The rows are the queries themselves (same rows, same order): pair (i, i) is left out.
-    pub is_queries: bool,
+    /// Where the queries sit among the reference rows: query i is reference row o + i (the
+    /// same values and label; checked). Its own row is then no pair of query i, and a loss
+    /// over pairs of rows (contrastive) takes each pair of these rows once, (i, j) with
+    /// j > o + i. `Some(0)` with the queries as the rows: the batch itself; the batch
+    /// followed by a queue of other rows: MoCo's keys; every device's rows gathered: the
+    /// local queries' place among them.
+    pub queries_at: Option<usize>,
     /// Whether the reference rows get their gradient.
     pub grad: ReferenceGrad,
+}
+
+impl<'r, 'a> ReferenceSet<'r, 'a> {
+    /// Reference rows other than the queries.
+    pub fn new(rows: &'r crate::input::Embeddings<'a>, grad: ReferenceGrad) -> Self {
+        Self {
+            rows,
+            queries_at: None,
+            grad,
+        }
+    }
+
+    /// The same rows, with the queries at row `o` of them.
+    pub fn with_queries_at(self, o: usize) -> Self {
+        Self {
+            queries_at: Some(o),
+            ..self
+        }
+    }
+
+    /// Checks that the queries (and their class ids `cq`, the references' `cr`) are the
+    /// rows and ids at `queries_at`.
+    pub(crate) fn check_queries(
+        &self,
+        queries: &crate::input::Embeddings<'_>,
+        cq: &[u32],
+        cr: &[u32],
+    ) -> crate::error::Result<()> {
+        let Some(o) = self.queries_at else {
+            return Ok(());
+        };
+        let (n, d) = (queries.rows(), queries.dim());
+        let conflict = |reason| {
+            Err(crate::error::Error::OptionConflict {
+                option: "queries_at (the queries among the reference rows)",
+                reason,
+            })
+        };
+        if o + n > self.rows.rows() {
+            return conflict("the queries do not fit in the reference rows there");
+        }
+        if self.rows.data()[o * d..(o + n) * d] != *queries.data() {
+            return conflict("the reference rows there are not the queries' rows");
+        }
+        if cr[o..o + n] != *cq {
+            return conflict("the reference rows there do not have the queries' labels");
+        }
+        Ok(())
+    }
 }
 
 /// What every family's counts answer, so that code can switch losses without matching on

@@ -7,6 +7,7 @@
 
 mod common;
 
+use metric_loss::testing as check;
 use metric_loss::testing::contrastive_reference::against_f64;
 use metric_loss::testing::softmax_reference::{against_with_mass, Queries};
 use metric_loss::{
@@ -19,11 +20,7 @@ fn rows<'a>(name: &'static str, data: &'a [f32], rows: usize, dim: usize) -> Emb
 }
 
 fn set<'r, 'a>(rows: &'r Embeddings<'a>, grad: ReferenceGrad) -> ReferenceSet<'r, 'a> {
-    ReferenceSet {
-        rows,
-        is_queries: false,
-        grad,
-    }
+    ReferenceSet::new(rows, grad)
 }
 
 #[test]
@@ -67,11 +64,7 @@ fn the_batch_as_its_own_reference_is_the_in_batch_loss() {
     let ids = common::labels(3, b, 15);
     let l = Labels::new(&ids);
     let both = Labels::new(&[ids.clone(), ids].concat());
-    let me = ReferenceSet {
-        rows: &x,
-        is_queries: true,
-        grad: ReferenceGrad::Returned,
-    };
+    let me = ReferenceSet::new(&x, ReferenceGrad::Returned).with_queries_at(0);
     for cfg in [Softmax::ntxent(), Softmax::supcon()] {
         let batch = cfg.batch(gpu, &x, &l, Grads::Compute).unwrap();
         let against = cfg.against(gpu, &x, &me, &both, Grads::Compute).unwrap();
@@ -193,7 +186,7 @@ fn reference_gradients_match_finite_differences() {
             loss,
             tau: 0.4,
             classes: (&cq, &cr),
-            is_queries: false,
+            queries_at: None,
         };
         let (out, _) = against_with_mass(&qs, &q, &r, dim, Grads::Compute);
         let f = |q: &[f64], r: &[f64]| against_with_mass(&qs, q, r, dim, Grads::Skip).0.loss;
@@ -226,21 +219,21 @@ fn input_errors() {
         cfg.against_cpu(&q, &refs, &short, Grads::Skip),
         Err(Error::ShapeMismatch { .. })
     ));
-    // Reference rows said to be the queries must be them, with their labels.
-    let me = ReferenceSet {
-        is_queries: true,
-        ..refs
-    };
-    assert!(matches!(
-        cfg.against_cpu(&q, &me, &labels, Grads::Skip),
-        Err(Error::ShapeMismatch { .. })
-    ));
-    let me = ReferenceSet { rows: &q, ..me };
+    // Queries said to sit among the reference rows must be there, with their labels.
+    for o in [0, 1, 2] {
+        assert!(matches!(
+            cfg.against_cpu(&q, &refs.with_queries_at(o), &labels, Grads::Skip),
+            Err(Error::OptionConflict { .. })
+        ));
+    }
+    let me = ReferenceSet::new(&q, ReferenceGrad::Returned).with_queries_at(0);
     let mismatched = Labels::new(&[0, 1, 0, 1, 1, 1, 0, 1]);
     assert!(matches!(
         cfg.against_cpu(&q, &me, &mismatched, Grads::Skip),
         Err(Error::OptionConflict { .. })
     ));
+    let matched = Labels::new(&[0, 1, 0, 1, 0, 1, 0, 1]);
+    assert!(cfg.against_cpu(&q, &me, &matched, Grads::Skip).is_ok());
     let wide = common::normals(3, 5 * 4);
     let wide = rows("r", &wide, 5, 4);
     assert!(matches!(
@@ -295,7 +288,12 @@ fn contrastive_against_references_matches_the_reference() {
         );
         let (q, r) = (rows("q", &dq, n, dim), rows("r", &dr, m, dim));
         let labels = Labels::new(&common::labels(seed, n + m, classes));
-        for cfg in contrastive_cfgs() {
+        for base in contrastive_cfgs() {
+            // Margins clear of every pair's distance (see tests/limits.rs).
+            let mut cfg = base;
+            let dists = check::against_distances(&cfg, &q, &set(&r, ReferenceGrad::Detached));
+            let m = f64::from(base.margin);
+            check::clear_margins(&mut cfg, &dists, dim, 0.0, m);
             for grad in [ReferenceGrad::Returned, ReferenceGrad::Detached] {
                 let mut v = cfg.against_check(gpu, &q, &set(&r, grad), &labels).unwrap();
                 v.name = format!("N={n} M={m} D={dim} {grad:?} {}", v.name);
@@ -314,11 +312,7 @@ fn contrastive_batch_as_its_own_reference_is_the_in_batch_loss() {
     let ids = common::labels(9, b, 12);
     let l = Labels::new(&ids);
     let both = Labels::new(&[ids.clone(), ids].concat());
-    let me = ReferenceSet {
-        rows: &x,
-        is_queries: true,
-        grad: ReferenceGrad::Returned,
-    };
+    let me = ReferenceSet::new(&x, ReferenceGrad::Returned).with_queries_at(0);
     for cfg in contrastive_cfgs() {
         let batch = cfg.batch(gpu, &x, &l, Grads::Compute).unwrap();
         let against = cfg.against(gpu, &x, &me, &both, Grads::Compute).unwrap();
@@ -353,11 +347,10 @@ fn contrastive_reference_gradients_match_finite_differences() {
     // A margin far from every distance: no pair sits on a hinge's kink.
     let cfg = Contrastive::default().margin(10.0).unwrap();
     let (out, h) = (
-        against_f64(&cfg, &q, &r, dim, (&cq, &cr), false, Grads::Compute),
+        against_f64(&cfg, &q, &r, dim, (&cq, &cr), None, Grads::Compute),
         1e-6,
     );
-    let f =
-        |q: &[f64], r: &[f64]| against_f64(&cfg, q, r, dim, (&cq, &cr), false, Grads::Skip).loss;
+    let f = |q: &[f64], r: &[f64]| against_f64(&cfg, q, r, dim, (&cq, &cr), None, Grads::Skip).loss;
     for (side, grad) in out.grads.iter().enumerate() {
         for k in 0..grad.len() {
             let (mut p, mut s) = ([q.clone(), r.clone()], [q.clone(), r.clone()]);
@@ -405,5 +398,133 @@ fn contrastive_without_pairs_and_detached() {
         assert_eq!((g.loss, g.counts), (0.0, out.counts));
         assert_eq!(g.grads.len(), 1);
         assert!(g.grads[0].iter().all(|&v| v == 0.0));
+    }
+}
+
+/// Rank shards of `b` rows into `k` uneven parts: (first row, rows).
+fn shards(b: usize, k: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for r in 0..k {
+        // Uneven: rank r takes about (r + 1) parts of the k(k + 1)/2.
+        let end = if r + 1 == k {
+            b
+        } else {
+            start + b * (r + 1) / (k * (k + 1) / 2)
+        };
+        out.push((start, end - start));
+        start = end;
+    }
+    out
+}
+
+#[test]
+fn ranks_against_the_gathered_batch_give_the_single_device_loss() {
+    // What a multi-device step computes, simulated in one process: every rank's queries (its
+    // rows of the global batch) against the gathered batch, its queries at their place in it,
+    // the references' gradient returned; the terms' sums and counts added over the ranks
+    // give the global mean, and each row's gradient is its rank's dL/dQ plus every rank's
+    // dL/dR for it (the reduce-scatter), each rank's results weighted by its terms over all.
+    let Some(gpu) = common::gpu() else { return };
+    let (b, dim) = (150, 12);
+    let data = common::normals(31, b * dim);
+    let x = rows("x", &data, b, dim);
+    let ids = common::labels(31, b, 10);
+    let l = Labels::new(&ids);
+    let single_c = Contrastive::default().margin(2.0).unwrap();
+    let single_s = Softmax::supcon();
+    let want_c = single_c.batch(gpu, &x, &l, Grads::Compute).unwrap();
+    let want_s = single_s.batch(gpu, &x, &l, Grads::Compute).unwrap();
+    for k in 1..=4 {
+        let (mut loss_c, mut loss_s) = (0.0, 0.0);
+        let (mut grad_c, mut grad_s) = (vec![0.0f64; b * dim], vec![0.0f64; b * dim]);
+        let (mut terms_c, mut terms_s) = (0u64, 0u64);
+        let mut parts = Vec::new();
+        for (start, n) in shards(b, k) {
+            let q = rows("q", &data[start * dim..(start + n) * dim], n, dim);
+            let set = ReferenceSet::new(&x, ReferenceGrad::Returned).with_queries_at(start);
+            let both = Labels::new(&[ids[start..start + n].to_vec(), ids.clone()].concat());
+            let c = single_c
+                .against(gpu, &q, &set, &both, Grads::Compute)
+                .unwrap();
+            let s = single_s
+                .against(gpu, &q, &set, &both, Grads::Compute)
+                .unwrap();
+            terms_c += c.counts.pairs();
+            terms_s += s.counts.terms;
+            parts.push((start, c, s));
+        }
+        for (start, c, s) in &parts {
+            let (wc, ws) = (
+                c.counts.pairs() as f64 / terms_c as f64,
+                s.counts.terms as f64 / terms_s as f64,
+            );
+            loss_c += c.loss * wc;
+            loss_s += s.loss * ws;
+            for (out, w, g) in [(&mut grad_c, wc, &c.grads), (&mut grad_s, ws, &s.grads)] {
+                for (v, &gq) in out[start * dim..].iter_mut().zip(g[0].values()) {
+                    *v += w * f64::from(gq);
+                }
+                for (v, &gr) in out.iter_mut().zip(g[1].values()) {
+                    *v += w * f64::from(gr);
+                }
+            }
+        }
+        assert_eq!(terms_c, want_c.counts.pairs(), "K={k}");
+        assert_eq!(terms_s, want_s.counts.terms, "K={k}");
+        for (what, got, want, grad, wgrad) in [
+            (
+                "contrastive",
+                loss_c,
+                &want_c.loss,
+                &grad_c,
+                &want_c.grads[0],
+            ),
+            ("supcon", loss_s, &want_s.loss, &grad_s, &want_s.grads[0]),
+        ] {
+            assert!(
+                (got - want).abs() < 1e-5 * want.abs().max(1.0),
+                "K={k} {what}"
+            );
+            let largest = wgrad.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            for (i, (&g, &w)) in grad.iter().zip(wgrad.values()).enumerate() {
+                assert!(
+                    (g - f64::from(w)).abs() <= 1e-5 * f64::from(largest),
+                    "K={k} {what} [{i}]: {g} vs {w}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_batch_followed_by_a_queue() {
+    // MoCo's keys: the batch's own rows (their gradient kept) then a queue of other rows;
+    // each query's own row is no pair. On the GPU against the reference, and the batch part
+    // alone is the in-batch loss's pairs plus the queue's.
+    let Some(gpu) = common::gpu() else { return };
+    let (n, queue, dim) = (40, 90, 8);
+    let (dq, dk) = (common::normals(3, n * dim), common::normals(4, queue * dim));
+    let keys: Vec<f32> = [dq.clone(), dk].concat();
+    let (q, r) = (rows("q", &dq, n, dim), rows("r", &keys, n + queue, dim));
+    let ids = common::labels(5, n + queue, 6);
+    let both = Labels::new(&[ids[..n].to_vec(), ids.clone()].concat());
+    let set = ReferenceSet::new(&r, ReferenceGrad::Returned).with_queries_at(0);
+    for cfg in [Softmax::ntxent(), Softmax::supcon()] {
+        common::assert_report(&cfg.against_check(gpu, &q, &set, &both).unwrap());
+    }
+    for base in contrastive_cfgs() {
+        let mut cfg = base;
+        let dists = check::against_distances(&cfg, &q, &set);
+        check::clear_margins(&mut cfg, &dists, dim, 0.0, f64::from(base.margin));
+        let mut v = cfg.against_check(gpu, &q, &set, &both).unwrap();
+        v.name = format!("batch + queue {}", v.name);
+        common::assert_report(&v);
+        let out = cfg.against_cpu(&q, &set, &both, Grads::Skip).unwrap();
+        assert_eq!(
+            out.counts.pairs(),
+            (n * (n - 1) / 2 + n * queue) as u64,
+            "{cfg:?}"
+        );
     }
 }

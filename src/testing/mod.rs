@@ -8,7 +8,9 @@ pub mod softmax;
 pub mod triplet;
 
 pub use crate::losses::contrastive::reference as contrastive_reference;
-pub use crate::losses::contrastive::tolerance::{batch_distances, loss_scale, pair_distances};
+pub use crate::losses::contrastive::tolerance::{
+    against_distances, batch_distances, loss_scale, pair_distances,
+};
 pub use crate::losses::softmax::reference as softmax_reference;
 pub use crate::losses::triplet::reference as triplet_reference;
 pub use crate::reference::{normalize, widen, Reference, NORM_EPS};

@@ -190,11 +190,7 @@ pub(crate) enum Workload<'a> {
 
 /// A detached reference set of `rows`.
 fn detached<'r, 'a>(rows: &'r Embeddings<'a>) -> ReferenceSet<'r, 'a> {
-    ReferenceSet {
-        rows,
-        is_queries: false,
-        grad: ReferenceGrad::Detached,
-    }
+    ReferenceSet::new(rows, ReferenceGrad::Detached)
 }
 
 impl<'a> Workload<'a> {

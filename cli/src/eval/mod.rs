@@ -421,11 +421,7 @@ impl Against {
 
     /// The reference rows as a [`ReferenceSet`] (rows other than the queries).
     pub fn set<'r, 'a>(&self, rows: &'r metric_loss::Embeddings<'a>) -> ReferenceSet<'r, 'a> {
-        ReferenceSet {
-            rows,
-            is_queries: false,
-            grad: self.grad,
-        }
+        ReferenceSet::new(rows, self.grad)
     }
 
     /// The JSON line's fields of a call against reference rows.

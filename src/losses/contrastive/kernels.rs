@@ -62,7 +62,8 @@ pub(crate) struct ContrastiveParams {
     pub pairing: u32,
     pub pos_margin: f32,
     pub margin: f32,
-    pub _pad2: f32,
+    /// `PAIRING_*_ITSELF`: the queries' first row among the references.
+    pub offset: u32,
     pub _pad3: f32,
 }
 mirrored!(
@@ -83,7 +84,7 @@ mirrored!(
         pairing,
         pos_margin,
         margin,
-        _pad2,
+        offset,
         _pad3
     ]
 );

@@ -11,7 +11,7 @@ pub(crate) use kernels::{ROWS_TABLE, TABLE};
 use crate::engine::call::{run_device, run_host};
 use crate::engine::resident::{self, DeviceClasses};
 use crate::engine::{DeviceLoss, Gpu};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::input::{DeviceGrad, DeviceLabels, DeviceRows, Embeddings, Labels, Target};
 use crate::options::{
     check_margin, same_rows, Counts, Distance, Grads, Hinge, LossOutput, Reduction, ReferenceGrad,
@@ -113,8 +113,8 @@ pub(crate) enum Mode {
     Batch,
     /// Queries against a reference set.
     Against {
-        /// The references are the queries: only the pairs query < reference.
-        is_queries: bool,
+        /// Where the queries sit among the references: only the pairs (i, j), j > o + i.
+        queries_at: Option<usize>,
         /// The references get their gradient.
         reference_grad: bool,
     },
@@ -243,8 +243,8 @@ impl Contrastive {
     }
 
     /// Everything [`Contrastive::against`] checks before it runs: options, the rows'
-    /// widths, the labels (the queries' then the references': N + M), reference rows that
-    /// are the queries being them with their labels, and the magnitude limit.
+    /// widths, the labels (the queries' then the references': N + M), the queries' rows and
+    /// labels where `queries_at` puts them, and the magnitude limit.
     pub fn validate_against(
         &self,
         queries: &Embeddings<'_>,
@@ -254,25 +254,13 @@ impl Contrastive {
         self.validate()?;
         let r = reference.rows;
         same_rows("columns of the reference rows", queries.dim(), r.dim())?;
-        if reference.is_queries {
-            same_rows(
-                "reference rows (the queries themselves)",
-                queries.rows(),
-                r.rows(),
-            )?;
-        }
         same_rows(
             "labels (the queries', then the references')",
             queries.rows() + r.rows(),
             labels.len(),
         )?;
         let (cq, cr) = labels.ids().split_at(queries.rows());
-        if reference.is_queries && cq != cr {
-            return Err(Error::OptionConflict {
-                option: "reference rows that are the queries",
-                reason: "their labels must be the queries' labels",
-            });
-        }
+        reference.check_queries(queries, cq, cr)?;
         let rows = queries.rows() + r.rows();
         let limit = self.magnitude_limit(Mode::Batch, rows, queries.dim())?;
         for (what, x) in [("queries", queries), ("reference rows", r)] {
@@ -285,8 +273,11 @@ impl Contrastive {
 
     /// The loss of `queries` against a reference set (a memory of past embeddings, rows
     /// gathered from other devices, or the batch itself): every pair (query i, reference j),
-    /// similar iff their labels are equal — or, when the references are the queries, every
-    /// pair i < j once, so that the loss is [`Contrastive::batch`]'s. The reduction runs over
+    /// similar iff their labels are equal — or, when the queries are among the references at
+    /// row o (`queries_at`), the pairs (i, j) with j > o + i, each pair of rows once: with the
+    /// batch as its own reference, [`Contrastive::batch`]'s pairs; with the rows of every
+    /// device gathered, each device's queries take the pairs no other device takes. The
+    /// reduction runs over
     /// these pairs (mean: all of them; sum; mean-nonzero: the active similar and dissimilar
     /// ones, as in a batch); none gives loss 0. `labels` holds the queries' labels then the
     /// references' (one mapping for both). Gradients (with [`Grads::Compute`]) are `[dL/dQ]`,
@@ -303,7 +294,7 @@ impl Contrastive {
         self.validate_against(queries, reference, labels)?;
         let (cq, cr) = labels.ids().split_at(queries.rows());
         let call = self.call(Mode::Against {
-            is_queries: reference.is_queries,
+            queries_at: reference.queries_at,
             reference_grad: reference.grad == ReferenceGrad::Returned,
         });
         run_host(gpu, &call, &[queries, reference.rows], &[cq, cr], grads)
@@ -325,7 +316,7 @@ impl Contrastive {
             &w(reference.rows),
             queries.dim(),
             labels.ids().split_at(queries.rows()),
-            reference.is_queries,
+            reference.queries_at,
             grads,
         );
         if reference.grad == ReferenceGrad::Detached {

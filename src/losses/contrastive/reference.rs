@@ -144,7 +144,7 @@ pub fn batch_f64(
     classes: &[u32],
     grads: Grads,
 ) -> Reference {
-    let mut r = against_f64(cfg, x, x, dim, (classes, classes), true, grads);
+    let mut r = against_f64(cfg, x, x, dim, (classes, classes), Some(0), grads);
     if let Some(gr) = r.grads.pop() {
         for (g, v) in r.grads[0].iter_mut().zip(gr) {
             *g += v;
@@ -153,16 +153,16 @@ pub fn batch_f64(
     r
 }
 
-/// The pairs (query i, reference j) of queries against references: all, or i < j when the
-/// references are the queries (each unordered pair once).
+/// The pairs (query i, reference j) of queries against references: all, or j > o + i when
+/// the queries are the references' rows from o on (each pair of rows once).
 pub(crate) fn against_pairs(
     n: usize,
     m: usize,
-    is_queries: bool,
+    queries_at: Option<usize>,
 ) -> impl Iterator<Item = (usize, usize)> {
     (0..n).flat_map(move |i| {
-        let first = if is_queries { i + 1 } else { 0 };
-        (first..m).map(move |j| (i, j))
+        let first = queries_at.map_or(0, |o| o + i + 1);
+        (first.min(m)..m).map(move |j| (i, j))
     })
 }
 
@@ -175,12 +175,12 @@ pub fn against_f64(
     r: &[f64],
     dim: usize,
     (cq, cr): (&[u32], &[u32]),
-    is_queries: bool,
+    queries_at: Option<usize>,
     grads: Grads,
 ) -> Reference {
     let (qn, q_norms) = prepare(cfg.normalize, q, dim);
     let (rn, r_norms) = prepare(cfg.normalize, r, dim);
-    let pairs = || against_pairs(cq.len(), cr.len(), is_queries);
+    let pairs = || against_pairs(cq.len(), cr.len(), queries_at);
     let mut terms = Terms::new();
     for (i, j) in pairs() {
         let d = distance(cfg.distance, row(&qn, i, dim), row(&rn, j, dim));

@@ -69,7 +69,7 @@ impl LossCall for Call {
             .rec
             .row_shape(plan.dim4, self.cfg.distance == Distance::Cosine);
         let against = match self.mode {
-            Mode::Against { is_queries, .. } => Some(is_queries),
+            Mode::Against { queries_at, .. } => Some(queries_at),
             _ => None,
         };
         let d = Dispatch {
@@ -125,9 +125,13 @@ impl LossCall for Call {
             if host_scales {
                 let pairs = match self.mode {
                     Mode::Batch => plan.rows * plan.rows.saturating_sub(1) / 2,
+                    // Σ_i (M − o − i − 1) over the queries, the pairs j > o + i.
                     Mode::Against {
-                        is_queries: true, ..
-                    } => d.rows[0] * d.rows[0].saturating_sub(1) / 2,
+                        queries_at: Some(o),
+                        ..
+                    } => (0..d.rows[0])
+                        .map(|i| d.rows[1].saturating_sub(o as u64 + i + 1))
+                        .sum(),
                     Mode::Against { .. } => d.rows[0] * d.rows[1],
                     Mode::Pairs => plan.rows,
                 };
@@ -186,8 +190,8 @@ struct Dispatch<'a> {
     ref_classes: &'a RowBuf,
     /// Rows of each side.
     rows: Vec<u64>,
-    /// Queries against references: whether the references are the queries.
-    against: Option<bool>,
+    /// Queries against references: where the queries sit among them, if they do.
+    against: Option<Option<usize>>,
     partials: &'a RowBuf,
 }
 
@@ -196,8 +200,8 @@ impl Dispatch<'_> {
     fn pairing(&self) -> Pairing {
         match self.against {
             None => Pairing::Batch,
-            Some(false) => Pairing::Against,
-            Some(true) => Pairing::AgainstItself,
+            Some(None) => Pairing::Against,
+            Some(Some(_)) => Pairing::AgainstItself,
         }
     }
 
@@ -239,6 +243,7 @@ impl Dispatch<'_> {
             last: u32::from(last),
             pos_margin: cfg.pos_margin,
             margin: cfg.margin,
+            offset: self.against.flatten().unwrap_or(0) as u32,
             ..Default::default()
         }
     }
@@ -295,7 +300,7 @@ impl Dispatch<'_> {
     /// The references' gradient: their rows against the queries' (no terms).
     fn reference_backward(&self, scales: &Bound, grad: &RowBuf) -> Vec<Step> {
         let pairing = match self.against {
-            Some(true) => Pairing::RefsAgainstItself,
+            Some(Some(_)) => Pairing::RefsAgainstItself,
             _ => Pairing::RefsAgainst,
         };
         let (n, m) = (self.windows(0), self.windows(1));

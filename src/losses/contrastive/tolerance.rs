@@ -31,7 +31,7 @@ pub fn against_distances(
     let dim = q.dim();
     let (qs, _) = prepare(cfg.normalize, &widen(q), dim);
     let (rs, _) = prepare(cfg.normalize, &widen(reference.rows), dim);
-    reference::against_pairs(q.rows(), reference.rows.rows(), reference.is_queries)
+    reference::against_pairs(q.rows(), reference.rows.rows(), reference.queries_at)
         .map(|(i, j)| distance(cfg.distance, row(&qs, i, dim), row(&rs, j, dim)))
         .collect()
 }

@@ -80,6 +80,11 @@ pub(crate) struct SoftmaxParams {
     pub symmetric: u32,
     /// `Pairing` (steps.rs): how the rows meet the columns.
     pub pairing: u32,
+    /// `PAIRING_REFERENCE_HAS_QUERIES`: the queries' first row among the references.
+    pub offset: u32,
+    pub _pad0: u32,
+    pub _pad1: u32,
+    pub _pad2: u32,
 }
 mirrored!(
     SoftmaxParams,
@@ -100,7 +105,11 @@ mirrored!(
         inv_temp,
         scale,
         symmetric,
-        pairing
+        pairing,
+        offset,
+        _pad0,
+        _pad1,
+        _pad2
     ]
 );
 

@@ -368,8 +368,8 @@ impl Softmax {
     }
 
     /// Everything [`Softmax::against`] checks before it runs: NT-Xent or SupCon, the rows'
-    /// widths, the labels (the queries' then the references': N + M), reference rows that
-    /// are the queries being as many, and the magnitude limit.
+    /// widths, the labels (the queries' then the references': N + M), the queries' rows and
+    /// labels where `queries_at` puts them, and the magnitude limit.
     pub fn validate_against(
         &self,
         queries: &Embeddings<'_>,
@@ -379,25 +379,13 @@ impl Softmax {
         self.validate_mode(false)?;
         let r = reference.rows;
         same_rows("columns of the reference rows", queries.dim(), r.dim())?;
-        if reference.is_queries {
-            same_rows(
-                "reference rows (the queries themselves)",
-                queries.rows(),
-                r.rows(),
-            )?;
-        }
         same_rows(
             "labels (the queries', then the references')",
             queries.rows() + r.rows(),
             labels.len(),
         )?;
         let (cq, cr) = labels.ids().split_at(queries.rows());
-        if reference.is_queries && cq != cr {
-            return Err(Error::OptionConflict {
-                option: "reference rows that are the queries",
-                reason: "their labels must be the queries' labels",
-            });
-        }
+        reference.check_queries(queries, cq, cr)?;
         let limit = self.magnitude_limit(queries.dim(), queries.rows() + r.rows())?;
         for (what, x) in [("queries", queries), ("reference rows", r)] {
             crate::limit::check(&x.as_input(what), limit, || {
@@ -409,7 +397,8 @@ impl Softmax {
 
     /// NT-Xent or SupCon of `queries` against a reference set (a MoCo queue, a cross-batch
     /// memory, rows gathered from other devices, or the batch itself): every pair (query i,
-    /// reference j) — but (i, i) when the references are the queries — with the family's
+    /// reference j) — but a query with its own row, when the queries are among the
+    /// references (`queries_at`) — with the family's
     /// roles (a positive has the query's label; NT-Xent's denominator is the references
     /// with another label, SupCon's every reference); the loss is over the queries, as
     /// [`SoftmaxLoss`] defines it per anchor, averaged over its terms (NT-Xent: the
@@ -417,8 +406,9 @@ impl Softmax {
     /// No positive anywhere: loss 0, no terms. `labels` holds the queries' labels then the
     /// references' (one mapping for both). Gradients (with [`Grads::Compute`]) are
     /// `[dL/dQ]`, and `dL/dR` after it when the reference's gradient is
-    /// [`ReferenceGrad::Returned`]. With the batch as its own reference (`is_queries`, the
-    /// gradient returned), the loss is [`Softmax::batch`]'s and dL/dQ + dL/dR its gradient.
+    /// [`ReferenceGrad::Returned`]. With the batch as its own reference (`queries_at`
+    /// `Some(0)`, the gradient returned), the loss is [`Softmax::batch`]'s and dL/dQ + dL/dR
+    /// its gradient.
     pub fn against(
         &self,
         gpu: &Gpu,
@@ -430,13 +420,17 @@ impl Softmax {
         self.validate_against(queries, reference, labels)?;
         let (cq, cr) = labels.ids().split_at(queries.rows());
         let call = Call {
-            pairing: if reference.is_queries {
-                Pairing::ReferenceIsQueries
-            } else {
-                Pairing::Reference
+            pairing: match reference.queries_at {
+                Some(o) => Pairing::ReferenceHasQueries(o),
+                None => Pairing::Reference,
             },
             second_grad: reference.grad == ReferenceGrad::Returned,
-            terms: Some(reference_terms(self.loss, cq, cr, reference.is_queries)),
+            terms: Some(reference_terms(
+                self.loss,
+                cq,
+                cr,
+                reference.queries_at.is_some(),
+            )),
             ..Call::new(*self)
         };
         run_host(gpu, &call, &[queries, reference.rows], &[cq, cr], grads)
@@ -470,7 +464,7 @@ impl Softmax {
             loss: self.loss,
             tau: f64::from(self.temperature),
             classes: labels.ids().split_at(queries.rows()),
-            is_queries: reference.is_queries,
+            queries_at: reference.queries_at,
         };
         reference::against_with_mass(&q, &w(queries), &w(reference.rows), queries.dim(), grads)
     }
@@ -683,12 +677,12 @@ impl Softmax {
 
 /// Terms of NT-Xent or SupCon queries (class ids `queries`) against references (`refs`):
 /// the (query, positive reference) pairs, or the queries with a positive reference; with
-/// `is_queries` reference i is query i itself, no positive of its own.
+/// `among` the references each query's own row is one of them, no positive of its own.
 pub(crate) fn reference_terms(
     loss: SoftmaxLoss,
     queries: &[u32],
     refs: &[u32],
-    is_queries: bool,
+    among: bool,
 ) -> u64 {
     let mut size = std::collections::HashMap::<u32, u64>::new();
     for &c in refs {
@@ -700,7 +694,7 @@ pub(crate) fn reference_terms(
             size.get(c)
                 .copied()
                 .unwrap_or(0)
-                .saturating_sub(u64::from(is_queries))
+                .saturating_sub(u64::from(among))
         })
         .map(|n| match loss {
             SoftmaxLoss::NtXent => n,

@@ -53,7 +53,7 @@ pub fn batch_with_mass(
         loss,
         tau,
         classes: (classes, classes),
-        is_queries: true,
+        queries_at: Some(0),
     };
     let (mut r, [mut mass, mr]) = against_with_mass(&queries, x, x, dim, grads);
     if grads == Grads::Compute {
@@ -76,8 +76,8 @@ pub struct Queries<'a> {
     pub tau: f64,
     /// The queries' and the references' class ids.
     pub classes: (&'a [u32], &'a [u32]),
-    /// The references are the queries: the pairs (i, i) do not exist.
-    pub is_queries: bool,
+    /// Where the queries sit among the references: query i's own row o + i is no pair.
+    pub queries_at: Option<usize>,
 }
 
 /// NT-Xent or SupCon of the queries `q` against the references `r` (rows of `dim` values):
@@ -96,7 +96,7 @@ pub fn against_with_mass(
     let (rn, r_norms) = normalize(r, dim);
     let (n, m) = (cq.len(), cr.len());
     let z = |i: usize, j: usize| dot(row(&qn, i, dim), row(&rn, j, dim)) / tau;
-    let other = |i: usize, j: usize| !queries.is_queries || i != j;
+    let other = |i: usize, j: usize| queries.queries_at.is_none_or(|o| j != o + i);
     let positive = |i: usize, j: usize| other(i, j) && cq[i] == cr[j];
     let in_den = |i: usize, j: usize| match loss {
         SoftmaxLoss::NtXent => cq[i] != cr[j],

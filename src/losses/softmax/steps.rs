@@ -18,11 +18,23 @@ const STATS: u64 = size_of::<SoftmaxStats>() as u64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Pairing {
     /// Two sides: CLIP's or InfoNCE's views, or queries against a reference set.
-    Reference = 0,
-    /// Queries against reference rows that are the queries: no pair (i, i).
-    ReferenceIsQueries = 1,
+    Reference,
+    /// Queries against reference rows among which they sit at this row: no pair of a query
+    /// with its own row.
+    ReferenceHasQueries(usize),
     /// One labelled batch against itself.
-    Batch = 2,
+    Batch,
+}
+
+impl Pairing {
+    /// The kernels' `PAIRING_*` code and the queries' offset among the references.
+    fn code(self) -> (u32, u32) {
+        match self {
+            Pairing::Reference => (0, 0),
+            Pairing::ReferenceHasQueries(o) => (1, o as u32),
+            Pairing::Batch => (2, 0),
+        }
+    }
 }
 
 /// A validated softmax call: one side (a labelled batch) or two (CLIP's A and B, InfoNCE's
@@ -144,7 +156,9 @@ impl LossCall for Call {
                 scale: scale.unwrap_or(0.0),
                 single_positive: u32::from(single),
                 symmetric: u32::from(cfg.loss.symmetric()),
-                pairing: self.pairing as u32,
+                pairing: self.pairing.code().0,
+                offset: self.pairing.code().1,
+                ..Default::default()
             };
         // (row side, column side) of each orientation: the batch against itself, or A
         // against B and B against A.
