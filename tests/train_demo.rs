@@ -7,7 +7,7 @@ mod common;
 #[allow(dead_code)]
 mod demo;
 
-use demo::{retrieval, split, Digits, LossKind, Mlp, Settings, EMBED, TEST};
+use demo::{retrieval, split, Digits, LossKind, Mlp, Queue, Settings, EMBED, TEST};
 use metric_loss::testing::Rng;
 
 #[test]
@@ -57,6 +57,7 @@ fn a_short_training_lowers_the_loss_and_improves_recall() {
         lr: 3e-3,
         seed: 1,
         margin: 2.0,
+        queue: 0,
     };
     let losses = demo::train(gpu, &data, &train, &mut model, &s, |_| {}).unwrap();
     let per_epoch = train.len().div_ceil(128);
@@ -76,4 +77,32 @@ fn a_short_training_lowers_the_loss_and_improves_recall() {
         let l = demo::train(gpu, &data, &train, &mut model, &s, |_| {}).unwrap();
         assert!(l.iter().all(|v| v.is_finite()), "{loss:?}");
     }
+    // And with a queue of past embeddings (filled after the first step).
+    for loss in [LossKind::Contrastive, LossKind::Ntxent] {
+        let s = Settings {
+            loss,
+            epochs: 1,
+            queue: 300,
+            ..s
+        };
+        let l = demo::train(gpu, &data, &train, &mut model, &s, |_| {}).unwrap();
+        assert!(l.iter().all(|v| v.is_finite()), "{loss:?} with a queue");
+    }
+}
+
+#[test]
+fn the_queue_keeps_the_newest_rows_in_order() {
+    let row = |v: f32| vec![v; EMBED];
+    let mut q = Queue::new(3);
+    assert!(q.labels.is_empty());
+    q.push(&[row(1.0), row(2.0)].concat(), &[1, 2]);
+    // Not yet full: what was pushed, oldest first.
+    assert_eq!(q.labels, [1, 2]);
+    q.push(&[row(3.0), row(4.0)].concat(), &[3, 4]);
+    // Full: the oldest dropped, the rest in order, rows with their labels.
+    assert_eq!(q.labels, [2, 3, 4]);
+    assert_eq!(q.rows, [row(2.0), row(3.0), row(4.0)].concat());
+    let mut none = Queue::new(0);
+    none.push(&row(1.0), &[1]);
+    assert!(none.labels.is_empty() && none.rows.is_empty());
 }

@@ -4,7 +4,8 @@
 
 use metric_loss::testing::Rng;
 use metric_loss::{
-    BatchLoss, Contrastive, Embeddings, Gpu, Grads, Labels, Mining, Softmax, Triplet,
+    BatchLoss, Contrastive, Embeddings, Gpu, Grads, Labels, Mining, ReferenceGrad, ReferenceSet,
+    Softmax, Triplet,
 };
 
 /// Pixels per image (8×8) and the embedding size.
@@ -265,17 +266,24 @@ impl LossKind {
         }
     }
 
-    /// Loss and dLoss/dembeddings of one batch, on the GPU.
+    /// Loss and dLoss/dembeddings of one batch, on the GPU; with a non-empty `queue` of past
+    /// embeddings and their classes (contrastive, NT-Xent), the batch's rows are compared
+    /// with themselves followed by the queue, detached (a MoCo-style memory of negatives and
+    /// positives).
     pub fn step(
         self,
         gpu: &Gpu,
         emb: &[f32],
         labels: &[u32],
         margin: f32,
+        queue: &Queue,
     ) -> Result<(f64, Vec<f32>), metric_loss::Error> {
         let ids: Vec<i64> = labels.iter().map(|&c| i64::from(c)).collect();
         let l = Labels::new(&ids);
         let x = Embeddings::new(emb, labels.len(), EMBED)?;
+        if !queue.labels.is_empty() && self != LossKind::Triplet {
+            return self.step_with_queue(gpu, &x, &ids, margin, queue);
+        }
         match self {
             LossKind::Contrastive => {
                 loss_and_grad(&Contrastive::default().margin(margin)?, gpu, &x, &l)
@@ -286,6 +294,89 @@ impl LossKind {
             }
             LossKind::Ntxent => loss_and_grad(&Softmax::ntxent().temperature(0.1)?, gpu, &x, &l),
         }
+    }
+}
+
+impl LossKind {
+    /// [`LossKind::step`] against the batch followed by the queue: the queries' gradient
+    /// plus the batch rows' share of the references' (the queue's is dropped: detached).
+    fn step_with_queue(
+        self,
+        gpu: &Gpu,
+        x: &Embeddings<'_>,
+        ids: &[i64],
+        margin: f32,
+        queue: &Queue,
+    ) -> Result<(f64, Vec<f32>), metric_loss::Error> {
+        let n = ids.len();
+        let keys: Vec<f32> = [x.data(), &queue.rows].concat();
+        let r = Embeddings::named("keys", &keys, n + queue.labels.len(), EMBED)?;
+        let set = ReferenceSet::new(&r, ReferenceGrad::Returned).with_queries_at(0);
+        let all: Vec<i64> = ids
+            .iter()
+            .copied()
+            .chain(ids.iter().copied())
+            .chain(queue.labels.iter().map(|&c| i64::from(c)))
+            .collect();
+        let l = Labels::new(&all);
+        let mut out = match self {
+            LossKind::Contrastive => {
+                let out = Contrastive::default().margin(margin)?.against(
+                    gpu,
+                    x,
+                    &set,
+                    &l,
+                    Grads::Compute,
+                )?;
+                (out.loss, out.grads)
+            }
+            _ => {
+                let out = Softmax::ntxent().temperature(0.1)?.against(
+                    gpu,
+                    x,
+                    &set,
+                    &l,
+                    Grads::Compute,
+                )?;
+                (out.loss, out.grads)
+            }
+        };
+        let reference = out.1.swap_remove(1);
+        let mut grad = out.1.swap_remove(0).into_values();
+        for (g, r) in grad.iter_mut().zip(reference.values()) {
+            *g += r;
+        }
+        Ok((out.0, grad))
+    }
+}
+
+/// A first-in, first-out queue of past embeddings and their classes, at most `capacity`.
+#[derive(Default)]
+pub struct Queue {
+    pub capacity: usize,
+    pub rows: Vec<f32>,
+    pub labels: Vec<u32>,
+}
+
+impl Queue {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            ..Self::default()
+        }
+    }
+
+    /// Adds a batch's embeddings (their values: no gradient flows into the queue), dropping
+    /// the oldest beyond the capacity.
+    pub fn push(&mut self, emb: &[f32], labels: &[u32]) {
+        if self.capacity == 0 {
+            return;
+        }
+        self.rows.extend_from_slice(emb);
+        self.labels.extend_from_slice(labels);
+        let extra = self.labels.len().saturating_sub(self.capacity);
+        self.rows.drain(..extra * EMBED);
+        self.labels.drain(..extra);
     }
 }
 
@@ -309,6 +400,8 @@ pub struct Settings {
     pub seed: u64,
     /// Contrastive: the margin.
     pub margin: f32,
+    /// Contrastive, NT-Xent: rows of the queue of past embeddings (0: none).
+    pub queue: usize,
 }
 
 /// One epoch's report to the caller (progress bars, curves).
@@ -333,13 +426,15 @@ pub fn train(
     let mut losses = Vec::new();
     let per_epoch = train.len().div_ceil(s.batch);
     let total = (per_epoch * s.epochs) as f32;
+    let mut queue = Queue::new(s.queue);
     for epoch in 0..s.epochs {
         let order = permutation(train.len(), &mut rng);
         for (k, chunk) in order.chunks(s.batch).enumerate() {
             let idx: Vec<usize> = chunk.iter().map(|&i| train[i]).collect();
             let (x, y) = data.rows(&idx);
             let (emb, cache) = model.forward(&x);
-            let (loss, demb) = s.loss.step(gpu, &emb, &y, s.margin)?;
+            let (loss, demb) = s.loss.step(gpu, &emb, &y, s.margin, &queue)?;
+            queue.push(&emb, &y);
             let grad = model.backward(&x, &cache, &demb);
             // Cosine decay of the learning rate over the run.
             let t = losses.len() as f32 / total;

@@ -6,7 +6,8 @@
 //! embeddings.
 //!
 //! Run: `cargo run --release --example train -- [--loss contrastive|triplet|ntxent]
-//! [--epochs N] [--seed S] [--out DIR]`. The last line of stdout is one JSON object.
+//! [--epochs N] [--seed S] [--queue K] [--out DIR]`. The last line of stdout is one JSON
+//! object.
 
 #[path = "demo.rs"]
 mod demo;
@@ -45,6 +46,10 @@ struct Args {
     /// Contrastive: the margin m.
     #[arg(long, default_value_t = 2.0)]
     margin: f32,
+    /// Contrastive, NT-Xent: compare each batch with itself followed by a queue of this many
+    /// past embeddings (detached, first in first out; MoCo-style). 0: the batch alone.
+    #[arg(long, default_value_t = 0)]
+    queue: usize,
     /// Seed of the weights and the batch order (the split is fixed).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -68,6 +73,9 @@ fn run(args: Args) -> Result<(), String> {
     };
     if args.epochs == 0 || args.batch < 2 || !args.lr.is_finite() || args.lr <= 0.0 {
         return Err("--epochs must be >= 1, --batch >= 2 and --lr finite and > 0".into());
+    }
+    if args.queue > 0 && matches!(args.loss, LossArg::Triplet) {
+        return Err("--queue applies to --loss contrastive and ntxent".into());
     }
     let data = Digits::load()?;
     let (train, test) = split(data.len());
@@ -93,6 +101,7 @@ fn run(args: Args) -> Result<(), String> {
         lr: args.lr,
         seed: args.seed,
         margin: args.margin,
+        queue: args.queue,
     };
     let bar = indicatif::ProgressBar::new(train.len().div_ceil(args.batch) as u64);
     bar.set_style(
@@ -138,6 +147,7 @@ fn run(args: Args) -> Result<(), String> {
         "loss": loss.name(),
         "seed": args.seed,
         "epochs": args.epochs,
+        "queue": args.queue,
         "steps": losses.len(),
         "seconds": seconds,
         "adapter": gpu.adapter().name,
