@@ -416,6 +416,74 @@ fn softmax_losses_match_the_host_path() {
 }
 
 #[test]
+fn infonce_with_more_keys_matches_the_host_path() {
+    // Anchors in a strided buffer at an offset, 3× as many keys in another: the device path
+    // gathers and scatters each side over its own rows.
+    use metric_loss::Softmax;
+    let Some((gpu, device, queue)) = shared(None) else {
+        return;
+    };
+    let (n, m, dim) = (70, 210, 6);
+    let a = Rng::new(11).normals(n * dim);
+    let k = Rng::new(12).normals(m * dim);
+    let ea = Embeddings::named("a", &a, n, dim).unwrap();
+    let ek = Embeddings::named("b", &k, m, dim).unwrap();
+    let ab = gpu.storage_buffer(
+        "caller",
+        bytemuck::cast_slice(&strided(&a, dim, dim + 1, 2, 7.0)),
+    );
+    let kb = gpu.storage_buffer("caller", bytemuck::cast_slice(&k));
+    let rows_a = DeviceRows {
+        buffer: &ab,
+        offset: 8,
+        rows: n,
+        dim,
+        stride: dim + 1,
+    };
+    let rows_k = DeviceRows::new(&kb, m, dim);
+    for cfg in [Softmax::infonce(false), Softmax::infonce(true)] {
+        let zeros = |rows: usize| vec![0.0f32; rows * dim];
+        let ga = gpu.storage_buffer("caller", bytemuck::cast_slice(&zeros(n)));
+        let gk = gpu.storage_buffer("caller", bytemuck::cast_slice(&zeros(m)));
+        let grads = [DeviceGrad::new(&ga, dim), DeviceGrad::new(&gk, dim)];
+        let mut enc = device.create_command_encoder(&Default::default());
+        let d = cfg
+            .pairs_device(&gpu, rows_a, rows_k, Some(grads), Target::Encoder(&mut enc))
+            .unwrap();
+        queue.submit([enc.finish()]);
+        let host = cfg.pairs(&gpu, &ea, &ek, Grads::Compute).unwrap();
+        let (value, dtau) = d.read_all(&gpu).unwrap();
+        assert!(
+            (value - host.loss).abs() <= 1e-4 * (host.loss.abs() + 1.0),
+            "{cfg:?}"
+        );
+        let ht = host.grad_temperature.unwrap();
+        assert!(
+            (dtau.unwrap() - ht).abs() <= 1e-4 * (ht.abs() + 1.0),
+            "{cfg:?} dL/dtau"
+        );
+        for (buf, want) in [(&ga, &host.grads[0]), (&gk, &host.grads[1])] {
+            let got = gpu.read_f32(buf).unwrap();
+            assert_eq!(got.len(), want.len());
+            let scale = want.iter().fold(0.0f32, |s, v| s.max(v.abs()));
+            for (x, y) in got.iter().zip(want.iter()) {
+                assert!(
+                    (x - y).abs() <= 1e-4 * (y.abs() + scale),
+                    "{cfg:?}: {x} vs {y}"
+                );
+            }
+        }
+    }
+    // Fewer keys than anchors is an input error before anything runs.
+    let few = DeviceRows::new(&kb, n - 1, dim);
+    assert!(matches!(
+        Softmax::infonce(false).pairs_device(&gpu, rows_a, few, None, Target::Submit),
+        Err(metric_loss::Error::ShapeMismatch { .. })
+    ));
+    assert_eq!(gpu.uncaptured_errors(), 0);
+}
+
+#[test]
 fn two_calls_in_one_encoder_keep_their_own_parameters() {
     let Some((gpu, device, queue)) = shared(None) else {
         return;

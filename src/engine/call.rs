@@ -206,12 +206,13 @@ pub(crate) fn run_device<L: LossCall>(
     target: Target<'_>,
     limit: f64,
 ) -> Result<DeviceLoss> {
-    let (rows, dim) = (inputs[0].rows as u64, inputs[0].dim as u64);
-    let plan = Plan::new(gpu.limits(), rows, dim, call.whole_row_bytes())?;
+    let counts: Vec<u64> = inputs.iter().map(|x| x.rows as u64).collect();
+    let dim = inputs[0].dim as u64;
+    let longest = counts.iter().copied().max().unwrap_or(0);
+    let plan = Plan::new(gpu.limits(), longest, dim, call.whole_row_bytes())?;
     let want = grads.iter().any(Option::is_some);
     gpu.execute_device(L::DURING, target, |rec| {
         rec.reserve(&plan);
-        let counts = vec![rows; inputs.len()];
         let sides = sides::alloc(rec, &plan, &counts, call.stages(), |k| {
             want && call.side_has_grad(k)
         });

@@ -421,6 +421,8 @@ pub(crate) fn gather(
             grad: None,
             max_abs: limit,
         };
+        // The side's own rows (a call's sides may differ in length).
+        let plan = &side.plan;
         for w in 0..plan.windows {
             let (src, first) = window(rec, plan, w, x.buffer, x.offset, c.dim, c.stride)?;
             steps.push(
@@ -476,6 +478,7 @@ pub(crate) fn scatter(
             grad: Some(g),
             max_abs: 0.0,
         };
+        let plan = &side.plan;
         for w in 0..plan.windows {
             let (dst, first) = window(rec, plan, w, g.buffer, g.offset, c.dim, c.stride)?;
             steps.push(

@@ -582,8 +582,9 @@ impl Softmax {
         )
     }
 
-    /// [`Softmax::pairs`] (CLIP, or InfoNCE with as many keys as anchors) on views A and B
-    /// in the caller's buffers; `grads` are where dL/dA and dL/dB go.
+    /// [`Softmax::pairs`] (CLIP, or InfoNCE: keys B at least as many as anchors A, without
+    /// labels) on views A and B in the caller's buffers; `grads` are where dL/dA and dL/dB
+    /// go.
     pub fn pairs_device(
         &self,
         gpu: &Gpu,
@@ -596,8 +597,19 @@ impl Softmax {
         let [ga, gb] = grads.map_or([None, None], |[a, b]| [Some(a), Some(b)]);
         resident::check_side("a", &a, ga.as_ref())?;
         resident::check_side("b", &b, gb.as_ref())?;
-        resident::same_shape("b (rows × dim)", &a, &b)?;
-        let limit = self.pairs_limit(a.rows, a.dim)?;
+        if self.loss == SoftmaxLoss::Clip {
+            resident::same_shape("b (rows × dim)", &a, &b)?;
+        } else {
+            same_rows("columns of b", a.dim, b.dim)?;
+            if b.rows < a.rows {
+                return Err(Error::ShapeMismatch {
+                    what: "rows of b (at least as many keys as anchors)",
+                    expected: a.rows,
+                    got: b.rows,
+                });
+            }
+        }
+        let limit = self.keys_limit(a.rows, b.rows, a.dim)?;
         let call = Call::new(*self);
         run_device(
             gpu,
