@@ -486,8 +486,8 @@ fn check_passes_on_a_small_grid() {
     assert!(out.status.success(), "{stdout}");
     // 72 contrastive cases, 48 explicit-triplet, 36 mined-triplet and 60 softmax cases (12
     // at each of 5 temperatures).
-    assert!(stdout.contains("216 passed, 0 failed"), "{stdout}");
-    assert_eq!(stdout.matches("PASS").count(), 216);
+    assert!(stdout.contains("236 passed, 0 failed"), "{stdout}");
+    assert_eq!(stdout.matches("PASS").count(), 236);
 }
 
 #[test]

@@ -5,15 +5,18 @@ pub use crate::losses::softmax::tolerance::{grad_scale, verdict};
 
 use super::Rng;
 use crate::tolerance::Verdict;
-use crate::{Embeddings, Gpu, Labels, Result, Softmax, SoftmaxLoss};
+use crate::{Embeddings, Gpu, Labels, ReferenceGrad, ReferenceSet, Result, Softmax, SoftmaxLoss};
 
 /// The temperatures every grid runs: the defaults, a warm one, a cold one and the smallest
 /// the crate accepts ([`crate::MIN_TEMPERATURE`]).
 pub const TEMPERATURES: [f32; 5] = [0.07, 0.1, 0.5, 0.01, 1e-4];
 
 /// NT-Xent and SupCon on labelled batches (random classes, two views, one class, all
-/// distinct, duplicate rows) and CLIP on paired views, at every temperature of
-/// [`TEMPERATURES`], on seeded Gaussian input of `rows × dim`: GPU against CPU.
+/// distinct, duplicate rows) and against a reference set (another batch, detached; the
+/// batch followed by the other, its gradient returned), CLIP on paired views, and InfoNCE
+/// on anchors against twice as many keys (labelled, with and without the reverse term), at
+/// every temperature of [`TEMPERATURES`], on seeded Gaussian input of `rows × dim`: GPU
+/// against CPU.
 pub fn run_grid(gpu: &Gpu, rows: usize, dim: usize, seed: u64) -> Result<Vec<Verdict>> {
     let mut rng = Rng::new(seed);
     let x = rng.normals(rows * dim);
@@ -38,6 +41,12 @@ pub fn run_grid(gpu: &Gpu, rows: usize, dim: usize, seed: u64) -> Result<Vec<Ver
         ("all distinct", &xe, &distinct),
         ("duplicate rows", &de, &dup_labels),
     ];
+    // Keys and references: the batch followed by the other rows; labels of the queries (or
+    // anchors) and then of those rows.
+    let keys: Vec<f32> = [x.clone(), b.clone()].concat();
+    let ke = Embeddings::new(&keys, 2 * rows, dim)?;
+    let both = Labels::new(&[random.clone(), random.clone(), random.clone()].concat());
+    let with_other = Labels::new(&[random.clone(), random.clone()].concat());
     let mut out = Vec::new();
     let named = |mut v: Verdict, what: &str| {
         v.name = format!("{} {what}", v.name);
@@ -53,6 +62,24 @@ pub fn run_grid(gpu: &Gpu, rows: usize, dim: usize, seed: u64) -> Result<Vec<Ver
         let cfg = Softmax::clip().temperature(t)?;
         out.push(named(cfg.pairs_check(gpu, &xe, &be)?, "views"));
         out.push(named(cfg.pairs_check(gpu, &de, &de)?, "duplicate rows"));
+        let other = ReferenceSet::new(&be, ReferenceGrad::Detached);
+        let cfg = Softmax::supcon().temperature(t)?;
+        out.push(named(
+            cfg.against_check(gpu, &xe, &other, &with_other)?,
+            "detached",
+        ));
+        let queue = ReferenceSet::new(&ke, ReferenceGrad::Returned).with_queries_at(0);
+        let cfg = Softmax::ntxent().temperature(t)?;
+        out.push(named(
+            cfg.against_check(gpu, &xe, &queue, &both)?,
+            "batch + queue",
+        ));
+        for symmetric in [false, true] {
+            let cfg = Softmax::infonce(symmetric).temperature(t)?;
+            let mut v = cfg.pairs_labelled_check(gpu, &xe, &ke, &both)?;
+            v.name = format!("{} {}", v.name, if symmetric { "symmetric" } else { "" });
+            out.push(named(v, "2N keys, labelled"));
+        }
     }
     Ok(out)
 }
