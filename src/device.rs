@@ -27,9 +27,10 @@
 //! # Which losses
 //! Every mode of every family: `batch_device` and `pairs_device` of
 //! [`Contrastive`](crate::Contrastive) and [`Softmax`](crate::Softmax) (NT-Xent and SupCon
-//! batches, CLIP pairs), `batch_device` and `explicit_device` of
-//! [`Triplet`](crate::Triplet). Counts that a mean divides by and that depend on the labels
-//! are counted on the device.
+//! batches, CLIP pairs, InfoNCE with more keys than anchors), `batch_device` and
+//! `explicit_device` of [`Triplet`](crate::Triplet), and `against_device` of contrastive,
+//! NT-Xent and SupCon (queries against a [`DeviceReference`]). Counts that a mean divides by
+//! and that depend on the labels are counted on the device.
 //!
 //! # Ordering
 //! Work recorded into the caller's encoder runs when the caller submits it. Until then any
@@ -68,5 +69,5 @@
 //! # Ok(()) }
 //! ```
 
-pub use crate::engine::{DeviceLoss, DEVICE_RING_SLOTS};
-pub use crate::input::{DeviceGrad, DeviceLabels, DeviceRows, Target};
+pub use crate::engine::{DeviceLoss, DeviceQueue, DEVICE_RING_SLOTS};
+pub use crate::input::{DeviceGrad, DeviceLabels, DeviceReference, DeviceRows, Target};

@@ -241,6 +241,22 @@ impl<'a> DeviceLabels<'a> {
     }
 }
 
+/// A reference set in the caller's buffers (`against_device` calls): its rows, their class
+/// ids (as a batch's labels), where the queries sit among them (see
+/// [`crate::ReferenceSet::queries_at`]; on the device this is the caller's promise, not
+/// checked), and where its gradient goes (`None`: detached, and its sweep is not run).
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceReference<'a> {
+    /// The reference rows.
+    pub rows: DeviceRows<'a>,
+    /// Their class ids.
+    pub labels: DeviceLabels<'a>,
+    /// Query i is reference row o + i.
+    pub queries_at: Option<usize>,
+    /// Where dL/dR goes.
+    pub grad: Option<DeviceGrad<'a>>,
+}
+
 /// Where a gradient goes, and how.
 #[derive(Clone, Copy, Debug)]
 pub struct DeviceGrad<'a> {

@@ -690,3 +690,187 @@ fn a_loss_read_after_a_later_call_is_stale_not_wrong() {
     // Host-path calls do not touch the device-resident buffers.
     assert_eq!(second.read(&gpu).unwrap(), loss);
 }
+
+/// Host-side copies of a queue's rows and labels after the pushes `pushed` (rows, labels),
+/// in slot order, for a queue of `capacity`.
+fn queue_slots(
+    pushed: &[(Vec<f32>, Vec<u32>)],
+    capacity: usize,
+    dim: usize,
+) -> (Vec<f32>, Vec<u32>) {
+    let (mut rows, mut labels) = (vec![0.0f32; capacity * dim], vec![0u32; capacity]);
+    let (mut next, mut len) = (0, 0);
+    for (r, l) in pushed {
+        let n = l.len();
+        for k in n.saturating_sub(capacity)..n {
+            rows[next * dim..(next + 1) * dim].copy_from_slice(&r[k * dim..(k + 1) * dim]);
+            labels[next] = l[k];
+            next = (next + 1) % capacity;
+            len = (len + 1).min(capacity);
+        }
+    }
+    (rows[..len * dim].to_vec(), labels[..len].to_vec())
+}
+
+#[test]
+fn a_queue_keeps_the_newest_rows() {
+    use metric_loss::device::DeviceQueue;
+    let Some((gpu, _, _)) = shared(None) else {
+        return;
+    };
+    let dim = 3;
+    let mut q = DeviceQueue::new(&gpu, 5, dim).unwrap();
+    assert!(q.is_empty() && !q.is_full() && q.rows().rows == 0);
+    let mut pushed = Vec::new();
+    for (seed, n) in [(1, 3), (2, 4), (3, 7), (4, 1)] {
+        let r = Rng::new(seed).normals(n * dim);
+        let l: Vec<u32> = (0..n as u32).map(|i| 10 * seed as u32 + i).collect();
+        let rb = gpu.storage_buffer("rows", bytemuck::cast_slice(&r));
+        let lb = gpu.storage_buffer("labels", bytemuck::cast_slice(&l));
+        q.push(
+            &gpu,
+            DeviceRows::new(&rb, n, dim),
+            DeviceLabels::new(&lb),
+            Target::Submit,
+        )
+        .unwrap();
+        pushed.push((r, l));
+        let (rows, labels) = queue_slots(&pushed, 5, dim);
+        assert_eq!(q.len(), labels.len());
+        let got_rows = gpu.read_f32(q.rows().buffer).unwrap();
+        assert_eq!(&got_rows[..rows.len()], &rows[..], "after push {seed}");
+        let got_labels = gpu.read_f32(q.labels().buffer).unwrap();
+        let got_labels: Vec<u32> = got_labels.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(
+            &got_labels[..labels.len()],
+            &labels[..],
+            "after push {seed}"
+        );
+    }
+    // 3 rows (not yet full, oldest at 0), then 4 (full: slots 3, 4, 0, 1; oldest at 2),
+    // then 7 (its last 5 kept, slots 2, 3, 4, 0, 1), then 1 (slot 2: the oldest at 3).
+    assert!(q.is_full());
+    assert_eq!(q.oldest(), 3);
+    // Pushes need contiguous rows of the queue's width, from a COPY_SRC buffer.
+    let rb = gpu.storage_buffer("rows", &[0u8; 64]);
+    let wide = DeviceRows {
+        stride: dim + 1,
+        ..DeviceRows::new(&rb, 2, dim)
+    };
+    let lb = gpu.storage_buffer("labels", &[0u8; 8]);
+    assert!(matches!(
+        q.push(&gpu, wide, DeviceLabels::new(&lb), Target::Submit),
+        Err(Error::InvalidBuffer { .. })
+    ));
+    assert!(DeviceQueue::new(&gpu, 0, 3).is_err());
+    assert_eq!(gpu.uncaptured_errors(), 0);
+}
+
+#[test]
+fn queries_against_a_device_queue_match_the_host_path() {
+    use metric_loss::device::{DeviceQueue, DeviceReference};
+    use metric_loss::{ReferenceGrad, ReferenceSet, Softmax};
+    let Some((gpu, device, queue)) = shared(None) else {
+        return;
+    };
+    let (n, dim, capacity) = (40, 6, 120);
+    let mut dq = DeviceQueue::new(&gpu, capacity, dim).unwrap();
+    let mut pushed = Vec::new();
+    let mut before = None;
+    // The caller's buffers, the same every step (a training loop's).
+    let xb = gpu.storage_buffer("x", bytemuck::cast_slice(&vec![0.0f32; n * dim]));
+    let lb = gpu.storage_buffer("l", bytemuck::cast_slice(&vec![0u32; n]));
+    let gb = gpu.storage_buffer("g", bytemuck::cast_slice(&vec![0.0f32; n * dim]));
+    for step in 0..6u64 {
+        // This step's queries and labels, in the caller's buffers.
+        let x = Rng::new(100 + step).normals(n * dim);
+        let ids: Vec<u32> = (0..n as u32).map(|i| (i * 7 + step as u32) % 9).collect();
+        queue.write_buffer(&xb, 0, bytemuck::cast_slice(&x));
+        queue.write_buffer(&lb, 0, bytemuck::cast_slice(&ids));
+        if !dq.is_empty() {
+            let (rows, labels) = queue_slots(&pushed, capacity, dim);
+            let m = labels.len();
+            let r = Embeddings::named("r", &rows, m, dim).unwrap();
+            let q = Embeddings::named("x", &x, n, dim).unwrap();
+            let both: Vec<i64> = ids.iter().chain(&labels).map(|&v| i64::from(v)).collect();
+            let set = ReferenceSet::new(&r, ReferenceGrad::Detached);
+            let softmax = Softmax::supcon();
+            let contrastive = Contrastive::default().margin(2.5).unwrap();
+            let hosts = [
+                softmax
+                    .against(&gpu, &q, &set, &Labels::new(&both), Grads::Compute)
+                    .unwrap(),
+                {
+                    let c = contrastive
+                        .against(&gpu, &q, &set, &Labels::new(&both), Grads::Compute)
+                        .unwrap();
+                    metric_loss::LossOutput {
+                        loss: c.loss,
+                        counts: metric_loss::SoftmaxCounts {
+                            terms: c.counts.pairs(),
+                        },
+                        grads: c.grads,
+                        grad_temperature: None,
+                    }
+                },
+            ];
+            for (k, host) in hosts.iter().enumerate() {
+                let mut enc = device.create_command_encoder(&Default::default());
+                let grad = Some(DeviceGrad::new(&gb, dim));
+                let reference: DeviceReference = dq.reference();
+                let rows = DeviceRows::new(&xb, n, dim);
+                let d = if k == 0 {
+                    softmax.against_device(
+                        &gpu,
+                        rows,
+                        DeviceLabels::new(&lb),
+                        reference,
+                        grad,
+                        Target::Encoder(&mut enc),
+                    )
+                } else {
+                    contrastive.against_device(
+                        &gpu,
+                        rows,
+                        DeviceLabels::new(&lb),
+                        reference,
+                        grad,
+                        Target::Encoder(&mut enc),
+                    )
+                }
+                .unwrap();
+                queue.submit([enc.finish()]);
+                let value = d.read(&gpu).unwrap();
+                assert!(
+                    (value - host.loss).abs() <= 1e-4 * (host.loss.abs() + 1.0),
+                    "step {step} loss {k}: {value} vs {}",
+                    host.loss
+                );
+                let g = gpu.read_f32(&gb).unwrap();
+                let scale = host.grads[0].iter().fold(0.0f32, |s, v| s.max(v.abs()));
+                for (a, b) in g.iter().zip(host.grads[0].iter()) {
+                    assert!((a - b).abs() <= 1e-4 * (b.abs() + scale), "step {step}");
+                }
+            }
+        }
+        // The queries become the newest keys.
+        let mut enc = device.create_command_encoder(&Default::default());
+        dq.push(
+            &gpu,
+            DeviceRows::new(&xb, n, dim),
+            DeviceLabels::new(&lb),
+            Target::Encoder(&mut enc),
+        )
+        .unwrap();
+        queue.submit([enc.finish()]);
+        pushed.push((x, ids));
+        // Once the queue is full (after step 2) and a step has run against it, a step
+        // creates no wgpu object.
+        if step == 4 {
+            before = Some(gpu.allocations());
+        }
+    }
+    assert!(dq.is_full());
+    assert_eq!(gpu.allocations(), before.unwrap());
+    assert_eq!(gpu.uncaptured_errors(), 0);
+}

@@ -216,23 +216,22 @@ pub(crate) fn run_device<L: LossCall>(
         let sides = sides::alloc(rec, &plan, &counts, call.stages(), |k| {
             want && call.side_has_grad(k)
         });
-        let class_buf = match classes {
-            DeviceClasses::None => None,
-            _ => Some(rec.rows(CLASSES[0], 4, true)),
+        let arrays = match classes {
+            DeviceClasses::None => 0,
+            DeviceClasses::PerSide(_) => 2,
+            _ => 1,
         };
-        let (mut steps, flags) = resident::gather(
-            rec,
-            &plan,
-            &sides,
-            inputs,
-            (&classes, class_buf.as_ref()),
-            limit,
-        )?;
+        let class_bufs: Vec<RowBuf> = CLASSES[..arrays]
+            .iter()
+            .map(|role| rec.rows(role, 4, true))
+            .collect();
+        let (mut steps, flags) =
+            resident::gather(rec, &plan, &sides, inputs, (&classes, &class_bufs), limit)?;
         let built = call.steps(&mut Build {
             rec,
             plan: &plan,
             sides: &sides,
-            classes: class_buf.as_slice(),
+            classes: &class_bufs,
             path: Path::Device,
             want,
         })?;

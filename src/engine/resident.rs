@@ -102,6 +102,8 @@ pub(crate) enum DeviceClasses<'a> {
     Labels(DeviceLabels<'a>),
     /// Row indices 0..rows (CLIP: row i of A matches row i of B).
     Iota,
+    /// The caller's u32 values for each of two sides (queries', references').
+    PerSide([DeviceLabels<'a>; 2]),
 }
 
 /// The loss of a device-resident call, on the device: a small buffer of f32 values
@@ -315,6 +317,18 @@ pub(crate) fn check_side(
 }
 
 /// Checks that every side has the first side's rows and dimension.
+/// Queries said to sit at reference row `at` fit there (a device-resident call cannot
+/// compare the rows themselves: the caller's promise).
+pub(crate) fn check_queries_at(at: Option<usize>, queries: usize, refs: usize) -> Result<()> {
+    match at {
+        Some(o) if o + queries > refs => Err(Error::OptionConflict {
+            option: "queries_at (the queries among the reference rows)",
+            reason: "the queries do not fit in the reference rows there",
+        }),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn same_shape(
     what: &'static str,
     first: &DeviceRows<'_>,
@@ -409,7 +423,7 @@ pub(crate) fn gather(
     plan: &Plan,
     sides: &[Side],
     inputs: &[DeviceRows<'_>],
-    classes: (&DeviceClasses<'_>, Option<&RowBuf>),
+    classes: (&DeviceClasses<'_>, &[RowBuf]),
     limit: f64,
 ) -> Result<(Vec<Step>, Bound)> {
     let flags = rec.small("device_flags", 16);
@@ -433,10 +447,19 @@ pub(crate) fn gather(
             );
         }
     }
-    if let (source, Some(ids)) = classes {
+    // (labels, buffer, the rows they cover) of each class id array; Iota has no labels.
+    let arrays: Vec<(Option<&DeviceLabels<'_>>, &RowBuf, &Plan)> = match (classes.0, classes.1) {
+        (DeviceClasses::Labels(l), [ids]) => vec![(Some(l), ids, plan)],
+        (DeviceClasses::Iota, [ids]) => vec![(None, ids, plan)],
+        (DeviceClasses::PerSide([a, b]), [ia, ib]) => {
+            vec![(Some(a), ia, &sides[0].plan), (Some(b), ib, &sides[1].plan)]
+        }
+        _ => Vec::new(),
+    };
+    for (labels, ids, plan) in arrays {
         for w in 0..plan.windows {
-            match source {
-                DeviceClasses::Labels(l) => {
+            match labels {
+                Some(l) => {
                     let (src, first) = window(rec, plan, w, l.buffer, l.offset, 1, 1)?;
                     steps.push(
                         Step::new(
@@ -448,11 +471,10 @@ pub(crate) fn gather(
                         .bind(IDS, ids.win(w)),
                     );
                 }
-                DeviceClasses::Iota => steps.push(
+                None => steps.push(
                     Step::new(&IOTA, IDS_ONLY.params(plan, w, 0), plan.row_groups(w))
                         .bind(IDS, ids.win(w)),
                 ),
-                DeviceClasses::None => {}
             }
         }
     }

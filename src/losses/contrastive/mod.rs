@@ -12,7 +12,9 @@ use crate::engine::call::{run_device, run_host};
 use crate::engine::resident::{self, DeviceClasses};
 use crate::engine::{DeviceLoss, Gpu};
 use crate::error::Result;
-use crate::input::{DeviceGrad, DeviceLabels, DeviceRows, Embeddings, Labels, Target};
+use crate::input::{
+    DeviceGrad, DeviceLabels, DeviceReference, DeviceRows, Embeddings, Labels, Target,
+};
 use crate::options::{
     check_margin, same_rows, Counts, Distance, Grads, Hinge, LossOutput, Reduction, ReferenceGrad,
     ReferenceSet,
@@ -393,6 +395,37 @@ impl Contrastive {
         let classes = DeviceClasses::Labels(labels);
         let call = self.call(Mode::Batch);
         run_device(gpu, &call, &[x], classes, &[grad], target, limit)
+    }
+
+    /// [`Contrastive::against`] on queries, their class ids and a reference set in the
+    /// caller's buffers (see [`crate::device`]): the pairs and the reduction's counts are
+    /// counted on the device; dL/dQ goes to `grad` and dL/dR to the reference's `grad` when
+    /// given.
+    pub fn against_device(
+        &self,
+        gpu: &Gpu,
+        queries: DeviceRows<'_>,
+        labels: DeviceLabels<'_>,
+        reference: DeviceReference<'_>,
+        grad: Option<DeviceGrad<'_>>,
+        target: Target<'_>,
+    ) -> Result<DeviceLoss> {
+        self.validate()?;
+        let r = reference.rows;
+        resident::check_side("queries", &queries, grad.as_ref())?;
+        resident::check_side("reference rows", &r, reference.grad.as_ref())?;
+        same_rows("columns of the reference rows", queries.dim, r.dim)?;
+        resident::check_labels("labels", &labels, queries.rows)?;
+        resident::check_labels("reference labels", &reference.labels, r.rows)?;
+        resident::check_queries_at(reference.queries_at, queries.rows, r.rows)?;
+        let limit = self.magnitude_limit(Mode::Batch, queries.rows + r.rows, queries.dim)?;
+        let call = self.call(Mode::Against {
+            queries_at: reference.queries_at,
+            reference_grad: reference.grad.is_some(),
+        });
+        let classes = DeviceClasses::PerSide([labels, reference.labels]);
+        let grads = [grad, reference.grad];
+        run_device(gpu, &call, &[queries, r], classes, &grads, target, limit)
     }
 
     /// [`Contrastive::pairs`] on rows of A and B and u32 pair labels (0 dissimilar, anything

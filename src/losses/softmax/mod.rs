@@ -14,7 +14,8 @@ use crate::engine::resident::{self, DeviceClasses};
 use crate::engine::{DeviceLoss, Gpu};
 use crate::error::{Error, Result};
 use crate::input::{
-    DeviceGrad, DeviceLabels, DeviceRows, Embeddings, Labels, Target, MAX_ABS_VALUE,
+    DeviceGrad, DeviceLabels, DeviceReference, DeviceRows, Embeddings, Labels, Target,
+    MAX_ABS_VALUE,
 };
 use crate::options::{same_rows, Counts, Grads, LossOutput, ReferenceGrad, ReferenceSet};
 use crate::tolerance::Verdict;
@@ -620,6 +621,42 @@ impl Softmax {
             target,
             limit,
         )
+    }
+
+    /// [`Softmax::against`] (NT-Xent, SupCon) on queries, their class ids and a reference
+    /// set in the caller's buffers (see [`crate::device`]): the terms are counted on the
+    /// device, the loss and dL/dτ stay there ([`DeviceLoss::read_all`]); dL/dQ goes to
+    /// `grad` and dL/dR to the reference's `grad` when given. A
+    /// [`crate::device::DeviceQueue`]'s rows and labels can be the reference.
+    pub fn against_device(
+        &self,
+        gpu: &Gpu,
+        queries: DeviceRows<'_>,
+        labels: DeviceLabels<'_>,
+        reference: DeviceReference<'_>,
+        grad: Option<DeviceGrad<'_>>,
+        target: Target<'_>,
+    ) -> Result<DeviceLoss> {
+        self.validate_mode(false)?;
+        let r = reference.rows;
+        resident::check_side("queries", &queries, grad.as_ref())?;
+        resident::check_side("reference rows", &r, reference.grad.as_ref())?;
+        same_rows("columns of the reference rows", queries.dim, r.dim)?;
+        resident::check_labels("labels", &labels, queries.rows)?;
+        resident::check_labels("reference labels", &reference.labels, r.rows)?;
+        resident::check_queries_at(reference.queries_at, queries.rows, r.rows)?;
+        let limit = self.magnitude_limit(queries.dim, queries.rows + r.rows)?;
+        let call = Call {
+            pairing: match reference.queries_at {
+                Some(o) => Pairing::ReferenceHasQueries(o),
+                None => Pairing::Reference,
+            },
+            second_grad: reference.grad.is_some(),
+            ..Call::new(*self)
+        };
+        let classes = DeviceClasses::PerSide([labels, reference.labels]);
+        let grads = [grad, reference.grad];
+        run_device(gpu, &call, &[queries, r], classes, &grads, target, limit)
     }
 
     /// Runs [`Softmax::batch`] and [`Softmax::batch_cpu`] with gradients and compares them
