@@ -474,6 +474,34 @@ fn infonce_with_more_keys_matches_the_host_path() {
             }
         }
     }
+    // With labels masking false negatives (anchors' then keys', few classes).
+    let la: Vec<u32> = (0..n as u32).map(|i| i % 7).collect();
+    let lk: Vec<u32> = (0..m as u32).map(|i| (i * 3) % 7).collect();
+    let lab = gpu.storage_buffer("la", bytemuck::cast_slice(&la));
+    let lkb = gpu.storage_buffer("lk", bytemuck::cast_slice(&lk));
+    let joint: Vec<i64> = la.iter().chain(&lk).map(|&v| i64::from(v)).collect();
+    for cfg in [Softmax::infonce(false), Softmax::infonce(true)] {
+        let d = cfg
+            .pairs_labelled_device(
+                &gpu,
+                rows_a,
+                rows_k,
+                DeviceLabels::new(&lab),
+                DeviceLabels::new(&lkb),
+                None,
+                Target::Submit,
+            )
+            .unwrap();
+        let host = cfg
+            .pairs_labelled(&gpu, &ea, &ek, &Labels::new(&joint), Grads::Skip)
+            .unwrap();
+        let value = d.read(&gpu).unwrap();
+        assert!(
+            (value - host.loss).abs() <= 1e-4 * (host.loss.abs() + 1.0),
+            "{cfg:?} labelled: {value} vs {}",
+            host.loss
+        );
+    }
     // Fewer keys than anchors is an input error before anything runs.
     let few = DeviceRows::new(&kb, n - 1, dim);
     assert!(matches!(

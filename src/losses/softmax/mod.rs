@@ -594,6 +594,35 @@ impl Softmax {
         grads: Option<[DeviceGrad<'_>; 2]>,
         target: Target<'_>,
     ) -> Result<DeviceLoss> {
+        self.views_device(gpu, [a, b], DeviceClasses::Iota, grads, target)
+    }
+
+    /// [`Softmax::pairs_labelled`] on the caller's buffers: [`Softmax::pairs_device`] with
+    /// the anchors' class ids `la` and the keys' `lb` masking false negatives.
+    #[allow(clippy::too_many_arguments)]
+    pub fn pairs_labelled_device(
+        &self,
+        gpu: &Gpu,
+        a: DeviceRows<'_>,
+        b: DeviceRows<'_>,
+        la: DeviceLabels<'_>,
+        lb: DeviceLabels<'_>,
+        grads: Option<[DeviceGrad<'_>; 2]>,
+        target: Target<'_>,
+    ) -> Result<DeviceLoss> {
+        resident::check_labels("labels of a", &la, a.rows)?;
+        resident::check_labels("labels of b", &lb, b.rows)?;
+        self.views_device(gpu, [a, b], DeviceClasses::PerSide([la, lb]), grads, target)
+    }
+
+    fn views_device(
+        &self,
+        gpu: &Gpu,
+        [a, b]: [DeviceRows<'_>; 2],
+        classes: DeviceClasses<'_>,
+        grads: Option<[DeviceGrad<'_>; 2]>,
+        target: Target<'_>,
+    ) -> Result<DeviceLoss> {
         self.validate_mode(true)?;
         let [ga, gb] = grads.map_or([None, None], |[a, b]| [Some(a), Some(b)]);
         resident::check_side("a", &a, ga.as_ref())?;
@@ -612,15 +641,7 @@ impl Softmax {
         }
         let limit = self.keys_limit(a.rows, b.rows, a.dim)?;
         let call = Call::new(*self);
-        run_device(
-            gpu,
-            &call,
-            &[a, b],
-            DeviceClasses::Iota,
-            &[ga, gb],
-            target,
-            limit,
-        )
+        run_device(gpu, &call, &[a, b], classes, &[ga, gb], target, limit)
     }
 
     /// [`Softmax::against`] (NT-Xent, SupCon) on queries, their class ids and a reference
