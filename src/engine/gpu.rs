@@ -199,7 +199,7 @@ impl Gpu {
     ///
     /// No features are required (`TIMESTAMP_QUERY` is used for [`Gpu::set_profiling`] when
     /// the device has it). The kernels fit WebGPU's default limits (at most 8 storage
-    /// buffers per stage, 8 KiB of workgroup memory, 64 invocations per workgroup; a device
+    /// buffers per stage, 13.5 KiB of workgroup memory, 64 invocations per workgroup; a device
     /// below that is a [`Error::LimitExceeded`] here, not a failure later);
     /// `max_storage_buffer_binding_size`, `max_buffer_size` and
     /// `max_compute_workgroups_per_dimension` bound the largest batch, so request the
