@@ -205,7 +205,16 @@ fn triplet_mined_gradients_match_finite_differences() {
 /// default temperatures and at τ = 0.05 with duplicate rows.
 #[test]
 fn softmax_gradients_match_finite_differences() {
-    use metric_loss::testing::softmax_reference::{batch_f64, pairs_f64 as clip_f64};
+    use metric_loss::testing::softmax_reference::{batch_f64, keys_with_mass, Keys};
+    // CLIP: the symmetric form of anchors against as many keys.
+    let clip_f64 = |tau: f64, a: &[f64], b: &[f64], dim: usize, grads: Grads| {
+        let keys = Keys {
+            tau,
+            symmetric: true,
+            labels: None,
+        };
+        keys_with_mass(&keys, a, b, dim, grads).0
+    };
     use metric_loss::SoftmaxLoss;
     let (rows, dim) = (7, 3);
     let mut rng = Rng::new(5);

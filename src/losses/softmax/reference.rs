@@ -202,17 +202,6 @@ pub struct Keys<'a> {
     pub labels: Option<(&'a [u32], &'a [u32])>,
 }
 
-/// CLIP at temperature `tau` over the views `a` and `b` (N rows of `dim` values each; row i
-/// of each match).
-pub fn pairs_f64(tau: f64, a: &[f64], b: &[f64], dim: usize, grads: Grads) -> Reference {
-    let keys = Keys {
-        tau,
-        symmetric: true,
-        labels: None,
-    };
-    keys_with_mass(&keys, a, b, dim, grads).0
-}
-
 /// InfoNCE (and CLIP) over the anchors `a` (N rows of `dim` values) and the keys `b`
 /// (M ≥ N rows; key i is anchor i's positive) and, with gradients, the coefficient mass of
 /// each row of A and of B (see [`batch_with_mass`]).
