@@ -4,6 +4,8 @@
 #                       # GPU loss (examples/train; e.g. --loss triplet --seed 2)
 #   bash run.sh test    # the test suite
 #   bash run.sh check   # GPU-versus-CPU cross-check of every loss, mode and option
+#   bash run.sh mpi     # a batch over 2 and 3 MPI processes, each its own device, checked
+#                       # against one device (installs Open MPI and libclang when missing)
 # All install Mesa's software Vulkan driver (lavapipe) first when no Vulkan driver exists.
 # Extra arguments go to the demo or to `metric-loss check` (e.g. --batch 128 --dim 64).
 set -euo pipefail
@@ -36,6 +38,23 @@ ensure_vulkan() {
     have_vulkan || { echo "run.sh: Vulkan driver still missing after install" >&2; exit 1; }
 }
 
+have_mpi() {
+    command -v mpirun > /dev/null && command -v mpicc > /dev/null \
+        && compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" > /dev/null
+}
+
+ensure_mpi() {
+    if have_mpi; then
+        return
+    fi
+    echo "run.sh: installing Open MPI and libclang (apt-get install libopenmpi-dev openmpi-bin libclang-dev)" >&2
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libopenmpi-dev openmpi-bin libclang-dev > /dev/null
+    have_mpi || { echo "run.sh: Open MPI or libclang still missing after install" >&2; exit 1; }
+}
+
 case "${1:-train}" in
     train)
         ensure_vulkan
@@ -51,8 +70,17 @@ case "${1:-train}" in
         ensure_vulkan
         cargo test
         ;;
+    mpi)
+        ensure_vulkan
+        ensure_mpi
+        cargo build --release --quiet --features mpi,testing --example mpi_ranks
+        for np in 2 3; do
+            echo "run.sh: mpirun -np $np"
+            mpirun --allow-run-as-root --oversubscribe -np "$np" target/release/examples/mpi_ranks
+        done
+        ;;
     *)
-        echo "usage: bash run.sh train [demo options] | bash run.sh test | bash run.sh check [options]" >&2
+        echo "usage: bash run.sh train [demo options] | bash run.sh test | bash run.sh check [options] | bash run.sh mpi" >&2
         exit 2
         ;;
 esac
