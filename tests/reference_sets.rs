@@ -528,3 +528,24 @@ fn a_batch_followed_by_a_queue() {
         );
     }
 }
+
+#[test]
+fn reruns_against_a_reference_set_are_bitwise_equal() {
+    let Some(gpu) = common::gpu() else { return };
+    let (n, m, dim) = (70, 200, 10);
+    let (dq, dr) = (common::normals(41, n * dim), common::normals(42, m * dim));
+    let (q, r) = (rows("q", &dq, n, dim), rows("r", &dr, m, dim));
+    let labels = Labels::new(&common::labels(43, n + m, 9));
+    let set = set(&r, ReferenceGrad::Returned);
+    let s = Softmax::ntxent();
+    let runs =
+        [0, 1].map(|_| common::bits(&s.against(gpu, &q, &set, &labels, Grads::Compute).unwrap()));
+    assert!(runs[0] == runs[1], "ntxent against reruns differ");
+    let c = Contrastive::default();
+    let runs =
+        [0, 1].map(|_| common::bits(&c.against(gpu, &q, &set, &labels, Grads::Compute).unwrap()));
+    assert!(runs[0] == runs[1], "contrastive against reruns differ");
+    let i = Softmax::infonce(true);
+    let runs = [0, 1].map(|_| common::bits(&i.pairs(gpu, &q, &r, Grads::Compute).unwrap()));
+    assert!(runs[0] == runs[1], "infonce reruns differ");
+}
