@@ -76,7 +76,8 @@ case "${1:-train}" in
         cargo build --release --quiet --features mpi,testing --example mpi_ranks
         for np in 2 3; do
             echo "run.sh: mpirun -np $np"
-            mpirun --allow-run-as-root --oversubscribe -np "$np" target/release/examples/mpi_ranks
+            mpirun --allow-run-as-root --oversubscribe -np "$np" \
+                "${CARGO_TARGET_DIR:-target}/release/examples/mpi_ranks"
         done
         ;;
     *)
