@@ -41,6 +41,8 @@
 //  13 storage, rw    nonzero_cols  mined: per anchor, the columns j with W[a][j] ≠ 0, in order
 //  14 storage, rw    dev        device-resident calls: [loss, Σ terms' values, terms (lo, hi),
 //                               active (lo, hi), -, -] (f32 bits, u32)
+//  16 storage, read  ref_classes  mined: class id of every candidate (whole; the batch's
+//                               classes again, or the reference rows')
 //  15 storage, rw    picks      batch-hard on the register rows (triplet_hard.wgsl): per
 //                               anchor (d(a,p) bits, p, d(a,n) bits, n), NONE when absent
 // Ties choose the lowest index; every sum runs in a fixed order and every output value has
@@ -64,7 +66,11 @@ struct TripletParams {
     margin: f32,
     scale: f32,
     last: u32,      // triplet_loss: the last window
-    _pad1: f32,
+    cols: u32,      // mined: candidates (the batch's rows, or the reference rows)
+    self_at: u32,   // mined: candidate self_at + a is anchor a's own row (NONE: none)
+    _pad2: u32,
+    _pad3: u32,
+    _pad4: u32,
 }
 
 // Keep in sync with `TripletPartial` in src/losses/triplet/kernels.rs.
@@ -98,6 +104,7 @@ const NONE: u32 = 0xffffffffu;
 @group(0) @binding(13) var<storage, read_write> nonzero_cols: array<u32>;
 @group(0) @binding(14) var<storage, read_write> dev: array<u32>;
 @group(0) @binding(15) var<storage, read_write> picks: array<vec4<u32>>;
+@group(0) @binding(16) var<storage, read> ref_classes: array<u32>;
 
 // Per-lane results of the mining kernels, folded by lane 0 in lane order.
 var<workgroup> sum_s: array<Kahan, 64>;
@@ -231,6 +238,12 @@ fn triplet_explicit_fused(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // ---- mined triplets: choosing the terms ----
 
+// Whether candidate j is anchor a's own row (against reference rows among which the anchors
+// sit from row params.self_at; a batch: j == a).
+fn is_self(a: u32, j: u32) -> bool {
+    return params.self_at != NONE && j == a + params.self_at;
+}
+
 fn chunk_start() -> u32 {
     return params.row_start + params.chunk_local;
 }
@@ -274,12 +287,12 @@ fn triplet_mine_hard(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoca
     var pj = NONE;
     var nd = 0.0;
     var nj = NONE;
-    for (var j = lid; j < params.rows; j += 64u) {
-        if (j == a) {
+    for (var j = lid; j < params.cols; j += 64u) {
+        if (is_self(a, j)) {
             continue;
         }
         let d = dist[base + j];
-        if (classes[j] == ca) {
+        if (ref_classes[j] == ca) {
             if (better_positive(d, j, pd, pj)) {
                 pd = d;
                 pj = j;
@@ -322,7 +335,7 @@ fn triplet_mine_hard(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoca
     let pick = pick_i[0];
     let w = weight_s;
     // Gradient coefficients (see list_nonzero): ±w × the distance's factor.
-    for (var j = lid; j < params.rows; j += 64u) {
+    for (var j = lid; j < params.cols; j += 64u) {
         var v = 0.0;
         if (j == pick.x) {
             v = w;
@@ -349,9 +362,9 @@ fn triplet_mine_hard(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoca
 // the counts of the lanes before it to find where its entries start, and writes them there.
 // No lane walks the whole row alone.
 fn lane_block(lid: u32) -> vec2<u32> {
-    let span = (params.rows + 63u) / 64u;
-    let lo = min(lid * span, params.rows);
-    return vec2<u32>(lo, min(lo + span, params.rows));
+    let span = (params.cols + 63u) / 64u;
+    let lo = min(lid * span, params.cols);
+    return vec2<u32>(lo, min(lo + span, params.cols));
 }
 
 // Where lane `lid`'s entries start in a list, the list's length, and whether any lane set
@@ -415,17 +428,17 @@ struct Positives {
 fn list_positives(a: u32, ca: u32, base: u32, lid: u32) -> Positives {
     var n = 0u;
     var others = 0u;
-    for (var j = lid; j < params.rows; j += 64u) {
-        let same = classes[j] == ca;
+    for (var j = lid; j < params.cols; j += 64u) {
+        let same = ref_classes[j] == ca;
         others = others | select(1u, 0u, same);
-        n += select(0u, 1u, same && j != a);
+        n += select(0u, 1u, same && !is_self(a, j));
     }
     count_s[lid] = n | (others << 31u);
     workgroupBarrier();
     let at = list_offsets(lid);
     var k = at.x;
-    for (var j = lid; j < params.rows; j += 64u) {
-        if (j != a && classes[j] == ca) {
+    for (var j = lid; j < params.cols; j += 64u) {
+        if (!is_self(a, j) && ref_classes[j] == ca) {
             nonzero_cols[base + k] = j;
             k += 1u;
         }
@@ -461,7 +474,7 @@ fn triplet_mine_semihard(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_in
     var terms = 0u;
     var n_active = 0u;
     // Every weight starts at 0; positives then get theirs, and choices are recorded.
-    for (var j = lid; j < params.rows; j += 64u) {
+    for (var j = lid; j < params.cols; j += 64u) {
         weights[base + j] = 0.0;
     }
     storageBarrier();
@@ -484,8 +497,8 @@ fn triplet_mine_semihard(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_in
         var far_j = NONE;
         // Lane lid takes rows lid, lid + 64, ... (neighbouring lanes read neighbouring
         // values), each in increasing order: strict comparisons keep its lowest index.
-        for (var n = lid; n < params.rows; n += 64u) {
-            if (classes[n] == ca) {
+        for (var n = lid; n < params.cols; n += 64u) {
+            if (ref_classes[n] == ca) {
                 continue;
             }
             let d = dist[base + n];
@@ -579,8 +592,8 @@ fn triplet_mine_all(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocat
         let dp = dist[base + p];
         var on = 0u;
         var row_sum = 0.0;
-        for (var n = 0u; n < params.rows; n++) {
-            if (classes[n] == ca) {
+        for (var n = 0u; n < params.cols; n++) {
+            if (ref_classes[n] == ca) {
                 continue;
             }
             terms += 1u;
@@ -596,9 +609,9 @@ fn triplet_mine_all(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocat
     }
     // A negative's weight: −scale × its active triplets (the same f32 comparisons); the
     // anchor's own weight is 0.
-    for (var j = lid; j < params.rows; j += 64u) {
-        if (classes[j] == ca) {
-            if (j == a) {
+    for (var j = lid; j < params.cols; j += 64u) {
+        if (ref_classes[j] == ca) {
+            if (is_self(a, j)) {
                 weights[base + j] = 0.0;
             }
             continue;
@@ -691,7 +704,7 @@ fn triplet_loss(@builtin(local_invocation_index) lid: u32) {
 fn triplet_grad_cols(@builtin(global_invocation_id) gid: vec3<u32>) {
     let jl = gid.x;
     let j = params.col_start + jl;
-    if (jl >= params.window_rows || j >= params.rows) {
+    if (jl >= params.window_rows || j >= params.cols) {
         return;
     }
     var coef: array<f32, 64>;
@@ -704,7 +717,7 @@ fn triplet_grad_cols(@builtin(global_invocation_id) gid: vec3<u32>) {
             break;
         }
         let c = weights[al * params.stride + j];
-        if (a != j && c != 0.0) {
+        if (!is_self(a, j) && c != 0.0) {
             coef[n] = c;
             at[n] = (params.chunk_local + al) * params.dim4;
             n += 1u;
@@ -740,10 +753,14 @@ fn triplet_grad_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invoca
     let ab = (params.chunk_local + al) * params.dim4;
     let xa = rows[ab + q];
     let base = al * params.stride;
-    let end = params.col_start + min(params.window_rows, params.rows - min(params.rows, params.col_start));
+    let end = params.col_start + min(params.window_rows, params.cols - min(params.cols, params.col_start));
     // Continue the running sum in the gradient itself, so that splitting the columns into
-    // windows adds the same terms in the same order as one window.
-    var acc = grad[ab + q];
+    // windows adds the same terms in the same order as one window (the first window of
+    // anchors against reference rows starts it: no candidates' sweep wrote their rows).
+    var acc = vec4<f32>(0.0);
+    if (params.accumulate != 0u) {
+        acc = grad[ab + q];
+    }
     let count = partials[a].nonzero;
     for (var k = 0u; k < count; k++) {
         let j = nonzero_cols[base + k];

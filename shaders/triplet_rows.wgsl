@@ -4,7 +4,8 @@
 // the swept columns the chunk's anchors (the chunk's row window, bound as `cols`), so each
 // row j is read once per chunk. The declarations and bindings are triplet.wgsl's, included
 // before this file; the host's table of this entry point is src/losses/triplet/kernels.rs.
-// row_start is the column window's first row and col_start the chunk's row window's.
+// row_start is the column window's first row and col_start the chunk's row window's, and
+// likewise rows counts the held rows (candidates) and cols the anchors.
 
 struct distances_ctx {
     unused: u32,
@@ -18,7 +19,7 @@ struct distances_row {
 // The chunk's anchors inside the batch, as rows of its row window.
 fn distances_columns(row_base: u32, ctx: distances_ctx) -> vec2<u32> {
     let first = params.chunk_local;
-    let left = params.rows - min(params.rows, params.col_start + first);
+    let left = params.cols - min(params.cols, params.col_start + first);
     return vec2<u32>(first, first + min(CHUNK, left));
 }
 

@@ -549,3 +549,71 @@ fn reruns_against_a_reference_set_are_bitwise_equal() {
     let runs = [0, 1].map(|_| common::bits(&i.pairs(gpu, &q, &r, Grads::Compute).unwrap()));
     assert!(runs[0] == runs[1], "infonce reruns differ");
 }
+
+#[test]
+fn triplet_mining_against_references_matches_the_reference() {
+    use metric_loss::{Mining, Triplet};
+    let Some(gpu) = common::gpu() else { return };
+    for (seed, &(n, m, dim, classes)) in [
+        (1, 1, 3, 1),
+        (20, 50, 8, 4),
+        (70, 30, 12, 5),
+        (129, 140, 6, 8),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = seed as u64 + 60;
+        let (dq, dr) = (
+            common::normals(seed, n * dim),
+            common::normals(seed + 9, m * dim),
+        );
+        let (q, r) = (rows("q", &dq, n, dim), rows("r", &dr, m, dim));
+        let labels = Labels::new(&common::labels(seed, n + m, classes));
+        for mining in [Mining::Hard, Mining::Semihard, Mining::All] {
+            let cfg = Triplet::default().mining(mining);
+            for grad in [ReferenceGrad::Returned, ReferenceGrad::Detached] {
+                let mut v = cfg.against_check(gpu, &q, &set(&r, grad), &labels).unwrap();
+                v.name = format!("N={n} M={m} D={dim} {grad:?} {}", v.name);
+                common::assert_report(&v);
+            }
+        }
+    }
+}
+
+#[test]
+fn triplet_batch_as_its_own_reference_and_followed_by_a_queue() {
+    use metric_loss::{Mining, Triplet};
+    let Some(gpu) = common::gpu() else { return };
+    let (b, queue, dim) = (100, 60, 8);
+    let data = common::normals(71, (b + queue) * dim);
+    let x = rows("x", &data[..b * dim], b, dim);
+    let keys = rows("keys", &data, b + queue, dim);
+    let ids = common::labels(72, b + queue, 7);
+    let l = Labels::new(&ids[..b]);
+    let me = ReferenceSet::new(&x, ReferenceGrad::Returned).with_queries_at(0);
+    let both = Labels::new(&[&ids[..b], &ids[..b]].concat());
+    for mining in [Mining::Hard, Mining::Semihard, Mining::All] {
+        let cfg = Triplet::default().mining(mining);
+        let batch = cfg.batch(gpu, &x, &l, Grads::Compute).unwrap();
+        let against = cfg.against(gpu, &x, &me, &both, Grads::Compute).unwrap();
+        assert_eq!(batch.counts, against.counts, "{mining:?}");
+        assert!((batch.loss - against.loss).abs() < 1e-5 * batch.loss.abs().max(1.0));
+        let gb = &batch.grads[0];
+        let largest = gb.iter().fold(0.0f32, |s, v| s.max(v.abs()));
+        for k in 0..gb.len() {
+            let sum = against.grads[0].values()[k] + against.grads[1].values()[k];
+            assert!(
+                (sum - gb.values()[k]).abs() <= 1e-5 * largest,
+                "{mining:?} [{k}]: {sum} vs {}",
+                gb.values()[k]
+            );
+        }
+        // The batch followed by a queue, the batch's own rows left out.
+        let queue_set = ReferenceSet::new(&keys, ReferenceGrad::Detached).with_queries_at(0);
+        let joint = Labels::new(&[&ids[..b], &ids[..]].concat());
+        let mut v = cfg.against_check(gpu, &x, &queue_set, &joint).unwrap();
+        v.name = format!("batch + queue {}", v.name);
+        common::assert_report(&v);
+    }
+}

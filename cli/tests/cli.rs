@@ -1268,6 +1268,64 @@ fn eval_against_a_reference_set() {
     assert_eq!(json_field(line, "similar_pairs"), "2");
     assert_eq!(json_field(line, "reference_grad"), "\"returned\"");
     assert_eq!(metric_loss_cli::npy::read(&gr).unwrap().shape, vec![3, 2]);
+    // Mined triplets: the two queries as anchors against the three references (a positive
+    // and two negatives each, so semi-hard forms one term per anchor), GPU beside CPU.
+    let mut losses = Vec::new();
+    let mut devices = vec!["cpu"];
+    if common::gpu().is_some() {
+        devices.push("gpu");
+    }
+    for device in devices {
+        let out = cli(&[
+            "eval",
+            "--loss",
+            "triplet",
+            "--mining",
+            "semihard",
+            "--embeddings",
+            &q,
+            "--labels",
+            &ql,
+            "--reference",
+            &r,
+            "--reference-labels",
+            &rl,
+            "--device",
+            device,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.trim_end();
+        assert_eq!(json_field(line, "terms"), "2", "{line}");
+        assert_eq!(json_field(line, "reference_grad"), "\"detached\"");
+        losses.push(json_field(line, "loss").parse::<f64>().unwrap());
+    }
+    assert!(
+        losses.windows(2).all(|w| (w[0] - w[1]).abs() < 1e-6),
+        "{losses:?}"
+    );
+    assert_usage_error(
+        &[
+            "eval",
+            "--loss",
+            "triplet",
+            "--anchor",
+            &q,
+            "--positive",
+            &q,
+            "--negative",
+            &q,
+            "--reference",
+            &r,
+            "--reference-labels",
+            &rl,
+        ],
+        "mined triplets",
+    );
 }
 
 #[test]

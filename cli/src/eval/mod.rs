@@ -133,8 +133,8 @@ pub(crate) struct BatchFlags {
 /// other.
 #[derive(Args)]
 pub(crate) struct ReferenceFlags {
-    /// contrastive, ntxent, supcon: reference rows (M×D .npy; a MoCo queue, a memory of past
-    /// embeddings); the --embeddings are the queries.
+    /// contrastive, triplet (mined), ntxent, supcon: reference rows (M×D .npy; a MoCo queue,
+    /// a memory of past embeddings); the --embeddings are the queries (the anchors).
     #[arg(long)]
     pub reference: Option<PathBuf>,
     /// contrastive, ntxent, supcon: the reference rows' integer labels (M .npy).
@@ -301,6 +301,7 @@ pub(crate) const TAKES: [(LossName, &[&[&str]]); 6] = [
         LossName::Triplet,
         &[
             &BATCH,
+            &REFERENCE,
             &MARGIN,
             &[
                 "anchor",

@@ -5,13 +5,18 @@ use std::process::ExitCode;
 
 use metric_loss::{Grads, Labels, Mining, Reduction, Triplet, TripletTerm};
 
-use super::{head, margin_value, EvalArgs};
+use super::{head, margin_value, Against, EvalArgs};
 use crate::io::{self, Matrix, Outputs};
 use crate::Failure;
 
 enum Input {
     Explicit([Matrix; 3]),
-    Mined { x: Matrix, labels: Labels },
+    Mined {
+        x: Matrix,
+        labels: Labels,
+    },
+    /// Mined triplets of the anchors against reference rows.
+    Against(Against),
 }
 
 /// What `eval --loss triplet` takes, read and checked.
@@ -63,6 +68,12 @@ impl Eval {
                          --grad-anchor, --grad-positive and --grad-negative",
                     ));
                 }
+                let rf = &args.reference;
+                if rf.reference.is_some() || rf.reference_labels.is_some() {
+                    return Err(Failure::usage(
+                        "--reference/--reference-labels apply to mined triplets",
+                    ));
+                }
                 let needs = "explicit triplets need --anchor, --positive and --negative";
                 let a = io::matrix("anchor", io::need(&t.anchor, "anchor", needs)?)?;
                 let p = io::matrix("positive", io::need(&t.positive, "positive", needs)?)?;
@@ -96,10 +107,23 @@ impl Eval {
                     .mining
                     .ok_or_else(|| Failure::usage(format!("{needs}; --mining is missing")))?;
                 cfg = cfg.mining(Mining::from(mining));
-                let (x, labels) = io::batch(px, pl)?;
-                cfg.validate_batch(&x.view("embeddings")?, &labels)?;
-                let outputs = Outputs::prepare(&[("grad", &bt.grad)])?;
-                (Input::Mined { x, labels }, outputs)
+                match Against::read(&args.reference, px, pl)? {
+                    None => {
+                        let (x, labels) = io::batch(px, pl)?;
+                        cfg.validate_batch(&x.view("embeddings")?, &labels)?;
+                        let outputs = Outputs::prepare(&[("grad", &bt.grad)])?;
+                        (Input::Mined { x, labels }, outputs)
+                    }
+                    Some(ag) => {
+                        let rv = ag.r.view("reference")?;
+                        cfg.validate_against(&ag.q.view("embeddings")?, &ag.set(&rv), &ag.labels)?;
+                        let outputs = Outputs::prepare(&[
+                            ("grad", &bt.grad),
+                            ("grad-reference", &args.reference.grad_reference),
+                        ])?;
+                        (Input::Against(ag), outputs)
+                    }
+                }
             }
         };
         Ok(Self {
@@ -122,6 +146,7 @@ pub(super) fn run(args: &EvalArgs) -> Result<ExitCode, Failure> {
         &t.grad_positive,
         &t.grad_negative,
         &args.batch.grad,
+        &args.reference.grad_reference,
     ];
     let want = if wanted.iter().any(|p| p.is_some()) {
         Grads::Compute
@@ -147,6 +172,15 @@ pub(super) fn run(args: &EvalArgs) -> Result<ExitCode, Failure> {
             };
             (out, Some(cfg.mining), cfg.batch_reduction())
         }
+        Input::Against(ag) => {
+            let (eq, er) = (ag.q.view("embeddings")?, ag.r.view("reference")?);
+            let set = ag.set(&er);
+            let out = match &gpu {
+                Some(g) => cfg.against(g, &eq, &set, &ag.labels, want)?,
+                None => cfg.against_cpu(&eq, &set, &ag.labels, want)?,
+            };
+            (out, Some(cfg.mining), cfg.batch_reduction())
+        }
     };
     outputs.commit(&out.grads)?;
     let mut json = head(out.loss, &gpu);
@@ -158,6 +192,9 @@ pub(super) fn run(args: &EvalArgs) -> Result<ExitCode, Failure> {
         mining.map_or("triplets", Mining::term_kind).into(),
     );
     json.insert("active_terms".into(), out.counts.active.into());
+    if let Input::Against(ag) = &input {
+        ag.report(&mut json);
+    }
     out!("{}", serde_json::Value::Object(json));
     Ok(ExitCode::SUCCESS)
 }

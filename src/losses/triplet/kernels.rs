@@ -79,7 +79,14 @@ pub(crate) struct TripletParams {
     pub scale: f32,
     /// triplet_loss: the last window.
     pub last: u32,
-    pub _pad1: f32,
+    /// Mined: candidates (the batch's rows, or the reference rows); the distance phase:
+    /// the anchors (its held rows are the candidates, `rows`).
+    pub cols: u32,
+    /// Mined: candidate `self_at + a` is anchor a's own row; `u32::MAX`: none.
+    pub self_at: u32,
+    pub _pad2: u32,
+    pub _pad3: u32,
+    pub _pad4: u32,
 }
 mirrored!(
     TripletParams,
@@ -100,7 +107,11 @@ mirrored!(
         margin,
         scale,
         last,
-        _pad1
+        cols,
+        self_at,
+        _pad2,
+        _pad3,
+        _pad4
     ]
 );
 
@@ -138,6 +149,7 @@ pub(crate) const GRAD_P: Slot = Slot::read_write(11, "grad_p");
 pub(crate) const GRAD_N: Slot = Slot::read_write(12, "grad_n");
 pub(crate) const NONZERO: Slot = Slot::read_write(13, "nonzero_cols");
 pub(crate) const PICKS: Slot = Slot::read_write(15, "picks");
+pub(crate) const REF_CLASSES: Slot = Slot::read(16, "ref_classes");
 pub(crate) const DEV: Slot = Slot::read_write(14, "dev");
 
 /// A triplet entry point.
@@ -153,13 +165,30 @@ pub(crate) static EXPLICIT_FUSED: K = K::new(
     "triplet_explicit_fused",
     &[ROWS, COLS, NEGS, PARTIALS, GRAD, GRAD_P, GRAD_N],
 );
-const MINE_SLOTS: [Slot; 6] = [CLASSES, PARTIALS, SCALES, DIST, WEIGHTS, NONZERO];
+const MINE_SLOTS: [Slot; 7] = [
+    CLASSES,
+    REF_CLASSES,
+    PARTIALS,
+    SCALES,
+    DIST,
+    WEIGHTS,
+    NONZERO,
+];
 pub(crate) static MINE_ALL: K = K::new(&MODULE, "triplet_mine_all", &MINE_SLOTS);
 pub(crate) static MINE_HARD: K = K::new(&MODULE, "triplet_mine_hard", &MINE_SLOTS);
 pub(crate) static MINE_SEMIHARD: K = K::new(
     &MODULE,
     "triplet_mine_semihard",
-    &[CLASSES, PARTIALS, SCALES, DIST, WEIGHTS, CHOSEN, NONZERO],
+    &[
+        CLASSES,
+        REF_CLASSES,
+        PARTIALS,
+        SCALES,
+        DIST,
+        WEIGHTS,
+        CHOSEN,
+        NONZERO,
+    ],
 );
 pub(crate) static FINALIZE: K = K::new(&MODULE, "triplet_finalize", &[PARTIALS, SCALES]);
 pub(crate) static LOSS: K = K::new(&MODULE, "triplet_loss", &[PARTIALS, DEV]);

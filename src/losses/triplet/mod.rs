@@ -14,7 +14,10 @@ use crate::engine::resident::{self, DeviceClasses};
 use crate::engine::{DeviceLoss, Gpu};
 use crate::error::{Error, Result};
 use crate::input::{DeviceGrad, DeviceLabels, DeviceRows, Embeddings, Labels, Target};
-use crate::options::{check_margin, same_rows, Counts, Distance, Grads, LossOutput, Reduction};
+use crate::options::{
+    check_margin, same_rows, Counts, Distance, Grads, LossOutput, Reduction, ReferenceGrad,
+    ReferenceSet,
+};
 use crate::tolerance::Verdict;
 use steps::Call;
 
@@ -297,7 +300,114 @@ impl Triplet {
     }
 
     fn call(&self, mode: Mode) -> Call {
-        Call { cfg: *self, mode }
+        Call {
+            cfg: *self,
+            mode,
+            reference: None,
+        }
+    }
+
+    /// Everything [`Triplet::against`] checks before it runs: options, the rows' widths,
+    /// the labels (the anchors' then the references': N + M), the anchors' rows and labels
+    /// where `queries_at` puts them, and the magnitude limit.
+    pub fn validate_against(
+        &self,
+        queries: &Embeddings<'_>,
+        reference: &ReferenceSet<'_, '_>,
+        labels: &Labels,
+    ) -> Result<()> {
+        self.validate_mode(Mode::Mined(self.mining))?;
+        let r = reference.rows;
+        same_rows("columns of the reference rows", queries.dim(), r.dim())?;
+        same_rows(
+            "labels (the queries', then the references')",
+            queries.rows() + r.rows(),
+            labels.len(),
+        )?;
+        let (cq, cr) = labels.ids().split_at(queries.rows());
+        reference.check_queries(queries, cq, cr)?;
+        let terms = against_terms(cq, cr, reference.queries_at.is_some(), self.mining) as f64;
+        let limit = self.magnitude_limit(queries.dim(), terms)?;
+        for (what, x) in [("queries", queries), ("reference rows", r)] {
+            crate::limit::check(&x.as_input(what), limit, || {
+                self.describe("mined", queries.rows() + r.rows(), queries.dim())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Mined triplets of the anchors `queries` against a reference set (a memory of past
+    /// embeddings, rows gathered from other devices, or the batch itself): each anchor's
+    /// positives (references with its label) and negatives (the others) are the reference
+    /// rows, its own row left out when the anchors are among them (`queries_at`), and the
+    /// mining rule picks its triplets among them as in a batch; the reduction runs over
+    /// every anchor's terms as in a batch (an anchor without a positive or a negative has
+    /// none). `labels` holds the anchors' labels then the references'. Gradients (with
+    /// [`Grads::Compute`]) are `[dL/dQ]`, and `dL/dR` after it when the reference's
+    /// gradient is [`ReferenceGrad::Returned`]; with the batch as its own reference
+    /// (`queries_at` `Some(0)`) the loss is [`Triplet::batch`]'s and dL/dQ + dL/dR its
+    /// gradient.
+    pub fn against(
+        &self,
+        gpu: &Gpu,
+        queries: &Embeddings<'_>,
+        reference: &ReferenceSet<'_, '_>,
+        labels: &Labels,
+        grads: Grads,
+    ) -> Result<TripletOutput> {
+        self.validate_against(queries, reference, labels)?;
+        let (cq, cr) = labels.ids().split_at(queries.rows());
+        let call = Call {
+            reference: Some(steps::Reference {
+                queries_at: reference.queries_at,
+                grad: reference.grad == ReferenceGrad::Returned,
+                terms: against_terms(cq, cr, reference.queries_at.is_some(), self.mining),
+            }),
+            ..self.call(Mode::Mined(self.mining))
+        };
+        run_host(gpu, &call, &[queries, reference.rows], &[cq, cr], grads)
+    }
+
+    /// The f64 CPU reference of [`Triplet::against`].
+    pub fn against_cpu(
+        &self,
+        queries: &Embeddings<'_>,
+        reference: &ReferenceSet<'_, '_>,
+        labels: &Labels,
+        grads: Grads,
+    ) -> Result<TripletOutput> {
+        self.validate_against(queries, reference, labels)?;
+        let w = crate::reference::widen;
+        let mut r = reference::against_f64(
+            self,
+            &w(queries),
+            &w(reference.rows),
+            queries.dim(),
+            labels.ids().split_at(queries.rows()),
+            reference.queries_at,
+            grads,
+        );
+        if reference.grad == ReferenceGrad::Detached {
+            r.grads.truncate(1);
+        }
+        Ok(r.narrow(queries.dim()))
+    }
+
+    /// Runs [`Triplet::against`] and [`Triplet::against_cpu`] and compares them (see
+    /// [`Triplet::batch_check`]).
+    pub fn against_check(
+        &self,
+        gpu: &Gpu,
+        queries: &Embeddings<'_>,
+        reference: &ReferenceSet<'_, '_>,
+        labels: &Labels,
+    ) -> Result<Verdict> {
+        let g = self.against(gpu, queries, reference, labels, Grads::Compute)?;
+        let r = self.against_cpu(queries, reference, labels, Grads::Compute)?;
+        let mode = Mode::Mined(self.mining);
+        let inputs = [queries, reference.rows];
+        let name = format!("{} against", self.case_name(mode));
+        Ok(tolerance::verdict(name, self, mode, &g, &r, &inputs))
     }
 
     /// Loss over the triplets the mining rule forms from the batch `x` and its labels.
@@ -464,18 +574,19 @@ impl Triplet {
     }
 }
 
-/// Number of terms `mining` forms from these class ids (what the mean divides by).
-pub fn mined_terms(classes: &[u32], mining: Mining) -> u64 {
+/// Terms the mining rule forms from anchors (class ids `anchors`) against candidates
+/// (`cands`); `among`: each anchor's own row is one of the candidates (not a positive).
+pub fn against_terms(anchors: &[u32], cands: &[u32], among: bool, mining: Mining) -> u64 {
     let mut size = std::collections::HashMap::<u32, u64>::new();
-    for &c in classes {
+    for &c in cands {
         *size.entry(c).or_default() += 1;
     }
-    let b = classes.len() as u64;
-    classes
+    let m = cands.len() as u64;
+    anchors
         .iter()
         .map(|c| {
-            let s = size[c];
-            let (pos, neg) = (s - 1, b - s);
+            let s = size.get(c).copied().unwrap_or(0);
+            let (pos, neg) = (s.saturating_sub(u64::from(among)), m - s);
             match mining {
                 Mining::All => pos * neg,
                 Mining::Hard => u64::from(pos > 0 && neg > 0),
@@ -484,6 +595,12 @@ pub fn mined_terms(classes: &[u32], mining: Mining) -> u64 {
             }
         })
         .sum()
+}
+
+/// Number of terms `mining` forms from these class ids (what the mean divides by): the batch
+/// against itself.
+pub fn mined_terms(classes: &[u32], mining: Mining) -> u64 {
+    against_terms(classes, classes, true, mining)
 }
 
 /// The loss from the sum of the terms and the counts; shared by the GPU path and the

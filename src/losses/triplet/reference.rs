@@ -128,18 +128,20 @@ fn pick(d: &[f64], candidates: impl Iterator<Item = usize>, farthest: bool) -> O
     best
 }
 
+/// Anchor a's terms over the candidates (distances `d`, class ids `cand`; the anchor's own
+/// class `ca`, its own row among the candidates `own`, if any).
 fn anchor_terms(
     cfg: &Triplet,
     mining: Mining,
-    a: usize,
+    (ca, own): (u32, Option<usize>),
     d: &[f64],
-    classes: &[u32],
+    cand: &[u32],
 ) -> AnchorTerms {
-    let rows = classes.len();
+    let rows = cand.len();
     let positives: Vec<usize> = (0..rows)
-        .filter(|&j| j != a && classes[j] == classes[a])
+        .filter(|&j| Some(j) != own && cand[j] == ca)
         .collect();
-    let negatives: Vec<usize> = (0..rows).filter(|&j| classes[j] != classes[a]).collect();
+    let negatives: Vec<usize> = (0..rows).filter(|&j| cand[j] != ca).collect();
     let mut t = AnchorTerms {
         sum: 0.0,
         counts: TripletCounts::default(),
@@ -183,20 +185,43 @@ fn anchor_terms(
     t
 }
 
-/// Mined triplets (by `cfg.mining`) in f64 on `x` with dense class ids.
+/// Mined triplets (by `cfg.mining`) in f64 on `x` with dense class ids: the batch against
+/// itself, each row's gradient its anchor side's plus its candidate side's.
 pub fn batch_f64(cfg: &Triplet, x: &[f64], dim: usize, classes: &[u32], grads: Grads) -> Reference {
-    let (xn, norms) = prepare(cfg.normalize, x, dim);
-    let rows = classes.len();
+    let mut r = against_f64(cfg, x, x, dim, (classes, classes), Some(0), grads);
+    if let Some(gr) = r.grads.pop() {
+        for (g, v) in r.grads[0].iter_mut().zip(gr) {
+            *g += v;
+        }
+    }
+    r
+}
+
+/// Mined triplets of the anchors `q` against the candidates `r` (rows of `dim` values, class
+/// ids (anchors', candidates')): each anchor's positives and negatives among the candidates,
+/// its own row (candidate o + a with `queries_at` o) left out. Gradients `[dL/dQ, dL/dR]`.
+pub fn against_f64(
+    cfg: &Triplet,
+    q: &[f64],
+    r: &[f64],
+    dim: usize,
+    (cq, cr): (&[u32], &[u32]),
+    queries_at: Option<usize>,
+    grads: Grads,
+) -> Reference {
+    let (qn, q_norms) = prepare(cfg.normalize, q, dim);
+    let (rn, r_norms) = prepare(cfg.normalize, r, dim);
     let kind = cfg.distance;
     let mining = cfg.mining;
     let distances = |a: usize| -> Vec<f64> {
-        (0..rows)
-            .map(|j| distance(kind, row(&xn, a, dim), row(&xn, j, dim)))
+        (0..cr.len())
+            .map(|j| distance(kind, row(&qn, a, dim), row(&rn, j, dim)))
             .collect()
     };
+    let anchor = |a: usize| (cq[a], queries_at.map(|o| o + a));
     let (mut sum, mut counts) = (0.0, TripletCounts::default());
-    for a in 0..rows {
-        let t = anchor_terms(cfg, mining, a, &distances(a), classes);
+    for a in 0..cq.len() {
+        let t = anchor_terms(cfg, mining, anchor(a), &distances(a), cr);
         sum += t.sum;
         counts.terms += t.counts.terms;
         counts.active += t.counts.active;
@@ -207,21 +232,21 @@ pub fn batch_f64(cfg: &Triplet, x: &[f64], dim: usize, classes: &[u32], grads: G
         return Reference::loss_only(loss, counts);
     }
     let s = scale(reduction, &counts);
-    let mut g = vec![0.0; xn.len()];
-    for a in 0..rows {
-        let t = anchor_terms(cfg, mining, a, &distances(a), classes);
+    let (mut gq, mut gr) = (vec![0.0; qn.len()], vec![0.0; rn.len()]);
+    for a in 0..cq.len() {
+        let t = anchor_terms(cfg, mining, anchor(a), &distances(a), cr);
         for (j, &w) in t.weights.iter().enumerate() {
-            if w == 0.0 || j == a {
+            if w == 0.0 || Some(j) == anchor(a).1 {
                 continue;
             }
-            let (u, v) = (row(&xn, a, dim), row(&xn, j, dim));
+            let (u, v) = (row(&qn, a, dim), row(&rn, j, dim));
             add_scaled(
-                &mut g[a * dim..(a + 1) * dim],
+                &mut gq[a * dim..(a + 1) * dim],
                 s * w,
                 &distance_grad(kind, u, v),
             );
             add_scaled(
-                &mut g[j * dim..(j + 1) * dim],
+                &mut gr[j * dim..(j + 1) * dim],
                 s * w,
                 &distance_grad(kind, v, u),
             );
@@ -230,7 +255,10 @@ pub fn batch_f64(cfg: &Triplet, x: &[f64], dim: usize, classes: &[u32], grads: G
     Reference {
         loss,
         counts,
-        grads: vec![finish_grad(&xn, norms, g, dim)],
+        grads: vec![
+            finish_grad(&qn, q_norms, gq, dim),
+            finish_grad(&rn, r_norms, gr, dim),
+        ],
         grad_temperature: None,
     }
 }

@@ -27,6 +27,17 @@ const PARTIAL: u64 = size_of::<TripletPartial>() as u64;
 pub(crate) struct Call {
     pub cfg: Triplet,
     pub mode: Mode,
+    /// Mined anchors against reference rows: where the anchors sit among them, whether
+    /// the references get their gradient, and the terms counted on the host.
+    pub reference: Option<Reference>,
+}
+
+/// Mined triplets of anchors against reference rows (the candidates).
+#[derive(Clone, Copy)]
+pub(crate) struct Reference {
+    pub queries_at: Option<usize>,
+    pub grad: bool,
+    pub terms: u64,
 }
 
 impl Call {
@@ -42,6 +53,7 @@ impl Call {
         };
         TripletParams {
             rows: plan.rows as u32,
+            cols: plan.rows as u32,
             dim4: plan.dim4 as u32,
             distance: self.cfg.distance.kernel_kind(),
             soft,
@@ -59,6 +71,10 @@ impl LossCall for Call {
 
     fn stages(&self) -> usize {
         self.cfg.distance.normalize_stages(self.cfg.normalize)
+    }
+
+    fn side_has_grad(&self, k: usize) -> bool {
+        k == 0 || self.reference.is_none_or(|r| r.grad)
     }
 
     fn whole_row_bytes(&self) -> u64 {
@@ -263,11 +279,21 @@ impl Call {
     fn mined(&self, b: &mut Build<'_, '_>, mining: Mining) -> Result<Built> {
         let plan = *b.plan;
         let rows = plan.rows;
+        // Anchors (the batch, or the queries) and candidates (the batch again, or the
+        // reference rows), and a candidate that is an anchor's own row.
+        let (n, m) = (b.sides[0].plan.rows, b.sides[b.sides.len() - 1].plan.rows);
+        let self_at = match self.reference {
+            None => 0,
+            Some(r) => r.queries_at.map_or(u32::MAX, |o| o as u32),
+        };
         let reduction = self.reduction();
         // dL/dterm: from the host's labels, or counted on the device (`triplet_finalize`).
-        let scale = match b.path {
-            Path::Host(ids) => Some(reduction.term_scale(mined_terms(ids.unwrap_or(&[]), mining))),
-            Path::Device => None,
+        let scale = match (b.path, self.reference) {
+            (Path::Host(_), Some(r)) => Some(reduction.term_scale(r.terms)),
+            (Path::Host(ids), None) => {
+                Some(reduction.term_scale(mined_terms(ids.unwrap_or(&[]), mining)))
+            }
+            (Path::Device, _) => None,
         };
         let limits = b.rec.limits().clone();
         let binding = limits
@@ -277,7 +303,10 @@ impl Call {
         let shape = b
             .rec
             .row_shape(plan.dim4, self.cfg.distance == Distance::Cosine);
-        if mining == Mining::Hard && matches!(shape, RowShape::Registers(_)) {
+        if mining == Mining::Hard
+            && matches!(shape, RowShape::Registers(_))
+            && self.reference.is_none()
+        {
             return self.hard_rows(b, shape, scale, capacity, binding);
         }
         // The chunk buffers are bound whole, one row of each per row of the batch.
@@ -299,6 +328,7 @@ impl Call {
             });
         }
         let classes = b.classes()?.first_rows(stride);
+        let ref_classes = b.classes_of(1)?.first_rows(stride);
         let partials_rows = b.rec.rows("partials", PARTIAL, false);
         let partials = partials_rows.first_rows(stride);
         let scales = scales_buffer(b, scale);
@@ -308,8 +338,11 @@ impl Call {
         let weights = chunk_buf("chunk_weights");
         let chosen = (mining == Mining::Semihard).then(|| chunk_buf("chunk_choices"));
         let nonzero = chunk_buf("chunk_nonzero");
-        let x = b.sides[0].rows();
+        let (x, y) = (b.sides[0].rows(), b.sides[b.sides.len() - 1].rows());
         let grad = b.sides[0].grad.as_ref();
+        // The candidates' gradient: the batch's own, or the references' when returned.
+        let cand_grad = b.sides[b.sides.len() - 1].grad.as_ref();
+        let (anchors, cands) = (plan.for_rows(n), plan.for_rows(m));
 
         let params = |chunk: u64, col_w: u64, accumulate: bool| {
             let start = chunk * CHUNK;
@@ -322,6 +355,9 @@ impl Call {
                 stride: stride as u32,
                 accumulate: u32::from(accumulate),
                 reduction: reduction.kernel_code(),
+                rows: n as u32,
+                cols: m as u32,
+                self_at,
                 ..self.params(&plan)
             };
             (row_w, p)
@@ -332,25 +368,28 @@ impl Call {
             Mining::Semihard => &k::MINE_SEMIHARD,
         };
         let forward = |c: u64, steps: &mut Vec<Step>| {
-            for w in 0..plan.windows {
+            for w in 0..cands.windows {
                 let (r, p) = params(c, w, false);
-                // The pair engine holds the column window's rows and sweeps the chunk's
-                // anchors: the windows swap places.
+                // The pair engine holds the candidates' column window and sweeps the chunk's
+                // anchors: the windows (and the counts) swap places.
                 let p = TripletParams {
                     row_start: p.col_start,
                     col_start: p.row_start,
+                    rows: p.cols,
+                    cols: p.rows,
                     ..p
                 };
                 steps.push(
-                    Step::new(&k::ROWS_DISTANCES, p, plan.row_blocks(w))
+                    Step::new(&k::ROWS_DISTANCES, p, cands.row_blocks(w))
                         .shaped(shape)
-                        .bind(k::ROWS, x.win(w))
+                        .bind(k::ROWS, y.win(w))
                         .bind(k::COLS, x.win(r))
                         .bind(k::DIST, dist.clone()),
                 );
             }
-            let mut s = Step::new(mine, params(c, 0, false).1, (rows - c * CHUNK).min(CHUNK))
+            let mut s = Step::new(mine, params(c, 0, false).1, (n - c * CHUNK).min(CHUNK))
                 .bind(k::CLASSES, classes.clone())
+                .bind(k::REF_CLASSES, ref_classes.clone())
                 .bind(k::PARTIALS, partials.clone())
                 .bind(k::SCALES, scales.clone())
                 .bind(k::DIST, dist.clone())
@@ -361,23 +400,28 @@ impl Call {
             }
             steps.push(s);
         };
+        // Against reference rows, the anchors' gradient starts in their first column window
+        // (no candidates' sweep wrote their rows); a batch's continues what it wrote.
+        let against = self.reference.is_some();
         let backward = |c: u64, g: &RowBuf, steps: &mut Vec<Step>| {
-            for w in 0..plan.windows {
-                let (r, p) = params(c, w, c > 0);
-                steps.push(
-                    Step::new(&k::GRAD_COLS, p, plan.row_groups(w))
-                        .bind(k::ROWS, x.win(r))
-                        .bind(k::COLS, x.win(w))
-                        .bind(k::WEIGHTS, weights.clone())
-                        .bind(k::GRAD, g.win(w)),
-                );
+            if let Some(gc) = cand_grad {
+                for w in 0..cands.windows {
+                    let (r, p) = params(c, w, c > 0);
+                    steps.push(
+                        Step::new(&k::GRAD_COLS, p, cands.row_groups(w))
+                            .bind(k::ROWS, x.win(r))
+                            .bind(k::COLS, y.win(w))
+                            .bind(k::WEIGHTS, weights.clone())
+                            .bind(k::GRAD, gc.win(w)),
+                    );
+                }
             }
-            for w in 0..plan.windows {
-                let (r, p) = params(c, w, true);
+            for w in 0..cands.windows {
+                let (r, p) = params(c, w, !against || w > 0);
                 steps.push(
                     Step::new(&k::GRAD_ROWS, p, groups)
                         .bind(k::ROWS, x.win(r))
-                        .bind(k::COLS, x.win(w))
+                        .bind(k::COLS, y.win(w))
                         .bind(k::PARTIALS, partials.clone())
                         .bind(k::WEIGHTS, weights.clone())
                         .bind(k::GRAD, g.win(r))
@@ -385,7 +429,7 @@ impl Call {
                 );
             }
         };
-        let chunks = rows.div_ceil(CHUNK);
+        let chunks = n.div_ceil(CHUNK);
         let mut steps = Vec::new();
         if b.want && (scale.is_none() || reduction == Reduction::MeanNonzero) {
             // dL/dterm = 1/active (or, counted on the device, 1/terms) needs every chunk's
@@ -407,7 +451,7 @@ impl Call {
         }
         if matches!(b.path, Path::Device) {
             // Mined partials are bound whole: every anchor at once.
-            steps.extend(self.device_loss(&plan, 1, &b.loss(), |_| (partials.clone(), 0, rows)));
+            steps.extend(self.device_loss(&anchors, 1, &b.loss(), |_| (partials.clone(), 0, n)));
         }
         Ok(Built {
             steps,

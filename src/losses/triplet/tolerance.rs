@@ -31,10 +31,12 @@ pub(crate) fn d_max(cfg: &Triplet, mode: Mode, inputs: &[&Embeddings<'_>]) -> f6
                 out = out.max(d(a, p)).max(d(a, q)).max(d(p, q));
             }
         }
+        // The anchors against the candidates: the batch's rows again, or the references.
         Mode::Mined(_) => {
+            let (last, m) = (rows.len() - 1, inputs[inputs.len() - 1].rows());
             for i in 0..n {
-                for j in 0..n {
-                    out = out.max(d(row(&rows[0], i, dim), row(&rows[0], j, dim)));
+                for j in 0..m {
+                    out = out.max(d(row(&rows[0], i, dim), row(&rows[last], j, dim)));
                 }
             }
         }
@@ -82,7 +84,7 @@ pub(crate) fn verdict(
     let tol = loss_tolerance(cfg, mode, d_max, reference.counts.terms, dim, &spread);
     let len = match mode {
         Mode::Explicit => 3,
-        Mode::Mined(_) => inputs[0].rows() as u64,
+        Mode::Mined(_) => inputs.iter().map(|x| x.rows()).max().unwrap_or(0) as u64,
     };
     // A term's slope is at most 1 (hinge or soft margin), weighted by the reduction: the
     // reduction of a sum of 1.
