@@ -149,6 +149,47 @@ fn infonce_keys_split_into_windows_match_reference() {
 }
 
 #[test]
+fn queries_against_references_split_into_windows_match_reference() {
+    // Windows of 384 rows (see above): 300 queries in one, 900 reference rows in three, and
+    // the other way round.
+    let Some(small) = small_gpu() else { return };
+    let d = 37;
+    for (n, m) in [(300usize, 900usize), (900, 300)] {
+        let (dq, dr) = (common::normals(14, n * d), common::normals(15, m * d));
+        let q = Embeddings::named("q", &dq, n, d).unwrap();
+        let r = Embeddings::named("r", &dr, m, d).unwrap();
+        let labels = Labels::new(&common::labels(16, n + m, 40));
+        let set = metric_loss::ReferenceSet::new(&r, metric_loss::ReferenceGrad::Returned);
+        common::assert_report(
+            &Softmax::supcon()
+                .against_check(&small, &q, &set, &labels)
+                .unwrap(),
+        );
+        let mut cfg = Contrastive::default();
+        let dists = check::against_distances(&cfg, &q, &set);
+        check::clear_margins(&mut cfg, &dists, d, 0.0, 8.0);
+        common::assert_report(&cfg.against_check(&small, &q, &set, &labels).unwrap());
+    }
+    // Mined triplets bind a chunk's 64 rows of distances whole (64 × M × 4 bytes): 256 KiB
+    // bindings and rows of D = 100 (400 bytes) give windows of 640 rows, two for 900.
+    let Some(mid) = gpu_with(|l| l.max_storage_buffer_binding_size = 256 * 1024) else {
+        return;
+    };
+    let d = 100;
+    for (n, m) in [(300usize, 900usize), (900, 300)] {
+        let (dq, dr) = (common::normals(17, n * d), common::normals(18, m * d));
+        let q = Embeddings::named("q", &dq, n, d).unwrap();
+        let r = Embeddings::named("r", &dr, m, d).unwrap();
+        let labels = Labels::new(&common::labels(19, n + m, 40));
+        let set = metric_loss::ReferenceSet::new(&r, metric_loss::ReferenceGrad::Returned);
+        // Hard mining: semihard's choice among near-equal distances can differ between the
+        // f32 kernel and the f64 mirror on random data of this size.
+        let t = metric_loss::Triplet::default().mining(metric_loss::Mining::Hard);
+        common::assert_report(&t.against_check(&mid, &q, &set, &labels).unwrap());
+    }
+}
+
+#[test]
 fn pairs_split_into_windows_match_reference() {
     let Some(small) = small_gpu() else { return };
     let (n, d) = (2000usize, 5usize);
