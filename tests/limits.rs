@@ -175,17 +175,11 @@ fn queries_against_references_split_into_windows_match_reference() {
     let Some(mid) = gpu_with(|l| l.max_storage_buffer_binding_size = 256 * 1024) else {
         return;
     };
-    let d = 100;
-    for (n, m) in [(300usize, 900usize), (900, 300)] {
-        let (dq, dr) = (common::normals(17, n * d), common::normals(18, m * d));
-        let q = Embeddings::named("q", &dq, n, d).unwrap();
-        let r = Embeddings::named("r", &dr, m, d).unwrap();
-        let labels = Labels::new(&common::labels(19, n + m, 40));
-        let set = metric_loss::ReferenceSet::new(&r, metric_loss::ReferenceGrad::Returned);
-        // Hard mining: semihard's choice among near-equal distances can differ between the
-        // f32 kernel and the f64 mirror on random data of this size.
+    for shape in [(300, 900, 100, 40), (900, 300, 100, 40)] {
+        // Hard mining only: among this many candidates, semihard's choices and all triplets'
+        // hinge points always come closer than f32 rounding somewhere (no clear case).
         let t = metric_loss::Triplet::default().mining(metric_loss::Mining::Hard);
-        common::assert_report(&t.against_check(&mid, &q, &set, &labels).unwrap());
+        common::cross_triplet_against(&mid, &t, shape, 17);
     }
 }
 

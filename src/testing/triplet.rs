@@ -13,8 +13,8 @@ use crate::losses::triplet::Mode;
 use crate::reference::{distance, prepare, row, widen};
 use crate::tolerance::{Verdict, F32_ROUNDOFF};
 use crate::{
-    Distance, Embeddings, Gpu, Labels, Mining, Reduction, Result, Triplet, TripletOutput,
-    TripletTerm,
+    Distance, Embeddings, Gpu, Labels, Mining, Reduction, ReferenceSet, Result, Triplet,
+    TripletOutput, TripletTerm,
 };
 
 /// Where f32 and f64 could decide differently: the narrowest gap between two candidates of
@@ -88,24 +88,57 @@ fn runner_up_gap(values: &mut [f64], largest: bool) -> f64 {
 
 /// The decisions of mined triplets (by `cfg.mining`) on `x` with dense class ids.
 pub fn mined_decisions(cfg: &Triplet, x: &Embeddings<'_>, classes: &[u32]) -> Decisions {
+    decisions(cfg, x, x, classes, classes, Some(0))
+}
+
+/// The decisions of mined triplets of `queries` against `reference`; `classes` are the dense
+/// ids of the queries followed by those of the reference rows (as [`Triplet::against`]
+/// takes them).
+pub fn against_decisions(
+    cfg: &Triplet,
+    queries: &Embeddings<'_>,
+    reference: &ReferenceSet<'_, '_>,
+    classes: &[u32],
+) -> Decisions {
+    let (anchors, candidates) = classes.split_at(queries.rows());
+    decisions(
+        cfg,
+        queries,
+        reference.rows,
+        anchors,
+        candidates,
+        reference.queries_at,
+    )
+}
+
+/// Anchor a's candidates are the rows of `c`, less row `self_at + a` when given.
+fn decisions(
+    cfg: &Triplet,
+    q: &Embeddings<'_>,
+    c: &Embeddings<'_>,
+    anchor_classes: &[u32],
+    classes: &[u32],
+    self_at: Option<usize>,
+) -> Decisions {
     let mining = cfg.mining;
-    let xn = rows_f64(cfg.normalize, x);
-    let (rows, dim) = (x.rows(), x.dim());
+    let (qn, cn) = (rows_f64(cfg.normalize, q), rows_f64(cfg.normalize, c));
+    let (rows, dim) = (c.rows(), c.dim());
     let mut out = Decisions {
         selection_gap: f64::INFINITY,
         ..Default::default()
     };
-    for a in 0..rows {
+    for a in 0..q.rows() {
+        let me = self_at.map(|o| o + a);
         let d: Vec<f64> = (0..rows)
-            .map(|j| distance(cfg.distance, row(&xn, a, dim), row(&xn, j, dim)))
+            .map(|j| distance(cfg.distance, row(&qn, a, dim), row(&cn, j, dim)))
             .collect();
         out.d_max = d.iter().fold(out.d_max, |m, &v| m.max(v));
         let mut pos: Vec<f64> = (0..rows)
-            .filter(|&j| j != a && classes[j] == classes[a])
+            .filter(|&j| Some(j) != me && classes[j] == anchor_classes[a])
             .map(|j| d[j])
             .collect();
         let mut neg: Vec<f64> = (0..rows)
-            .filter(|&j| classes[j] != classes[a])
+            .filter(|&j| classes[j] != anchor_classes[a])
             .map(|j| d[j])
             .collect();
         if pos.is_empty() || neg.is_empty() {

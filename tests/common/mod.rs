@@ -122,3 +122,40 @@ pub fn live(gpu: &Gpu) -> (isize, isize, isize) {
 pub fn id_bytes(labels: &Labels) -> Vec<u8> {
     bytemuck::cast_slice(labels.ids()).to_vec()
 }
+
+/// Mined triplets of seeded queries (N × D) against seeded reference rows (M × D), GPU
+/// against CPU, both with the reference's gradient and detached. Inputs are redrawn until
+/// every choice is clear of rounding, the margin placed clear of every hinge point (see
+/// `metric_loss::testing::triplet`): f32 and f64 may rightly choose differently inside that
+/// band.
+pub fn cross_triplet_against(
+    gpu: &Gpu,
+    cfg: &metric_loss::Triplet,
+    (n, m, dim, classes): (usize, usize, usize, u64),
+    seed: u64,
+) {
+    use metric_loss::testing::triplet::{against_decisions, decision_band, make_clear};
+    use metric_loss::{ReferenceGrad, ReferenceSet};
+    let mut rng = Rng::new(seed);
+    for _ in 0..200 {
+        let (dq, dr) = (rng.normals(n * dim), rng.normals(m * dim));
+        let ids: Vec<i64> = (0..n + m).map(|_| rng.below(classes) as i64).collect();
+        let q = Embeddings::named("q", &dq, n, dim).unwrap();
+        let r = Embeddings::named("r", &dr, m, dim).unwrap();
+        let labels = Labels::new(&ids);
+        let mut cfg = *cfg;
+        let set = ReferenceSet::new(&r, ReferenceGrad::Returned);
+        let dec = against_decisions(&cfg, &q, &set, labels.ids());
+        if !make_clear(&mut cfg, &dec, 0.5, decision_band(dim, dec.d_max)) {
+            continue;
+        }
+        for grad in [ReferenceGrad::Returned, ReferenceGrad::Detached] {
+            let set = ReferenceSet::new(&r, grad);
+            let mut v = cfg.against_check(gpu, &q, &set, &labels).unwrap();
+            v.name = format!("N={n} M={m} D={dim} {grad:?} {}", v.name);
+            assert_report(&v);
+        }
+        return;
+    }
+    panic!("no clear case in 200 draws: {cfg:?} N={n} M={m} D={dim}");
+}
