@@ -127,18 +127,18 @@ fn decisions(
         selection_gap: f64::INFINITY,
         ..Default::default()
     };
-    for a in 0..q.rows() {
+    for (a, &class) in anchor_classes.iter().enumerate() {
         let me = self_at.map(|o| o + a);
         let d: Vec<f64> = (0..rows)
             .map(|j| distance(cfg.distance, row(&qn, a, dim), row(&cn, j, dim)))
             .collect();
         out.d_max = d.iter().fold(out.d_max, |m, &v| m.max(v));
         let mut pos: Vec<f64> = (0..rows)
-            .filter(|&j| Some(j) != me && classes[j] == anchor_classes[a])
+            .filter(|&j| Some(j) != me && classes[j] == class)
             .map(|j| d[j])
             .collect();
         let mut neg: Vec<f64> = (0..rows)
-            .filter(|&j| classes[j] != anchor_classes[a])
+            .filter(|&j| classes[j] != class)
             .map(|j| d[j])
             .collect();
         if pos.is_empty() || neg.is_empty() {
