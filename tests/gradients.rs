@@ -201,6 +201,49 @@ fn triplet_mined_gradients_match_finite_differences() {
     }
 }
 
+/// Queries against reference rows, both with their gradient: the queries' and the
+/// reference rows' analytic gradients.
+#[test]
+fn triplet_mined_against_gradients_match_finite_differences() {
+    use metric_loss::testing::triplet::{against_decisions, make_clear, mined_grid};
+    use metric_loss::testing::triplet_reference::against_f64;
+    use metric_loss::{ReferenceGrad, ReferenceSet};
+    let (n, m, dim) = (4, 7, 3);
+    let (cq, cr) = ([0u32, 1, 2, 1], [1u32, 0, 2, 1, 0, 2, 3]);
+    let classes = [&cq[..], &cr[..]].concat();
+    for base in mined_grid() {
+        let mining = base.mining;
+        let mut cfg = base;
+        let data = clear_triplet_input(
+            |rng| rng.normals((n + m) * dim),
+            |d| {
+                let q = Embeddings::named("q", &d[..n * dim], n, dim).unwrap();
+                let r = Embeddings::named("r", &d[n * dim..], m, dim).unwrap();
+                let set = ReferenceSet::new(&r, ReferenceGrad::Returned);
+                let dec = against_decisions(&base, &q, &set, &classes);
+                cfg = base;
+                make_clear(&mut cfg, &dec, 0.4, 1e-3)
+            },
+        );
+        let (q, r) = (widen(&data[..n * dim]), widen(&data[n * dim..]));
+        let loss =
+            |q: &[f64], r: &[f64], grads| against_f64(&cfg, q, r, dim, (&cq, &cr), None, grads);
+        let out = loss(&q, &r, Grads::Compute);
+        assert!(out.counts.active > 0, "{cfg:?} {mining:?}: vacuous");
+        let what = format!("{mining:?} {cfg:?}");
+        assert_fd(&format!("{what} dL/dQ"), &out.grads[0], |k, h| {
+            let mut p = q.clone();
+            p[k] += h;
+            loss(&p, &r, Grads::Skip).loss
+        });
+        assert_fd(&format!("{what} dL/dR"), &out.grads[1], |k, h| {
+            let mut p = r.clone();
+            p[k] += h;
+            loss(&q, &p, Grads::Skip).loss
+        });
+    }
+}
+
 /// Central differences of the softmax reference in x (every value) and in τ, at the
 /// default temperatures and at τ = 0.05 with duplicate rows.
 #[test]
