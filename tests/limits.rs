@@ -82,6 +82,9 @@ fn queries_against_references_never_hold_a_query_by_reference_matrix() {
     common::assert_report(&cfg.against_check(&gpu, &q, &set, &labels).unwrap());
     let queue = Softmax::infonce(false);
     common::assert_report(&queue.pairs_check(&gpu, &q, &r).unwrap());
+    // Mined triplets hold a chunk's 64 anchors' distances to every reference row (1 MiB).
+    let t = metric_loss::Triplet::default().mining(metric_loss::Mining::Hard);
+    common::cross_triplet_against(&gpu, &t, (n, m, d, 64), 10);
 }
 
 #[test]
