@@ -5,11 +5,12 @@
 //! 1. all-gather every rank's rows and labels: the global batch G, in rank order;
 //! 2. `against`: the rank's rows as queries, G as the reference set with the queries at
 //!    their place in it (`with_queries_at`), the reference's gradient returned;
-//! 3. all-reduce the terms' sum (loss × terms) and count: the global mean, normalised by the
-//!    global count (no world-size factor);
-//! 4. weight the rank's dL/dQ and dL/dR by its terms over the global terms, all-reduce dL/dR
-//!    and keep the rank's rows (a reduce-scatter), add it to dL/dQ: the gradient of the
-//!    rank's rows.
+//! 3. `metric_loss::ranks::contribution` packs the loss part, the count and dL/dG into one
+//!    buffer, summed over the ranks by one all-reduce (a reduce-scatter of the gradient
+//!    part would do);
+//! 4. `ranks::combine`: the global mean, normalised by the global count (no world-size
+//!    factor), and the gradient of the rank's rows (its dL/dQ plus every rank's dL/dG for
+//!    them).
 //!
 //! Every rank also computes the whole batch on its own device and checks the distributed
 //! loss and its rows' gradient against it under the tolerance the tests use; the process
@@ -21,7 +22,8 @@
 
 use metric_loss::testing::Rng;
 use metric_loss::{
-    Contrastive, Embeddings, Gpu, Grads, Labels, LossOutput, ReferenceGrad, ReferenceSet, Softmax,
+    ranks, Contrastive, Embeddings, Gpu, Grads, Labels, LossOutput, Reduction, ReferenceGrad,
+    ReferenceSet, Softmax,
 };
 use mpi::collective::SystemOperation;
 use mpi::datatype::PartitionMut;
@@ -122,33 +124,11 @@ fn main() {
     for (name, call) in calls {
         // 2. The rank's queries against the gathered batch.
         let (loss, terms, dq, dr) = call(&q, &set, &joint);
-        // 3. The global mean.
-        let mut sums = [0.0f64; 2];
-        world.all_reduce_into(
-            &[loss * terms as f64, terms as f64][..],
-            &mut sums[..],
-            SystemOperation::sum(),
-        );
-        let global_loss = if sums[1] > 0.0 {
-            sums[0] / sums[1]
-        } else {
-            0.0
-        };
-        // 4. Weighted gradients; dL/dR summed over the ranks, the rank's rows kept.
-        let w = if sums[1] > 0.0 {
-            terms as f64 / sums[1]
-        } else {
-            0.0
-        };
-        let scaled: Vec<f64> = dr.iter().map(|&v| w * f64::from(v)).collect();
-        let mut summed = vec![0.0f64; scaled.len()];
-        world.all_reduce_into(&scaled[..], &mut summed[..], SystemOperation::sum());
-        let grad: Vec<f64> = dq
-            .iter()
-            .zip(&summed[first * DIM..(first + n) * DIM])
-            .map(|(&a, &b)| w * f64::from(a) + b)
-            .collect();
-        // The check: the whole batch on this rank's device.
+        let part = ranks::contribution(Reduction::Mean, loss, terms, &dr).unwrap();
+        let mut summed = vec![0.0f64; part.len()];
+        world.all_reduce_into(&part[..], &mut summed[..], SystemOperation::sum());
+        let (global_loss, grad) =
+            ranks::combine(Reduction::Mean, &summed, terms, &dq, first, DIM).unwrap();
         let me = ReferenceSet::new(&single_x, ReferenceGrad::Returned).with_queries_at(0);
         let both = Labels::new(&[&ids[..], &ids[..]].concat());
         let (want, _, wq, wr) = call(&single_x, &me, &both);

@@ -51,6 +51,7 @@ mod input;
 mod limit;
 mod losses;
 mod options;
+pub mod ranks;
 mod reference;
 #[cfg(feature = "testing")]
 pub mod testing;

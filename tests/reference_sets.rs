@@ -420,81 +420,101 @@ fn shards(b: usize, k: usize) -> Vec<(usize, usize)> {
 
 #[test]
 fn ranks_against_the_gathered_batch_give_the_single_device_loss() {
-    // What a multi-device step computes, simulated in one process: every rank's queries (its
-    // rows of the global batch) against the gathered batch, its queries at their place in it,
-    // the references' gradient returned; the terms' sums and counts added over the ranks
-    // give the global mean, and each row's gradient is its rank's dL/dQ plus every rank's
-    // dL/dR for it (the reduce-scatter), each rank's results weighted by its terms over all.
+    // A multi-device step simulated in one process: every rank's queries (its rows of the
+    // global batch) against the gathered batch, its queries at their place in it, the
+    // references' gradient returned; `ranks::contribution`s summed over the ranks (the
+    // all-reduce), and `ranks::combine` gives each rank the global loss and its rows'
+    // gradient.
+    use metric_loss::{ranks, Mining, Reduction, Triplet};
     let Some(gpu) = common::gpu() else { return };
     let (b, dim) = (150, 12);
     let data = common::normals(31, b * dim);
     let x = rows("x", &data, b, dim);
     let ids = common::labels(31, b, 10);
-    let l = Labels::new(&ids);
-    let single_c = Contrastive::default().margin(2.0).unwrap();
-    let single_s = Softmax::supcon();
-    let want_c = single_c.batch(gpu, &x, &l, Grads::Compute).unwrap();
-    let want_s = single_s.batch(gpu, &x, &l, Grads::Compute).unwrap();
-    for k in 1..=4 {
-        let (mut loss_c, mut loss_s) = (0.0, 0.0);
-        let (mut grad_c, mut grad_s) = (vec![0.0f64; b * dim], vec![0.0f64; b * dim]);
-        let (mut terms_c, mut terms_s) = (0u64, 0u64);
-        let mut parts = Vec::new();
-        for (start, n) in shards(b, k) {
-            let q = rows("q", &data[start * dim..(start + n) * dim], n, dim);
-            let set = ReferenceSet::new(&x, ReferenceGrad::Returned).with_queries_at(start);
-            let both = Labels::new(&[ids[start..start + n].to_vec(), ids.clone()].concat());
-            let c = single_c
-                .against(gpu, &q, &set, &both, Grads::Compute)
-                .unwrap();
-            let s = single_s
-                .against(gpu, &q, &set, &both, Grads::Compute)
-                .unwrap();
-            terms_c += c.counts.pairs();
-            terms_s += s.counts.terms;
-            parts.push((start, c, s));
+    type Run<'a> =
+        dyn Fn(&Embeddings<'_>, &ReferenceSet<'_, '_>, &Labels) -> (f64, u64, Vec<Vec<f32>>) + 'a;
+    let values = |g: &[metric_loss::Gradient]| g.iter().map(|g| g.values().to_vec()).collect();
+    for reduction in [Reduction::Mean, Reduction::Sum] {
+        let c = Contrastive::default()
+            .margin(2.0)
+            .unwrap()
+            .reduction(reduction);
+        // The softmax losses and mined triplets are means only.
+        let s = Softmax::supcon();
+        let t = Triplet::default().mining(Mining::Hard);
+        let run_c = |q: &Embeddings<'_>, r: &ReferenceSet<'_, '_>, l: &Labels| {
+            let o = c.against(gpu, q, r, l, Grads::Compute).unwrap();
+            (o.loss, o.counts.pairs(), values(&o.grads))
+        };
+        let run_s = |q: &Embeddings<'_>, r: &ReferenceSet<'_, '_>, l: &Labels| {
+            let o = s.against(gpu, q, r, l, Grads::Compute).unwrap();
+            (o.loss, o.counts.terms, values(&o.grads))
+        };
+        let run_t = |q: &Embeddings<'_>, r: &ReferenceSet<'_, '_>, l: &Labels| {
+            let o = t.against(gpu, q, r, l, Grads::Compute).unwrap();
+            (o.loss, o.counts.terms, values(&o.grads))
+        };
+        let mut runs: Vec<(&str, &Run<'_>)> = vec![("contrastive", &run_c)];
+        if reduction == Reduction::Mean {
+            runs.extend([("supcon", &run_s as &Run<'_>), ("triplet", &run_t)]);
         }
-        for (start, c, s) in &parts {
-            let (wc, ws) = (
-                c.counts.pairs() as f64 / terms_c as f64,
-                s.counts.terms as f64 / terms_s as f64,
-            );
-            loss_c += c.loss * wc;
-            loss_s += s.loss * ws;
-            for (out, w, g) in [(&mut grad_c, wc, &c.grads), (&mut grad_s, ws, &s.grads)] {
-                for (v, &gq) in out[start * dim..].iter_mut().zip(g[0].values()) {
-                    *v += w * f64::from(gq);
+        for (what, run) in runs {
+            let me = ReferenceSet::new(&x, ReferenceGrad::Returned).with_queries_at(0);
+            let both = Labels::new(&[ids.clone(), ids.clone()].concat());
+            let (want, _, wg) = run(&x, &me, &both);
+            let want_grad: Vec<f64> = wg[0]
+                .iter()
+                .zip(&wg[1])
+                .map(|(&a, &b)| f64::from(a) + f64::from(b))
+                .collect();
+            let largest = want_grad.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            for k in 1..=4 {
+                let mut summed = vec![0.0f64; ranks::HEADER + b * dim];
+                let mut parts = Vec::new();
+                for (start, n) in shards(b, k) {
+                    let q = rows("q", &data[start * dim..(start + n) * dim], n, dim);
+                    let set = ReferenceSet::new(&x, ReferenceGrad::Returned).with_queries_at(start);
+                    let both = Labels::new(&[ids[start..start + n].to_vec(), ids.clone()].concat());
+                    let (loss, terms, g) = run(&q, &set, &both);
+                    let part = ranks::contribution(reduction, loss, terms, &g[1]).unwrap();
+                    summed.iter_mut().zip(&part).for_each(|(s, p)| *s += p);
+                    parts.push((start, terms, g));
                 }
-                for (v, &gr) in out.iter_mut().zip(g[1].values()) {
-                    *v += w * f64::from(gr);
+                for (start, terms, g) in &parts {
+                    let (loss, grad) =
+                        ranks::combine(reduction, &summed, *terms, &g[0], *start, dim).unwrap();
+                    assert!(
+                        (loss - want).abs() < 1e-5 * want.abs().max(1.0),
+                        "K={k} {what} {reduction:?}: {loss} vs {want}"
+                    );
+                    for (i, (&g, &w)) in grad.iter().zip(&want_grad[start * dim..]).enumerate() {
+                        assert!(
+                            (g - w).abs() <= 1e-5 * largest,
+                            "K={k} {what} {reduction:?} row {start} [{i}]: {g} vs {w}"
+                        );
+                    }
                 }
-            }
-        }
-        assert_eq!(terms_c, want_c.counts.pairs(), "K={k}");
-        assert_eq!(terms_s, want_s.counts.terms, "K={k}");
-        for (what, got, want, grad, wgrad) in [
-            (
-                "contrastive",
-                loss_c,
-                &want_c.loss,
-                &grad_c,
-                &want_c.grads[0],
-            ),
-            ("supcon", loss_s, &want_s.loss, &grad_s, &want_s.grads[0]),
-        ] {
-            assert!(
-                (got - want).abs() < 1e-5 * want.abs().max(1.0),
-                "K={k} {what}"
-            );
-            let largest = wgrad.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            for (i, (&g, &w)) in grad.iter().zip(wgrad.values()).enumerate() {
-                assert!(
-                    (g - f64::from(w)).abs() <= 1e-5 * f64::from(largest),
-                    "K={k} {what} [{i}]: {g} vs {w}"
-                );
             }
         }
     }
+}
+
+#[test]
+fn ranks_refuse_mean_nonzero_and_short_sums() {
+    use metric_loss::{ranks, Error, Reduction};
+    assert!(matches!(
+        ranks::contribution(Reduction::MeanNonzero, 1.0, 3, &[0.0; 4]),
+        Err(Error::OptionConflict { .. })
+    ));
+    let sum = ranks::contribution(Reduction::Mean, 1.0, 3, &[0.0; 4]).unwrap();
+    assert!(matches!(
+        ranks::combine(Reduction::Mean, &sum, 3, &[0.0; 2], 2, 2),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    // No rank has a term: loss and gradient 0, not 0/0.
+    let none = ranks::contribution(Reduction::Mean, 0.0, 0, &[0.0; 4]).unwrap();
+    let (loss, grad) = ranks::combine(Reduction::Mean, &none, 0, &[0.0; 2], 1, 2).unwrap();
+    assert_eq!((loss, grad), (0.0, vec![0.0, 0.0]));
 }
 
 #[test]
