@@ -26,7 +26,8 @@
 //! # Ok(()) }
 //! ```
 
-use crate::{Error, Reduction, Result};
+use crate::error::{Error, Result};
+use crate::options::Reduction;
 
 /// Values before the reference gradient in a [`contribution`]: the loss part and the count.
 pub const HEADER: usize = 2;
