@@ -171,14 +171,33 @@ impl<'r, 'a> ReferenceSet<'r, 'a> {
         }
     }
 
-    /// Checks that the queries (and their class ids `cq`, the references' `cr`) are the
-    /// rows and ids at `queries_at`.
-    pub(crate) fn check_queries(
+    /// Checks `queries` and `labels` (the queries' then the references': N + M) against
+    /// these rows: the same width, one label per row, and, at `queries_at`, the queries'
+    /// own rows and labels. Returns the class ids split into the queries' and the
+    /// references'.
+    pub(crate) fn check<'l>(
+        &self,
+        queries: &crate::input::Embeddings<'_>,
+        labels: &'l crate::input::Labels,
+    ) -> Result<(&'l [u32], &'l [u32])> {
+        let r = self.rows;
+        same_rows("columns of the reference rows", queries.dim(), r.dim())?;
+        same_rows(
+            "labels (the queries', then the references')",
+            queries.rows() + r.rows(),
+            labels.len(),
+        )?;
+        let (cq, cr) = labels.ids().split_at(queries.rows());
+        self.check_queries(queries, cq, cr)?;
+        Ok((cq, cr))
+    }
+
+    fn check_queries(
         &self,
         queries: &crate::input::Embeddings<'_>,
         cq: &[u32],
         cr: &[u32],
-    ) -> crate::error::Result<()> {
+    ) -> Result<()> {
         let Some(o) = self.queries_at else {
             return Ok(());
         };

@@ -6,7 +6,7 @@
 //! one-minus-dot on normalised rows: the two derivations check each other.
 
 use crate::input::Embeddings;
-use crate::options::{Distance, Gradient, LossOutput};
+use crate::options::{Distance, Gradient, LossOutput, ReferenceGrad};
 
 /// An f64 result of a reference, with gradients in f64 (for finite-difference checks); `C`
 /// is the family's counts.
@@ -31,6 +31,15 @@ impl<C> Reference<C> {
             grads: Vec::new(),
             grad_temperature: None,
         }
+    }
+
+    /// [`Reference::narrow`] of a call against a reference set: `[dL/dQ, dL/dR]`, without
+    /// dL/dR when the reference is detached, as the GPU path returns them.
+    pub fn narrow_against(mut self, grad: ReferenceGrad, dim: usize) -> LossOutput<C> {
+        if grad == ReferenceGrad::Detached {
+            self.grads.truncate(1);
+        }
+        self.narrow(dim)
     }
 
     /// The output with f32 gradients of `dim` values a row, as the GPU path returns it.

@@ -255,14 +255,7 @@ impl Contrastive {
     ) -> Result<()> {
         self.validate()?;
         let r = reference.rows;
-        same_rows("columns of the reference rows", queries.dim(), r.dim())?;
-        same_rows(
-            "labels (the queries', then the references')",
-            queries.rows() + r.rows(),
-            labels.len(),
-        )?;
-        let (cq, cr) = labels.ids().split_at(queries.rows());
-        reference.check_queries(queries, cq, cr)?;
+        reference.check(queries, labels)?;
         let rows = queries.rows() + r.rows();
         let limit = self.magnitude_limit(Mode::Batch, rows, queries.dim())?;
         for (what, x) in [("queries", queries), ("reference rows", r)] {
@@ -312,7 +305,7 @@ impl Contrastive {
     ) -> Result<ContrastiveOutput> {
         self.validate_against(queries, reference, labels)?;
         let w = crate::reference::widen;
-        let mut r = reference::against_f64(
+        let r = reference::against_f64(
             self,
             &w(queries),
             &w(reference.rows),
@@ -321,10 +314,7 @@ impl Contrastive {
             reference.queries_at,
             grads,
         );
-        if reference.grad == ReferenceGrad::Detached {
-            r.grads.truncate(1);
-        }
-        Ok(r.narrow(queries.dim()))
+        Ok(r.narrow_against(reference.grad, queries.dim()))
     }
 
     /// Runs [`Contrastive::against`] and [`Contrastive::against_cpu`] and compares them (see

@@ -379,14 +379,7 @@ impl Softmax {
     ) -> Result<()> {
         self.validate_mode(false)?;
         let r = reference.rows;
-        same_rows("columns of the reference rows", queries.dim(), r.dim())?;
-        same_rows(
-            "labels (the queries', then the references')",
-            queries.rows() + r.rows(),
-            labels.len(),
-        )?;
-        let (cq, cr) = labels.ids().split_at(queries.rows());
-        reference.check_queries(queries, cq, cr)?;
+        reference.check(queries, labels)?;
         let limit = self.magnitude_limit(queries.dim(), queries.rows() + r.rows())?;
         for (what, x) in [("queries", queries), ("reference rows", r)] {
             crate::limit::check(&x.as_input(what), limit, || {
@@ -446,11 +439,8 @@ impl Softmax {
         grads: Grads,
     ) -> Result<SoftmaxOutput> {
         self.validate_against(queries, reference, labels)?;
-        let (mut r, _) = self.against_reference(queries, reference, labels, grads);
-        if reference.grad == ReferenceGrad::Detached {
-            r.grads.truncate(1);
-        }
-        Ok(r.narrow(queries.dim()))
+        let (r, _) = self.against_reference(queries, reference, labels, grads);
+        Ok(r.narrow_against(reference.grad, queries.dim()))
     }
 
     fn against_reference(

@@ -318,14 +318,7 @@ impl Triplet {
     ) -> Result<()> {
         self.validate_mode(Mode::Mined(self.mining))?;
         let r = reference.rows;
-        same_rows("columns of the reference rows", queries.dim(), r.dim())?;
-        same_rows(
-            "labels (the queries', then the references')",
-            queries.rows() + r.rows(),
-            labels.len(),
-        )?;
-        let (cq, cr) = labels.ids().split_at(queries.rows());
-        reference.check_queries(queries, cq, cr)?;
+        let (cq, cr) = reference.check(queries, labels)?;
         let terms = against_terms(cq, cr, reference.queries_at.is_some(), self.mining) as f64;
         let limit = self.magnitude_limit(queries.dim(), terms)?;
         for (what, x) in [("queries", queries), ("reference rows", r)] {
@@ -378,7 +371,7 @@ impl Triplet {
     ) -> Result<TripletOutput> {
         self.validate_against(queries, reference, labels)?;
         let w = crate::reference::widen;
-        let mut r = reference::against_f64(
+        let r = reference::against_f64(
             self,
             &w(queries),
             &w(reference.rows),
@@ -387,10 +380,7 @@ impl Triplet {
             reference.queries_at,
             grads,
         );
-        if reference.grad == ReferenceGrad::Detached {
-            r.grads.truncate(1);
-        }
-        Ok(r.narrow(queries.dim()))
+        Ok(r.narrow_against(reference.grad, queries.dim()))
     }
 
     /// Runs [`Triplet::against`] and [`Triplet::against_cpu`] and compares them (see
