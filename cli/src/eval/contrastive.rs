@@ -88,13 +88,9 @@ impl Eval {
                             (Input::Batch { x, labels }, outputs)
                         }
                         Some(ag) => {
-                            let rv = ag.r.view("reference")?;
-                            let q = ag.q.view("embeddings")?;
-                            cfg.validate_against(&q, &ag.set(&rv), &ag.labels)?;
-                            let outputs = Outputs::prepare(&[
-                                ("grad", &bt.grad),
-                                ("grad-reference", &args.reference.grad_reference),
-                            ])?;
+                            let outputs = ag.prepare(&bt.grad, &args.reference, |q, r, l| {
+                                cfg.validate_against(q, r, l)
+                            })?;
                             (Input::Against(ag), outputs)
                         }
                     }

@@ -425,6 +425,23 @@ impl Against {
         ReferenceSet::new(rows, self.grad)
     }
 
+    /// Checks the call with `validate` (the loss's `validate_against`) and prepares its
+    /// outputs: `--grad` (dL/dQ) and `--grad-reference` (dL/dR).
+    pub fn prepare(
+        &self,
+        grad: &Option<PathBuf>,
+        rf: &ReferenceFlags,
+        validate: impl FnOnce(
+            &metric_loss::Embeddings<'_>,
+            &ReferenceSet<'_, '_>,
+            &metric_loss::Labels,
+        ) -> metric_loss::Result<()>,
+    ) -> Result<io::Outputs, Failure> {
+        let rv = self.r.view("reference")?;
+        validate(&self.q.view("embeddings")?, &self.set(&rv), &self.labels)?;
+        io::Outputs::prepare(&[("grad", grad), ("grad-reference", &rf.grad_reference)])
+    }
+
     /// The JSON line's fields of a call against reference rows.
     pub fn report(&self, json: &mut serde_json::Map<String, serde_json::Value>) {
         json.insert("reference_rows".into(), self.r.rows.into());

@@ -112,12 +112,9 @@ impl Eval {
                     (Input::Batch { x, labels }, outputs)
                 }
                 Some(ag) => {
-                    let rv = ag.r.view("reference")?;
-                    cfg.validate_against(&ag.q.view("embeddings")?, &ag.set(&rv), &ag.labels)?;
-                    let outputs = Outputs::prepare(&[
-                        ("grad", &bt.grad),
-                        ("grad-reference", &args.reference.grad_reference),
-                    ])?;
+                    let outputs = ag.prepare(&bt.grad, &args.reference, |q, r, l| {
+                        cfg.validate_against(q, r, l)
+                    })?;
                     (Input::Against(ag), outputs)
                 }
             }
