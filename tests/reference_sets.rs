@@ -169,6 +169,31 @@ fn a_detached_reference_gets_no_gradient() {
     }
 }
 
+/// Central differences (step 1e-6) of `f(q, r)` in every value of both sides against the
+/// analytic `[dL/dQ, dL/dR]`.
+fn assert_fd_both_sides(
+    what: &str,
+    grads: &[Vec<f64>],
+    q: &[f64],
+    r: &[f64],
+    f: impl Fn(&[f64], &[f64]) -> f64,
+) {
+    let h = 1e-6;
+    for (side, grad) in grads.iter().enumerate() {
+        for k in 0..grad.len() {
+            let (mut p, mut s) = ([q.to_vec(), r.to_vec()], [q.to_vec(), r.to_vec()]);
+            p[side][k] += h;
+            s[side][k] -= h;
+            let fd = (f(&p[0], &p[1]) - f(&s[0], &s[1])) / (2.0 * h);
+            assert!(
+                (fd - grad[k]).abs() < 1e-6 * (1.0 + fd.abs()),
+                "{what} side {side} [{k}]: {fd} vs {}",
+                grad[k]
+            );
+        }
+    }
+}
+
 #[test]
 fn reference_gradients_match_finite_differences() {
     let (n, m, dim) = (4, 6, 3);
@@ -190,20 +215,7 @@ fn reference_gradients_match_finite_differences() {
         };
         let (out, _) = against_with_mass(&qs, &q, &r, dim, Grads::Compute);
         let f = |q: &[f64], r: &[f64]| against_with_mass(&qs, q, r, dim, Grads::Skip).0.loss;
-        let h = 1e-6;
-        for (side, grad) in out.grads.iter().enumerate() {
-            for k in 0..grad.len() {
-                let (mut p, mut s) = ([q.clone(), r.clone()], [q.clone(), r.clone()]);
-                p[side][k] += h;
-                s[side][k] -= h;
-                let fd = (f(&p[0], &p[1]) - f(&s[0], &s[1])) / (2.0 * h);
-                assert!(
-                    (fd - grad[k]).abs() < 1e-6 * (1.0 + fd.abs()),
-                    "{loss:?} side {side} [{k}]: {fd} vs {}",
-                    grad[k]
-                );
-            }
-        }
+        assert_fd_both_sides(&format!("{loss:?}"), &out.grads, &q, &r, f);
     }
 }
 
@@ -346,24 +358,9 @@ fn contrastive_reference_gradients_match_finite_differences() {
     let (cq, cr) = ([0u32, 1, 2, 1], [0u32, 1, 1, 2, 0]);
     // A margin far from every distance: no pair sits on a hinge's kink.
     let cfg = Contrastive::default().margin(10.0).unwrap();
-    let (out, h) = (
-        against_f64(&cfg, &q, &r, dim, (&cq, &cr), None, Grads::Compute),
-        1e-6,
-    );
+    let out = against_f64(&cfg, &q, &r, dim, (&cq, &cr), None, Grads::Compute);
     let f = |q: &[f64], r: &[f64]| against_f64(&cfg, q, r, dim, (&cq, &cr), None, Grads::Skip).loss;
-    for (side, grad) in out.grads.iter().enumerate() {
-        for k in 0..grad.len() {
-            let (mut p, mut s) = ([q.clone(), r.clone()], [q.clone(), r.clone()]);
-            p[side][k] += h;
-            s[side][k] -= h;
-            let fd = (f(&p[0], &p[1]) - f(&s[0], &s[1])) / (2.0 * h);
-            assert!(
-                (fd - grad[k]).abs() < 1e-6 * (1.0 + fd.abs()),
-                "side {side} [{k}]: {fd} vs {}",
-                grad[k]
-            );
-        }
-    }
+    assert_fd_both_sides("contrastive", &out.grads, &q, &r, f);
 }
 
 #[test]
