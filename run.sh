@@ -2,7 +2,7 @@
 # Quick start on a fresh Debian machine with Rust (no GPU needed):
 #   bash run.sh train   # the main job: train an embedding model on the UCI digits with the
 #                       # GPU loss (examples/train; e.g. --loss triplet --seed 2)
-#   bash run.sh test    # the test suite
+#   bash run.sh test    # the test suite (metric-loss, then metric-loss-burn)
 #   bash run.sh check   # GPU-versus-CPU cross-check of every loss, mode and option
 #   bash run.sh mpi     # a batch over 2 and 3 MPI processes, each its own device, checked
 #                       # against one device (installs Open MPI and libclang when missing)
@@ -69,6 +69,10 @@ case "${1:-train}" in
     test)
         ensure_vulkan
         cargo test
+        # The burn member crate (builds burn: minutes the first time).
+        burn_start=$(date +%s)
+        cargo test -p metric-loss-burn
+        echo "run.sh: metric-loss-burn built and tested in $(( $(date +%s) - burn_start )) s"
         ;;
     mpi)
         ensure_vulkan

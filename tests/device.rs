@@ -313,6 +313,7 @@ fn a_loop_over_the_same_buffers_allocates_nothing_after_its_first_step() {
     );
     let mut after_first = None;
     for step in 0..20 {
+        let reads = gpu.host_reads();
         let mut enc = device.create_command_encoder(&Default::default());
         let loss = Contrastive::default()
             .batch_device(
@@ -324,8 +325,12 @@ fn a_loop_over_the_same_buffers_allocates_nothing_after_its_first_step() {
             )
             .unwrap();
         queue.submit([enc.finish()]);
+        // Only reading the loss waits for the device and reads back.
         if step % 5 == 0 {
             assert!(loss.read(&gpu).unwrap().is_finite());
+            assert_eq!(gpu.host_reads(), reads + 1, "step {step}");
+        } else {
+            assert_eq!(gpu.host_reads(), reads, "step {step}");
         }
         let now = (gpu.allocations(), common::live(&gpu));
         if step == 0 {

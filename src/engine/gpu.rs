@@ -345,6 +345,14 @@ impl Gpu {
         self.lock().workspace.counts
     }
 
+    /// Calls so far that waited for the device and read results back to the host: every
+    /// host-slice call, [`crate::device::DeviceLoss::read`], [`Gpu::read_buffer`].
+    /// Device-resident calls add none, so a training loop on the caller's buffers can check
+    /// that nothing goes through the host.
+    pub fn host_reads(&self) -> u64 {
+        self.lock().host_reads
+    }
+
     /// Bytes of device memory held by the workspace now, and the most ever held at once.
     pub fn workspace_bytes(&self) -> (u64, u64) {
         let s = self.lock();
@@ -465,6 +473,7 @@ impl Gpu {
             ))
         });
         let (mut state, scopes) = self.begin()?;
+        state.host_reads += 1;
         let timing = self.profiling && self.features.contains(wgpu::Features::TIMESTAMP_QUERY);
         let mut rec = Recorder::new(self.target(), &mut state, false);
         let recorded = record(&mut rec).map(|out| {

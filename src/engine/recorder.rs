@@ -21,6 +21,8 @@ pub(super) struct State {
     /// Device-resident calls recorded so far: each overwrites the workspace's loss and flag
     /// buffers, so a `DeviceLoss` is readable only while this still counts its own call.
     pub device_calls: u64,
+    /// Calls that waited for the device and read results back (see `Gpu::host_reads`).
+    pub host_reads: u64,
 }
 
 /// The device a recorder records for.

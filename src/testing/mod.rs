@@ -4,6 +4,7 @@
 //! crate's tests, benches, examples and CLI; not part of the library's API.
 
 pub mod fuzz;
+pub mod outside;
 pub mod softmax;
 pub mod triplet;
 

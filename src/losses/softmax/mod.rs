@@ -443,7 +443,7 @@ impl Softmax {
         Ok(r.narrow_against(reference.grad, queries.dim()))
     }
 
-    fn against_reference(
+    pub(crate) fn against_reference(
         &self,
         queries: &Embeddings<'_>,
         reference: &ReferenceSet<'_, '_>,
@@ -528,7 +528,7 @@ impl Softmax {
     }
 
     /// The reference of the anchors `a` against the keys `b` and the rows' masses.
-    fn keys_reference(
+    pub(crate) fn keys_reference(
         &self,
         a: &Embeddings<'_>,
         b: &Embeddings<'_>,

@@ -1,0 +1,200 @@
+//! Verdicts for a loss and gradients computed outside this crate (metric-loss-burn's
+//! operations, a framework's own tensor-op version of a loss): each is compared with the
+//! f64 reference under the crate's tolerance rule, as the `*_check` calls compare the GPU's.
+//! Such outputs carry no counts and no dL/dτ, so the verdict takes those from the reference:
+//! it judges the loss and the gradients only.
+
+use crate::losses::softmax::reference as softmax_reference;
+use crate::losses::triplet::Mode;
+use crate::options::{Gradient, Grads, LossOutput, ReferenceGrad, ReferenceSet};
+use crate::tolerance::Verdict;
+use crate::{Contrastive, Embeddings, Labels, Result, Softmax, Triplet};
+
+/// A loss and one gradient per differentiable input (row-major, the input's shape),
+/// computed elsewhere.
+#[derive(Clone, Debug)]
+pub struct Outside {
+    /// The loss.
+    pub loss: f64,
+    /// dL/dinput for each input, in the call's argument order.
+    pub grads: Vec<Vec<f32>>,
+}
+
+impl Outside {
+    /// As an output of the reference's family, with the reference's counts and dL/dτ.
+    fn adopt<C: Copy>(&self, reference: &LossOutput<C>, dim: usize) -> LossOutput<C> {
+        LossOutput {
+            loss: self.loss,
+            counts: reference.counts,
+            grads: self
+                .grads
+                .iter()
+                .map(|g| Gradient::new(g.clone(), dim))
+                .collect(),
+            grad_temperature: reference.grad_temperature,
+        }
+    }
+}
+
+/// Contrastive, a labelled batch.
+pub fn contrastive_batch(
+    cfg: &Contrastive,
+    x: &Embeddings<'_>,
+    labels: &Labels,
+    out: &Outside,
+) -> Result<Verdict> {
+    let r = cfg.batch_cpu(x, labels, Grads::Compute)?;
+    let name = cfg.case_name("batch");
+    Ok(super::contrastive_batch_verdict(
+        name,
+        cfg,
+        &out.adopt(&r, x.dim()),
+        &r,
+        x,
+    ))
+}
+
+/// Contrastive, matched rows.
+pub fn contrastive_pairs(
+    cfg: &Contrastive,
+    a: &Embeddings<'_>,
+    b: &Embeddings<'_>,
+    similar: &[bool],
+    out: &Outside,
+) -> Result<Verdict> {
+    let r = cfg.pairs_cpu(a, b, similar, Grads::Compute)?;
+    let name = cfg.case_name("pairs");
+    Ok(super::contrastive_pairs_verdict(
+        name,
+        cfg,
+        &out.adopt(&r, a.dim()),
+        &r,
+        a,
+        b,
+    ))
+}
+
+/// Contrastive, queries against reference rows.
+pub fn contrastive_against(
+    cfg: &Contrastive,
+    queries: &Embeddings<'_>,
+    reference: &ReferenceSet<'_, '_>,
+    labels: &Labels,
+    out: &Outside,
+) -> Result<Verdict> {
+    let r = cfg.against_cpu(queries, reference, labels, Grads::Compute)?;
+    let d = super::against_distances(cfg, queries, reference);
+    let terms = queries.rows().max(reference.rows.rows()) as u64;
+    let inputs = [queries, reference.rows];
+    let inputs = &inputs[..r.grads.len()];
+    let g = out.adopt(&r, queries.dim());
+    let name = cfg.case_name("against");
+    let tolerance = crate::losses::contrastive::tolerance::verdict;
+    Ok(tolerance(name, cfg, &g, &r, &d, terms, inputs))
+}
+
+/// NT-Xent or SupCon, a labelled batch.
+pub fn softmax_batch(
+    cfg: &Softmax,
+    x: &Embeddings<'_>,
+    labels: &Labels,
+    out: &Outside,
+) -> Result<Verdict> {
+    cfg.validate_batch(x, labels)?;
+    let w = crate::reference::widen(x);
+    let tau = f64::from(cfg.temperature);
+    let (r, mass) = softmax_reference::batch_with_mass(
+        cfg.loss,
+        tau,
+        &w,
+        x.dim(),
+        labels.ids(),
+        Grads::Compute,
+    );
+    let r = r.narrow(x.dim());
+    let g = out.adopt(&r, x.dim());
+    let name = format!("{} batch", cfg.loss.name());
+    let tolerance = crate::losses::softmax::tolerance::verdict;
+    Ok(tolerance(name, cfg, &g, &r, &[x], &[mass]))
+}
+
+/// CLIP or InfoNCE, two views (with class ids of a's then b's rows masking false
+/// negatives when given).
+pub fn softmax_pairs(
+    cfg: &Softmax,
+    a: &Embeddings<'_>,
+    b: &Embeddings<'_>,
+    labels: Option<&Labels>,
+    out: &Outside,
+) -> Result<Verdict> {
+    match labels {
+        Some(l) => cfg.validate_pairs_labelled(a, b, l)?,
+        None => cfg.validate_pairs(a, b)?,
+    }
+    let ids = labels.map(|l| l.ids().split_at(a.rows()));
+    let (r, [ma, mb]) = cfg.keys_reference(a, b, ids, Grads::Compute);
+    let r = r.narrow(a.dim());
+    let g = out.adopt(&r, a.dim());
+    let name = format!("{} pairs", cfg.loss.name());
+    let tolerance = crate::losses::softmax::tolerance::verdict;
+    Ok(tolerance(name, cfg, &g, &r, &[a, b], &[ma, mb]))
+}
+
+/// NT-Xent or SupCon, queries against reference rows.
+pub fn softmax_against(
+    cfg: &Softmax,
+    queries: &Embeddings<'_>,
+    reference: &ReferenceSet<'_, '_>,
+    labels: &Labels,
+    out: &Outside,
+) -> Result<Verdict> {
+    cfg.validate_against(queries, reference, labels)?;
+    let (r, [mq, mr]) = cfg.against_reference(queries, reference, labels, Grads::Compute);
+    let mut r = r.narrow(queries.dim());
+    let (mut inputs, mut masses) = (vec![queries, reference.rows], vec![mq, mr]);
+    if reference.grad == ReferenceGrad::Detached {
+        r.grads.truncate(1);
+        inputs.truncate(1);
+        masses.truncate(1);
+    }
+    let g = out.adopt(&r, queries.dim());
+    let name = format!("{} against", cfg.loss.name());
+    let tolerance = crate::losses::softmax::tolerance::verdict;
+    Ok(tolerance(name, cfg, &g, &r, &inputs, &masses))
+}
+
+/// Triplets mined from a labelled batch.
+pub fn triplet_batch(
+    cfg: &Triplet,
+    x: &Embeddings<'_>,
+    labels: &Labels,
+    out: &Outside,
+) -> Result<Verdict> {
+    let r = cfg.batch_cpu(x, labels, Grads::Compute)?;
+    let name = cfg.case_name(Mode::Mined(cfg.mining));
+    Ok(super::triplet::batch_verdict(
+        name,
+        cfg,
+        &out.adopt(&r, x.dim()),
+        &r,
+        x,
+    ))
+}
+
+/// Explicit triplets.
+pub fn triplet_explicit(
+    cfg: &Triplet,
+    inputs: [&Embeddings<'_>; 3],
+    out: &Outside,
+) -> Result<Verdict> {
+    let [a, p, n] = inputs;
+    let r = cfg.explicit_cpu(a, p, n, Grads::Compute)?;
+    let name = cfg.case_name(Mode::Explicit);
+    Ok(super::triplet::explicit_verdict(
+        name,
+        cfg,
+        &out.adopt(&r, a.dim()),
+        &r,
+        inputs,
+    ))
+}
