@@ -46,12 +46,19 @@ fn run(
     };
     let gpu = gpu_of(device).expect("metric-loss-burn: the device was checked to be registered");
     let sides = call.form.sides();
-    let inputs: Vec<CubeTensor> = [a, b, c].into_iter().map(readable_rows).collect();
-    let dims = inputs
-        .iter()
-        .map(|t| t.meta.shape().to_vec())
-        .collect::<Vec<_>>();
+    let dims = [&a, &b, &c].map(|t| t.meta.shape().to_vec());
     let shapes = output_shapes(&call, [&dims[0], &dims[1], &dims[2]]);
+    // Only the form's sides are read; the others are whatever tensor the caller passed.
+    let inputs: Vec<CubeTensor> = [a, b, c]
+        .into_iter()
+        .take(sides)
+        .map(readable_rows)
+        .collect();
+    let labels = if labels.meta.strides()[0] == 1 {
+        labels
+    } else {
+        burn::backend::wgpu::into_contiguous(labels)
+    };
     let outputs = shapes.map(|s| empty_f32(&inputs[0], s));
 
     let client = inputs[0].client.clone();
@@ -60,11 +67,11 @@ fn run(
             .get_resource::<Server>(t.handle.clone())
             .expect("metric-loss-burn: cubecl gave no wgpu buffer for a tensor")
     };
-    let held_inputs: Vec<_> = inputs[..sides].iter().map(resource).collect();
+    let held_inputs: Vec<_> = inputs.iter().map(resource).collect();
     let held_labels = resource(&labels);
     let held_outputs: Vec<_> = outputs.iter().map(resource).collect();
 
-    let rows: Vec<DeviceRows<'_>> = inputs[..sides]
+    let rows: Vec<DeviceRows<'_>> = inputs
         .iter()
         .zip(&held_inputs)
         .map(|(t, r)| rows_of(t, r.resource()))
