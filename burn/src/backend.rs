@@ -105,7 +105,8 @@ impl<B: MetricLossBackend, C: CheckpointStrategy> MetricLossBackend for Autodiff
     ) -> FloatTensor<Self> {
         let sides = call.form.sides();
         let tracked = [a.is_tracked(), b.is_tracked(), c.is_tracked()];
-        let grads: [bool; 3] = std::array::from_fn(|i| i < sides && tracked[i]);
+        let tracked: [bool; 3] = std::array::from_fn(|i| i < sides && tracked[i]);
+        let grads = LossCall::gradient_sides(call.form, tracked);
         let ((a, na), (b, nb), (c, nc)) = (a.into_parts(), b.into_parts(), c.into_parts());
         match LossBackward
             .prepare::<C>([na, nb, nc])
@@ -115,8 +116,10 @@ impl<B: MetricLossBackend, C: CheckpointStrategy> MetricLossBackend for Autodiff
             OpsKind::Tracked(prep) => {
                 let call = LossCall { grads, ..call };
                 let (loss, ga, gb, gc) = B::metric_loss_with_grads(a, b, c, labels, call);
+                // Only the tracked sides' gradients are kept (a pair's detached side may
+                // have had its gradient computed with the other's).
                 let mut kept = [Some(ga), Some(gb), Some(gc)];
-                for (g, wanted) in kept.iter_mut().zip(grads) {
+                for (g, wanted) in kept.iter_mut().zip(tracked) {
                     if !wanted {
                         *g = None;
                     }

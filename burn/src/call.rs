@@ -65,6 +65,19 @@ pub struct LossCall {
 }
 
 impl LossCall {
+    /// The sides whose gradients a call computes when `tracked` are: a batch's rows, each
+    /// side of queries against references on its own, and every side of matched rows
+    /// (pairs, triplets) when any is tracked (their kernels write all of them or none).
+    pub fn gradient_sides(form: Form, tracked: [bool; 3]) -> [bool; 3] {
+        let sides = form.sides();
+        let own: [bool; 3] = std::array::from_fn(|i| i < sides && tracked[i]);
+        match form {
+            Form::Batch | Form::Against { .. } => own,
+            _ if own.contains(&true) => std::array::from_fn(|i| i < sides),
+            _ => own,
+        }
+    }
+
     /// The same call with no gradient (an untracked forward pass).
     pub fn without_grads(self) -> Self {
         Self {

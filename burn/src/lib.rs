@@ -42,6 +42,10 @@
 //!   needs a read back): a NaN gives a NaN loss, as in any burn operation.
 //! - A failure of the device itself (lost, out of memory) panics, as burn's own operations
 //!   do; everything a caller controls is an [`Error`] before the call runs.
+//! - The temperature is an option of [`Softmax`], not a burn tensor: no dL/dτ (a learnable
+//!   temperature would need its value on the host each step).
+//! - Mined triplets against reference rows are not here: metric-loss has no device-resident
+//!   form of them (their term count comes from host labels).
 #![warn(missing_docs)]
 
 mod backend;

@@ -193,3 +193,71 @@ fn training_steps_read_nothing_back_and_create_no_buffers() {
     assert!(values(w).iter().all(|v| v.is_finite()));
     assert_eq!((gpu.host_reads(), gpu.allocations().buffers), before);
 }
+
+#[test]
+fn one_tracked_side_of_matched_rows_gets_its_gradient() {
+    let mut rng = Rng::new(17);
+    let (a, b) = (
+        Rows::scaled(&mut rng, 25, 12, 1.0),
+        Rows::scaled(&mut rng, 25, 12, 1.0),
+    );
+    let cfg = Softmax::clip();
+    let both = {
+        let (ta, tb) = (a.tracked(), b.tracked());
+        outside(
+            ml::softmax_pairs(ta.clone(), tb.clone(), &cfg).unwrap(),
+            &[&ta, &tb],
+        )
+    };
+    // A frozen second tower: b detached, a tracked; then the other way round.
+    let ta = a.tracked();
+    let only_a = outside(
+        ml::softmax_pairs(ta.clone(), b.tensor(), &cfg).unwrap(),
+        &[&ta],
+    );
+    assert_eq!(only_a.grads[0], both.grads[0]);
+    let tb = b.tracked();
+    let only_b = outside(
+        ml::softmax_pairs(a.tensor(), tb.clone(), &cfg).unwrap(),
+        &[&tb],
+    );
+    assert_eq!(only_b.grads[0], both.grads[1]);
+    // Explicit triplets with only the anchors tracked.
+    let rows: Vec<Rows> = (0..3).map(|_| Rows::scaled(&mut rng, 19, 6, 0.4)).collect();
+    let t: Vec<Tensor<2>> = rows.iter().map(Rows::tracked).collect();
+    let loss = ml::triplet_explicit(
+        t[0].clone(),
+        t[1].clone(),
+        t[2].clone(),
+        &Default::default(),
+    );
+    let all = outside(loss.unwrap(), &[&t[0], &t[1], &t[2]]);
+    let anchors = rows[0].tracked();
+    let loss = ml::triplet_explicit(
+        anchors.clone(),
+        rows[1].tensor(),
+        rows[2].tensor(),
+        &Default::default(),
+    );
+    let only = outside(loss.unwrap(), &[&anchors]);
+    assert_eq!(only.grads[0], all.grads[0]);
+    // Queries against reference rows with only the references tracked.
+    let (q, r) = (
+        Rows::scaled(&mut rng, 9, 6, 0.3),
+        Rows::scaled(&mut rng, 14, 6, 0.3),
+    );
+    let (lq, lr) = (labels(&mut rng, 9, 3), labels(&mut rng, 14, 3));
+    let set = |rows: Tensor<2>| ml::Reference {
+        rows,
+        labels: int_tensor(&lr),
+        queries_at: None,
+    };
+    let cfg = Contrastive::default();
+    let (tq, tr) = (q.tracked(), r.tracked());
+    let loss = ml::contrastive_against(tq.clone(), int_tensor(&lq), set(tr.clone()), &cfg);
+    let both = outside(loss.unwrap(), &[&tq, &tr]);
+    let tr = r.tracked();
+    let loss = ml::contrastive_against(q.tensor(), int_tensor(&lq), set(tr.clone()), &cfg);
+    let only = outside(loss.unwrap(), &[&tr]);
+    assert_eq!(only.grads[0], both.grads[1]);
+}
