@@ -29,81 +29,72 @@ impl MetricLossBackend for CubeBackend {
         labels: CubeTensor,
         call: LossCall,
     ) -> (CubeTensor, CubeTensor, CubeTensor, CubeTensor) {
-        run(a, b, c, labels, call)
-    }
-}
+        // The public functions checked the device, shapes, element types and options.
+        let CubeDevice::Wgpu(device) = &a.device else {
+            panic!("metric-loss-burn: a loss reached a non-wgpu cubecl device");
+        };
+        let gpu =
+            gpu_of(device).expect("metric-loss-burn: the device was checked to be registered");
+        let sides = call.form.sides();
+        let dims = [&a, &b, &c].map(|t| t.meta.shape().to_vec());
+        let shapes = output_shapes(&call, [&dims[0], &dims[1], &dims[2]]);
+        // Only the form's sides are read; the others are whatever tensor the caller passed.
+        let inputs: Vec<CubeTensor> = [a, b, c]
+            .into_iter()
+            .take(sides)
+            .map(readable_rows)
+            .collect();
+        let labels = if labels.meta.strides()[0] == 1 {
+            labels
+        } else {
+            burn::backend::wgpu::into_contiguous(labels)
+        };
+        let outputs = shapes.map(|s| empty_f32(&inputs[0], s));
 
-fn run(
-    a: CubeTensor,
-    b: CubeTensor,
-    c: CubeTensor,
-    labels: CubeTensor,
-    call: LossCall,
-) -> (CubeTensor, CubeTensor, CubeTensor, CubeTensor) {
-    // The public functions checked the device, shapes, element types and options.
-    let CubeDevice::Wgpu(device) = &a.device else {
-        panic!("metric-loss-burn: a loss reached a non-wgpu cubecl device");
-    };
-    let gpu = gpu_of(device).expect("metric-loss-burn: the device was checked to be registered");
-    let sides = call.form.sides();
-    let dims = [&a, &b, &c].map(|t| t.meta.shape().to_vec());
-    let shapes = output_shapes(&call, [&dims[0], &dims[1], &dims[2]]);
-    // Only the form's sides are read; the others are whatever tensor the caller passed.
-    let inputs: Vec<CubeTensor> = [a, b, c]
-        .into_iter()
-        .take(sides)
-        .map(readable_rows)
-        .collect();
-    let labels = if labels.meta.strides()[0] == 1 {
-        labels
-    } else {
-        burn::backend::wgpu::into_contiguous(labels)
-    };
-    let outputs = shapes.map(|s| empty_f32(&inputs[0], s));
+        let client = inputs[0].client.clone();
+        let resource = |t: &CubeTensor| {
+            client
+                .get_resource::<Server>(t.handle.clone())
+                .expect("metric-loss-burn: cubecl gave no wgpu buffer for a tensor")
+        };
+        let held_inputs: Vec<_> = inputs.iter().map(resource).collect();
+        let held_labels = resource(&labels);
+        let held_outputs: Vec<_> = outputs.iter().map(resource).collect();
 
-    let client = inputs[0].client.clone();
-    let resource = |t: &CubeTensor| {
-        client
-            .get_resource::<Server>(t.handle.clone())
-            .expect("metric-loss-burn: cubecl gave no wgpu buffer for a tensor")
-    };
-    let held_inputs: Vec<_> = inputs.iter().map(resource).collect();
-    let held_labels = resource(&labels);
-    let held_outputs: Vec<_> = outputs.iter().map(resource).collect();
-
-    let rows: Vec<DeviceRows<'_>> = inputs
-        .iter()
-        .zip(&held_inputs)
-        .map(|(t, r)| rows_of(t, r.resource()))
-        .collect();
-    let grads: Vec<Option<DeviceGrad<'_>>> = (0..sides)
-        .map(|i| {
-            call.grads[i].then(|| {
-                let r = held_outputs[1 + i].resource();
-                DeviceGrad {
-                    offset: r.offset,
-                    ..DeviceGrad::new(&r.buffer, dims[i][1])
-                }
+        let rows: Vec<DeviceRows<'_>> = inputs
+            .iter()
+            .zip(&held_inputs)
+            .map(|(t, r)| rows_of(t, r.resource()))
+            .collect();
+        let grads: Vec<Option<DeviceGrad<'_>>> = (0..sides)
+            .map(|i| {
+                call.grads[i].then(|| {
+                    let r = held_outputs[1 + i].resource();
+                    DeviceGrad {
+                        offset: r.offset,
+                        ..DeviceGrad::new(&r.buffer, dims[i][1])
+                    }
+                })
             })
-        })
-        .collect();
-    let label_res = held_labels.resource();
-    let labels_at = |row: usize| DeviceLabels {
-        buffer: &label_res.buffer,
-        offset: label_res.offset + 4 * row as u64,
-    };
+            .collect();
+        let label_res = held_labels.resource();
+        let labels_at = |row: usize| DeviceLabels {
+            buffer: &label_res.buffer,
+            offset: label_res.offset + 4 * row as u64,
+        };
 
-    let mut encoder = gpu.device().create_command_encoder(&Default::default());
-    let target = Target::Encoder(&mut encoder);
-    let loss = record(&gpu, &call, &rows, labels_at, &grads, target)
-        .unwrap_or_else(|e| panic!("metric-loss-burn: {e}"));
-    let out = held_outputs[0].resource();
-    encoder.copy_buffer_to_buffer(loss.buffer(), 0, &out.buffer, out.offset, 4);
-    gpu.queue().submit([encoder.finish()]);
-    drop((held_inputs, held_labels, held_outputs));
+        let mut encoder = gpu.device().create_command_encoder(&Default::default());
+        let target = Target::Encoder(&mut encoder);
+        let loss = record(&gpu, &call, &rows, labels_at, &grads, target)
+            .unwrap_or_else(|e| panic!("metric-loss-burn: {e}"));
+        let out = held_outputs[0].resource();
+        encoder.copy_buffer_to_buffer(loss.buffer(), 0, &out.buffer, out.offset, 4);
+        gpu.queue().submit([encoder.finish()]);
+        drop((held_inputs, held_labels, held_outputs));
 
-    let [l, ga, gb, gc] = outputs;
-    (l, ga, gb, gc)
+        let [l, ga, gb, gc] = outputs;
+        (l, ga, gb, gc)
+    }
 }
 
 /// Records the call's metric-loss device-resident call.

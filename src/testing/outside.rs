@@ -4,9 +4,8 @@
 //! Such outputs carry no counts and no dL/dτ, so the verdict takes those from the reference:
 //! it judges the loss and the gradients only.
 
-use crate::losses::softmax::reference as softmax_reference;
 use crate::losses::triplet::Mode;
-use crate::options::{Gradient, Grads, LossOutput, ReferenceGrad, ReferenceSet};
+use crate::options::{Gradient, Grads, LossOutput, ReferenceSet};
 use crate::tolerance::Verdict;
 use crate::{Contrastive, Embeddings, Labels, Result, Softmax, Triplet};
 
@@ -82,15 +81,7 @@ pub fn contrastive_against(
     labels: &Labels,
     out: &Outside,
 ) -> Result<Verdict> {
-    let r = cfg.against_cpu(queries, reference, labels, Grads::Compute)?;
-    let d = super::against_distances(cfg, queries, reference);
-    let terms = queries.rows().max(reference.rows.rows()) as u64;
-    let inputs = [queries, reference.rows];
-    let inputs = &inputs[..r.grads.len()];
-    let g = out.adopt(&r, queries.dim());
-    let name = cfg.case_name("against");
-    let tolerance = crate::losses::contrastive::tolerance::verdict;
-    Ok(tolerance(name, cfg, &g, &r, &d, terms, inputs))
+    cfg.against_verdict(queries, reference, labels, |r| out.adopt(r, queries.dim()))
 }
 
 /// NT-Xent or SupCon, a labelled batch.
@@ -101,21 +92,7 @@ pub fn softmax_batch(
     out: &Outside,
 ) -> Result<Verdict> {
     cfg.validate_batch(x, labels)?;
-    let w = crate::reference::widen(x);
-    let tau = f64::from(cfg.temperature);
-    let (r, mass) = softmax_reference::batch_with_mass(
-        cfg.loss,
-        tau,
-        &w,
-        x.dim(),
-        labels.ids(),
-        Grads::Compute,
-    );
-    let r = r.narrow(x.dim());
-    let g = out.adopt(&r, x.dim());
-    let name = format!("{} batch", cfg.loss.name());
-    let tolerance = crate::losses::softmax::tolerance::verdict;
-    Ok(tolerance(name, cfg, &g, &r, &[x], &[mass]))
+    Ok(cfg.batch_verdict(x, labels, |r| out.adopt(r, x.dim())))
 }
 
 /// CLIP or InfoNCE, two views (with class ids of a's then b's rows masking false
@@ -132,12 +109,7 @@ pub fn softmax_pairs(
         None => cfg.validate_pairs(a, b)?,
     }
     let ids = labels.map(|l| l.ids().split_at(a.rows()));
-    let (r, [ma, mb]) = cfg.keys_reference(a, b, ids, Grads::Compute);
-    let r = r.narrow(a.dim());
-    let g = out.adopt(&r, a.dim());
-    let name = format!("{} pairs", cfg.loss.name());
-    let tolerance = crate::losses::softmax::tolerance::verdict;
-    Ok(tolerance(name, cfg, &g, &r, &[a, b], &[ma, mb]))
+    Ok(cfg.keys_verdict(a, b, ids, |r| out.adopt(r, a.dim())))
 }
 
 /// NT-Xent or SupCon, queries against reference rows.
@@ -149,18 +121,7 @@ pub fn softmax_against(
     out: &Outside,
 ) -> Result<Verdict> {
     cfg.validate_against(queries, reference, labels)?;
-    let (r, [mq, mr]) = cfg.against_reference(queries, reference, labels, Grads::Compute);
-    let mut r = r.narrow(queries.dim());
-    let (mut inputs, mut masses) = (vec![queries, reference.rows], vec![mq, mr]);
-    if reference.grad == ReferenceGrad::Detached {
-        r.grads.truncate(1);
-        inputs.truncate(1);
-        masses.truncate(1);
-    }
-    let g = out.adopt(&r, queries.dim());
-    let name = format!("{} against", cfg.loss.name());
-    let tolerance = crate::losses::softmax::tolerance::verdict;
-    Ok(tolerance(name, cfg, &g, &r, &inputs, &masses))
+    Ok(cfg.against_verdict(queries, reference, labels, |r| out.adopt(r, queries.dim())))
 }
 
 /// Triplets mined from a labelled batch.

@@ -91,16 +91,20 @@ pub fn nt_xent(x: Tensor<2>, labels: Tensor<1, Int>, tau: f64) -> Tensor<1> {
     let z = xn.clone().matmul(xn.transpose()) / tau;
     let same = same(labels.clone(), labels);
     let positive = same.clone().bool_and(eye(n, &device).bool_not());
-    let negative = same.bool_not();
+    nt_xent_terms(z, positive, same.bool_not())
+}
+
+/// NT-Xent's mean over the positive pairs (a, p) of
+/// log(exp(z_ap) + Σ over a's negatives n of exp(z_an)) − z_ap, shifted by each row's max.
+fn nt_xent_terms(z: Tensor<2>, positive: Tensor<2, Bool>, negative: Tensor<2, Bool>) -> Tensor<1> {
     let max = z.clone().max_dim(1).detach();
-    let shifted = z.clone() - max.clone();
+    let shifted = z - max;
     // Σ over negatives of exp(z_an − max_a), [n, 1].
     let neg_sum = shifted
         .clone()
         .exp()
         .mask_fill(negative.bool_not(), 0.0)
         .sum_dim(1);
-    // Per pair (a, p): log(exp(z_ap − max) + neg_sum) − (z_ap − max).
     let terms = (shifted.clone().exp() + neg_sum).log() - shifted;
     let count = positive.clone().float().sum();
     terms.mask_fill(positive.bool_not(), 0.0).sum() / count
@@ -168,16 +172,7 @@ pub fn nt_xent_against(
 ) -> Tensor<1> {
     let z = normalize(q).matmul(normalize(r).transpose()) / tau;
     let positive = same(lq, lr);
-    let max = z.clone().max_dim(1).detach();
-    let shifted = z - max;
-    let neg_sum = shifted
-        .clone()
-        .exp()
-        .mask_fill(positive.clone(), 0.0)
-        .sum_dim(1);
-    let terms = (shifted.clone().exp() + neg_sum).log() - shifted;
-    let count = positive.clone().float().sum();
-    terms.mask_fill(positive.bool_not(), 0.0).sum() / count
+    nt_xent_terms(z, positive.clone(), positive.bool_not())
 }
 
 /// Batch-all triplets (margin m), mean over the active ones.

@@ -327,7 +327,20 @@ impl Contrastive {
         labels: &Labels,
     ) -> Result<Verdict> {
         let g = self.against(gpu, queries, reference, labels, Grads::Compute)?;
+        self.against_verdict(queries, reference, labels, |_| g)
+    }
+
+    /// [`Contrastive::against_check`]'s comparison of the output `output` makes from the
+    /// reference's (the GPU's, or one computed elsewhere: `testing::outside`).
+    pub(crate) fn against_verdict(
+        &self,
+        queries: &Embeddings<'_>,
+        reference: &ReferenceSet<'_, '_>,
+        labels: &Labels,
+        output: impl FnOnce(&ContrastiveOutput) -> ContrastiveOutput,
+    ) -> Result<Verdict> {
         let r = self.against_cpu(queries, reference, labels, Grads::Compute)?;
+        let g = output(&r);
         let d = tolerance::against_distances(self, queries, reference);
         let terms = queries.rows().max(reference.rows.rows()) as u64;
         let inputs = [queries, reference.rows];

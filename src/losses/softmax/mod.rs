@@ -443,7 +443,7 @@ impl Softmax {
         Ok(r.narrow_against(reference.grad, queries.dim()))
     }
 
-    pub(crate) fn against_reference(
+    fn against_reference(
         &self,
         queries: &Embeddings<'_>,
         reference: &ReferenceSet<'_, '_>,
@@ -470,6 +470,18 @@ impl Softmax {
         labels: &Labels,
     ) -> Result<Verdict> {
         let g = self.against(gpu, queries, reference, labels, Grads::Compute)?;
+        Ok(self.against_verdict(queries, reference, labels, |_| g))
+    }
+
+    /// [`Softmax::against_check`]'s comparison of the output `output` makes from the
+    /// reference's (the GPU's, or one computed elsewhere: `testing::outside`).
+    pub(crate) fn against_verdict(
+        &self,
+        queries: &Embeddings<'_>,
+        reference: &ReferenceSet<'_, '_>,
+        labels: &Labels,
+        output: impl FnOnce(&SoftmaxOutput) -> SoftmaxOutput,
+    ) -> Verdict {
         let (r, [mq, mr]) = self.against_reference(queries, reference, labels, Grads::Compute);
         let mut r = r.narrow(queries.dim());
         let (mut inputs, mut masses) = (vec![queries, reference.rows], vec![mq, mr]);
@@ -483,7 +495,7 @@ impl Softmax {
             self.loss.name(),
             self.temperature
         );
-        Ok(tolerance::verdict(name, self, &g, &r, &inputs, &masses))
+        tolerance::verdict(name, self, &output(&r), &r, &inputs, &masses)
     }
 
     /// The f64 CPU reference of [`Softmax::batch`].
@@ -528,7 +540,7 @@ impl Softmax {
     }
 
     /// The reference of the anchors `a` against the keys `b` and the rows' masses.
-    pub(crate) fn keys_reference(
+    fn keys_reference(
         &self,
         a: &Embeddings<'_>,
         b: &Embeddings<'_>,
@@ -675,20 +687,25 @@ impl Softmax {
     /// ([`crate::tolerance`]).
     pub fn batch_check(&self, gpu: &Gpu, x: &Embeddings<'_>, labels: &Labels) -> Result<Verdict> {
         let g = self.batch(gpu, x, labels, Grads::Compute)?;
+        Ok(self.batch_verdict(x, labels, |_| g))
+    }
+
+    /// [`Softmax::batch_check`]'s comparison of the output `output` makes from the
+    /// reference's (see [`Softmax::against_verdict`]).
+    pub(crate) fn batch_verdict(
+        &self,
+        x: &Embeddings<'_>,
+        labels: &Labels,
+        output: impl FnOnce(&SoftmaxOutput) -> SoftmaxOutput,
+    ) -> Verdict {
         let w = crate::reference::widen(x);
         // One reference run gives both the output and the masses.
         let tau = f64::from(self.temperature);
         let (r, mass) =
             reference::batch_with_mass(self.loss, tau, &w, x.dim(), labels.ids(), Grads::Compute);
+        let r = r.narrow(x.dim());
         let name = format!("{:<6} tau {:<4}", self.loss.name(), self.temperature);
-        Ok(tolerance::verdict(
-            name,
-            self,
-            &g,
-            &r.narrow(x.dim()),
-            &[x],
-            &[mass],
-        ))
+        tolerance::verdict(name, self, &output(&r), &r, &[x], &[mass])
     }
 
     /// Runs [`Softmax::pairs`] and [`Softmax::pairs_cpu`] and compares them (see
@@ -700,7 +717,7 @@ impl Softmax {
         b: &Embeddings<'_>,
     ) -> Result<Verdict> {
         let g = self.pairs(gpu, a, b, Grads::Compute)?;
-        self.keys_verdict(g, a, b, None)
+        Ok(self.keys_verdict(a, b, None, |_| g))
     }
 
     /// Runs [`Softmax::pairs_labelled`] and its reference and compares them.
@@ -712,26 +729,22 @@ impl Softmax {
         labels: &Labels,
     ) -> Result<Verdict> {
         let g = self.pairs_labelled(gpu, a, b, labels, Grads::Compute)?;
-        self.keys_verdict(g, a, b, Some(labels.ids().split_at(a.rows())))
+        Ok(self.keys_verdict(a, b, Some(labels.ids().split_at(a.rows())), |_| g))
     }
 
-    fn keys_verdict(
+    /// The pairs checks' comparison of the output `output` makes from the reference's (see
+    /// [`Softmax::against_verdict`]).
+    pub(crate) fn keys_verdict(
         &self,
-        g: SoftmaxOutput,
         a: &Embeddings<'_>,
         b: &Embeddings<'_>,
         labels: Option<(&[u32], &[u32])>,
-    ) -> Result<Verdict> {
+        output: impl FnOnce(&SoftmaxOutput) -> SoftmaxOutput,
+    ) -> Verdict {
         let (r, [ma, mb]) = self.keys_reference(a, b, labels, Grads::Compute);
+        let r = r.narrow(a.dim());
         let name = format!("{:<6} tau {:<4}", self.loss.name(), self.temperature);
-        Ok(tolerance::verdict(
-            name,
-            self,
-            &g,
-            &r.narrow(a.dim()),
-            &[a, b],
-            &[ma, mb],
-        ))
+        tolerance::verdict(name, self, &output(&r), &r, &[a, b], &[ma, mb])
     }
 }
 
