@@ -67,8 +67,9 @@ pub fn contrastive_against(
     reference: Reference,
     loss: &Contrastive,
 ) -> Result<Tensor<1>> {
-    let (call, labels) = against(&queries, labels, &reference, Family::Contrastive(*loss))?;
-    loss.batch_limit(call_rows(&call, &reference), side("queries", &queries)?[1])?;
+    let (call, labels, [rows, dim]) =
+        against(&queries, labels, &reference, Family::Contrastive(*loss))?;
+    loss.batch_limit(rows, dim)?;
     run(
         call,
         [queries, reference.rows.clone(), reference.rows],
@@ -124,9 +125,10 @@ pub fn softmax_against(
     reference: Reference,
     loss: &Softmax,
 ) -> Result<Tensor<1>> {
-    let (call, labels) = against(&queries, labels, &reference, Family::Softmax(*loss))?;
+    let (call, labels, [rows, dim]) =
+        against(&queries, labels, &reference, Family::Softmax(*loss))?;
     // Also refuses CLIP and InfoNCE, which take two views.
-    loss.batch_limit(call_rows(&call, &reference), side("queries", &queries)?[1])?;
+    loss.batch_limit(rows, dim)?;
     run(
         call,
         [queries, reference.rows.clone(), reference.rows],
@@ -193,12 +195,14 @@ fn ids(labels: Tensor<1, Int>) -> Tensor<1, Int> {
     }
 }
 
+/// Checks queries against reference rows. Returns the call, the labels (the queries', then
+/// the references'), and the rows and width the magnitude limit is taken over.
 fn against(
     queries: &Tensor<2>,
     labels: Tensor<1, Int>,
     reference: &Reference,
     family: Family,
-) -> Result<(LossCall, Tensor<1, Int>)> {
+) -> Result<(LossCall, Tensor<1, Int>, [usize; 2])> {
     let [n, dim] = side("queries", queries)?;
     let [m, rdim] = side("reference rows", &reference.rows)?;
     if rdim != dim {
@@ -218,15 +222,7 @@ fn against(
         queries_at: reference.queries_at,
     };
     let labels = Tensor::cat(vec![ids(labels), ids(reference.labels.clone())], 0);
-    Ok((call(family, form), labels))
-}
-
-/// Rows a limit is taken over for queries against references: both sides.
-fn call_rows(call: &LossCall, reference: &Reference) -> usize {
-    match call.form {
-        Form::Against { split, .. } => split + reference.rows.dims()[0],
-        _ => unreachable!("only against calls have reference rows"),
-    }
+    Ok((call(family, form), labels, [n + m, dim]))
 }
 
 /// Two views' rows, keys and width, checked (and the loss's mode and limit).
