@@ -50,6 +50,7 @@ mod error;
 mod input;
 mod limit;
 mod losses;
+pub mod measure;
 mod options;
 pub mod ranks;
 mod reference;

@@ -33,10 +33,11 @@ fn the_split_is_fixed_and_disjoint() {
 
 #[test]
 fn retrieval_metrics_by_hand() {
+    let Some(gpu) = common::gpu() else { return };
     // Rows 0, 1 (class 0) near each other, row 2 (class 1) far, row 3 (class 1) nearer to
     // row 1 than to row 2: recall@1 = 3/4 (row 3's nearest is row 1).
     let e = [0.0f32, 0.0, 0.1, 0.0, 5.0, 0.0, 0.6, 0.0];
-    let (r1, map) = retrieval(&e, 2, &[0, 0, 1, 1]);
+    let (r1, map) = retrieval(gpu, &e, 2, &[0, 0, 1, 1]).unwrap();
     assert_eq!(r1, 0.75);
     // AP: rows 0, 1 and 2 find their one same-class row first (1.0); row 3 finds it third (1/3).
     assert!((map - (3.0 + 1.0 / 3.0) / 4.0).abs() < 1e-12);
@@ -49,7 +50,7 @@ fn a_short_training_lowers_the_loss_and_improves_recall() {
     let (train, test) = split(data.len());
     let (tx, ty) = data.rows(&test);
     let mut model = Mlp::new(&mut Rng::new(1));
-    let before = retrieval(&model.forward(&tx).0, EMBED, &ty).0;
+    let before = retrieval(gpu, &model.forward(&tx).0, EMBED, &ty).unwrap().0;
     let s = Settings {
         loss: LossKind::Contrastive,
         epochs: 3,
@@ -65,7 +66,7 @@ fn a_short_training_lowers_the_loss_and_improves_recall() {
     let mean = |l: &[f64]| l.iter().sum::<f64>() / l.len() as f64;
     let (first, last) = (mean(&losses[..per_epoch]), mean(&losses[2 * per_epoch..]));
     assert!(last < 0.8 * first, "loss {first} -> {last}");
-    let after = retrieval(&model.forward(&tx).0, EMBED, &ty).0;
+    let after = retrieval(gpu, &model.forward(&tx).0, EMBED, &ty).unwrap().0;
     assert!(after > before + 0.1, "recall@1 {before} -> {after}");
     // The other losses run through the same loop.
     for loss in [LossKind::Triplet, LossKind::Ntxent] {

@@ -177,10 +177,10 @@ fn run(args: Args) -> Result<(), String> {
     let (train, test) = split(data.len());
     let (test_x, test_y) = data.rows(&test);
     let host_model = Mlp::new(&mut Rng::new(args.seed));
-    let raw_r1 = retrieval(&test_x, INPUT, &test_y).0;
-
     // The host-API demo: forward and backward on the CPU, the loss on its own wgpu device.
     let gpu = Gpu::new().map_err(|e| e.to_string())?;
+    let retrieval = |e: &[f32], dim, y: &[u32]| retrieval(&gpu, e, dim, y).map_err(|e| e.to_string());
+    let raw_r1 = retrieval(&test_x, INPUT, &test_y)?.0;
     let settings = Settings {
         loss: kind,
         epochs: args.epochs,
@@ -195,7 +195,7 @@ fn run(args: Args) -> Result<(), String> {
     let host_losses = demo::train(&gpu, &data, &train, &mut host, &settings, |_| {})
         .map_err(|e| e.to_string())?;
     let host_seconds = start.elapsed().as_secs_f64();
-    let (host_r1, host_map) = retrieval(&host.forward(&test_x).0, EMBED, &test_y);
+    let (host_r1, host_map) = retrieval(&host.forward(&test_x).0, EMBED, &test_y)?;
 
     // burn: the same model, weights, batch order and schedule.
     let device = metric_loss_burn::init(Default::default()).map_err(|e| e.to_string())?;
@@ -209,7 +209,7 @@ fn run(args: Args) -> Result<(), String> {
         let e = m.valid().forward(x);
         e.into_data().try_to_vec::<f32>().expect("f32 embeddings")
     };
-    let (before_r1, before_map) = retrieval(&embed(&model), EMBED, &test_y);
+    let (before_r1, before_map) = retrieval(&embed(&model), EMBED, &test_y)?;
     let (train_x, train_y) = data.rows(&train);
     let set = TrainSet::upload(&train_x, &train_y, &ad);
     let per_epoch = train.len().div_ceil(BATCH);
@@ -219,7 +219,7 @@ fn run(args: Args) -> Result<(), String> {
     // burn costs per step on this device before any loss.
     let floor = Model::from_host(&host_model, &ad);
     let (_, _, floor_seconds) = train_burn(floor, &set, None, args.epochs, args.seed, &device)?;
-    let (after_r1, after_map) = retrieval(&embed(&model), EMBED, &test_y);
+    let (after_r1, after_map) = retrieval(&embed(&model), EMBED, &test_y)?;
 
     let steps = per_epoch * args.epochs;
     let host_epoch = host_losses[host_losses.len() - per_epoch..]

@@ -206,11 +206,20 @@ impl Outputs {
 
     /// Writes `data[k]` (float32 `.npy`, rows × dim) for every requested output k, then
     /// moves them all into place; on a failure none is moved.
-    pub fn commit(mut self, data: &[Gradient]) -> Result<(), Failure> {
-        for (file, values) in self.files.iter().zip(data) {
+    pub fn commit(self, data: &[Gradient]) -> Result<(), Failure> {
+        let encoded: Vec<Vec<u8>> = data
+            .iter()
+            .map(|g| npy::to_bytes_f32(&[g.rows(), g.dim()], g))
+            .collect();
+        self.commit_encoded(&encoded)
+    }
+
+    /// Writes the encoded file `data[k]` for every requested output k, then moves them all
+    /// into place; on a failure none is moved.
+    pub fn commit_encoded(mut self, data: &[Vec<u8>]) -> Result<(), Failure> {
+        for (file, bytes) in self.files.iter().zip(data) {
             if let Some((flag, _, tmp)) = file {
-                let shape = [values.rows(), values.dim()];
-                std::fs::write(tmp, npy::to_bytes_f32(&shape, values))
+                std::fs::write(tmp, bytes)
                     .map_err(|e| Failure::runtime(format!("writing --{flag}: {e}")))?;
             }
         }

@@ -1,4 +1,5 @@
-//! The `metric-loss` command line: `info`, `eval`, `check` and `bench` over the library.
+//! The `metric-loss` command line: `info`, `eval`, `check` and `bench` over the losses, and
+//! `stats`, `knn`, `retrieval` and `score` over an embedding.
 //!
 //! Exit codes: 0 success; 1 a failure while running (no adapter, device lost, timeout, a
 //! failed write); 2 bad input or usage, named on one line of stderr and found before any
@@ -18,8 +19,10 @@ mod eval;
 pub mod fuzz;
 mod info;
 mod io;
+mod measure;
 pub mod npy;
 mod out;
+mod plot;
 
 use std::process::ExitCode;
 
@@ -50,6 +53,15 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Cross-check the GPU against the CPU reference over every loss, mode and option.
     Check(check::CheckArgs),
+    /// Pair-distance histograms of a labelled set: quantiles, overlap, active shares and
+    /// suggested margins; one JSON line (and a PNG with --png).
+    Stats(Box<measure::StatsArgs>),
+    /// Exact k nearest neighbours of each query among the references (.npy outputs).
+    Knn(measure::KnnArgs),
+    /// Retrieval metrics (precision@1, R-precision, MAP@R, recall@k) of a labelled set.
+    Retrieval(measure::RetrievalArgs),
+    /// Anomaly scores (distance to the k-th nearest normal row) and their ROC AUC.
+    Score(measure::ScoreArgs),
 }
 
 /// A failure and the exit code it maps to.
@@ -112,6 +124,10 @@ pub fn main() -> ExitCode {
         },
         Command::Bench(args) => bench::run(args),
         Command::Check(args) => check::run(args),
+        Command::Stats(args) => measure::stats(*args),
+        Command::Knn(args) => measure::knn(args),
+        Command::Retrieval(args) => measure::retrieval(args),
+        Command::Score(args) => measure::score(args),
     };
     let result = result.and_then(|code| out::flush().map(|()| code));
     match result {

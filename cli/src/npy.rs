@@ -406,24 +406,32 @@ fn parse_shape(s: &str) -> Result<Vec<usize>, NpyError> {
 
 /// Encodes a little-endian f32 array of `shape` as `.npy` (format 1.0).
 pub fn to_bytes_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    encode("<f4", shape, data.iter().flat_map(|v| v.to_le_bytes()))
+}
+
+/// Encodes a little-endian i64 array of `shape` as `.npy` (format 1.0).
+pub fn to_bytes_i64(shape: &[usize], data: &[i64]) -> Vec<u8> {
+    encode("<i8", shape, data.iter().flat_map(|v| v.to_le_bytes()))
+}
+
+fn encode(descr: &str, shape: &[usize], data: impl Iterator<Item = u8>) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape_txt = if dims.len() == 1 {
         format!("({},)", dims[0])
     } else {
         format!("({})", dims.join(", "))
     };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_txt}, }}");
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_txt}, }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + data.len() * 4);
+    let mut out = Vec::new();
     out.extend_from_slice(b"\x93NUMPY\x01\x00");
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    for v in data {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
+    out.extend(data);
     out
 }
 

@@ -2,10 +2,11 @@
 //! the UCI digits, a fixed split, a small MLP with Adam, the retrieval metrics, and the
 //! training loop whose loss and gradient come from the GPU each step.
 
+use metric_loss::measure::{roc_auc, Knn};
 use metric_loss::testing::Rng;
 use metric_loss::{
-    BatchLoss, Contrastive, Embeddings, Gpu, Grads, Labels, Mining, ReferenceGrad, ReferenceSet,
-    Softmax, Triplet,
+    BatchLoss, Contrastive, Embeddings, Error, Gpu, Grads, Labels, Mining, ReferenceGrad,
+    ReferenceSet, Softmax, Triplet,
 };
 
 /// Pixels per image (8×8) and the embedding size.
@@ -216,27 +217,20 @@ impl Adam {
     }
 }
 
-/// Squared Euclidean distances from row `i` to every row of `e` (`dim` values each).
-fn distances(e: &[f32], dim: usize, i: usize) -> Vec<f32> {
-    let q = &e[i * dim..(i + 1) * dim];
-    e.chunks_exact(dim)
-        .map(|r| r.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum())
-        .collect()
-}
-
 /// Recall@1 (the share of rows whose nearest other row has the same class) and mean average
-/// precision (each row a query against all the others, ranked by Euclidean distance).
-pub fn retrieval(e: &[f32], dim: usize, y: &[u32]) -> (f64, f64) {
+/// precision (each row a query against all the others, ranked by Euclidean distance, ties
+/// to the lower row), from the exact k-NN of every row against the others on the GPU.
+pub fn retrieval(gpu: &Gpu, e: &[f32], dim: usize, y: &[u32]) -> Result<(f64, f64), Error> {
     let n = y.len();
+    let x = Embeddings::new(e, n, dim)?;
+    let nn = Knn::new(n - 1).exclude_self(true).search(gpu, &x, &x)?;
     let (mut hits, mut ap_sum) = (0usize, 0.0f64);
     for i in 0..n {
-        let d = distances(e, dim, i);
-        let mut order: Vec<usize> = (0..n).filter(|&j| j != i).collect();
-        order.sort_by(|&a, &b| d[a].total_cmp(&d[b]).then(a.cmp(&b)));
-        hits += usize::from(y[order[0]] == y[i]);
+        let order = nn.row(i).0;
+        hits += usize::from(y[order[0] as usize] == y[i]);
         let (mut found, mut ap) = (0usize, 0.0f64);
         for (rank, &j) in order.iter().enumerate() {
-            if y[j] == y[i] {
+            if y[j as usize] == y[i] {
                 found += 1;
                 ap += found as f64 / (rank + 1) as f64;
             }
@@ -245,7 +239,24 @@ pub fn retrieval(e: &[f32], dim: usize, y: &[u32]) -> (f64, f64) {
             ap_sum += ap / found as f64;
         }
     }
-    (hits as f64 / n as f64, ap_sum / n as f64)
+    Ok((hits as f64 / n as f64, ap_sum / n as f64))
+}
+
+/// The ROC AUC of anomaly scores: each of `queries` (rows of `dim`) scored by its distance
+/// to the `k`-th nearest of the `normal` rows on the GPU, against `anomalous` (one flag a
+/// query).
+pub fn anomaly_auc(
+    gpu: &Gpu,
+    queries: &[f32],
+    normal: &[f32],
+    dim: usize,
+    k: usize,
+    anomalous: &[bool],
+) -> Result<f64, Error> {
+    let q = Embeddings::new(queries, queries.len() / dim, dim)?;
+    let r = Embeddings::new(normal, normal.len() / dim, dim)?;
+    let scores = Knn::new(k).search(gpu, &q, &r)?.kth_distances();
+    roc_auc(&scores, anomalous)
 }
 
 /// The losses the demo trains with.

@@ -5,9 +5,15 @@
 //! training, beside raw-pixel recall@1, and draws the loss curve and a 2-D PCA of the test
 //! embeddings.
 //!
+//! With `--holdout C` class C is left out of training and becomes the anomaly: each test
+//! image is scored by its distance to the 5th nearest training image (the normal classes),
+//! and the demo reports the ROC AUC of those scores for class C on the raw pixels, the
+//! untrained and the trained embedding. Neighbour searches run on the GPU
+//! (`metric_loss::measure`).
+//!
 //! Run: `cargo run --release --example train -- [--loss contrastive|triplet|ntxent]
-//! [--epochs N] [--seed S] [--queue K] [--out DIR]`. The last line of stdout is one JSON
-//! object.
+//! [--epochs N] [--seed S] [--queue K] [--holdout C] [--out DIR]`. The last line of stdout is
+//! one JSON object.
 
 #[path = "demo.rs"]
 mod demo;
@@ -16,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
-use demo::{retrieval, split, Digits, LossKind, Mlp, Settings, EMBED, INPUT};
+use demo::{anomaly_auc, retrieval, split, Digits, LossKind, Mlp, Settings, EMBED, INPUT};
 use metric_loss::testing::Rng;
 use metric_loss::Gpu;
 
@@ -50,6 +56,10 @@ struct Args {
     /// past embeddings (detached, first in first out; MoCo-style). 0: the batch alone.
     #[arg(long, default_value_t = 0)]
     queue: usize,
+    /// Leave this class (0–9) out of training and score the test images' distance to the
+    /// normal training images as anomaly scores for it (ROC AUC in the JSON).
+    #[arg(long)]
+    holdout: Option<u32>,
     /// Seed of the weights and the batch order (the split is fixed).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -77,14 +87,35 @@ fn run(args: Args) -> Result<(), String> {
     if args.queue > 0 && matches!(args.loss, LossArg::Triplet) {
         return Err("--queue applies to --loss contrastive and ntxent".into());
     }
+    if args.holdout.is_some_and(|c| c > 9) {
+        return Err("--holdout must be a class, 0 to 9".into());
+    }
     let data = Digits::load()?;
-    let (train, test) = split(data.len());
+    let (mut train, test) = split(data.len());
+    if let Some(c) = args.holdout {
+        train.retain(|&i| data.y[i] != c);
+    }
     let (test_x, test_y) = data.rows(&test);
+    let (train_x, _) = data.rows(&train);
+    let anomalous: Vec<bool> = test_y.iter().map(|&y| Some(y) == args.holdout).collect();
     let gpu = Gpu::new().map_err(|e| e.to_string())?;
     let mut model = Mlp::new(&mut Rng::new(args.seed));
+    let metrics = |emb: &[f32], dim| retrieval(&gpu, emb, dim, &test_y).map_err(|e| e.to_string());
+    let auc = |model: Option<&Mlp>| -> Result<Option<f64>, String> {
+        if args.holdout.is_none() {
+            return Ok(None);
+        }
+        let (q, r, dim) = match model {
+            Some(m) => (m.forward(&test_x).0, m.forward(&train_x).0, EMBED),
+            None => (test_x.clone(), train_x.clone(), INPUT),
+        };
+        let auc = anomaly_auc(&gpu, &q, &r, dim, 5, &anomalous).map_err(|e| e.to_string())?;
+        Ok(Some(auc))
+    };
 
-    let raw_r1 = retrieval(&test_x, INPUT, &test_y).0;
-    let (before_r1, before_map) = retrieval(&model.forward(&test_x).0, EMBED, &test_y);
+    let raw_r1 = metrics(&test_x, INPUT)?.0;
+    let (before_r1, before_map) = metrics(&model.forward(&test_x).0, EMBED)?;
+    let (raw_auc, before_auc) = (auc(None)?, auc(Some(&model))?);
     println!(
         "{} on {}: {} training and {} test images; raw pixels recall@1 {raw_r1:.4}",
         loss.name(),
@@ -93,6 +124,9 @@ fn run(args: Args) -> Result<(), String> {
         test.len()
     );
     println!("untrained: recall@1 {before_r1:.4}, mAP {before_map:.4}");
+    if let (Some(c), Some(raw), Some(before)) = (args.holdout, raw_auc, before_auc) {
+        println!("class {c} held out: anomaly ROC AUC raw pixels {raw:.4}, untrained {before:.4}");
+    }
 
     let settings = Settings {
         loss,
@@ -135,8 +169,12 @@ fn run(args: Args) -> Result<(), String> {
     bar.finish_and_clear();
 
     let test_emb = model.forward(&test_x).0;
-    let (after_r1, after_map) = retrieval(&test_emb, EMBED, &test_y);
+    let (after_r1, after_map) = metrics(&test_emb, EMBED)?;
+    let after_auc = auc(Some(&model))?;
     println!("trained:   recall@1 {after_r1:.4}, mAP {after_map:.4} ({seconds:.1} s)");
+    if let Some(after) = after_auc {
+        println!("trained:   anomaly ROC AUC {after:.4}");
+    }
     std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
     let curve = args.out.join(format!("loss_{}.png", loss.name()));
     let scatter = args.out.join(format!("pca_{}.png", loss.name()));
@@ -159,6 +197,10 @@ fn run(args: Args) -> Result<(), String> {
         "map_before": before_map,
         "recall_at_1_after": after_r1,
         "map_after": after_map,
+        "holdout": args.holdout,
+        "auc_raw": raw_auc,
+        "auc_before": before_auc,
+        "auc_after": after_auc,
         "loss_png": path_str(&curve),
         "pca_png": path_str(&scatter),
     });

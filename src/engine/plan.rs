@@ -33,6 +33,9 @@ pub(crate) struct Plan {
     pub windows: u64,
     /// Bytes per row of row-indexed buffers bound whole rather than in windows.
     whole_row_bytes: u64,
+    /// Bytes per row of the widest per-row state bound in windows (at least
+    /// [`ROW_STATE_BYTES`]).
+    state_bytes: u64,
     /// The device's largest buffer.
     max_buffer: u64,
 }
@@ -42,17 +45,30 @@ impl Plan {
     /// row-indexed buffers that are bound whole rather than in windows (their capacity must
     /// still fit one buffer); 0 if none.
     pub fn new(limits: &wgpu::Limits, rows: u64, dim: u64, whole_row_bytes: u64) -> Result<Self> {
+        Self::with_state(limits, rows, dim, whole_row_bytes, ROW_STATE_BYTES)
+    }
+
+    /// [`Plan::new`] for a call whose per-row state bound in windows is `state_bytes` a row
+    /// (a k-NN list): windows small enough that its window fits one binding too.
+    pub fn with_state(
+        limits: &wgpu::Limits,
+        rows: u64,
+        dim: u64,
+        whole_row_bytes: u64,
+        state_bytes: u64,
+    ) -> Result<Self> {
         let dim4 = dim.div_ceil(4);
         let row_bytes = dim4 * 16;
         let binding = limits
             .max_storage_buffer_binding_size
             .min(limits.max_buffer_size);
-        let widest = row_bytes.max(ROW_STATE_BYTES);
+        let state_bytes = state_bytes.max(ROW_STATE_BYTES);
+        let widest = row_bytes.max(state_bytes);
         if 64 * widest > binding {
             return Err(Error::LimitExceeded {
                 what: format!(
-                    "one 64-row window of rows of dimension {dim} (bytes, \
-                     max_storage_buffer_binding_size)"
+                    "one 64-row window of rows of dimension {dim} with {state_bytes} bytes \
+                     of state a row (bytes, max_storage_buffer_binding_size)"
                 ),
                 needed: u128::from(64 * widest),
                 limit: u128::from(binding),
@@ -86,6 +102,7 @@ impl Plan {
             window_rows,
             windows: rows.div_ceil(window_rows),
             whole_row_bytes,
+            state_bytes,
             max_buffer: limits.max_buffer_size,
         };
         let needed = plan.fit(rows);
@@ -113,7 +130,7 @@ impl Plan {
     fn fits(&self, cap: u64) -> bool {
         let widest = self
             .row_bytes
-            .max(ROW_STATE_BYTES)
+            .max(self.state_bytes)
             .max(self.whole_row_bytes);
         cap.checked_mul(widest)
             .is_some_and(|bytes| bytes <= self.max_buffer)

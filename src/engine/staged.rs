@@ -4,7 +4,7 @@
 /// The generated WGSL: the form constant, the `RowsIds` entry-point input and, given the
 /// gradient's `access` (the expression reading vec4 `l * params.dim4 + q` of `grad` and
 /// the statement writing `v` there), the helpers `st_grad_get(l, q)` and
-/// `st_grad_set(l, q, v)`. Depends on the including module's globals `grad` (with an
+/// `st_grad_set(l, q, v)` (inert without an access). Depends on the including module's globals `grad` (with an
 /// access) and `params` (field dim4).
 pub(crate) fn prelude(dot: bool, access: Option<(String, String)>) -> String {
     let form = if dot { "dot" } else { "difference" };
@@ -14,11 +14,12 @@ pub(crate) fn prelude(dot: bool, access: Option<(String, String)>) -> String {
          struct RowsIds {{\n    @builtin(workgroup_id) wg: vec3<u32>,\n    \
          @builtin(local_invocation_index) lid: u32,\n}}\n"
     );
-    if let Some((get, set)) = access {
-        s.push_str(&format!(
-            "fn st_grad_get(l: u32, q: u32) -> vec4<f32> {{\n    return {get};\n}}\n\
-             fn st_grad_set(l: u32, q: u32, v: vec4<f32>) {{\n    {set}\n}}\n"
-        ));
-    }
+    // A module without a gradient never calls them; the template's gradient steps still
+    // name them.
+    let (get, set) = access.unwrap_or_else(|| ("vec4<f32>(0.0)".into(), String::new()));
+    s.push_str(&format!(
+        "fn st_grad_get(l: u32, q: u32) -> vec4<f32> {{\n    return {get};\n}}\n\
+         fn st_grad_set(l: u32, q: u32, v: vec4<f32>) {{\n    {set}\n}}\n"
+    ));
     s
 }

@@ -96,7 +96,7 @@ batch_loss!(triplet::Triplet, triplet::TripletCounts);
 batch_loss!(softmax::Softmax, softmax::SoftmaxCounts);
 
 /// Every module's table of entry points: the engine's and each family's.
-pub(crate) static TABLES: [&Table; 10] = [
+pub(crate) static TABLES: [&Table; 11] = [
     &crate::engine::sides::TABLE,
     &crate::engine::resident::TABLE,
     &crate::engine::probe::TABLE,
@@ -107,6 +107,7 @@ pub(crate) static TABLES: [&Table; 10] = [
     &triplet::HARD_TABLE,
     &softmax::TABLE,
     &softmax::ROWS_TABLE,
+    &crate::measure::TABLE,
 ];
 
 impl Gpu {

@@ -92,6 +92,16 @@ pub(crate) enum DistanceArg {
     Cosine,
 }
 
+impl From<DistanceArg> for Distance {
+    fn from(d: DistanceArg) -> Self {
+        match d {
+            DistanceArg::Euclidean => Distance::Euclidean,
+            DistanceArg::SquaredEuclidean => Distance::SquaredEuclidean,
+            DistanceArg::Cosine => Distance::Cosine,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum HingeArg {
     Squared,
@@ -226,11 +236,7 @@ pub(crate) struct MarginFlags {
 impl MarginFlags {
     /// The distance (euclidean when not given).
     pub fn distance(&self) -> Distance {
-        match self.distance.unwrap_or(DistanceArg::Euclidean) {
-            DistanceArg::Euclidean => Distance::Euclidean,
-            DistanceArg::SquaredEuclidean => Distance::SquaredEuclidean,
-            DistanceArg::Cosine => Distance::Cosine,
-        }
+        self.distance.unwrap_or(DistanceArg::Euclidean).into()
     }
 }
 
