@@ -152,7 +152,7 @@ fn top_level_modules_form_layers() {
         "tolerance",
     ] {
         let deps = &graph[low];
-        for high in ["losses", "testing", "device"] {
+        for high in ["measure", "losses", "testing", "device"] {
             assert!(!deps.contains(high), "{low} uses {high}");
         }
     }
@@ -188,6 +188,18 @@ fn the_engines_files_form_layers() {
     let graph = sibling_graph("engine");
     assert!(graph.len() >= 8, "{graph:?}");
     assert_acyclic("src/engine", &graph);
+}
+
+#[test]
+fn the_measurements_files_form_layers_and_know_no_loss() {
+    let graph = sibling_graph("measure");
+    assert!(graph.len() >= 5, "{graph:?}");
+    assert_acyclic("src/measure", &graph);
+    for (path, code) in sources() {
+        if path.starts_with("measure/") {
+            assert!(!code.contains("crate::losses"), "{path} uses a loss family");
+        }
+    }
 }
 
 #[test]

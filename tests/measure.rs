@@ -39,14 +39,22 @@ fn integers(seed: u64, n: usize) -> Vec<f32> {
 #[test]
 fn knn_matches_the_reference_on_every_engine() {
     for gpu in &gpus() {
-        for (q, r, dim, k, seed) in [(150, 333, 19, 7, 1), (1, 5, 3, 5, 2), (129, 140, 130, 64, 3)] {
+        for (q, r, dim, k, seed) in [
+            (150, 333, 19, 7, 1),
+            (1, 5, 3, 5, 2),
+            (129, 140, 130, 64, 3),
+        ] {
             let qd = common::normals(seed, q * dim);
             let rd = common::normals(seed + 100, r * dim);
             let qe = Embeddings::named("queries", &qd, q, dim).unwrap();
             let re = Embeddings::named("reference", &rd, r, dim).unwrap();
             for d in DISTANCES {
                 let v = Knn::new(k).distance(d).check(gpu, &qe, &re).unwrap();
-                assert!(v.pass(), "{:?} {q}×{r}×{dim} k={k} {d:?}: {v:?}", gpu.engine());
+                assert!(
+                    v.pass(),
+                    "{:?} {q}×{r}×{dim} k={k} {d:?}: {v:?}",
+                    gpu.engine()
+                );
             }
             // The queries as their own references, each left out.
             let knn = Knn::new(k.min(r - 1)).exclude_self(true);
@@ -154,7 +162,9 @@ fn separated_classes_retrieve_perfectly_and_score_anomalies() {
         row[i % 3] += 10.0;
     }
     let e = Embeddings::new(&x, n, dim).unwrap();
-    let m = Retrieval::default().evaluate(gpu, &e, &labels, None).unwrap();
+    let m = Retrieval::default()
+        .evaluate(gpu, &e, &labels, None)
+        .unwrap();
     assert_eq!(
         (m.precision_at_1, m.r_precision, m.map_at_r),
         (1.0, 1.0, 1.0)
@@ -183,7 +193,10 @@ fn histogram_counts_are_exact_on_integers() {
             let re = rd
                 .as_ref()
                 .map(|(d, _)| Embeddings::new(d, d.len() / dim, dim).unwrap());
-            let reference = re.as_ref().zip(rd.as_ref()).map(|(e, (_, l))| (e, l.as_slice()));
+            let reference = re
+                .as_ref()
+                .zip(rd.as_ref())
+                .map(|(e, (_, l))| (e, l.as_slice()));
             for d in [Distance::SquaredEuclidean, Distance::Euclidean] {
                 for bins in [1, 7, 100] {
                     let s = PairStats {
@@ -195,7 +208,10 @@ fn histogram_counts_are_exact_on_integers() {
                     let c = s.histograms_cpu((&e, &l), reference).unwrap();
                     assert_eq!(g, c, "{:?} {n} {m:?} {d:?} {bins}", gpu.engine());
                     let pairs = m.map_or(n * (n - 1) / 2, |m| n * m) as u64;
-                    assert_eq!(g.pairs(PairKind::Similar) + g.pairs(PairKind::Dissimilar), pairs);
+                    assert_eq!(
+                        g.pairs(PairKind::Similar) + g.pairs(PairKind::Dissimilar),
+                        pairs
+                    );
                 }
             }
         }
@@ -227,7 +243,10 @@ fn histogram_quantiles_within_one_bin() {
     };
     let h = s.histograms(gpu, (&e, &l), None).unwrap();
     assert!(h.dissimilar_above > 0);
-    assert_eq!(h.pairs(PairKind::Similar) + h.pairs(PairKind::Dissimilar), 257 * 256 / 2);
+    assert_eq!(
+        h.pairs(PairKind::Similar) + h.pairs(PairKind::Dissimilar),
+        257 * 256 / 2
+    );
 }
 
 #[test]
@@ -238,7 +257,10 @@ fn bad_inputs_are_typed_errors() {
     let k = |e: Error| matches!(e, Error::InvalidOption { name: "k", .. });
     assert!(k(Knn::new(0).validate(&e, &e).unwrap_err()));
     assert!(k(Knn::new(5).validate(&e, &e).unwrap_err()));
-    assert!(k(Knn::new(4).exclude_self(true).validate(&e, &e).unwrap_err()));
+    assert!(k(Knn::new(4)
+        .exclude_self(true)
+        .validate(&e, &e)
+        .unwrap_err()));
     assert!(k(Knn::new(MAX_K + 1).validate(&e, &e).unwrap_err()));
     assert!(matches!(
         Knn::new(1).validate(&e, &narrow).unwrap_err(),
@@ -262,7 +284,9 @@ fn bad_inputs_are_typed_errors() {
         Error::ShapeMismatch { .. }
     ));
     assert!(matches!(
-        Retrieval::default().evaluate_cpu(&e, &l[..2], None).unwrap_err(),
+        Retrieval::default()
+            .evaluate_cpu(&e, &l[..2], None)
+            .unwrap_err(),
         Error::ShapeMismatch { .. }
     ));
     assert!(roc_auc(&[1.0, 2.0], &[true, true]).is_err());

@@ -179,7 +179,8 @@ fn run(args: Args) -> Result<(), String> {
     let host_model = Mlp::new(&mut Rng::new(args.seed));
     // The host-API demo: forward and backward on the CPU, the loss on its own wgpu device.
     let gpu = Gpu::new().map_err(|e| e.to_string())?;
-    let retrieval = |e: &[f32], dim, y: &[u32]| retrieval(&gpu, e, dim, y).map_err(|e| e.to_string());
+    let retrieval =
+        |e: &[f32], dim, y: &[u32]| retrieval(&gpu, e, dim, y).map_err(|e| e.to_string());
     let raw_r1 = retrieval(&test_x, INPUT, &test_y)?.0;
     let settings = Settings {
         loss: kind,

@@ -184,9 +184,15 @@ fn views<'a>(
 
 pub(crate) fn stats(a: StatsArgs) -> Result<ExitCode, Failure> {
     if a.bins <= 0 {
-        return Err(Failure::usage(format!("--bins {}: must be at least 1", a.bins)));
+        return Err(Failure::usage(format!(
+            "--bins {}: must be at least 1",
+            a.bins
+        )));
     }
-    for (flag, v) in [("--active-share", a.active_share), ("--quantile", a.quantile)] {
+    for (flag, v) in [
+        ("--active-share", a.active_share),
+        ("--quantile", a.quantile),
+    ] {
         if !(0.0..=1.0).contains(&v) {
             return Err(Failure::usage(format!("{flag} {v}: must be in [0, 1]")));
         }
@@ -218,7 +224,10 @@ pub(crate) fn stats(a: StatsArgs) -> Result<ExitCode, Failure> {
     json.insert("device".into(), a.common.device.name().into());
     json.insert("bins".into(), h.bins().into());
     json.insert("range".into(), json!([0.0, f64::from(h.hi)]));
-    for (name, kind) in [("similar", PairKind::Similar), ("dissimilar", PairKind::Dissimilar)] {
+    for (name, kind) in [
+        ("similar", PairKind::Similar),
+        ("dissimilar", PairKind::Dissimilar),
+    ] {
         json.insert(name.into(), side(&h, kind));
     }
     json.insert("overlap".into(), h.overlap().into());
@@ -287,19 +296,29 @@ pub(crate) fn knn(a: KnnArgs) -> Result<ExitCode, Failure> {
         ("indices", &Some(a.indices.clone())),
         ("distances", &a.distances),
     ])?;
-    let nn = neighbours(&knn, a.common.device, &q.view("queries")?, &r.view("reference")?)?;
+    let nn = neighbours(
+        &knn,
+        a.common.device,
+        &q.view("queries")?,
+        &r.view("reference")?,
+    )?;
+    let references = r.rows;
+    // The inputs are done with: their memory goes before the outputs are encoded.
+    drop((q, r));
     let shape = [nn.queries(), k];
     let indices: Vec<i64> = nn.indices.iter().map(|&i| i64::from(i)).collect();
-    let distances: Vec<f32> = nn.distances.iter().map(|&d| d as f32).collect();
-    outputs.commit_encoded(&[
-        npy::to_bytes_i64(&shape, &indices),
-        npy::to_bytes_f32(&shape, &distances),
-    ])?;
+    let mut files = vec![npy::to_bytes_i64(&shape, &indices)];
+    drop(indices);
+    if a.distances.is_some() {
+        let distances: Vec<f32> = nn.distances.iter().map(|&d| d as f32).collect();
+        files.push(npy::to_bytes_f32(&shape, &distances));
+    }
+    outputs.commit_encoded(&files)?;
     out!(
         "{}",
         json!({
             "queries": nn.queries(),
-            "references": r.rows,
+            "references": references,
             "k": k,
             "distance": knn.distance.name(),
             "exclude_self": a.exclude_self,
@@ -346,11 +365,7 @@ pub(crate) fn score(a: ScoreArgs) -> Result<ExitCode, Failure> {
     let q = io::matrix("queries", &a.queries)?;
     let r = io::matrix("reference", &a.reference)?;
     dims("queries", &q, &r)?;
-    let flags = a
-        .flags
-        .as_deref()
-        .map(|p| flags(p, q.rows))
-        .transpose()?;
+    let flags = a.flags.as_deref().map(|p| flags(p, q.rows)).transpose()?;
     if let Some(f) = &flags {
         if f.iter().all(|&x| x) || !f.iter().any(|&x| x) {
             return Err(Failure::usage(
@@ -360,7 +375,12 @@ pub(crate) fn score(a: ScoreArgs) -> Result<ExitCode, Failure> {
     }
     let knn = Knn::new(k).distance(a.common.distance());
     let outputs = Outputs::prepare(&[("scores", &Some(a.scores.clone()))])?;
-    let nn = neighbours(&knn, a.common.device, &q.view("queries")?, &r.view("reference")?)?;
+    let nn = neighbours(
+        &knn,
+        a.common.device,
+        &q.view("queries")?,
+        &r.view("reference")?,
+    )?;
     let scores = nn.kth_distances();
     let auc = flags.as_deref().map(|f| roc_auc(&scores, f)).transpose()?;
     let as_f32: Vec<f32> = scores.iter().map(|&s| s as f32).collect();
@@ -395,7 +415,8 @@ fn dims(flag: &str, q: &Matrix, r: &Matrix) -> Result<(), Failure> {
 
 /// Ground-truth flags: 0 or 1 (any numeric dtype, or bool), one per query.
 fn flags(path: &Path, rows: usize) -> Result<Vec<bool>, Failure> {
-    let arr = npy::read(path).map_err(|e| Failure::usage(format!("--flags {}: {e}", path.display())))?;
+    let arr =
+        npy::read(path).map_err(|e| Failure::usage(format!("--flags {}: {e}", path.display())))?;
     if arr.shape.len() != 1 || arr.len() != rows {
         return Err(Failure::usage(format!(
             "--flags {}: expected {rows} values (one per query), got shape {:?}",

@@ -52,17 +52,26 @@ fn draw(
         for (b, &v) in values.iter().enumerate() {
             if v > 0.0 {
                 let b = b as i32;
-                root.draw(&Rectangle::new([(x(b), y(v)), (x(b + 1), PAD + ht)], color.filled()))?;
+                root.draw(&Rectangle::new(
+                    [(x(b), y(v)), (x(b + 1), PAD + ht)],
+                    color.filled(),
+                ))?;
             }
         }
     }
-    root.draw(&PathElement::new(vec![(PAD, PAD + ht), (PAD + w, PAD + ht)], BLACK))?;
+    root.draw(&PathElement::new(
+        vec![(PAD, PAD + ht), (PAD + w, PAD + ht)],
+        BLACK,
+    ))?;
     let hi = f64::from(h.hi);
     for (k, &(m, _)) in margins.iter().enumerate() {
         if (0.0..=hi).contains(&m) {
             let px = PAD + (m / hi * f64::from(w)) as i32;
             let color = if k == 0 { GREEN } else { BLACK };
-            root.draw(&PathElement::new(vec![(px, PAD), (px, PAD + ht)], color.stroke_width(2)))?;
+            root.draw(&PathElement::new(
+                vec![(px, PAD), (px, PAD + ht)],
+                color.stroke_width(2),
+            ))?;
         }
     }
     root.present()?;

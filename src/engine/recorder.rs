@@ -70,6 +70,9 @@ impl RowBuf {
 /// are not yet submitted may hold this many dispatches in all before the ring wraps.
 pub const DEVICE_RING_SLOTS: u64 = 4096;
 
+/// Bytes of the largest write staged at once (see [`Recorder::write`]).
+const UPLOAD_CHUNK: u64 = 8 << 20;
+
 /// Uniform slots are this many bytes apart (the largest offset alignment WebGPU allows).
 const UNIFORM_SLOT: u64 = 256;
 
@@ -176,10 +179,28 @@ impl<'a> Recorder<'a> {
         }
     }
 
-    /// Writes `data` at the start of `b` (through wgpu's queue).
+    /// Writes `data` at the start of `b` (through wgpu's queue). wgpu stages a write in a
+    /// buffer of its size until the submission that carries it completes, so a large
+    /// write goes in chunks of [`UPLOAD_CHUNK`], each submitted and waited for: the staging
+    /// memory stays one chunk rather than the whole input (on a CPU adapter it is host
+    /// memory beside the input and the device copy).
     pub fn write(&mut self, b: &Bound, data: &[u8]) {
-        if !data.is_empty() {
-            self.gpu.queue.write_buffer(&b.buffer, 0, data);
+        if data.len() as u64 <= UPLOAD_CHUNK {
+            if !data.is_empty() {
+                self.gpu.queue.write_buffer(&b.buffer, 0, data);
+            }
+            return;
+        }
+        for (k, chunk) in data.chunks(UPLOAD_CHUNK as usize).enumerate() {
+            self.gpu
+                .queue
+                .write_buffer(&b.buffer, k as u64 * UPLOAD_CHUNK, chunk);
+            let index = self.gpu.queue.submit([]);
+            // A failed wait leaves the staging alive a little longer: nothing is lost.
+            let _ = self.gpu.device.poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            });
         }
     }
 

@@ -77,9 +77,9 @@ fn verdict(
         .collect();
     let chosen = compare(&g.distances, &truth, tol);
     let (mut misranked, mut near_ties) = (0, 0);
-    for n in 0..g.indices.len() {
+    for (n, &t) in truth.iter().enumerate() {
         if g.indices[n] != c.indices[n] {
-            let gap = (truth[n] - c.distances[n]).abs();
+            let gap = (t - c.distances[n]).abs();
             if gap <= 2.0 * tol.bound(c.distances[n]) {
                 near_ties += 1;
             } else {
@@ -135,7 +135,10 @@ impl PairStats {
         let c = pinned.histograms_cpu(x, reference)?;
         let exact = pinned.distances_cpu(x, reference)?;
         let mut worst: f64 = 0.0;
-        for (kind, sorted) in [(PairKind::Similar, &exact.0), (PairKind::Dissimilar, &exact.1)] {
+        for (kind, sorted) in [
+            (PairKind::Similar, &exact.0),
+            (PairKind::Dissimilar, &exact.1),
+        ] {
             for q in [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99] {
                 if let (Some(a), Some(b)) = (g.quantile(kind, q), quantile(sorted, q)) {
                     worst = worst.max((a - b).abs() / g.width());

@@ -90,7 +90,10 @@ impl Neighbours {
     /// Each query's distance to its k-th nearest reference: the anomaly score of a query
     /// against a set of normal rows.
     pub fn kth_distances(&self) -> Vec<f64> {
-        self.distances.chunks_exact(self.k).map(|r| r[self.k - 1]).collect()
+        self.distances
+            .chunks_exact(self.k)
+            .map(|r| r[self.k - 1])
+            .collect()
     }
 }
 
@@ -252,7 +255,14 @@ impl Retrieval {
         check_labels((refs, ref_labels), "reference labels")?;
         let relevant = retrieval::relevant_counts(queries.1, ref_labels, same);
         let largest = relevant.iter().copied().max().unwrap_or(0);
-        let wanted = self.recall_ks.iter().copied().max().unwrap_or(1).max(largest).max(1);
+        let wanted = self
+            .recall_ks
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(1)
+            .max(largest)
+            .max(1);
         if let Some(&bad) = self.recall_ks.iter().find(|&&k| k == 0) {
             return Err(Error::InvalidOption {
                 name: "k",
@@ -311,7 +321,14 @@ impl Retrieval {
         relevant: &[usize],
     ) -> RetrievalMetrics {
         let ref_labels = reference.map_or(labels, |r| r.1);
-        retrieval::metrics(&nn.indices, nn.k, labels, ref_labels, relevant, &self.recall_ks)
+        retrieval::metrics(
+            &nn.indices,
+            nn.k,
+            labels,
+            ref_labels,
+            relevant,
+            &self.recall_ks,
+        )
     }
 }
 
@@ -421,9 +438,9 @@ impl PairStats {
     ) -> Result<Histograms> {
         self.validate(x, reference)?;
         let pairs = self.pairs_cpu(x, reference);
-        let hi = self.hi.unwrap_or_else(|| {
-            histogram::nice_ceil(pairs.iter().map(|p| p.0).fold(0.0, f64::max))
-        });
+        let hi = self
+            .hi
+            .unwrap_or_else(|| histogram::nice_ceil(pairs.iter().map(|p| p.0).fold(0.0, f64::max)));
         let slots = self.bins + 1;
         let mut counts = vec![0u64; 2 * slots];
         for (d, similar) in pairs {
@@ -434,7 +451,11 @@ impl PairStats {
     }
 
     /// Every pair's f64 distance, with whether it is similar.
-    fn pairs_cpu(&self, x: Labelled<'_, '_>, reference: Option<Labelled<'_, '_>>) -> Vec<(f64, bool)> {
+    fn pairs_cpu(
+        &self,
+        x: Labelled<'_, '_>,
+        reference: Option<Labelled<'_, '_>>,
+    ) -> Vec<(f64, bool)> {
         let sweep = self.sweep(x.0, reference.map(|r| r.0));
         let (a, b) = joint_ids(x.1, reference.map(|r| r.1));
         let xr = rows(x.0, self.distance);
@@ -454,10 +475,14 @@ impl PairStats {
         reference: Option<Labelled<'_, '_>>,
     ) -> Result<(Vec<f64>, Vec<f64>)> {
         self.validate(x, reference)?;
-        let (mut s, mut d): (Vec<_>, Vec<_>) = self.pairs_cpu(x, reference).into_iter().partition(|p| p.1);
+        let (mut s, mut d): (Vec<_>, Vec<_>) =
+            self.pairs_cpu(x, reference).into_iter().partition(|p| p.1);
         s.sort_by(|a, b| a.0.total_cmp(&b.0));
         d.sort_by(|a, b| a.0.total_cmp(&b.0));
-        Ok((s.into_iter().map(|p| p.0).collect(), d.into_iter().map(|p| p.0).collect()))
+        Ok((
+            s.into_iter().map(|p| p.0).collect(),
+            d.into_iter().map(|p| p.0).collect(),
+        ))
     }
 }
 
@@ -518,11 +543,7 @@ fn check_limit(d: Distance, sides: &[&Embeddings<'_>]) -> Result<()> {
         let dim = x.dim() as f64;
         let m = limit::largest_magnitude(|m| 4.0 * dim * m * m).unwrap_or(0.0);
         limit::check(x, m, || {
-            format!(
-                "{} distances of rows of dimension {}",
-                d.name(),
-                x.dim()
-            )
+            format!("{} distances of rows of dimension {}", d.name(), x.dim())
         })?;
     }
     Ok(())

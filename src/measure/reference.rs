@@ -60,13 +60,7 @@ fn exists(p: Pairing, i: usize, j: usize) -> bool {
 }
 
 /// Each row's `k` nearest columns as (key, index), ascending lexicographically.
-pub(crate) fn knn(
-    d: Distance,
-    p: Pairing,
-    q: &Rows,
-    r: &Rows,
-    k: usize,
-) -> Vec<Vec<(f64, u32)>> {
+pub(crate) fn knn(d: Distance, p: Pairing, q: &Rows, r: &Rows, k: usize) -> Vec<Vec<(f64, u32)>> {
     (0..q.rows)
         .map(|i| {
             let mut all: Vec<(f64, u32)> = (0..r.rows)

@@ -79,7 +79,13 @@ pub(crate) fn metrics(
             *slot += usize::from(hits.iter().take(kk).any(|&h| h));
         }
     }
-    let mean = |s: f64| if queries == 0 { 0.0 } else { s / queries as f64 };
+    let mean = |s: f64| {
+        if queries == 0 {
+            0.0
+        } else {
+            s / queries as f64
+        }
+    };
     RetrievalMetrics {
         precision_at_1: mean(p1),
         r_precision: mean(rp),
@@ -145,8 +151,14 @@ mod tests {
 
     #[test]
     fn auc_counts_ties_as_half() {
-        assert_eq!(roc_auc(&[0.1, 0.2, 0.9, 0.8], &[false, false, true, true]).unwrap(), 1.0);
-        assert_eq!(roc_auc(&[0.9, 0.8, 0.1, 0.2], &[false, false, true, true]).unwrap(), 0.0);
+        assert_eq!(
+            roc_auc(&[0.1, 0.2, 0.9, 0.8], &[false, false, true, true]).unwrap(),
+            1.0
+        );
+        assert_eq!(
+            roc_auc(&[0.9, 0.8, 0.1, 0.2], &[false, false, true, true]).unwrap(),
+            0.0
+        );
         assert_eq!(roc_auc(&[0.5, 0.5], &[false, true]).unwrap(), 0.5);
         // One anomaly above 2 of 3 normals, level with none: 2/3.
         let auc = roc_auc(&[0.1, 0.5, 0.9, 0.6], &[false, false, false, true]).unwrap();

@@ -177,36 +177,50 @@ fn run(
 pub(crate) fn knn(gpu: &Gpu, sweep: &Sweep<'_>, kk: usize) -> Result<Vec<KnnEntry>> {
     let per_row = (kk * size_of::<KnnEntry>()) as u64;
     let rows = sweep.rows.rows() as u64;
-    let bytes = run(gpu, "k nearest neighbours", sweep, per_row, &[], |rec, ctx, _| {
-        let lists = rec.rows("knn", per_row, false);
-        let steps = ctx.sweep(
-            &k::KNN_SWEEP,
-            knn_span(kk as u64),
-            |p| MeasureParams { k: kk as u32, ..p },
-            |s, r, _| s.bind(k::KNN, lists.win(r)),
-            |_| Vec::new(),
-        );
-        rec.read_back(&lists.whole(), rows * per_row);
-        Ok(steps)
-    })?;
+    let bytes = run(
+        gpu,
+        "k nearest neighbours",
+        sweep,
+        per_row,
+        &[],
+        |rec, ctx, _| {
+            let lists = rec.rows("knn", per_row, false);
+            let steps = ctx.sweep(
+                &k::KNN_SWEEP,
+                knn_span(kk as u64),
+                |p| MeasureParams { k: kk as u32, ..p },
+                |s, r, _| s.bind(k::KNN, lists.win(r)),
+                |_| Vec::new(),
+            );
+            rec.read_back(&lists.whole(), rows * per_row);
+            Ok(steps)
+        },
+    )?;
     Ok(bytemuck::pod_collect_to_vec(&bytes))
 }
 
 /// The largest distance of the pairs.
 pub(crate) fn span(gpu: &Gpu, sweep: &Sweep<'_>) -> Result<f32> {
     let rows = sweep.rows.rows() as u64;
-    let bytes = run(gpu, "pair-distance statistics", sweep, 4, &[], |rec, ctx, _| {
-        let top = rec.rows("span", 4, false);
-        let steps = ctx.sweep(
-            &k::SPAN_SWEEP,
-            ctx.plan.window_rows,
-            |p| p,
-            |s, r, _| s.bind(k::SPAN, top.win(r)),
-            |_| Vec::new(),
-        );
-        rec.read_back(&top.whole(), rows * 4);
-        Ok(steps)
-    })?;
+    let bytes = run(
+        gpu,
+        "pair-distance statistics",
+        sweep,
+        4,
+        &[],
+        |rec, ctx, _| {
+            let top = rec.rows("span", 4, false);
+            let steps = ctx.sweep(
+                &k::SPAN_SWEEP,
+                ctx.plan.window_rows,
+                |p| p,
+                |s, r, _| s.bind(k::SPAN, top.win(r)),
+                |_| Vec::new(),
+            );
+            rec.read_back(&top.whole(), rows * 4);
+            Ok(steps)
+        },
+    )?;
     let top: Vec<f32> = bytemuck::pod_collect_to_vec(&bytes);
     Ok(top.into_iter().fold(0.0f32, f32::max))
 }
@@ -223,41 +237,48 @@ pub(crate) fn hist(
     let slots = 2 * (bins as u64 + 1);
     // The per-workgroup counts of one row window, as bytes per row (for the plan's windows).
     let per_row = (slots * 4).div_ceil(ROWS_PER_GROUP);
-    let bytes = run(gpu, "pair-distance statistics", sweep, per_row, classes, |rec, ctx, ids| {
-        let blocks = ctx.plan.window_rows.div_ceil(ROWS_PER_GROUP);
-        let counts = rec.small("hist_blocks", blocks * slots * 4);
-        let totals = rec.small("hist_totals", slots * 8);
-        rec.write(&counts, &vec![0u8; (blocks * slots * 4) as usize]);
-        rec.write(&totals, &vec![0u8; (slots * 8) as usize]);
-        let (row_ids, col_ids) = (&ids[0], &ids[ids.len() - 1]);
-        let with = |p: MeasureParams| MeasureParams {
-            bins: bins as u32,
-            hi,
-            ..p
-        };
-        let flush = |r: u64| {
-            let p = MeasureParams {
-                blocks: ctx.sides[0].plan.row_blocks(r) as u32,
-                ..with(ctx.params(r, 0))
+    let bytes = run(
+        gpu,
+        "pair-distance statistics",
+        sweep,
+        per_row,
+        classes,
+        |rec, ctx, ids| {
+            let blocks = ctx.plan.window_rows.div_ceil(ROWS_PER_GROUP);
+            let counts = rec.small("hist_blocks", blocks * slots * 4);
+            let totals = rec.small("hist_totals", slots * 8);
+            rec.write(&counts, &vec![0u8; (blocks * slots * 4) as usize]);
+            rec.write(&totals, &vec![0u8; (slots * 8) as usize]);
+            let (row_ids, col_ids) = (&ids[0], &ids[ids.len() - 1]);
+            let with = |p: MeasureParams| MeasureParams {
+                bins: bins as u32,
+                hi,
+                ..p
             };
-            vec![Step::new(&k::HIST_FLUSH, p, slots.div_ceil(64))
-                .shaped(ctx.shape)
-                .bind(k::HIST, counts.clone())
-                .bind(k::TOTALS, totals.clone())]
-        };
-        let steps = ctx.sweep(
-            &k::HIST_SWEEP,
-            ctx.plan.window_rows,
-            with,
-            |s, r, c| {
-                s.bind(k::ROW_CLASS, row_ids.win(r))
-                    .bind(k::COL_CLASS, col_ids.win(c))
+            let flush = |r: u64| {
+                let p = MeasureParams {
+                    blocks: ctx.sides[0].plan.row_blocks(r) as u32,
+                    ..with(ctx.params(r, 0))
+                };
+                vec![Step::new(&k::HIST_FLUSH, p, slots.div_ceil(64))
+                    .shaped(ctx.shape)
                     .bind(k::HIST, counts.clone())
-            },
-            flush,
-        );
-        rec.read_back(&totals, slots * 8);
-        Ok(steps)
-    })?;
+                    .bind(k::TOTALS, totals.clone())]
+            };
+            let steps = ctx.sweep(
+                &k::HIST_SWEEP,
+                ctx.plan.window_rows,
+                with,
+                |s, r, c| {
+                    s.bind(k::ROW_CLASS, row_ids.win(r))
+                        .bind(k::COL_CLASS, col_ids.win(c))
+                        .bind(k::HIST, counts.clone())
+                },
+                flush,
+            );
+            rec.read_back(&totals, slots * 8);
+            Ok(steps)
+        },
+    )?;
     Ok(bytemuck::pod_collect_to_vec(&bytes))
 }
