@@ -339,6 +339,7 @@ pub(crate) fn retrieval(a: RetrievalArgs) -> Result<ExitCode, Failure> {
         distance: a.common.distance(),
         recall_ks: vec![k],
     };
+    metrics.validate(&x, &set.labels, labelled)?;
     let m = match a.common.device.open()? {
         Some(gpu) => metrics.evaluate(&gpu, &x, &set.labels, labelled)?,
         None => metrics.evaluate_cpu(&x, &set.labels, labelled)?,

@@ -243,6 +243,16 @@ impl Default for Retrieval {
 pub type Labelled<'a, 'b> = (&'b Embeddings<'a>, &'b [i64]);
 
 impl Retrieval {
+    /// Checks the labels, shapes and the k-NN the metrics need, without a device.
+    pub fn validate(
+        &self,
+        queries: &Embeddings<'_>,
+        labels: &[i64],
+        reference: Option<Labelled<'_, '_>>,
+    ) -> Result<()> {
+        self.knn((queries, labels), reference).map(|_| ())
+    }
+
     /// The k-NN the metrics need, or the error that it is too large.
     fn knn(
         &self,
