@@ -84,10 +84,16 @@ fn pair_exists(i: u32, j: u32) -> bool {
     }
 }
 
-// Window-local columns of this dispatch: [first, last) of the column window.
-fn window_columns() -> vec2<u32> {
+// Window-local columns of this dispatch: [first, last) of the column window, and for the
+// pairs j > i only those after the workgroup's first row (row_base, window-local).
+fn window_columns(row_base: u32) -> vec2<u32> {
     let n = min(params.window_rows, params.cols - min(params.cols, params.col_start));
-    return vec2<u32>(min(params.first, n), min(params.last, n));
+    var first = params.first;
+    if (params.pairing == PAIRING_UPPER) {
+        let after = params.row_start + row_base + 1u;
+        first = max(first, max(after, params.col_start) - params.col_start);
+    }
+    return vec2<u32>(min(first, n), min(params.last, n));
 }
 
 // The ranking key of S: the squared distance, or 1 − dot.
@@ -118,7 +124,7 @@ struct knn_row {
 }
 
 fn knn_columns(row_base: u32, ctx: knn_ctx) -> vec2<u32> {
-    return window_columns();
+    return window_columns(row_base);
 }
 
 fn knn_begin(l: u32, live: bool, ctx: knn_ctx) -> knn_row {
@@ -190,7 +196,7 @@ struct span_row {
 }
 
 fn span_columns(row_base: u32, ctx: span_ctx) -> vec2<u32> {
-    return window_columns();
+    return window_columns(row_base);
 }
 
 fn span_begin(l: u32, live: bool, ctx: span_ctx) -> span_row {
@@ -234,7 +240,7 @@ struct hist_row {
 }
 
 fn hist_columns(row_base: u32, ctx: hist_ctx) -> vec2<u32> {
-    return window_columns();
+    return window_columns(row_base);
 }
 
 fn hist_begin(l: u32, live: bool, ctx: hist_ctx) -> hist_row {

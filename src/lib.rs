@@ -2,7 +2,8 @@
 //!
 //! Metric-learning losses with gradients — contrastive, triplet (explicit or mined:
 //! all, batch-hard, semi-hard) and softmax-contrastive (NT-Xent, SupCon, CLIP, with dL/dτ)
-//! — computed by WGSL compute kernels through [`wgpu`] on any GPU (Vulkan, Metal, DX12) or
+//! — and the measurements around them (k-NN, retrieval metrics, margin statistics),
+//! computed by WGSL compute kernels through [`wgpu`] on any GPU (Vulkan, Metal, DX12) or
 //! on Mesa's software Vulkan driver. In-batch losses tile the pair space: no B×B buffer
 //! exists, so any batch whose rows fit in device memory runs. Every loss has an f64 CPU
 //! reference to check against.
@@ -36,6 +37,9 @@
 //!   wgpu 30 device, re-exported as [`wgpu`]); the pair engine's shape for it,
 //!   [`EngineConfig`] (chosen from the adapter, or [`GpuOptions::engine`] /
 //!   [`ENGINE_ENV`]); its own FMA and bandwidth ceilings, [`Gpu::probe_peak`].
+//! - Measuring an embedding ([`measure`]): exact k-NN, retrieval metrics (PML's
+//!   `AccuracyCalculator`), anomaly scores and ROC AUC, pair-distance histograms that
+//!   suggest a margin; on the same engine, with f64 references.
 //! - Errors: one [`Error`] enum; nothing a caller can reach panics.
 //!
 //! This crate has no default features. Its `testing` feature is the test harness of its own

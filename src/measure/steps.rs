@@ -89,13 +89,15 @@ impl Ctx<'_> {
         let rows = self.sides[0].plan;
         let cols = self.sides[self.sides.len() - 1].plan;
         let mut steps = Vec::new();
+        // The pairs j > i have none in a column window before the row window.
+        let upper = self.pairing == Pairing::Upper;
         for r in 0..rows.windows {
-            for c in 0..cols.windows {
+            for c in (if upper { r } else { 0 })..cols.windows {
                 for first in (0..cols.rows_in(c)).step_by(span as usize) {
                     let p = MeasureParams {
                         first: first as u32,
                         last: (first + span).min(cols.rows_in(c)) as u32,
-                        accumulate: u32::from(c > 0 || first > 0),
+                        accumulate: u32::from(c > u64::from(upper) * r || first > 0),
                         ..self.params(r, c)
                     };
                     let step = Step::new(kernel, params(p), rows.row_blocks(r))
