@@ -99,7 +99,8 @@ pub(crate) struct StatsArgs {
     /// The quantile q of the midpoint rule.
     #[arg(long, default_value_t = 0.9)]
     pub quantile: f64,
-    /// Draw both histograms with the margins marked into this PNG.
+    /// Draw both histograms into this PNG, with --pos-margin (green), --margin (black) and
+    /// the suggested margins (grey) marked.
     #[arg(long)]
     pub png: Option<PathBuf>,
     #[command(flatten)]
@@ -214,8 +215,15 @@ pub(crate) fn stats(a: StatsArgs) -> Result<ExitCode, Failure> {
     };
     let suggested = h.suggestions(a.active_share, a.quantile);
     if a.png.is_some() {
-        let margins: Vec<(f64, &str)> = [(a.pos_margin, "pos"), (a.margin, "margin")]
+        // The given margins, then the suggested dissimilar margins.
+        let margins: Vec<f64> = [a.pos_margin, a.margin]
             .into_iter()
+            .chain(
+                suggested
+                    .iter()
+                    .filter(|s| s.option == "margin")
+                    .filter_map(|s| s.value),
+            )
             .collect();
         png.commit_encoded(&[plot::histograms(&h, &margins)?])?;
     }

@@ -1,8 +1,8 @@
 //! The `stats` PNG: both pair-distance histograms, each as shares of its own pairs, on the
 //! same bins, with the margins marked. No text (no font dependency): the JSON line carries
 //! the numbers; the picture shows the shapes. Similar pairs blue, dissimilar red (their
-//! overlap purple), the axis black, margins as vertical lines (the first green, the next
-//! black).
+//! overlap purple), the axis black, margins as vertical lines: the first green (the
+//! positive margin), the second black (the margin), the rest grey and thinner (suggested).
 
 use image::ImageEncoder;
 use metric_loss::measure::{Histograms, PairKind};
@@ -15,7 +15,7 @@ const HEIGHT: u32 = 480;
 const PAD: i32 = 24;
 
 /// The PNG bytes.
-pub(crate) fn histograms(h: &Histograms, margins: &[(f64, &str)]) -> Result<Vec<u8>, Failure> {
+pub(crate) fn histograms(h: &Histograms, margins: &[f64]) -> Result<Vec<u8>, Failure> {
     let mut rgb = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
     draw(h, margins, &mut rgb).map_err(|e| Failure::runtime(format!("drawing --png: {e}")))?;
     let mut png = Vec::new();
@@ -25,11 +25,7 @@ pub(crate) fn histograms(h: &Histograms, margins: &[(f64, &str)]) -> Result<Vec<
     Ok(png)
 }
 
-fn draw(
-    h: &Histograms,
-    margins: &[(f64, &str)],
-    rgb: &mut [u8],
-) -> Result<(), Box<dyn std::error::Error>> {
+fn draw(h: &Histograms, margins: &[f64], rgb: &mut [u8]) -> Result<(), Box<dyn std::error::Error>> {
     let root = BitMapBackend::with_buffer(rgb, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE)?;
     let (w, ht) = (WIDTH as i32 - 2 * PAD, HEIGHT as i32 - 2 * PAD);
@@ -64,14 +60,15 @@ fn draw(
         BLACK,
     ))?;
     let hi = f64::from(h.hi);
-    for (k, &(m, _)) in margins.iter().enumerate() {
+    for (k, &m) in margins.iter().enumerate() {
         if (0.0..=hi).contains(&m) {
             let px = PAD + (m / hi * f64::from(w)) as i32;
-            let color = if k == 0 { GREEN } else { BLACK };
-            root.draw(&PathElement::new(
-                vec![(px, PAD), (px, PAD + ht)],
-                color.stroke_width(2),
-            ))?;
+            let style = match k {
+                0 => GREEN.stroke_width(2),
+                1 => BLACK.stroke_width(2),
+                _ => RGBColor(128, 128, 128).stroke_width(1),
+            };
+            root.draw(&PathElement::new(vec![(px, PAD), (px, PAD + ht)], style))?;
         }
     }
     root.present()?;

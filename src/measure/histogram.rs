@@ -142,9 +142,12 @@ impl Histograms {
     /// - the triplet margin as the gap between the medians, dissimilar minus similar.
     pub fn suggestions(&self, share: f64, q: f64) -> Vec<Suggestion> {
         use PairKind::{Dissimilar, Similar};
+        // Parameters as written (1 − 0.9 is 0.1, not 0.09999999999999998).
+        let p = |x: f64| (x * 1e9).round() / 1e9;
+        let (share, q, not_share, not_q) = (p(share), p(q), p(1.0 - share), p(1.0 - q));
         let mid = self
             .quantile(Similar, q)
-            .zip(self.quantile(Dissimilar, 1.0 - q))
+            .zip(self.quantile(Dissimilar, not_q))
             .map(|(a, b)| (a + b) / 2.0);
         let gap = self
             .quantile(Dissimilar, 0.5)
@@ -158,18 +161,14 @@ impl Histograms {
             },
             Suggestion {
                 option: "pos-margin",
-                rule: format!(
-                    "{share} of the similar pairs active: their {}-quantile",
-                    1.0 - share
-                ),
-                value: self.quantile(Similar, 1.0 - share),
+                rule: format!("{share} of the similar pairs active: their {not_share}-quantile"),
+                value: self.quantile(Similar, not_share),
             },
             Suggestion {
                 option: "margin",
                 rule: format!(
                     "midpoint of the similar pairs' {q}-quantile and the dissimilar pairs' \
-                     {}-quantile",
-                    1.0 - q
+                     {not_q}-quantile"
                 ),
                 value: mid,
             },
