@@ -2,7 +2,7 @@
 // with a per-row top-k kept on the device (map `knn`), the largest pair distance (map
 // `span`) and the histograms of similar and dissimilar pair distances (map `hist`). The
 // host's table of these entry points is src/measure/kernels.rs. Nothing rows × columns is
-// stored: the top-k lists are rows × k, the histograms are per workgroup.
+// stored: the top-k lists are rows × k, the histograms a few copies of 2 × (bins + 1).
 //
 // Globals:
 //   0 uniform        params      MeasureParams (this dispatch's windows and options)
@@ -11,7 +11,7 @@
 //   3 storage, rw    knn         k KnnEntry per row of the row window, ascending
 //   4 storage, read  row_class   class id per row of the row window
 //   5 storage, read  col_class   class id per row of the column window
-//   6 storage, rw    hist        per workgroup of 128 rows: 2 × (bins + 1) u32 counts
+//   6 storage, rw    hist        params.copies copies of 2 × (bins + 1) u32 counts
 //   7 storage, rw    span        the largest distance of each row's pairs
 //   8 storage, rw    totals      2 × (bins + 1) u64 counts (lo, hi words)
 // Shared pieces: common/distance.
@@ -21,7 +21,7 @@
 // distance, or 1 − dot): the host takes the square root of a euclidean key. The order is
 // total, (key, column index) lexicographic, so ties go to the lower index and the lists
 // are a function of the keys alone, whatever the order of the visits. Histogram counts are
-// integer atomics (exact in any order) and the totals add the workgroups in index order.
+// integer atomics (exact in any order) and the totals add the copies in index order.
 
 // Keep in sync with `MeasureParams` in src/measure/kernels.rs.
 struct MeasureParams {
@@ -36,7 +36,7 @@ struct MeasureParams {
     pairing: u32,    // PAIRING_*
     k: u32,
     bins: u32,
-    blocks: u32,     // hist_flush: workgroups of the row window
+    copies: u32,     // histogram copies: workgroup w adds into copy w mod copies
     hi: f32,         // the histograms' upper edge
     first: u32,      // the window-local columns [first, last) of this dispatch
     last: u32,
@@ -236,7 +236,7 @@ struct hist_row {
     i: u32,
     ci: u32,
     live: bool,
-    base: u32, // the row's workgroup's counts
+    base: u32, // the counts of the row's workgroup's copy
 }
 
 fn hist_columns(row_base: u32, ctx: hist_ctx) -> vec2<u32> {
@@ -248,7 +248,8 @@ fn hist_begin(l: u32, live: bool, ctx: hist_ctx) -> hist_row {
     if (live) {
         ci = row_class[l];
     }
-    return hist_row(params.row_start + l, ci, live, (l / 128u) * 2u * (params.bins + 1u));
+    let copy = (l / 128u) % params.copies;
+    return hist_row(params.row_start + l, ci, live, copy * 2u * (params.bins + 1u));
 }
 
 // Bin b holds hi·b/bins ≤ d < hi·(b + 1)/bins, computed as floor(d·bins / hi) (so that
@@ -280,8 +281,8 @@ fn measure_hist(ids: RowsIds) {
     hist_sweep(ids, hist_ctx(0u));
 }
 
-// Adds the row window's per-workgroup counts into the u64 totals (workgroups in index
-// order) and clears them for the next row window: one invocation per count.
+// Adds the copies' counts into the u64 totals (copies in index order) and clears them for
+// the next dispatch: one invocation per count.
 @compute @workgroup_size(64)
 fn measure_hist_flush(@builtin(global_invocation_id) gid: vec3<u32>) {
     let slots = 2u * (params.bins + 1u);
@@ -290,7 +291,7 @@ fn measure_hist_flush(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     var t = totals[s];
-    for (var w = 0u; w < params.blocks; w++) {
+    for (var w = 0u; w < params.copies; w++) {
         let v = atomicExchange(&hist[w * slots + s], 0u);
         let lo = t.x + v;
         t = vec2<u32>(lo, t.y + select(0u, 1u, lo < t.x));

@@ -220,6 +220,28 @@ fn histogram_counts_are_exact_on_integers() {
 }
 
 #[test]
+fn histogram_copies_shared_by_workgroups_stay_exact() {
+    let Some(gpu) = common::gpu() else { return };
+    // 8500 rows: 67 workgroups of 128 rows add into 64 copies of the histograms (the first
+    // three copies take two workgroups each).
+    let (n, dim) = (8500, 2);
+    let x = integers(13, n * dim);
+    let l = common::labels(13, n, 4);
+    let e = Embeddings::new(&x, n, dim).unwrap();
+    let s = PairStats {
+        distance: Distance::SquaredEuclidean,
+        bins: 9,
+        hi: None,
+    };
+    let g = s.histograms(gpu, (&e, &l), None).unwrap();
+    assert_eq!(g, s.histograms_cpu((&e, &l), None).unwrap());
+    assert_eq!(
+        g.pairs(PairKind::Similar) + g.pairs(PairKind::Dissimilar),
+        (n * (n - 1) / 2) as u64
+    );
+}
+
+#[test]
 fn histogram_quantiles_within_one_bin() {
     let Some(gpu) = common::gpu() else { return };
     let (n, dim) = (257, 33);

@@ -60,8 +60,8 @@ pub(crate) struct MeasureParams {
     pub k: u32,
     /// Histogram bins.
     pub bins: u32,
-    /// measure_hist_flush: workgroups of the row window.
-    pub blocks: u32,
+    /// Histogram copies: workgroup w adds into copy w mod copies.
+    pub copies: u32,
     /// The histograms' upper edge.
     pub hi: f32,
     /// The window-local columns [first, last) of this dispatch.
@@ -84,7 +84,7 @@ mirrored!(
         pairing,
         k,
         bins,
-        blocks,
+        copies,
         hi,
         first,
         last,

@@ -393,17 +393,6 @@ impl PairStats {
             same_dim(x.0, r.0)?;
             all.push(r.0);
         }
-        // A workgroup's u32 counts add 128 rows' pairs with every column.
-        let cols = reference.map_or(x.0.rows(), |r| r.0.rows());
-        if cols as u64 * 128 > u64::from(u32::MAX) {
-            return Err(Error::LimitExceeded {
-                what: "reference rows of pair-distance statistics (u32 counts per workgroup)"
-                    .into(),
-                needed: cols as u128,
-                limit: u128::from(u32::MAX / 128),
-                hint: crate::error::SMALLER_BATCH,
-            });
-        }
         check_limit(self.distance, &all)
     }
 

@@ -77,7 +77,8 @@ impl Ctx<'_> {
 
     /// `kernel` over every (row window r, column window c), columns in order for each row
     /// window and, within a column window, in spans of `span` columns (one dispatch each);
-    /// `bind(step, r, c)` adds the kernel's own slots, `after(r)` what follows a row window.
+    /// `bind(step, r, c)` adds the kernel's own slots, `after(r)` what follows each
+    /// dispatch over row window r.
     fn sweep(
         &self,
         kernel: &'static k::K,
@@ -105,9 +106,9 @@ impl Ctx<'_> {
                         .bind(k::ROWS, self.x().win(r))
                         .bind(k::COLS, self.y().win(c));
                     steps.push(bind(step, r, c));
+                    steps.extend(after(r));
                 }
             }
-            steps.extend(after(r));
         }
         steps
     }
@@ -227,6 +228,10 @@ pub(crate) fn span(gpu: &Gpu, sweep: &Sweep<'_>) -> Result<f32> {
     Ok(top.into_iter().fold(0.0f32, f32::max))
 }
 
+/// Histograms the workgroups of a dispatch add into: workgroup w into w mod HIST_COPIES,
+/// so that memory is O(bins) and few workgroups share one.
+const HIST_COPIES: u64 = 64;
+
 /// Counts of the pairs per (similar, dissimilar) × (bins, then above `hi`): 2·(bins + 1)
 /// values.
 pub(crate) fn hist(
@@ -237,39 +242,49 @@ pub(crate) fn hist(
     hi: f32,
 ) -> Result<Vec<u64>> {
     let slots = 2 * (bins as u64 + 1);
-    // The per-workgroup counts of one row window, as bytes per row (for the plan's windows).
-    let per_row = (slots * 4).div_ceil(ROWS_PER_GROUP);
     let bytes = run(
         gpu,
         "pair-distance statistics",
         sweep,
-        per_row,
+        0,
         classes,
         |rec, ctx, ids| {
-            let blocks = ctx.plan.window_rows.div_ceil(ROWS_PER_GROUP);
-            let counts = rec.small("hist_blocks", blocks * slots * 4);
+            let copies = ctx
+                .plan
+                .window_rows
+                .div_ceil(ROWS_PER_GROUP)
+                .min(HIST_COPIES);
+            let counts = rec.small("hist_copies", copies * slots * 4);
             let totals = rec.small("hist_totals", slots * 8);
-            rec.write(&counts, &vec![0u8; (blocks * slots * 4) as usize]);
+            rec.write(&counts, &vec![0u8; (copies * slots * 4) as usize]);
             rec.write(&totals, &vec![0u8; (slots * 8) as usize]);
+            // A copy's u32 counts take the pairs of its workgroups' rows with one span of
+            // columns, then go into the u64 totals: spans short enough not to overflow.
+            let rows_per_copy = ROWS_PER_GROUP
+                * ctx
+                    .plan
+                    .window_rows
+                    .div_ceil(ROWS_PER_GROUP)
+                    .div_ceil(copies);
+            let span = (u64::from(u32::MAX) / rows_per_copy).min(ctx.plan.window_rows);
             let (row_ids, col_ids) = (&ids[0], &ids[ids.len() - 1]);
             let with = |p: MeasureParams| MeasureParams {
                 bins: bins as u32,
                 hi,
+                copies: copies as u32,
                 ..p
             };
             let flush = |r: u64| {
-                let p = MeasureParams {
-                    blocks: ctx.sides[0].plan.row_blocks(r) as u32,
-                    ..with(ctx.params(r, 0))
-                };
-                vec![Step::new(&k::HIST_FLUSH, p, slots.div_ceil(64))
-                    .shaped(ctx.shape)
-                    .bind(k::HIST, counts.clone())
-                    .bind(k::TOTALS, totals.clone())]
+                vec![
+                    Step::new(&k::HIST_FLUSH, with(ctx.params(r, 0)), slots.div_ceil(64))
+                        .shaped(ctx.shape)
+                        .bind(k::HIST, counts.clone())
+                        .bind(k::TOTALS, totals.clone()),
+                ]
             };
             let steps = ctx.sweep(
                 &k::HIST_SWEEP,
-                ctx.plan.window_rows,
+                span,
                 with,
                 |s, r, c| {
                     s.bind(k::ROW_CLASS, row_ids.win(r))
