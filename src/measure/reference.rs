@@ -67,8 +67,12 @@ pub(crate) fn knn(d: Distance, p: Pairing, q: &Rows, r: &Rows, k: usize) -> Vec<
                 .filter(|&j| exists(p, i, j))
                 .map(|j| (key(d, q.row(i), r.row(j)), j as u32))
                 .collect();
-            all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            all.truncate(k);
+            let order = |a: &(f64, u32), b: &(f64, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+            if k < all.len() {
+                all.select_nth_unstable_by(k, order);
+                all.truncate(k);
+            }
+            all.sort_by(order);
             all
         })
         .collect()
