@@ -1,9 +1,13 @@
-//! Retrieval metrics from neighbour lists, as pytorch-metric-learning's
+//! Retrieval metrics from the exact k-NN ([`Retrieval`]), as pytorch-metric-learning's
 //! `AccuracyCalculator` defines them, and the ROC AUC of anomaly scores.
 
 use std::collections::HashMap;
 
+use super::{check_labels, Knn, Labelled, Neighbours, MAX_K};
+use crate::engine::Gpu;
 use crate::error::{Error, Result};
+use crate::input::Embeddings;
+use crate::options::Distance;
 
 /// Retrieval metrics over the queries (see [`super::Retrieval`] for the definitions).
 #[derive(Clone, Debug, PartialEq)]
@@ -143,6 +147,135 @@ pub fn roc_auc(scores: &[f64], flags: &[bool]) -> Result<f64> {
     }
     let (p, n) = (positives as f64, negatives as f64);
     Ok((rank_sum - p * (p + 1.0) / 2.0) / (p * n))
+}
+
+/// Retrieval metrics as pytorch-metric-learning's `AccuracyCalculator` defines them, with
+/// each query's R the number of references of its label (less itself when the queries are
+/// the references), and queries with R = 0 left out of every mean:
+/// - precision@1: the nearest reference has the query's label;
+/// - R-precision: same-label references among the R nearest, divided by R;
+/// - MAP@R: (1/R) Σ_{i ≤ R} [i-th nearest has the label] · precision@i;
+/// - recall@k (not in `AccuracyCalculator`; the field's usual Recall@K): a same-label
+///   reference among the k nearest.
+///
+/// The neighbours are the exact k-NN with k = the largest R (and the largest recall k),
+/// which must be at most [`MAX_K`]. Without a reference set the queries are their own, each
+/// left out of its own neighbours (by index, where PML drops the first neighbour found).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Retrieval {
+    /// Euclidean (default, PML's), squared euclidean or cosine.
+    pub distance: Distance,
+    /// The k of each recall@k. Default [1, 2, 4, 8].
+    pub recall_ks: Vec<usize>,
+}
+
+impl Default for Retrieval {
+    fn default() -> Self {
+        Self {
+            distance: Distance::Euclidean,
+            recall_ks: vec![1, 2, 4, 8],
+        }
+    }
+}
+
+impl Retrieval {
+    /// Checks the labels, shapes and the k-NN the metrics need, without a device.
+    pub fn validate(
+        &self,
+        queries: &Embeddings<'_>,
+        labels: &[i64],
+        reference: Option<Labelled<'_, '_>>,
+    ) -> Result<()> {
+        self.knn((queries, labels), reference).map(|_| ())
+    }
+
+    /// The k-NN the metrics need, or the error that it is too large.
+    fn knn(
+        &self,
+        queries: Labelled<'_, '_>,
+        reference: Option<Labelled<'_, '_>>,
+    ) -> Result<(Knn, Vec<usize>)> {
+        let same = reference.is_none();
+        let (refs, ref_labels) = reference.unwrap_or(queries);
+        check_labels(queries, "labels")?;
+        check_labels((refs, ref_labels), "reference labels")?;
+        let relevant = relevant_counts(queries.1, ref_labels, same);
+        let largest = relevant.iter().copied().max().unwrap_or(0);
+        let wanted = self
+            .recall_ks
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(1)
+            .max(largest)
+            .max(1);
+        if let Some(&bad) = self.recall_ks.iter().find(|&&k| k == 0) {
+            return Err(Error::InvalidOption {
+                name: "k",
+                value: bad as f64,
+                rule: "each recall k must be at least 1",
+            });
+        }
+        let available = refs.rows() - usize::from(same);
+        if wanted > MAX_K.min(available) {
+            return Err(Error::InvalidOption {
+                name: "k",
+                value: wanted as f64,
+                rule: "retrieval needs the k nearest for k = the largest class's reference \
+                       count R (and each recall k): at most 1024 and at most the reference \
+                       rows",
+            });
+        }
+        let knn = Knn::new(wanted).distance(self.distance).exclude_self(same);
+        knn.validate(queries.0, refs)?;
+        Ok((knn, relevant))
+    }
+
+    /// The metrics on the GPU: `queries` with their labels against `reference` (rows and
+    /// labels), or against themselves when it is `None`.
+    pub fn evaluate(
+        &self,
+        gpu: &Gpu,
+        queries: &Embeddings<'_>,
+        labels: &[i64],
+        reference: Option<Labelled<'_, '_>>,
+    ) -> Result<RetrievalMetrics> {
+        let (knn, relevant) = self.knn((queries, labels), reference)?;
+        let refs = reference.map_or(queries, |r| r.0);
+        let nn = knn.search(gpu, queries, refs)?;
+        Ok(self.metrics(&nn, labels, reference, &relevant))
+    }
+
+    /// The f64 CPU reference of [`Retrieval::evaluate`].
+    pub fn evaluate_cpu(
+        &self,
+        queries: &Embeddings<'_>,
+        labels: &[i64],
+        reference: Option<Labelled<'_, '_>>,
+    ) -> Result<RetrievalMetrics> {
+        let (knn, relevant) = self.knn((queries, labels), reference)?;
+        let refs = reference.map_or(queries, |r| r.0);
+        let nn = knn.search_cpu(queries, refs)?;
+        Ok(self.metrics(&nn, labels, reference, &relevant))
+    }
+
+    fn metrics(
+        &self,
+        nn: &Neighbours,
+        labels: &[i64],
+        reference: Option<Labelled<'_, '_>>,
+        relevant: &[usize],
+    ) -> RetrievalMetrics {
+        let ref_labels = reference.map_or(labels, |r| r.1);
+        metrics(
+            &nn.indices,
+            nn.k,
+            labels,
+            ref_labels,
+            relevant,
+            &self.recall_ks,
+        )
+    }
 }
 
 #[cfg(test)]
