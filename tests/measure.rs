@@ -103,7 +103,7 @@ fn knn_runs_on_a_device_capped_below_queries_times_references() {
     let Some(base) = common::gpu() else { return };
     // Bindings of 512 KiB: the 1500 × 1100 distances (6.6 MB as f32) could not be one, and
     // never exist; the k = 1024 lists (8 KiB a row) go in windows of 64 rows, and their
-    // dispatches in spans of 7 references (lavapipe's loop budget: this failed without).
+    // dispatches in spans of 6 references (lavapipe's loop budget: this failed without).
     let binding = 1u64 << 19;
     let mut limits = base.limits().clone();
     limits.max_storage_buffer_binding_size = binding;
