@@ -631,3 +631,20 @@ proptest! {
         if let Some(gpu) = common::gpu() { clip(gpu, &c)?; }
     }
 }
+
+/// A case proptest found (CI, 2026-12-02): one pair of nearly parallel rows, cosine
+/// distance and margins near 3e-4, the squared hinge. The slope 2(d − m) is rounded
+/// relative to the distance's operands (1 − cos of unit rows: 2), not to d − m: the
+/// gradient's scale must count that, or a correct GPU gradient fails the rule.
+#[test]
+fn contrastive_pairs_found_cases() {
+    let Some(gpu) = common::gpu() else { return };
+    let c = Case {
+        rows: 1,
+        dim: 2,
+        seed: 4_997_233_957_488_263_870,
+        scale: 1.0,
+        option: 28,
+    };
+    contrastive_pairs(gpu, &c).unwrap();
+}

@@ -1,6 +1,7 @@
 //! The tolerance rule's scales for the contrastive loss (see [`crate::tolerance`]): the loss
 //! scales by its largest possible term plus the hinge's slope times the distance's
-//! operands; a gradient by the largest |dL/dd| times the distance gradient's operands.
+//! operands; a gradient by the largest |dL/dd| (the squared hinge's slope counted with the
+//! distance's operands) times the distance gradient's operands.
 
 use super::{reference, Contrastive, ContrastiveCounts, ContrastiveOutput};
 use crate::input::Embeddings;
@@ -47,10 +48,17 @@ pub fn pair_distances(cfg: &Contrastive, a: &Embeddings<'_>, b: &Embeddings<'_>)
 }
 
 /// The largest |dL/dd| of a call: the hinge's largest slope times the largest weight of a
-/// term under the reduction (from the reference's counts).
-fn coef(cfg: &Contrastive, d_max: f64, counts: &ContrastiveCounts) -> f64 {
+/// term under the reduction (from the reference's counts). The squared hinge's slope
+/// 2(d − p) or 2(m − d) carries d's rounding, which is relative to the distance's operands
+/// (close rows cancel in u − v, nearly parallel ones in 1 − cos), not to d − p: its scale
+/// is 2·(max(d, m) + operands), or a pair whose distance and margins are all tiny fails a
+/// correct gradient (`tests/properties.rs`, `contrastive_pairs_found_cases`).
+fn coef(cfg: &Contrastive, d_max: f64, counts: &ContrastiveCounts, spread: &Spread) -> f64 {
     let slope = match cfg.hinge {
-        Hinge::Squared => 2.0 * d_max.max(f64::from(cfg.margin)),
+        Hinge::Squared => {
+            let operands = scales::distance_operands(cfg.distance, d_max, spread);
+            2.0 * (d_max.max(f64::from(cfg.margin)) + operands)
+        }
         Hinge::Linear => 1.0,
     };
     let (similar, dissimilar) = reference::scales(cfg.reduction, counts);
@@ -91,7 +99,7 @@ pub(crate) fn verdict(
     let spread = scales::spread(cfg.distance, cfg.normalize, inputs);
     let pairs = reference.counts.pairs();
     let loss_tol = Tolerance::new(dim, pairs, loss_scale(cfg, d_max, pairs, &spread));
-    let c = coef(cfg, d_max, &reference.counts);
+    let c = coef(cfg, d_max, &reference.counts, &spread);
     let floor = scales::contribution_scale(cfg.distance, cfg.normalize, c, &spread);
     tolerance::verdict(name, gpu, reference, dim, loss_tol, reduction_len, floor)
 }
