@@ -8,31 +8,12 @@
 mod common;
 
 use metric_loss::{
-    Contrastive, Distance, Embeddings, EngineConfig, Gpu, GpuOptions, Grads, Labels, Mining,
-    Softmax, Triplet,
+    Contrastive, Distance, Embeddings, EngineConfig, Gpu, Grads, Labels, Mining, Softmax, Triplet,
 };
-
-/// A `Gpu` per configuration this adapter can run (the register rows with broadcasts need
-/// subgroups of a fixed size).
-fn gpus() -> Vec<Gpu> {
-    if common::gpu().is_none() {
-        return Vec::new();
-    }
-    EngineConfig::ALL
-        .into_iter()
-        .filter_map(|c| {
-            Gpu::with_options(GpuOptions {
-                engine: Some(c),
-                ..GpuOptions::default()
-            })
-            .ok()
-        })
-        .collect()
-}
 
 #[test]
 fn every_configuration_matches_the_reference() {
-    let gpus = gpus();
+    let gpus = common::engine_gpus();
     if let Some(g) = common::gpu() {
         let info = g.device().adapter_info();
         if info.device_type == metric_loss::wgpu::DeviceType::Cpu {
@@ -121,7 +102,7 @@ fn every_configuration_reruns_bitwise() {
     let data = common::normals(7, rows * dim);
     let x = Embeddings::named("x", &data, rows, dim).unwrap();
     let l = Labels::new(&common::labels(7, rows, 20));
-    for gpu in &gpus() {
+    for gpu in &common::engine_gpus() {
         let c = Contrastive::default();
         let runs = [0, 1].map(|_| common::bits(&c.batch(gpu, &x, &l, Grads::Compute).unwrap()));
         assert!(
@@ -211,7 +192,7 @@ fn a_row_picked_by_many_anchors() {
         .margin(100.0)
         .unwrap()
         .mining(Mining::Hard);
-    for gpu in &gpus() {
+    for gpu in &common::engine_gpus() {
         let mut v = cfg.batch_check(gpu, &x, &l).unwrap();
         v.name = format!("{} {}", gpu.engine(), v.name);
         common::assert_report(&v);

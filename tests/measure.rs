@@ -5,30 +5,13 @@
 mod common;
 
 use metric_loss::measure::{roc_auc, Knn, PairKind, PairStats, Retrieval, MAX_K};
-use metric_loss::{Distance, Embeddings, EngineConfig, Error, Gpu, GpuOptions};
+use metric_loss::{Distance, Embeddings, Error, Gpu, GpuOptions};
 
 const DISTANCES: [Distance; 3] = [
     Distance::Euclidean,
     Distance::SquaredEuclidean,
     Distance::Cosine,
 ];
-
-/// A `Gpu` per configuration this adapter can run.
-fn gpus() -> Vec<Gpu> {
-    if common::gpu().is_none() {
-        return Vec::new();
-    }
-    EngineConfig::ALL
-        .into_iter()
-        .filter_map(|c| {
-            Gpu::with_options(GpuOptions {
-                engine: Some(c),
-                ..GpuOptions::default()
-            })
-            .ok()
-        })
-        .collect()
-}
 
 /// Integer values in −3..=3: every distance the kernels compute is exact.
 fn integers(seed: u64, n: usize) -> Vec<f32> {
@@ -38,7 +21,7 @@ fn integers(seed: u64, n: usize) -> Vec<f32> {
 
 #[test]
 fn knn_matches_the_reference_on_every_engine() {
-    for gpu in &gpus() {
+    for gpu in &common::engine_gpus() {
         for (q, r, dim, k, seed) in [
             (150, 333, 19, 7, 1),
             (1, 5, 3, 5, 2),
@@ -185,7 +168,7 @@ fn separated_classes_retrieve_perfectly_and_score_anomalies() {
 
 #[test]
 fn histogram_counts_are_exact_on_integers() {
-    for gpu in &gpus() {
+    for gpu in &common::engine_gpus() {
         for (n, m, dim, seed) in [(200, None, 5, 1), (130, Some(77), 3, 2), (1, Some(1), 2, 3)] {
             let x = integers(seed, n * dim);
             let l = common::labels(seed, n, 4);

@@ -123,11 +123,22 @@ pub(crate) fn int_labels(
 
 /// Pair labels: 0 (dissimilar) or 1 (similar), any numeric dtype, `rows` of them.
 pub(crate) fn pair_labels(py: &Path, rows: usize) -> Result<Vec<bool>, Failure> {
-    let y = vector("y", py)?;
-    rows_match("y", rows, y.len())?;
+    zero_one("y", py, rows, ("dissimilar", "similar"))
+}
+
+/// `--flag`'s 0/1 values (any numeric dtype, or bool), one per row of the embeddings;
+/// `meaning` names what 0 and 1 stand for in the error.
+pub(crate) fn zero_one(
+    flag: &str,
+    path: &Path,
+    rows: usize,
+    meaning: (&str, &str),
+) -> Result<Vec<bool>, Failure> {
+    let y = vector(flag, path)?;
+    rows_match(flag, rows, y.len())?;
     let values = y
         .to_f64_any()
-        .map_err(|e| Failure::usage(format!("--y {}: {e}", py.display())))?;
+        .map_err(|e| Failure::usage(format!("--{flag} {}: {e}", path.display())))?;
     values
         .iter()
         .enumerate()
@@ -135,7 +146,8 @@ pub(crate) fn pair_labels(py: &Path, rows: usize) -> Result<Vec<bool>, Failure> 
             1.0 => Ok(true),
             0.0 => Ok(false),
             v => Err(Failure::usage(format!(
-                "--y[{i}] = {v}: pair labels must be 0 (dissimilar) or 1 (similar)"
+                "--{flag}[{i}] = {v}: must be 0 ({}) or 1 ({})",
+                meaning.0, meaning.1
             ))),
         })
         .collect()

@@ -2,7 +2,7 @@
 //! inputs. Each reads and validates everything, then opens the device (or runs the f64
 //! reference with `--device cpu`), writes its outputs all or none and prints one JSON line.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -62,12 +62,7 @@ impl LabelledFlags {
         let reference = match (&self.reference, &self.reference_labels) {
             (Some(r), Some(rl)) => {
                 let r = io::matrix("reference", r)?;
-                if r.dim != x.dim {
-                    return Err(Failure::usage(format!(
-                        "--reference has dimension {} but --embeddings has {}",
-                        r.dim, x.dim
-                    )));
-                }
+                dims("embeddings", &x, &r)?;
                 let labels = io::int_labels("reference-labels", rl, "the reference", r.rows)?;
                 Some(Set { x: r, labels })
             }
@@ -107,14 +102,31 @@ pub(crate) struct StatsArgs {
     pub common: Common,
 }
 
+/// Query rows and the rows they are measured against.
 #[derive(Args)]
-pub(crate) struct KnnArgs {
+pub(crate) struct QueryFlags {
     /// Query rows (N×D .npy).
     #[arg(long)]
     pub queries: PathBuf,
-    /// Reference rows (M×D .npy).
+    /// Reference rows (M×D .npy); for `score`, the normal rows.
     #[arg(long)]
     pub reference: PathBuf,
+}
+
+impl QueryFlags {
+    /// Both matrices, read and checked to have one dimension.
+    fn read(&self) -> Result<(Matrix, Matrix), Failure> {
+        let q = io::matrix("queries", &self.queries)?;
+        let r = io::matrix("reference", &self.reference)?;
+        dims("queries", &q, &r)?;
+        Ok((q, r))
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct KnnArgs {
+    #[command(flatten)]
+    pub rows: QueryFlags,
     /// Neighbours per query (1 to 1024).
     #[arg(short = 'k', allow_hyphen_values = true)]
     pub k: i64,
@@ -145,12 +157,8 @@ pub(crate) struct RetrievalArgs {
 
 #[derive(Args)]
 pub(crate) struct ScoreArgs {
-    /// Rows to score (N×D .npy).
-    #[arg(long)]
-    pub queries: PathBuf,
-    /// The normal rows (M×D .npy).
-    #[arg(long)]
-    pub reference: PathBuf,
+    #[command(flatten)]
+    pub rows: QueryFlags,
     /// The score is the distance to the k-th nearest normal row.
     #[arg(short = 'k', allow_hyphen_values = true)]
     pub k: i64,
@@ -261,10 +269,7 @@ pub(crate) fn stats(a: StatsArgs) -> Result<ExitCode, Failure> {
 
 /// One kind's pairs: their count, counts per bin, quantiles and active share per edge.
 fn side(h: &Histograms, kind: PairKind) -> Value {
-    let (counts, above) = match kind {
-        PairKind::Similar => (&h.similar, h.similar_above),
-        PairKind::Dissimilar => (&h.dissimilar, h.dissimilar_above),
-    };
+    let (counts, above) = h.counts(kind);
     let quantiles: Map<String, Value> = [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99]
         .iter()
         .map(|&q| (q.to_string(), h.quantile(kind, q).into()))
@@ -294,9 +299,7 @@ fn neighbours(
 
 pub(crate) fn knn(a: KnnArgs) -> Result<ExitCode, Failure> {
     let k = positive("-k", a.k)?;
-    let q = io::matrix("queries", &a.queries)?;
-    let r = io::matrix("reference", &a.reference)?;
-    dims("queries", &q, &r)?;
+    let (q, r) = a.rows.read()?;
     let knn = Knn::new(k)
         .distance(a.common.distance())
         .exclude_self(a.exclude_self);
@@ -371,10 +374,12 @@ pub(crate) fn retrieval(a: RetrievalArgs) -> Result<ExitCode, Failure> {
 
 pub(crate) fn score(a: ScoreArgs) -> Result<ExitCode, Failure> {
     let k = positive("-k", a.k)?;
-    let q = io::matrix("queries", &a.queries)?;
-    let r = io::matrix("reference", &a.reference)?;
-    dims("queries", &q, &r)?;
-    let flags = a.flags.as_deref().map(|p| flags(p, q.rows)).transpose()?;
+    let (q, r) = a.rows.read()?;
+    let flags = a
+        .flags
+        .as_deref()
+        .map(|p| io::zero_one("flags", p, q.rows, ("normal", "anomalous")))
+        .transpose()?;
     if let Some(f) = &flags {
         if f.iter().all(|&x| x) || !f.iter().any(|&x| x) {
             return Err(Failure::usage(
@@ -420,31 +425,4 @@ fn dims(flag: &str, q: &Matrix, r: &Matrix) -> Result<(), Failure> {
         )));
     }
     Ok(())
-}
-
-/// Ground-truth flags: 0 or 1 (any numeric dtype, or bool), one per query.
-fn flags(path: &Path, rows: usize) -> Result<Vec<bool>, Failure> {
-    let arr =
-        npy::read(path).map_err(|e| Failure::usage(format!("--flags {}: {e}", path.display())))?;
-    if arr.shape.len() != 1 || arr.len() != rows {
-        return Err(Failure::usage(format!(
-            "--flags {}: expected {rows} values (one per query), got shape {:?}",
-            path.display(),
-            arr.shape
-        )));
-    }
-    let values = arr
-        .to_f64_any()
-        .map_err(|e| Failure::usage(format!("--flags {}: {e}", path.display())))?;
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| match v {
-            1.0 => Ok(true),
-            0.0 => Ok(false),
-            v => Err(Failure::usage(format!(
-                "--flags[{i}] = {v}: flags must be 0 (normal) or 1 (anomalous)"
-            ))),
-        })
-        .collect()
 }

@@ -30,11 +30,9 @@ fn draw(h: &Histograms, margins: &[f64], rgb: &mut [u8]) -> Result<(), Box<dyn s
     root.fill(&WHITE)?;
     let (w, ht) = (WIDTH as i32 - 2 * PAD, HEIGHT as i32 - 2 * PAD);
     let shares = |kind| {
-        let (counts, n) = match kind {
-            PairKind::Similar => (&h.similar, h.pairs(kind)),
-            PairKind::Dissimilar => (&h.dissimilar, h.pairs(kind)),
-        };
-        counts
+        let n = h.pairs(kind);
+        h.counts(kind)
+            .0
             .iter()
             .map(|&c| c as f64 / n.max(1) as f64)
             .collect::<Vec<_>>()

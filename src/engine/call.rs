@@ -113,6 +113,36 @@ pub(crate) trait LossCall {
 /// The workspace roles of the class id arrays (one shared, or one per side).
 const CLASSES: [&str; 2] = ["classes", "classes_b"];
 
+/// The host path's inputs on the device: reserves the plan's rows, writes each side's
+/// zero-padded rows (`data`, one per side) and the class ids (none, one array for every
+/// side, or one for each of the first two). Side k gets a gradient when `want_grad(k)`.
+pub(crate) fn upload(
+    rec: &mut Recorder<'_>,
+    plan: &Plan,
+    data: &[std::borrow::Cow<'_, [f32]>],
+    stages: usize,
+    classes: &[&[u32]],
+    want_grad: impl Fn(usize) -> bool,
+) -> (Vec<Side>, Vec<RowBuf>) {
+    let dim4 = (plan.dim4 * 4) as usize;
+    let counts: Vec<u64> = data.iter().map(|d| (d.len() / dim4) as u64).collect();
+    rec.reserve(plan);
+    let sides = sides::alloc(rec, plan, &counts, stages, want_grad);
+    for (side, d) in sides.iter().zip(data) {
+        rec.write(&side.raw().whole(), bytemuck::cast_slice(d));
+    }
+    let class_bufs = classes
+        .iter()
+        .zip(CLASSES)
+        .map(|(ids, role)| {
+            let b = rec.rows(role, 4, true);
+            rec.write(&b.whole(), bytemuck::cast_slice(ids));
+            b
+        })
+        .collect();
+    (sides, class_bufs)
+}
+
 /// Runs `call` on host slices: uploads the inputs (and `classes`: none, one array for every
 /// side, or one for each of the first two), runs, reads back. The sides may differ in
 /// length; the partials are the first side's rows.
@@ -131,22 +161,9 @@ pub(crate) fn run_host<L: LossCall>(
     let data: Vec<_> = inputs.iter().map(|e| sides::padded(e)).collect();
     let partial = std::mem::size_of::<L::Partial>() as u64;
     let ((), bytes) = gpu.execute(L::DURING, call.work(&plan, want), |rec| {
-        rec.reserve(&plan);
-        let sides = sides::alloc(rec, &plan, &counts, call.stages(), |k| {
+        let (sides, class_bufs) = upload(rec, &plan, &data, call.stages(), classes, |k| {
             want && call.side_has_grad(k)
         });
-        for (side, d) in sides.iter().zip(&data) {
-            rec.write(&side.raw().whole(), bytemuck::cast_slice(d));
-        }
-        let class_bufs: Vec<RowBuf> = classes
-            .iter()
-            .zip(CLASSES)
-            .map(|(ids, role)| {
-                let b = rec.rows(role, 4, true);
-                rec.write(&b.whole(), bytemuck::cast_slice(ids));
-                b
-            })
-            .collect();
         let built = call.steps(&mut Build {
             rec,
             plan: &plan,

@@ -54,7 +54,8 @@ impl Histograms {
         (0..=self.bins()).map(|b| b as f64 * w).collect()
     }
 
-    fn side(&self, kind: PairKind) -> (&[u64], u64) {
+    /// `kind`'s counts per bin and its count beyond `hi`.
+    pub fn counts(&self, kind: PairKind) -> (&[u64], u64) {
         match kind {
             PairKind::Similar => (&self.similar, self.similar_above),
             PairKind::Dissimilar => (&self.dissimilar, self.dissimilar_above),
@@ -63,7 +64,7 @@ impl Histograms {
 
     /// Pairs of `kind`.
     pub fn pairs(&self, kind: PairKind) -> u64 {
-        let (counts, above) = self.side(kind);
+        let (counts, above) = self.counts(kind);
         counts.iter().sum::<u64>() + above
     }
 
@@ -71,7 +72,7 @@ impl Histograms {
     /// within one bin width of the exact quantile); `None` without pairs, or when it lies
     /// beyond `hi`.
     pub fn quantile(&self, kind: PairKind, q: f64) -> Option<f64> {
-        let (counts, _) = self.side(kind);
+        let (counts, _) = self.counts(kind);
         let n = self.pairs(kind);
         if n == 0 {
             return None;
@@ -115,7 +116,7 @@ impl Histograms {
         if n == 0 {
             return None;
         }
-        let (counts, above) = self.side(kind);
+        let (counts, above) = self.counts(kind);
         let pos = margin / self.width();
         let mut below = 0.0;
         for (b, &c) in counts.iter().enumerate() {

@@ -2,7 +2,7 @@
 
 use super::steps::Pairing;
 use crate::options::Distance;
-use crate::reference::{distance, normalize, row};
+use crate::reference::{distance, normalize, row, widen_f32};
 
 /// Rows of one side in f64, normalised for cosine (as the kernels see them).
 pub(crate) struct Rows {
@@ -13,7 +13,7 @@ pub(crate) struct Rows {
 
 impl Rows {
     pub fn new(data: &[f32], rows: usize, dim: usize, d: Distance) -> Self {
-        let wide: Vec<f64> = data.iter().map(|&v| f64::from(v)).collect();
+        let wide = widen_f32(data);
         let x = if d == Distance::Cosine {
             normalize(&wide, dim).0
         } else {

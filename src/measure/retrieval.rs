@@ -240,10 +240,9 @@ impl Retrieval {
         labels: &[i64],
         reference: Option<Labelled<'_, '_>>,
     ) -> Result<RetrievalMetrics> {
-        let (knn, relevant) = self.knn((queries, labels), reference)?;
-        let refs = reference.map_or(queries, |r| r.0);
-        let nn = knn.search(gpu, queries, refs)?;
-        Ok(self.metrics(&nn, labels, reference, &relevant))
+        self.run(queries, labels, reference, |knn, q, r| {
+            knn.search(gpu, q, r)
+        })
     }
 
     /// The f64 CPU reference of [`Retrieval::evaluate`].
@@ -253,9 +252,20 @@ impl Retrieval {
         labels: &[i64],
         reference: Option<Labelled<'_, '_>>,
     ) -> Result<RetrievalMetrics> {
+        self.run(queries, labels, reference, |knn, q, r| knn.search_cpu(q, r))
+    }
+
+    /// The metrics from the neighbours `search` finds.
+    fn run(
+        &self,
+        queries: &Embeddings<'_>,
+        labels: &[i64],
+        reference: Option<Labelled<'_, '_>>,
+        search: impl FnOnce(&Knn, &Embeddings<'_>, &Embeddings<'_>) -> Result<Neighbours>,
+    ) -> Result<RetrievalMetrics> {
         let (knn, relevant) = self.knn((queries, labels), reference)?;
         let refs = reference.map_or(queries, |r| r.0);
-        let nn = knn.search_cpu(queries, refs)?;
+        let nn = search(&knn, queries, refs)?;
         Ok(self.metrics(&nn, labels, reference, &relevant))
     }
 

@@ -4,6 +4,7 @@
 use std::mem::size_of;
 
 use super::kernels::{self as k, KnnEntry, MeasureParams};
+use crate::engine::call;
 use crate::engine::kernel::Step;
 use crate::engine::plan::Plan;
 use crate::engine::recorder::{Recorder, RowBuf};
@@ -57,6 +58,7 @@ impl Ctx<'_> {
         self.sides[side].plan.rows
     }
 
+    /// The parameters of (row window r, column window c); [`Ctx::sweep`] sets the span.
     fn params(&self, r: u64, c: u64) -> MeasureParams {
         let plan = self.plan;
         MeasureParams {
@@ -66,26 +68,23 @@ impl Ctx<'_> {
             row_start: plan.start(r) as u32,
             col_start: plan.start(c) as u32,
             window_rows: plan.window_rows as u32,
-            accumulate: u32::from(c > 0),
             cols: self.rows(self.sides.len() - 1) as u32,
             pairing: self.pairing as u32,
-            first: 0,
-            last: plan.window_rows as u32,
             ..Default::default()
         }
     }
 
     /// `kernel` over every (row window r, column window c), columns in order for each row
     /// window and, within a column window, in spans of `span` columns (one dispatch each);
-    /// `bind(step, r, c)` adds the kernel's own slots, `after(r)` what follows each
-    /// dispatch over row window r.
+    /// `bind(step, r, c)` adds the kernel's own slots, `after()` what follows each
+    /// dispatch.
     fn sweep(
         &self,
         kernel: &'static k::K,
         span: u64,
         params: impl Fn(MeasureParams) -> MeasureParams,
         bind: impl Fn(Step, u64, u64) -> Step,
-        after: impl Fn(u64) -> Vec<Step>,
+        after: impl Fn() -> Vec<Step>,
     ) -> Vec<Step> {
         let rows = self.sides[0].plan;
         let cols = self.sides[self.sides.len() - 1].plan;
@@ -106,7 +105,7 @@ impl Ctx<'_> {
                         .bind(k::ROWS, self.x().win(r))
                         .bind(k::COLS, self.y().win(c));
                     steps.push(bind(step, r, c));
-                    steps.extend(after(r));
+                    steps.extend(after());
                 }
             }
         }
@@ -148,20 +147,7 @@ fn run(
     let work = 3.0 * counts[0] as f64 * cols * dim as f64;
     let stages = sweep.distance.normalize_stages(false);
     let ((), bytes) = gpu.execute(during, work, |rec| {
-        rec.reserve(&plan);
-        let sides = sides::alloc(rec, &plan, &counts, stages, |_| false);
-        for (side, d) in sides.iter().zip(&data) {
-            rec.write(&side.raw().whole(), bytemuck::cast_slice(d));
-        }
-        let class_bufs: Vec<RowBuf> = classes
-            .iter()
-            .zip(["classes", "classes_b"])
-            .map(|(ids, role)| {
-                let b = rec.rows(role, 4, true);
-                rec.write(&b.whole(), bytemuck::cast_slice(ids));
-                b
-            })
-            .collect();
+        let (sides, class_bufs) = call::upload(rec, &plan, &data, stages, classes, |_| false);
         let ctx = Ctx {
             plan: &plan,
             sides: &sides,
@@ -193,7 +179,7 @@ pub(crate) fn knn(gpu: &Gpu, sweep: &Sweep<'_>, kk: usize) -> Result<Vec<KnnEntr
                 knn_span(kk as u64),
                 |p| MeasureParams { k: kk as u32, ..p },
                 |s, r, _| s.bind(k::KNN, lists.win(r)),
-                |_| Vec::new(),
+                Vec::new,
             );
             rec.read_back(&lists.whole(), rows * per_row);
             Ok(steps)
@@ -218,7 +204,7 @@ pub(crate) fn span(gpu: &Gpu, sweep: &Sweep<'_>) -> Result<f32> {
                 ctx.plan.window_rows,
                 |p| p,
                 |s, r, _| s.bind(k::SPAN, top.win(r)),
-                |_| Vec::new(),
+                Vec::new,
             );
             rec.read_back(&top.whole(), rows * 4);
             Ok(steps)
@@ -274,9 +260,10 @@ pub(crate) fn hist(
                 copies: copies as u32,
                 ..p
             };
-            let flush = |r: u64| {
+            // The flush reads the bins and the copies alone.
+            let flush = || {
                 vec![
-                    Step::new(&k::HIST_FLUSH, with(ctx.params(r, 0)), slots.div_ceil(64))
+                    Step::new(&k::HIST_FLUSH, with(ctx.params(0, 0)), slots.div_ceil(64))
                         .shaped(ctx.shape)
                         .bind(k::HIST, counts.clone())
                         .bind(k::TOTALS, totals.clone()),

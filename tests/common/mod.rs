@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use metric_loss::testing::Rng;
 use metric_loss::tolerance::Verdict;
-use metric_loss::{wgpu, Contrastive, Embeddings, Gpu, Labels};
+use metric_loss::{wgpu, Contrastive, Embeddings, EngineConfig, Gpu, GpuOptions, Labels};
 
 static GPU: OnceLock<Option<Gpu>> = OnceLock::new();
 
@@ -51,6 +51,24 @@ extern "C" fn uncaptured_at_exit() {
 }
 
 /// Seeded Gaussian rows.
+/// A `Gpu` per pair-engine configuration this adapter can run (the register rows with
+/// broadcasts need subgroups of a fixed size); none without an adapter.
+pub fn engine_gpus() -> Vec<Gpu> {
+    if gpu().is_none() {
+        return Vec::new();
+    }
+    EngineConfig::ALL
+        .into_iter()
+        .filter_map(|c| {
+            Gpu::with_options(GpuOptions {
+                engine: Some(c),
+                ..GpuOptions::default()
+            })
+            .ok()
+        })
+        .collect()
+}
+
 pub fn normals(seed: u64, n: usize) -> Vec<f32> {
     Rng::new(seed).normals(n)
 }
