@@ -310,9 +310,13 @@ pub struct LossOutput<C> {
     /// One gradient per differentiable input, in argument order (pairs: A then B; explicit
     /// triplets: A, P, N; batch: X). Empty with [`Grads::Skip`].
     pub grads: Vec<Gradient>,
-    /// dL/dτ of the softmax-contrastive losses ([`crate::Softmax`]) with
-    /// [`Grads::Compute`]; `None` for the other families and with [`Grads::Skip`].
+    /// dL/dτ of the softmax-contrastive losses ([`crate::Softmax`]), dL/dt′ of SigLIP's
+    /// log-temperature ([`crate::Siglip`]), with [`Grads::Compute`]; `None` for the other
+    /// families and with [`Grads::Skip`].
     pub grad_temperature: Option<f64>,
+    /// dL/db of SigLIP's bias ([`crate::Siglip`]) with [`Grads::Compute`]; `None` for the
+    /// other families and with [`Grads::Skip`].
+    pub grad_bias: Option<f64>,
 }
 
 impl<C: Counts> LossOutput<C> {

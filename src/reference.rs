@@ -20,6 +20,8 @@ pub struct Reference<C> {
     pub grads: Vec<Vec<f64>>,
     /// dL/dτ, as in [`LossOutput::grad_temperature`].
     pub grad_temperature: Option<f64>,
+    /// dL/db, as in [`LossOutput::grad_bias`].
+    pub grad_bias: Option<f64>,
 }
 
 impl<C> Reference<C> {
@@ -30,6 +32,7 @@ impl<C> Reference<C> {
             counts,
             grads: Vec::new(),
             grad_temperature: None,
+            grad_bias: None,
         }
     }
 
@@ -53,6 +56,7 @@ impl<C> Reference<C> {
                 .map(|g| Gradient::new(g.into_iter().map(|v| v as f32).collect(), dim))
                 .collect(),
             grad_temperature: self.grad_temperature,
+            grad_bias: self.grad_bias,
         }
     }
 }

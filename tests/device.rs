@@ -134,6 +134,7 @@ fn compare_to_host(gpu: &Gpu, cfg: &Contrastive, c: &Case, loss: f64, grad: &[f3
         counts: host.counts,
         grads: vec![Gradient::new(grad.to_vec(), c.dim)],
         grad_temperature: None,
+        grad_bias: None,
     };
     let report = check::contrastive_batch_verdict(format!("device {cfg:?}"), cfg, &dev, &host, &x);
     common::assert_report(&report);
@@ -844,6 +845,7 @@ fn queries_against_a_device_queue_match_the_host_path() {
                         },
                         grads: c.grads,
                         grad_temperature: None,
+                        grad_bias: None,
                     }
                 },
             ];

@@ -184,7 +184,7 @@ fn upload<T: bytemuck::Pod>(gpu: &Gpu, data: &[T]) -> wgpu::Buffer {
     gpu.storage_buffer("caller", bytemuck::cast_slice(data))
 }
 
-/// The device-resident path's output: the loss and dL/dτ read from the device, the
+/// The device-resident path's output: the loss and scalar gradients read from the device, the
 /// gradients from the caller's buffers, and the counts of `reference` (the device path
 /// does not read them back).
 fn device_output<C: Clone>(
@@ -193,7 +193,7 @@ fn device_output<C: Clone>(
     grads: &[wgpu::Buffer],
     reference: &LossOutput<C>,
 ) -> LossOutput<C> {
-    let (loss, grad_temperature) = loss.read_all(gpu).unwrap();
+    let (loss, grad_temperature, grad_bias) = loss.read_scalars(gpu).unwrap();
     LossOutput {
         loss,
         counts: reference.counts.clone(),
@@ -203,6 +203,7 @@ fn device_output<C: Clone>(
             .map(|(g, r)| Gradient::new(gpu.read_f32(g).unwrap(), r.dim()))
             .collect(),
         grad_temperature,
+        grad_bias,
     }
 }
 

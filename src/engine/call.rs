@@ -73,6 +73,28 @@ impl Build<'_, '_> {
     }
 }
 
+/// What the host path's partials reduce to: [`LossOutput`] but the rows' gradients.
+pub(crate) struct Reduced<C> {
+    pub loss: f64,
+    pub counts: C,
+    /// dL/dτ (softmax) or dL/dt′ (SigLIP).
+    pub grad_temperature: Option<f64>,
+    /// dL/db (SigLIP).
+    pub grad_bias: Option<f64>,
+}
+
+impl<C> Reduced<C> {
+    /// A loss and counts without scalar gradients.
+    pub fn plain(loss: f64, counts: C) -> Self {
+        Self {
+            loss,
+            counts,
+            grad_temperature: None,
+            grad_bias: None,
+        }
+    }
+}
+
 /// What a family's dispatches left behind.
 pub(crate) struct Built {
     pub steps: Vec<Step>,
@@ -97,10 +119,14 @@ pub(crate) trait LossCall {
     fn work(&self, plan: &Plan, want: bool) -> f64;
     /// The family's dispatches, between the normalisation and its backward pass.
     fn steps(&self, b: &mut Build<'_, '_>) -> Result<Built>;
-    /// The host path's loss, counts and dL/dτ from the per-row partials.
-    fn reduce(&self, partials: &[Self::Partial], want: bool) -> (f64, Self::Counts, Option<f64>);
-    /// Whether the device-resident result holds dL/dτ (word 5).
+    /// The host path's loss, counts and scalar gradients from the per-row partials.
+    fn reduce(&self, partials: &[Self::Partial], want: bool) -> Reduced<Self::Counts>;
+    /// Whether the device-resident result holds dL/dτ or dL/dt′ (word 5).
     fn has_grad_temperature(&self, _want: bool) -> bool {
+        false
+    }
+    /// Whether the device-resident result holds dL/db (word 6).
+    fn has_grad_bias(&self, _want: bool) -> bool {
         false
     }
     /// Whether input side `k` gets a gradient when gradients are wanted (a detached
@@ -202,12 +228,13 @@ pub(crate) fn run_host<L: LossCall>(
         })
         .collect();
     let partials: Vec<L::Partial> = bytemuck::pod_collect_to_vec(partials);
-    let (loss, counts, grad_temperature) = call.reduce(&partials, want);
+    let r = call.reduce(&partials, want);
     Ok(LossOutput {
-        loss,
-        counts,
+        loss: r.loss,
+        counts: r.counts,
         grads,
-        grad_temperature,
+        grad_temperature: r.grad_temperature,
+        grad_bias: r.grad_bias,
     })
 }
 
@@ -264,6 +291,7 @@ pub(crate) fn run_device<L: LossCall>(
             dim,
             call: rec.next_device_call(),
             temperature: call.has_grad_temperature(want),
+            bias: call.has_grad_bias(want),
         })
     })
 }

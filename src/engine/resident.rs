@@ -121,8 +121,10 @@ pub struct DeviceLoss {
     /// Which device-resident call on its `Gpu` this was: the buffers hold its results only
     /// until the next one.
     pub(crate) call: u64,
-    /// Softmax losses: dL/dτ is word 5 of the loss buffer.
+    /// Softmax losses and SigLIP: dL/dτ (dL/dt′) is word 5 of the loss buffer.
     pub(crate) temperature: bool,
+    /// SigLIP: dL/db is word 6.
+    pub(crate) bias: bool,
 }
 
 impl DeviceLoss {
@@ -144,7 +146,14 @@ impl DeviceLoss {
     /// The loss and, for the softmax losses with a gradient, dL/dτ (f32 word 5 of the
     /// buffer); see [`DeviceLoss::read`].
     pub fn read_all(&self, gpu: &Gpu) -> Result<(f64, Option<f64>)> {
-        let bytes = gpu.read_device(self.call, &[(&self.flags, 4), (&self.loss, 24)])?;
+        let (loss, temperature, _) = self.read_scalars(gpu)?;
+        Ok((loss, temperature))
+    }
+
+    /// The loss, dL/dτ (softmax) or dL/dt′ (SigLIP), and SigLIP's dL/db (f32 words 0, 5
+    /// and 6), each scalar gradient where the call computed it; see [`DeviceLoss::read`].
+    pub fn read_scalars(&self, gpu: &Gpu) -> Result<(f64, Option<f64>, Option<f64>)> {
+        let bytes = gpu.read_device(self.call, &[(&self.flags, 4), (&self.loss, 28)])?;
         let words: &[u32] = bytemuck::cast_slice(&bytes);
         if words[0] != u32::MAX {
             let index = u64::from(words[0]);
@@ -156,7 +165,11 @@ impl DeviceLoss {
             });
         }
         let value = |w: usize| f64::from(f32::from_bits(words[1 + w]));
-        Ok((value(0), self.temperature.then(|| value(5))))
+        Ok((
+            value(0),
+            self.temperature.then(|| value(5)),
+            self.bias.then(|| value(6)),
+        ))
     }
 
     /// [`DeviceLoss::read`] for callers that run an executor: yields to it until the

@@ -4,6 +4,7 @@
 //! `tolerance.rs` (the tolerance rule's scales) and `limit.rs` (the magnitude limit).
 
 pub mod contrastive;
+pub mod sigmoid;
 pub mod softmax;
 pub mod triplet;
 
@@ -96,7 +97,7 @@ batch_loss!(triplet::Triplet, triplet::TripletCounts);
 batch_loss!(softmax::Softmax, softmax::SoftmaxCounts);
 
 /// Every module's table of entry points: the engine's and each family's.
-pub(crate) static TABLES: [&Table; 11] = [
+pub(crate) static TABLES: [&Table; 13] = [
     &crate::engine::sides::TABLE,
     &crate::engine::resident::TABLE,
     &crate::engine::probe::TABLE,
@@ -107,6 +108,8 @@ pub(crate) static TABLES: [&Table; 11] = [
     &triplet::HARD_TABLE,
     &softmax::TABLE,
     &softmax::ROWS_TABLE,
+    &sigmoid::TABLE,
+    &sigmoid::ROWS_TABLE,
     &crate::measure::TABLE,
 ];
 

@@ -12,6 +12,7 @@ pub use crate::losses::contrastive::reference as contrastive_reference;
 pub use crate::losses::contrastive::tolerance::{
     against_distances, batch_distances, loss_scale, pair_distances,
 };
+pub use crate::losses::sigmoid::reference as siglip_reference;
 pub use crate::losses::softmax::reference as softmax_reference;
 pub use crate::losses::triplet::reference as triplet_reference;
 pub use crate::reference::{normalize, widen, Reference, NORM_EPS};

@@ -7,7 +7,7 @@
 use crate::losses::triplet::Mode;
 use crate::options::{Gradient, Grads, LossOutput, ReferenceSet};
 use crate::tolerance::Verdict;
-use crate::{Contrastive, Embeddings, Labels, Result, Softmax, Triplet};
+use crate::{Contrastive, Embeddings, Labels, Result, Siglip, SiglipOutput, Softmax, Triplet};
 
 /// A loss and one gradient per differentiable input (row-major, the input's shape),
 /// computed elsewhere.
@@ -31,6 +31,7 @@ impl Outside {
                 .map(|g| Gradient::new(g.clone(), dim))
                 .collect(),
             grad_temperature: reference.grad_temperature,
+            grad_bias: reference.grad_bias,
         }
     }
 }
@@ -158,4 +159,35 @@ pub fn triplet_explicit(
         &r,
         inputs,
     ))
+}
+
+/// SigLIP over A and B (positives from `labels`, A's then B's, or the matched rows): a
+/// whole output (the device-resident path's, with its scalar gradients) against the
+/// reference.
+pub fn siglip_output(
+    cfg: &Siglip,
+    a: &Embeddings<'_>,
+    b: &Embeddings<'_>,
+    labels: Option<&Labels>,
+    out: SiglipOutput,
+) -> Verdict {
+    let iota: Vec<u32> = (0..b.rows() as u32).collect();
+    let classes = labels.map_or((&iota[..], &iota[..]), |l| l.ids().split_at(a.rows()));
+    cfg.verdict(a, b, classes, |_| out)
+}
+
+/// SigLIP, a loss and dL/dA, dL/dB computed elsewhere (the scalar gradients are the
+/// reference's).
+pub fn siglip_pairs(
+    cfg: &Siglip,
+    a: &Embeddings<'_>,
+    b: &Embeddings<'_>,
+    labels: Option<&Labels>,
+    out: &Outside,
+) -> Result<Verdict> {
+    let r = match labels {
+        Some(l) => cfg.pairs_labelled_cpu(a, b, l, Grads::Compute)?,
+        None => cfg.pairs_cpu(a, b, Grads::Compute)?,
+    };
+    Ok(siglip_output(cfg, a, b, labels, out.adopt(&r, a.dim())))
 }

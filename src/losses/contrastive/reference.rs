@@ -131,6 +131,7 @@ pub fn pairs_f64(
             finish_grad(&bn, b_norms, gb, dim),
         ],
         grad_temperature: None,
+        grad_bias: None,
     }
 }
 
@@ -214,5 +215,6 @@ pub fn against_f64(
             finish_grad(&rn, r_norms, gr, dim),
         ],
         grad_temperature: None,
+        grad_bias: None,
     }
 }

@@ -4,7 +4,7 @@ use std::mem::size_of;
 
 use super::kernels::{self as k, ContrastiveParams, ContrastivePartial};
 use super::{Contrastive, ContrastiveCounts, Mode};
-use crate::engine::call::{Build, Built, LossCall, Path};
+use crate::engine::call::{Build, Built, LossCall, Path, Reduced};
 use crate::engine::kernel::Bound;
 use crate::engine::kernel::Step;
 use crate::engine::plan::Plan;
@@ -143,11 +143,7 @@ impl LossCall for Call {
         Ok(Built { steps, partials })
     }
 
-    fn reduce(
-        &self,
-        partials: &[ContrastivePartial],
-        _want: bool,
-    ) -> (f64, ContrastiveCounts, Option<f64>) {
+    fn reduce(&self, partials: &[ContrastivePartial], _want: bool) -> Reduced<ContrastiveCounts> {
         let mut c = ContrastiveCounts::default();
         let (mut sim, mut dis) = (0.0f64, 0.0f64);
         // Row order: counts in u64, loss parts (Kahan sum minus its carried compensation) in
@@ -160,7 +156,7 @@ impl LossCall for Call {
             c.active_similar += u64::from(p.sim_active);
             c.active_dissimilar += u64::from(p.dis_active);
         }
-        (super::reduce(self.cfg.reduction, sim, dis, &c), c, None)
+        Reduced::plain(super::reduce(self.cfg.reduction, sim, dis, &c), c)
     }
 }
 

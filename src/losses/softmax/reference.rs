@@ -178,6 +178,7 @@ pub fn against_with_mass(
             normalize_backward(&rn, &r_norms, &gr, dim),
         ],
         grad_temperature: Some(-gz / tau),
+        grad_bias: None,
     };
     (out, mass)
 }
@@ -277,6 +278,7 @@ pub fn keys_with_mass(
             normalize_backward(&bn, &b_norms, &gb, dim),
         ],
         grad_temperature: Some(-gz / tau),
+        grad_bias: None,
     };
     (r, mass)
 }

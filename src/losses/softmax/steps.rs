@@ -5,7 +5,7 @@ use std::mem::size_of;
 
 use super::kernels::{self as k, SoftmaxParams, SoftmaxPartial, SoftmaxStats};
 use super::{Softmax, SoftmaxCounts, SoftmaxLoss};
-use crate::engine::call::{Build, Built, LossCall, Path};
+use crate::engine::call::{Build, Built, LossCall, Path, Reduced};
 use crate::engine::kernel::Step;
 use crate::engine::plan::Plan;
 use crate::error::Result;
@@ -288,7 +288,7 @@ impl LossCall for Call {
         Ok(Built { steps, partials })
     }
 
-    fn reduce(&self, partials: &[SoftmaxPartial], want: bool) -> (f64, SoftmaxCounts, Option<f64>) {
+    fn reduce(&self, partials: &[SoftmaxPartial], want: bool) -> Reduced<SoftmaxCounts> {
         let (mut sum, mut tau, mut terms) = (0.0f64, 0.0f64, 0u64);
         for p in partials {
             sum += f64::from(p.loss) + f64::from(p.loss_b);
@@ -302,8 +302,10 @@ impl LossCall for Call {
             terms as f64
         };
         let loss = if terms == 0 { 0.0 } else { sum / per_term };
-        let grad_tau = want.then(|| -tau / f64::from(self.cfg.temperature));
-        (loss, SoftmaxCounts { terms }, grad_tau)
+        Reduced {
+            grad_temperature: want.then(|| -tau / f64::from(self.cfg.temperature)),
+            ..Reduced::plain(loss, SoftmaxCounts { terms })
+        }
     }
 
     fn has_grad_temperature(&self, want: bool) -> bool {

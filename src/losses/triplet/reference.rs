@@ -101,6 +101,7 @@ pub fn explicit_f64(
             finish_grad(&nn, n_norms, gn, dim),
         ],
         grad_temperature: None,
+        grad_bias: None,
     }
 }
 
@@ -260,5 +261,6 @@ pub fn against_f64(
             finish_grad(&rn, r_norms, gr, dim),
         ],
         grad_temperature: None,
+        grad_bias: None,
     }
 }

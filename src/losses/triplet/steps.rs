@@ -5,7 +5,7 @@ use std::mem::size_of;
 
 use super::kernels::{self as k, TripletParams, TripletPartial};
 use super::{mined_terms, Mining, Mode, Triplet, TripletCounts, TripletTerm};
-use crate::engine::call::{Build, Built, LossCall, Path};
+use crate::engine::call::{Build, Built, LossCall, Path, Reduced};
 use crate::engine::kernel::Bound;
 use crate::engine::kernel::Step;
 use crate::engine::plan::Plan;
@@ -106,11 +106,7 @@ impl LossCall for Call {
         }
     }
 
-    fn reduce(
-        &self,
-        partials: &[TripletPartial],
-        _want: bool,
-    ) -> (f64, TripletCounts, Option<f64>) {
+    fn reduce(&self, partials: &[TripletPartial], _want: bool) -> Reduced<TripletCounts> {
         let mut c = TripletCounts::default();
         let mut sum = 0.0f64;
         // Row order: counts in u64, the loss (Kahan sum minus its carried compensation) in
@@ -120,7 +116,7 @@ impl LossCall for Call {
             c.terms += u64::from(p.terms_lo) | u64::from(p.terms_hi) << 32;
             c.active += u64::from(p.active_lo) | u64::from(p.active_hi) << 32;
         }
-        (super::reduce(self.reduction(), sum, &c), c, None)
+        Reduced::plain(super::reduce(self.reduction(), sum, &c), c)
     }
 }
 
