@@ -5,6 +5,7 @@
 
 pub mod fuzz;
 pub mod outside;
+pub mod siglip;
 pub mod softmax;
 pub mod triplet;
 

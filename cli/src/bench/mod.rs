@@ -110,6 +110,12 @@ impl BenchArgs {
         }
     }
 
+    /// Whether the loss takes two views A and B (CLIP, InfoNCE, SigLIP) rather than a
+    /// labelled batch.
+    fn views(&self) -> bool {
+        self.loss() == LossName::Siglip || self.softmax().is_some_and(SoftmaxLoss::takes_views)
+    }
+
     /// The flags that go together: every conflict is a usage error before anything runs.
     fn check(&self) -> Result<(), Failure> {
         let softmax = self.softmax();
@@ -118,18 +124,19 @@ impl BenchArgs {
             return Err(Failure::usage("--tune applies to --device gpu"));
         }
         let refuse = |why: &str| Err(Failure::usage(why));
-        if softmax.is_some() && self.mode != ModeArg::Batch {
+        if (softmax.is_some() || self.views()) && self.mode != ModeArg::Batch {
             return refuse(
-                "--mode applies to contrastive and triplet; ntxent, supcon, clip and infonce run \
-                 in-batch",
+                "--mode applies to contrastive and triplet; ntxent, supcon, clip, infonce and \
+                 siglip run in-batch",
             );
         }
         if softmax.is_none() && self.temperature.is_some() {
             return refuse("--temperature applies to --loss ntxent, supcon, clip and infonce");
         }
-        if softmax.is_some_and(SoftmaxLoss::takes_views) && self.embeddings.is_some() {
+        if self.views() && self.embeddings.is_some() {
             return refuse(
-                "--embeddings/--labels apply to a labelled batch, not to --loss clip or infonce",
+                "--embeddings/--labels apply to a labelled batch, not to --loss clip, infonce or \
+                 siglip",
             );
         }
         if self.reference_rows.is_some() {

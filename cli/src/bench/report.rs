@@ -34,7 +34,9 @@ fn rate(
             let m = reference.rows() as f64;
             ("pairs", b * m, 6.0 * b * m * d, "6·B·M·D")
         }
-        (Workload::Softmax { b: Some(_), .. }, _) => ("pairs", b * b, 6.0 * b * b * d, "6·B²·D"),
+        (Workload::Softmax { b: Some(_), .. } | Workload::Siglip { .. }, _) => {
+            ("pairs", b * b, 6.0 * b * b * d, "6·B²·D")
+        }
         (Workload::Softmax { .. }, _) => ("pairs", b * (b - 1.0), 6.0 * b * b * d, "6·B²·D"),
         (Workload::Contrastive { .. }, ModeArg::Batch) => {
             ("pairs", b * (b - 1.0) / 2.0, 6.0 * b * b * d, "6·B²·D")
@@ -55,7 +57,7 @@ fn rate(
 /// a dot product or a term w·x_j. In-batch losses visit every ordered pair once per sweep:
 /// contrastive one sweep with gradient (mean-nonzero adds a forward sweep over i < j);
 /// NT-Xent three (statistics, positives, gradient; two when no row has two positives),
-/// SupCon two, CLIP two per direction;
+/// SupCon two, CLIP two per direction; SigLIP one per direction (A's with the terms);
 /// mined triplets one distance sweep (the chosen terms' gradients add O(B·D)). Explicit rows
 /// are bandwidth-bound; their rule is the model's.
 fn kernel_flops(work: &Workload<'_>, mode: ModeArg, b: f64, d: f64) -> (f64, &'static str) {
@@ -71,6 +73,7 @@ fn kernel_flops(work: &Workload<'_>, mode: ModeArg, b: f64, d: f64) -> (f64, &'s
                 _ => (6.0 * bmd, "6·B·M·D"),
             }
         }
+        (Workload::Siglip { .. }, _) => (8.0 * pairs, "8·N²·D"),
         (Workload::Softmax { cfg, labels, .. }, _) => match cfg.loss {
             // No row with two positives (SimCLR's views): no positives' sweep.
             SoftmaxLoss::NtXent if labels.largest_class() <= 2 => (6.0 * pairs, "6·B²·D"),
@@ -148,10 +151,16 @@ fn names(work: &Workload<'_>, mode: ModeArg) -> (&'static str, String, String) {
                 Config::Softmax(s) => (s.loss.name(), format!("temperature {}", s.temperature)),
                 Config::Contrastive(c) => ("contrastive", format!("margin {}", c.margin)),
                 Config::Triplet(_) => ("triplet", String::new()),
+                Config::Siglip(_) => ("siglip", String::new()),
             };
             let mode = format!("against {} detached reference rows", reference.rows());
             (name, mode, setting)
         }
+        Workload::Siglip { cfg, .. } => (
+            "siglip",
+            "two views".into(),
+            format!("log scale {}, bias {}", cfg.log_scale, cfg.bias),
+        ),
         Workload::Softmax { cfg, b, .. } => (
             cfg.loss.name(),
             if b.is_some() {
@@ -208,7 +217,8 @@ pub(crate) fn print(
     let active = t.counts.1 as f64 / (t.counts.0.max(1)) as f64;
     let adapter = gpu.as_ref().map(|g| g.adapter().name.clone());
     let peak_bytes = gpu.as_ref().map(|g| g.workspace_bytes().1);
-    let softmax = matches!(work, Workload::Softmax { .. });
+    // Losses without a hinge: every term counts, none is "active".
+    let softmax = matches!(work, Workload::Softmax { .. } | Workload::Siglip { .. });
     let (loss_name, mode, setting) = names(work, args.mode);
     out!(
         "adapter:          {}",

@@ -3,8 +3,8 @@
 
 use metric_loss::testing::Rng;
 use metric_loss::{
-    Contrastive, Embeddings, Gpu, Grads, Labels, Mining, ReferenceGrad, ReferenceSet, Softmax,
-    SoftmaxLoss, Triplet,
+    Contrastive, Embeddings, Gpu, Grads, Labels, Mining, ReferenceGrad, ReferenceSet, Siglip,
+    Softmax, SoftmaxLoss, Triplet,
 };
 
 use super::{BenchArgs, ModeArg};
@@ -25,10 +25,11 @@ pub(crate) struct Inputs {
 }
 
 impl Inputs {
-    /// Input sides beside X: 1 for pairs and CLIP's second view, 2 for explicit triplets.
+    /// Input sides beside X: 1 for pairs and the second view (CLIP, InfoNCE, SigLIP), 2 for
+    /// explicit triplets.
     pub fn sides(args: &BenchArgs) -> usize {
         match args.mode {
-            ModeArg::Batch if args.softmax().is_some_and(SoftmaxLoss::takes_views) => 1,
+            ModeArg::Batch if args.views() => 1,
             ModeArg::Batch => 0,
             ModeArg::Pairs => 1,
             ModeArg::Triplets => 2,
@@ -114,6 +115,7 @@ pub(crate) enum Config {
     Contrastive(Contrastive),
     Triplet(Triplet),
     Softmax(Softmax),
+    Siglip(Siglip),
 }
 
 impl Config {
@@ -127,6 +129,7 @@ impl Config {
             Config::Triplet(t) => t.batch_limit(rows, dim)?,
             Config::Softmax(s) if s.loss.takes_views() => s.pairs_limit(rows, dim)?,
             Config::Softmax(s) => s.batch_limit(rows, dim)?,
+            Config::Siglip(s) => s.pairs_limit(rows, rows, dim)?,
         };
         if limit < 1.0 {
             return Err(Failure::usage(format!(
@@ -155,6 +158,7 @@ impl Config {
             LossName::Supcon => softmax(SoftmaxLoss::SupCon)?,
             LossName::Clip => softmax(SoftmaxLoss::Clip)?,
             LossName::Infonce => softmax(SoftmaxLoss::InfoNce { symmetric: false })?,
+            LossName::Siglip => Config::Siglip(Siglip::default()),
         })
     }
 }
@@ -178,6 +182,12 @@ pub(crate) enum Workload<'a> {
         x: Embeddings<'a>,
         labels: &'a Labels,
         b: Option<Embeddings<'a>>,
+    },
+    /// SigLIP: A (x) against B.
+    Siglip {
+        cfg: Siglip,
+        x: Embeddings<'a>,
+        b: Embeddings<'a>,
     },
     /// Queries (x) against detached reference rows.
     Against {
@@ -204,8 +214,10 @@ impl<'a> Workload<'a> {
             match cfg {
                 Config::Softmax(s) => s.validate_against(&x, &set, labels)?,
                 Config::Contrastive(c) => c.validate_against(&x, &set, labels)?,
-                Config::Triplet(_) => {
-                    return Err(Failure::usage("--reference-rows does not apply to triplet"))
+                Config::Triplet(_) | Config::Siglip(_) => {
+                    return Err(Failure::usage(
+                        "--reference-rows does not apply to triplet or siglip",
+                    ))
                 }
             }
             return Ok(Workload::Against {
@@ -216,6 +228,11 @@ impl<'a> Workload<'a> {
             });
         }
         let work = match cfg {
+            Config::Siglip(cfg) => {
+                let b = other(0)?;
+                cfg.validate_pairs(&x, &b)?;
+                Workload::Siglip { cfg, x, b }
+            }
             Config::Softmax(cfg) => {
                 let b = cfg.loss.takes_views().then(|| other(0)).transpose()?;
                 match &b {
@@ -304,8 +321,15 @@ impl<'a> Workload<'a> {
                         };
                         (out.terms(), out.active_terms().unwrap_or(0))
                     }
-                    (Config::Triplet(_), _) => (0, 0),
+                    (Config::Triplet(_) | Config::Siglip(_), _) => (0, 0),
                 }
+            }
+            Workload::Siglip { cfg, x, b } => {
+                let out = match gpu {
+                    Some(gpu) => cfg.pairs(gpu, x, b, g)?,
+                    None => cfg.pairs_cpu(x, b, g)?,
+                };
+                (out.terms(), out.counts.positive_pairs)
             }
             Workload::Softmax { cfg, x, labels, b } => {
                 let out = match (gpu, b) {

@@ -7,6 +7,7 @@
 //! table of which loss takes which flag ([`TAKES`]).
 
 mod contrastive;
+mod siglip;
 mod softmax;
 mod triplet;
 
@@ -29,6 +30,7 @@ pub(crate) enum LossName {
     Supcon,
     Clip,
     Infonce,
+    Siglip,
 }
 
 impl LossName {
@@ -40,6 +42,7 @@ impl LossName {
             LossName::Supcon => "supcon",
             LossName::Clip => "clip",
             LossName::Infonce => "infonce",
+            LossName::Siglip => "siglip",
         }
     }
 }
@@ -279,12 +282,20 @@ pub(crate) struct EvalArgs {
     #[arg(long)]
     pub symmetric: bool,
     /// infonce: the anchors' integer labels (N .npy); keys with an anchor's label are not
-    /// its negatives. With --labels-b.
+    /// its negatives. siglip: A's labels; pairs with equal labels are positive. With
+    /// --labels-b.
     #[arg(long)]
     pub labels_a: Option<PathBuf>,
-    /// infonce: the keys' integer labels (M .npy). With --labels-a.
+    /// infonce: the keys' integer labels (M .npy); siglip: B's. With --labels-a.
     #[arg(long)]
     pub labels_b: Option<PathBuf>,
+    /// siglip: t′, the log of the logit scale t = exp(t′) (default ln 10 = 2.302585);
+    /// exp(t′) <= 1e4.
+    #[arg(long, allow_hyphen_values = true)]
+    pub log_scale: Option<f64>,
+    /// siglip: the logit bias b (default −10); |b| <= 1e4.
+    #[arg(long, allow_hyphen_values = true)]
+    pub bias: Option<f64>,
 }
 
 const BATCH: [&str; 3] = ["embeddings", "labels", "grad"];
@@ -293,7 +304,7 @@ const MARGIN: [&str; 4] = ["margin", "distance", "reduction", "normalize"];
 
 /// Which loss takes which flag (clap's ids, the flag without `--`, `_` for `-`), beside
 /// `--loss` and `--device`, which all take.
-pub(crate) const TAKES: [(LossName, &[&[&str]]); 6] = [
+pub(crate) const TAKES: [(LossName, &[&[&str]]); 7] = [
     (
         LossName::Contrastive,
         &[
@@ -337,6 +348,19 @@ pub(crate) const TAKES: [(LossName, &[&[&str]]); 6] = [
             "grad_b",
             "scale",
             "symmetric",
+            "labels_a",
+            "labels_b",
+        ]],
+    ),
+    (
+        LossName::Siglip,
+        &[&[
+            "a",
+            "b",
+            "grad_a",
+            "grad_b",
+            "log_scale",
+            "bias",
             "labels_a",
             "labels_b",
         ]],
@@ -459,6 +483,26 @@ impl Against {
     }
 }
 
+/// The two views' labels (`--labels-a`, `--labels-b`: A's then B's, checked against each
+/// view's rows; `what` names each view in messages), or `None` without them.
+pub(crate) fn view_labels(
+    args: &EvalArgs,
+    (a, what_a): (&io::Matrix, &str),
+    (b, what_b): (&io::Matrix, &str),
+) -> Result<Option<metric_loss::Labels>, Failure> {
+    match (&args.labels_a, &args.labels_b) {
+        (None, None) => Ok(None),
+        (Some(pa), Some(pb)) => {
+            let mut ids = io::int_labels("labels-a", pa, what_a, a.rows)?;
+            ids.extend(io::int_labels("labels-b", pb, what_b, b.rows)?);
+            Ok(Some(metric_loss::Labels::new(&ids)))
+        }
+        _ => Err(Failure::usage(
+            "--labels-a and --labels-b go together (A's and B's labels)",
+        )),
+    }
+}
+
 /// The JSON line's fields every loss reports first.
 pub(crate) fn head(loss: f64, gpu: &Option<Gpu>) -> serde_json::Map<String, serde_json::Value> {
     let mut m = serde_json::Map::new();
@@ -488,5 +532,6 @@ pub(crate) fn run(args: EvalArgs, m: &ArgMatches) -> Result<ExitCode, Failure> {
                 symmetric: args.symmetric,
             },
         ),
+        LossName::Siglip => siglip::run(&args),
     }
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use metric_loss::{Grads, Labels, Softmax, SoftmaxLoss};
 
-use super::{head, Against, EvalArgs};
+use super::{head, view_labels, Against, EvalArgs};
 use crate::io::{self, Matrix, Outputs};
 use crate::Failure;
 
@@ -76,20 +76,7 @@ impl Eval {
                     b.rows, a.rows
                 )));
             }
-            let labels = match (&args.labels_a, &args.labels_b) {
-                (None, None) => None,
-                (Some(pa), Some(pb)) => {
-                    let mut ids = io::int_labels("labels-a", pa, "the anchors (--a)", a.rows)?;
-                    ids.extend(io::int_labels("labels-b", pb, "the keys (--b)", b.rows)?);
-                    Some(Labels::new(&ids))
-                }
-                _ => {
-                    return Err(Failure::usage(
-                        "--labels-a and --labels-b go together (the anchors' and the keys' \
-                         labels)",
-                    ))
-                }
-            };
+            let labels = view_labels(args, (&a, "the anchors (--a)"), (&b, "the keys (--b)"))?;
             let (ea, eb) = (a.view("a")?, b.view("b")?);
             match &labels {
                 Some(l) => cfg.validate_pairs_labelled(&ea, &eb, l)?,
