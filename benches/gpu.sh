@@ -3,8 +3,9 @@
 # (after the adapter's own FMA and bandwidth peaks, `metric-loss bench --peak`):
 # forward + backward of the contrastive loss over every pair of a batch, of the mined
 # triplet losses (batch-hard, semi-hard, and all triplets up to B = 4096), then of NT-Xent
-# (against pytorch-metric-learning's NTXentLoss) and CLIP (against a plain cross-entropy),
-# up to and past the B where PyTorch runs out of memory.
+# (against pytorch-metric-learning's NTXentLoss), CLIP (against a plain cross-entropy) and
+# SigLIP (against open_clip's SigLipLoss), up to and past the B where PyTorch runs out of
+# memory.
 #
 #   bash benches/gpu.sh                       # B in {4096, 16384, 65536, 262144}, D = 128;
 #                                             # softmax B in {1024, 2048, 4096, 16384, 65536}
@@ -15,7 +16,8 @@
 #                                             # GPU, the automatic one on a CPU adapter)
 #
 # On the GPU machine (see ../shared/device/README.md): source .gpu/env.sh; bash benches/gpu.sh
-# Needs python3 with numpy and torch (pytorch-metric-learning optional), and a metric-loss
+# Needs python3 with numpy and torch (pytorch-metric-learning and open_clip_torch optional:
+# benches/venv.sh), and a metric-loss
 # binary on PATH or in target/release.
 set -euo pipefail
 cd "$(dirname "$0")/.."

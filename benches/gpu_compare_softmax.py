@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Softmax half of benches/gpu.sh: metric-loss's NT-Xent and CLIP against PyTorch.
+"""Softmax half of benches/gpu.sh: metric-loss's NT-Xent, CLIP and SigLIP against PyTorch.
 
 For each batch size B (D = 128 by default, tau = 0.07): Gaussian rows, L2-normalised.
 NT-Xent takes two views of B/2 samples (labels i mod B/2, SimCLR's setting); CLIP two
@@ -11,7 +11,10 @@ warm-up) of
     plain PyTorch ("torch"): S = X_n X_n^T / tau, L_i = logsumexp of row i over the other
     classes, mean over positive pairs (i, p) of softplus(L_i - S_ip) (PML's definition);
   * CLIP as plain PyTorch: (cross_entropy(S, arange) + cross_entropy(S.T, arange)) / 2 with
-    S = A_n B_n^T / tau, float32.
+    S = A_n B_n^T / tau, float32;
+  * SigLIP as open_clip's SigLipLoss (t' = ln 10, b = -10, both leaf tensors with
+    gradients, as in training; the features normalised by F.normalize), float32, two
+    independent B x D views.
 Each PyTorch measurement runs in a child process, so that one running out of memory
 (CUDA OOM, or on the CPU an address-space cap of --max-cpu-gb) is reported as OOM with the
 rest of the table intact; its peak memory is torch.cuda.max_memory_allocated() on a GPU and
@@ -80,6 +83,19 @@ def child(args):
                 loss = fn(x, labels)
                 loss.backward()
                 box["loss"] = loss.item()
+        elif args.child == "siglip":
+            from compare_siglip import open_clip_siglip
+
+            fn = open_clip_siglip()()
+            y = torch.tensor(inputs(b, d, seed=b + 1), device=device, requires_grad=True)
+            t = torch.tensor(np.log(10.0), device=device, requires_grad=True)
+            c = torch.tensor(-10.0, device=device, requires_grad=True)
+
+            def run():
+                x.grad = y.grad = t.grad = c.grad = None
+                loss = fn(F.normalize(x, dim=-1), F.normalize(y, dim=-1), t.exp(), c)
+                loss.backward()
+                box["loss"] = loss.item()
         else:
             y = torch.tensor(inputs(b, d, seed=b + 1), device=device, requires_grad=True)
             target = torch.arange(b, device=device)
@@ -119,7 +135,7 @@ def torch_run(loss, b, args):
 
 def ml_run(exe, loss, b, args):
     with tempfile.TemporaryDirectory() as tmp:
-        common = ["--temperature", str(args.temperature)]
+        common = ["--temperature", str(args.temperature)] if loss != "siglip" else []
         if loss == "ntxent":
             xp, lp = os.path.join(tmp, "x.npy"), os.path.join(tmp, "l.npy")
             np.save(xp, inputs(b, args.dim, seed=b))
@@ -131,7 +147,7 @@ def ml_run(exe, loss, b, args):
             np.save(ap, inputs(b, args.dim, seed=b))
             np.save(bp, inputs(b, args.dim, seed=b + 1))
             bench = ["--batch", str(b), "--dim", str(args.dim)]
-            ev = ["eval", "--loss", "clip", "--a", ap, "--b", bp, *common]
+            ev = ["eval", "--loss", loss, "--a", ap, "--b", bp, *common]
         out = subprocess.run([exe, "bench", "--loss", loss, *bench, *common, "--repeat",
                               str(args.repeat), "--json"], capture_output=True, text=True)
         if out.returncode != 0:
@@ -157,6 +173,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--exe", default="target/release/metric-loss")
     ap.add_argument("--softmax-batches", default="1024,2048,4096,16384,65536")
+    ap.add_argument("--softmax-losses", default="ntxent,clip,siglip")
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--temperature", type=float, default=0.07)
@@ -175,7 +192,7 @@ def main():
           f"{'ml MB':>9} | {'PML s':>10} {'torch s':>10} {'torch MB':>9} | {'ml/torch':>8} | "
           f"ml loss / torch loss")
     for b in [int(v) for v in args.softmax_batches.split(",")]:
-        for loss in ["ntxent", "clip"]:
+        for loss in args.softmax_losses.split(","):
             ml, value = ml_run(args.exe, loss, b, args)
             # NT-Xent: PML's class, then the plain PyTorch formulation the ratio is against.
             pml = torch_run(loss, b, args) if loss == "ntxent" else None

@@ -42,7 +42,7 @@
 //                               that the gradient sweep loads it once
 // Each row's values are added in column order by the one invocation that owns it. No
 // atomics: bitwise deterministic. Every pair is evaluated; nothing is skipped.
-// Shared pieces: common/distance, reduce, smooth.
+// Shared pieces: common/distance, reduce, smooth, logsumexp.
 
 // Keep in sync with `SoftmaxParams` in src/losses/softmax/kernels.rs.
 struct SoftmaxParams {
@@ -102,7 +102,6 @@ struct SoftmaxPartial {
     terms: u32,
 }
 
-const LOW: f32 = -3.0e38; // below every logit (|z| ≤ 1e4 for τ ≥ 1e-4)
 
 @group(0) @binding(0) var<uniform> params: SoftmaxParams;
 @group(0) @binding(1) var<storage, read> rows: array<vec4<f32>>;
@@ -120,44 +119,6 @@ const LOW: f32 = -3.0e38; // below every logit (|z| ≤ 1e4 for τ ≥ 1e-4)
 // Class id of row `local` of the row window (clamped into the binding).
 fn row_class_at(local: u32) -> u32 {
     return row_class[min(local, arrayLength(&row_class) - 1u)];
-}
-
-// A running log-sum-exp: the maximum m (LOW while empty) and the exp sum of every other
-// value rescaled to it, s = Σ exp(z − m) but the maximum's own 1, so that log Σ exp(z) =
-// m + log(1 + s) with s accumulated from 0: near saturation (one logit far above the rest)
-// the many tiny exps keep their digits, where adding each to 1 would round them away.
-struct Lse {
-    m: f32,
-    s: f32,
-}
-
-// One exp per value: the larger of (m, v) becomes the maximum (from empty: exp(−∞) = 0).
-fn lse_push(a: Lse, v: f32) -> Lse {
-    let d = v - a.m;
-    let e = exp(-abs(d));
-    if (d > 0.0) {
-        return Lse(v, fma(a.s, e, e));
-    }
-    return Lse(a.m, a.s + e);
-}
-
-fn lse_empty(a: Lse) -> bool {
-    return a.m <= LOW;
-}
-
-fn lse_merge(a: Lse, b: Lse) -> Lse {
-    if (lse_empty(b)) {
-        return a;
-    }
-    if (lse_empty(a)) {
-        return b;
-    }
-    if (a.m >= b.m) {
-        let e = exp(b.m - a.m);
-        return Lse(a.m, a.s + fma(b.s, e, e));
-    }
-    let e = exp(a.m - b.m);
-    return Lse(b.m, b.s + fma(a.s, e, e));
 }
 
 // The pair (i, j)'s role for row i: x denominator, y positive. For clip/infonce the

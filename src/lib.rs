@@ -71,6 +71,7 @@ pub use losses::contrastive::{Contrastive, ContrastiveCounts, ContrastiveOutput}
 pub use losses::sigmoid::{Siglip, SiglipCounts, SiglipOutput};
 pub use losses::softmax::{Softmax, SoftmaxCounts, SoftmaxLoss, SoftmaxOutput, MIN_TEMPERATURE};
 pub use losses::triplet::{Mining, Triplet, TripletCounts, TripletOutput, TripletTerm};
+pub use losses::weighting::{Weighting, WeightingCounts, WeightingLoss, WeightingOutput};
 pub use losses::BatchLoss;
 pub use options::{
     Counts, Distance, Gradient, Grads, Hinge, LossOutput, Reduction, ReferenceGrad, ReferenceSet,

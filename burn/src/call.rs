@@ -2,7 +2,7 @@
 //! and which of them want a gradient. It crosses burn's dispatch (and, under fusion, waits
 //! in the fused stream) as an ordinary argument of the backend operation.
 
-use metric_loss::{Contrastive, Softmax, Triplet};
+use metric_loss::{Contrastive, Siglip, Softmax, Triplet};
 
 /// A loss with its options.
 #[derive(Clone, Copy, Debug)]
@@ -13,6 +13,8 @@ pub enum Family {
     Softmax(Softmax),
     /// [`Triplet`].
     Triplet(Triplet),
+    /// [`Siglip`]: SigLIP's sigmoid loss.
+    Siglip(Siglip),
 }
 
 /// How the loss's inputs are laid out. Sides are the float inputs in order (`a`, `b`, `c`);
@@ -22,10 +24,11 @@ pub enum Form {
     /// One labelled batch (side a; labels: one class id per row).
     Batch,
     /// Matched rows of a and b (contrastive: labels are the pair labels; softmax: CLIP, or
-    /// InfoNCE with b's extra rows as negatives, labels unused).
+    /// InfoNCE with b's extra rows as negatives; SigLIP, b's extra rows negatives; labels
+    /// unused).
     Pairs,
-    /// Softmax pairs with class ids masking false negatives: labels are a's `split` ids,
-    /// then b's.
+    /// Softmax pairs with class ids masking false negatives, SigLIP's with class ids giving
+    /// the positives: labels are a's `split` ids, then b's.
     PairsLabelled {
         /// Rows of a.
         split: usize,

@@ -133,6 +133,16 @@ fn record<'b>(
             pair(),
             target,
         ),
+        (Family::Siglip(l), Form::Pairs) => l.pairs_device(gpu, rows[0], rows[1], pair(), target),
+        (Family::Siglip(l), Form::PairsLabelled { split }) => l.pairs_labelled_device(
+            gpu,
+            rows[0],
+            rows[1],
+            labels_at(0),
+            labels_at(split),
+            pair(),
+            target,
+        ),
         (Family::Contrastive(l), Form::Against { split, queries_at }) => {
             let reference = reference(rows[1], labels_at(split), queries_at, grads[1]);
             l.against_device(gpu, rows[0], labels_at(0), reference, grads[0], target)

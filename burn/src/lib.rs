@@ -1,8 +1,8 @@
 //! # metric-loss-burn
 //!
 //! metric-loss's losses as autodiff operations of [burn](https://burn.dev) 0.22 on its wgpu
-//! backend (with or without fusion): contrastive, triplet (mined or explicit) and the
-//! softmax losses (NT-Xent, SupCon, CLIP, InfoNCE), in-batch, on matched rows, or queries
+//! backend (with or without fusion): contrastive, triplet (mined or explicit), the
+//! softmax losses (NT-Xent, SupCon, CLIP, InfoNCE) and SigLIP, in-batch, on matched rows, or queries
 //! against reference rows. burn and metric-loss share one `wgpu::Device`: a loss reads the
 //! embeddings' buffer where burn wrote it and writes dL/dX into a burn tensor's buffer, with
 //! no copy through the host and no B×B tensor.
@@ -25,7 +25,7 @@
 //!   wgpu runtime and metric-loss on one device; [`gpu`] gives metric-loss's side of it.
 //! - The losses: [`contrastive`], [`contrastive_pairs`], [`contrastive_against`],
 //!   [`softmax`], [`softmax_pairs`], [`softmax_pairs_labelled`], [`softmax_against`],
-//!   [`triplet`], [`triplet_explicit`]. Each returns a `[1]` loss tensor; its backward pass
+//!   [`siglip`], [`siglip_labelled`], [`triplet`], [`triplet_explicit`]. Each returns a `[1]` loss tensor; its backward pass
 //!   gives every tracked input its gradient.
 //! - [`MetricLossBackend`]: the backend operation behind them.
 //!
@@ -42,8 +42,9 @@
 //!   needs a read back): a NaN gives a NaN loss, as in any burn operation.
 //! - A failure of the device itself (lost, out of memory) panics, as burn's own operations
 //!   do; everything a caller controls is an [`Error`] before the call runs.
-//! - The temperature is an option of [`Softmax`], not a burn tensor: no dL/dτ (a learnable
-//!   temperature would need its value on the host each step).
+//! - The temperature is an option of [`Softmax`], and SigLIP's t′ and b options of
+//!   [`Siglip`], not burn tensors: no dL/dτ, dL/dt′ or dL/db here (a learnable scalar would
+//!   need its value on the host each step; metric-loss's own calls return all three).
 //! - Mined triplets against reference rows are not here: metric-loss has no device-resident
 //!   form of them (their term count comes from host labels).
 #![warn(missing_docs)]
@@ -61,9 +62,9 @@ pub use backend::MetricLossBackend;
 pub use burn::backend::wgpu::{WgpuDevice, WgpuSetup};
 pub use call::{Family, Form, LossCall};
 pub use error::{Error, Result};
-pub use metric_loss::{Contrastive, Mining, Reduction, Softmax, SoftmaxLoss, Triplet};
+pub use metric_loss::{Contrastive, Mining, Reduction, Siglip, Softmax, SoftmaxLoss, Triplet};
 pub use ops::{
-    contrastive, contrastive_against, contrastive_pairs, softmax, softmax_against, softmax_pairs,
-    softmax_pairs_labelled, triplet, triplet_explicit, Reference,
+    contrastive, contrastive_against, contrastive_pairs, siglip, siglip_labelled, softmax,
+    softmax_against, softmax_pairs, softmax_pairs_labelled, triplet, triplet_explicit, Reference,
 };
 pub use setup::{gpu, init, init_setup};

@@ -4,7 +4,7 @@
 
 use burn::backend::Dispatch;
 use burn::tensor::{DType, Device, Int, IntDType, Tensor};
-use metric_loss::{Contrastive, Error as LossError, Softmax, SoftmaxLoss, Triplet};
+use metric_loss::{Contrastive, Error as LossError, Siglip, Softmax, SoftmaxLoss, Triplet};
 
 use crate::backend::MetricLossBackend;
 use crate::call::{Family, Form, LossCall};
@@ -114,6 +114,36 @@ pub fn softmax_pairs_labelled(
     same_len("labels of b", keys, &labels_b)?;
     let labels = Tensor::cat(vec![ids(labels_a), ids(labels_b)], 0);
     let call = call(Family::Softmax(*loss), Form::PairsLabelled { split: rows });
+    run(call, [a, b.clone(), b], labels)
+}
+
+/// SigLIP's sigmoid loss of two views: row i of a and of b a positive pair, every other
+/// pair (b's rows beyond a's among them) a negative. t′ and b are the options' values: the
+/// loss is differentiable in `a` and `b`.
+pub fn siglip(a: Tensor<2>, b: Tensor<2>, loss: &Siglip) -> Result<Tensor<1>> {
+    siglip_views(&a, &b, loss)?;
+    let labels = Tensor::<1, Int>::zeros([1], &a.device());
+    run(
+        call(Family::Siglip(*loss), Form::Pairs),
+        [a, b.clone(), b],
+        labels,
+    )
+}
+
+/// [`siglip`] with the positives from class ids: (i, j) is positive when `labels_a[i]`
+/// equals `labels_b[j]`.
+pub fn siglip_labelled(
+    a: Tensor<2>,
+    b: Tensor<2>,
+    labels_a: Tensor<1, Int>,
+    labels_b: Tensor<1, Int>,
+    loss: &Siglip,
+) -> Result<Tensor<1>> {
+    let (rows, cols) = siglip_views(&a, &b, loss)?;
+    same_len("labels of a", rows, &labels_a)?;
+    same_len("labels of b", cols, &labels_b)?;
+    let labels = Tensor::cat(vec![ids(labels_a), ids(labels_b)], 0);
+    let call = call(Family::Siglip(*loss), Form::PairsLabelled { split: rows });
     run(call, [a, b.clone(), b], labels)
 }
 
@@ -244,6 +274,20 @@ fn views(a: &Tensor<2>, b: &Tensor<2>, loss: &Softmax) -> Result<(usize, usize, 
     // Also refuses NT-Xent and SupCon, which take a labelled batch.
     loss.keys_limit(rows, keys, dim)?;
     Ok((rows, keys, dim))
+}
+
+/// SigLIP's two views' rows, checked (b at least a's rows, the same width, the limit).
+fn siglip_views(a: &Tensor<2>, b: &Tensor<2>, loss: &Siglip) -> Result<(usize, usize)> {
+    let [rows, dim] = side("a", a)?;
+    let [cols, bdim] = side("b", b)?;
+    if bdim != dim {
+        return Err(shape("columns of b", dim, bdim));
+    }
+    if cols < rows {
+        return Err(shape("rows of b (at least as many as a)", rows, cols));
+    }
+    loss.pairs_limit(rows, cols, dim)?;
+    Ok((rows, cols))
 }
 
 /// An input's `[rows, dim]`, checked: f32, not empty, indices within 32 bits.

@@ -10,7 +10,9 @@ use common::reference as burn_ref;
 use common::{assert_pass, int_tensor, labels, outside, Rows};
 use metric_loss::testing::outside as judge;
 use metric_loss::testing::Rng;
-use metric_loss::{Contrastive, Labels, Mining, ReferenceGrad, ReferenceSet, Softmax, Triplet};
+use metric_loss::{
+    Contrastive, Labels, Mining, ReferenceGrad, ReferenceSet, Siglip, Softmax, Triplet,
+};
 use metric_loss_burn as ml;
 
 #[test]
@@ -201,6 +203,50 @@ fn clip_and_infonce_with_extra_keys_and_labels() {
             who,
             &judge::softmax_pairs(&nce, &ea, &ek, Some(&hl), out).unwrap(),
         );
+    }
+}
+
+#[test]
+fn siglip_with_extra_rows_and_labels() {
+    let mut rng = Rng::new(6);
+    let (n, m, dim) = (27, 38, 15);
+    let a = Rows::scaled(&mut rng, n, dim, 1.0);
+    let b = Rows::scaled(&mut rng, m, dim, 1.0);
+    let (ea, eb) = (a.embeddings(), b.embeddings());
+    let (la, lb) = (labels(&mut rng, n, 9), labels(&mut rng, m, 9));
+    let all: Vec<i64> = la.iter().chain(&lb).copied().collect();
+    let hl = Labels::new(&all);
+    for cfg in [Siglip::default(), Siglip::new(4.0, -12.0).unwrap()] {
+        let (t, bias) = (f64::from(cfg.scale()), f64::from(cfg.bias));
+        for labelled in [false, true] {
+            let (ta, tb) = (a.tracked(), b.tracked());
+            let loss = if labelled {
+                ml::siglip_labelled(
+                    ta.clone(),
+                    tb.clone(),
+                    int_tensor(&la),
+                    int_tensor(&lb),
+                    &cfg,
+                )
+            } else {
+                ml::siglip(ta.clone(), tb.clone(), &cfg)
+            };
+            let ours = outside(loss.unwrap(), &[&ta, &tb]);
+            let (ta, tb) = (a.tracked(), b.tracked());
+            let positive = if labelled {
+                burn_ref::same(int_tensor(&la), int_tensor(&lb))
+            } else {
+                burn_ref::matched(n, m, &common::device())
+            };
+            let theirs = outside(
+                burn_ref::siglip(ta.clone(), tb.clone(), t, bias, positive),
+                &[&ta, &tb],
+            );
+            let l = labelled.then_some(&hl);
+            for (who, out) in [("ours", &ours), ("burn", &theirs)] {
+                assert_pass(who, &judge::siglip_pairs(&cfg, &ea, &eb, l, out).unwrap());
+            }
+        }
     }
 }
 

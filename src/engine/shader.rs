@@ -59,6 +59,7 @@ snippet!(DISTANCE, "common/distance.wgsl");
 snippet!(HINGE, "common/hinge.wgsl");
 snippet!(REDUCE, "common/reduce.wgsl");
 snippet!(SMOOTH, "common/smooth.wgsl");
+snippet!(LOGSUMEXP, "common/logsumexp.wgsl");
 snippet!(ROW_ENGINE, "common/rows.wgsl");
 snippet!(STAGED_ENGINE, "common/staged.wgsl");
 

@@ -7,6 +7,7 @@ pub mod contrastive;
 pub mod sigmoid;
 pub mod softmax;
 pub mod triplet;
+pub mod weighting;
 
 use crate::engine::kernel::Table;
 use crate::engine::{DeviceLoss, Gpu};
@@ -95,9 +96,10 @@ macro_rules! batch_loss {
 batch_loss!(contrastive::Contrastive, contrastive::ContrastiveCounts);
 batch_loss!(triplet::Triplet, triplet::TripletCounts);
 batch_loss!(softmax::Softmax, softmax::SoftmaxCounts);
+batch_loss!(weighting::Weighting, weighting::WeightingCounts);
 
 /// Every module's table of entry points: the engine's and each family's.
-pub(crate) static TABLES: [&Table; 13] = [
+pub(crate) static TABLES: [&Table; 15] = [
     &crate::engine::sides::TABLE,
     &crate::engine::resident::TABLE,
     &crate::engine::probe::TABLE,
@@ -110,6 +112,8 @@ pub(crate) static TABLES: [&Table; 13] = [
     &softmax::ROWS_TABLE,
     &sigmoid::TABLE,
     &sigmoid::ROWS_TABLE,
+    &weighting::TABLE,
+    &weighting::ROWS_TABLE,
     &crate::measure::TABLE,
 ];
 

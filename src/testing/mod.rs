@@ -8,6 +8,7 @@ pub mod outside;
 pub mod siglip;
 pub mod softmax;
 pub mod triplet;
+pub mod weighting;
 
 pub use crate::losses::contrastive::reference as contrastive_reference;
 pub use crate::losses::contrastive::tolerance::{
@@ -16,6 +17,7 @@ pub use crate::losses::contrastive::tolerance::{
 pub use crate::losses::sigmoid::reference as siglip_reference;
 pub use crate::losses::softmax::reference as softmax_reference;
 pub use crate::losses::triplet::reference as triplet_reference;
+pub use crate::losses::weighting::reference as weighting_reference;
 pub use crate::reference::{normalize, widen, Reference, NORM_EPS};
 pub use crate::tolerance::scales::{
     contribution_scale, distance_operands, min_norm, spread, Spread,

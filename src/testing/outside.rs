@@ -7,7 +7,10 @@
 use crate::losses::triplet::Mode;
 use crate::options::{Gradient, Grads, LossOutput, ReferenceSet};
 use crate::tolerance::Verdict;
-use crate::{Contrastive, Embeddings, Labels, Result, Siglip, SiglipOutput, Softmax, Triplet};
+use crate::{
+    Contrastive, Embeddings, Labels, Result, Siglip, SiglipOutput, Softmax, Triplet, Weighting,
+    WeightingOutput,
+};
 
 /// A loss and one gradient per differentiable input (row-major, the input's shape),
 /// computed elsewhere.
@@ -190,4 +193,15 @@ pub fn siglip_pairs(
         None => cfg.pairs_cpu(a, b, Grads::Compute)?,
     };
     Ok(siglip_output(cfg, a, b, labels, out.adopt(&r, a.dim())))
+}
+
+/// Multi-Similarity or Circle: a whole output computed elsewhere (the device-resident
+/// path's, its counts the host path's) against the reference.
+pub fn weighting_output(
+    cfg: &Weighting,
+    x: &Embeddings<'_>,
+    labels: &Labels,
+    out: WeightingOutput,
+) -> Verdict {
+    cfg.batch_verdict(x, labels, |_| out)
 }

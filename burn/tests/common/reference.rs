@@ -217,3 +217,24 @@ pub fn triplet_hard(x: Tensor<2>, labels: Tensor<1, Int>, m: f64) -> Tensor<1> {
 pub fn triplet_explicit(a: Tensor<2>, p: Tensor<2>, n: Tensor<2>, m: f64) -> Tensor<1> {
     relu(row_dist(a.clone(), p) - row_dist(a, n) + m).mean()
 }
+
+/// SigLIP: −(1/N) Σ_ij log σ(z_ij·(t·cos(a_i, b_j) + bias)), z = +1 where `positive`.
+pub fn siglip(
+    a: Tensor<2>,
+    b: Tensor<2>,
+    t: f64,
+    bias: f64,
+    positive: Tensor<2, Bool>,
+) -> Tensor<1> {
+    let n = a.dims()[0];
+    let x = normalize(a).matmul(normalize(b).transpose()) * t + bias;
+    let z = positive.float() * 2.0 - 1.0;
+    burn::tensor::activation::log_sigmoid(z * x).sum().neg() / n as f64
+}
+
+/// The matched rows (i, i) of an [n, m] pair matrix, m ≥ n.
+pub fn matched(n: usize, m: usize, device: &burn::tensor::Device) -> Tensor<2, Bool> {
+    Tensor::<2>::eye(n, device)
+        .pad((0, m - n, 0, 0), 0.0)
+        .equal_elem(1.0)
+}

@@ -7,12 +7,12 @@ use bytemuck::{Pod, Zeroable};
 use crate::engine::kernel::Layout;
 use crate::engine::kernel::{mirrored, Kernel, Slot, Table};
 use crate::engine::rows::GradLayout;
-use crate::engine::shader::{Module, RowMap, DISTANCE, REDUCE, SMOOTH};
+use crate::engine::shader::{Module, RowMap, DISTANCE, LOGSUMEXP, REDUCE, SMOOTH};
 
 pub(crate) static MODULE: Module = Module {
     file: "softmax.wgsl",
     source: include_str!("../../../shaders/softmax.wgsl"),
-    includes: &[&DISTANCE, &REDUCE, &SMOOTH],
+    includes: &[&DISTANCE, &REDUCE, &SMOOTH, &LOGSUMEXP],
     maps: &[],
     grad: GradLayout::None,
     staged: false,
