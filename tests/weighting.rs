@@ -248,12 +248,11 @@ fn device_resident_matches_the_reference() {
         let device_grad = gpu.read_f32(&gb).unwrap();
         // The same kernels: the gradient is the host path's, bit for bit.
         assert_eq!(device_grad, host.grads[0].values(), "{}", cfg.case_name());
-        let out = metric_loss::WeightingOutput {
+        let out = outside::Outside {
             loss,
-            grads: vec![metric_loss::Gradient::new(device_grad, dim)],
-            ..host
+            grads: vec![device_grad],
         };
-        let v = outside::weighting_output(&cfg, &x, &labels, out);
+        let v = outside::weighting_batch(&cfg, &x, &labels, &out).unwrap();
         common::assert_report(&v);
     }
 }

@@ -2,7 +2,7 @@
 //! and which of them want a gradient. It crosses burn's dispatch (and, under fusion, waits
 //! in the fused stream) as an ordinary argument of the backend operation.
 
-use metric_loss::{Contrastive, Siglip, Softmax, Triplet};
+use metric_loss::{Contrastive, Siglip, Softmax, Triplet, Weighting};
 
 /// A loss with its options.
 #[derive(Clone, Copy, Debug)]
@@ -15,6 +15,8 @@ pub enum Family {
     Triplet(Triplet),
     /// [`Siglip`]: SigLIP's sigmoid loss.
     Siglip(Siglip),
+    /// [`Weighting`]: Multi-Similarity, Circle.
+    Weighting(Weighting),
 }
 
 /// How the loss's inputs are laid out. Sides are the float inputs in order (`a`, `b`, `c`);

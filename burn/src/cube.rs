@@ -117,6 +117,9 @@ fn record<'b>(
         (Family::Softmax(l), Form::Batch) => {
             l.batch_device(gpu, rows[0], labels_at(0), grads[0], target)
         }
+        (Family::Weighting(l), Form::Batch) => {
+            l.batch_device(gpu, rows[0], labels_at(0), grads[0], target)
+        }
         (Family::Triplet(l), Form::Batch) => {
             l.batch_device(gpu, rows[0], labels_at(0), grads[0], target)
         }

@@ -2,7 +2,8 @@
 //!
 //! metric-loss's losses as autodiff operations of [burn](https://burn.dev) 0.22 on its wgpu
 //! backend (with or without fusion): contrastive, triplet (mined or explicit), the
-//! softmax losses (NT-Xent, SupCon, CLIP, InfoNCE) and SigLIP, in-batch, on matched rows, or queries
+//! softmax losses (NT-Xent, SupCon, CLIP, InfoNCE), SigLIP, Multi-Similarity and Circle,
+//! in-batch, on matched rows, or queries
 //! against reference rows. burn and metric-loss share one `wgpu::Device`: a loss reads the
 //! embeddings' buffer where burn wrote it and writes dL/dX into a burn tensor's buffer, with
 //! no copy through the host and no B×B tensor.
@@ -25,7 +26,7 @@
 //!   wgpu runtime and metric-loss on one device; [`gpu`] gives metric-loss's side of it.
 //! - The losses: [`contrastive`], [`contrastive_pairs`], [`contrastive_against`],
 //!   [`softmax`], [`softmax_pairs`], [`softmax_pairs_labelled`], [`softmax_against`],
-//!   [`siglip`], [`siglip_labelled`], [`triplet`], [`triplet_explicit`]. Each returns a `[1]` loss tensor; its backward pass
+//!   [`siglip`], [`siglip_labelled`], [`weighting`], [`triplet`], [`triplet_explicit`]. Each returns a `[1]` loss tensor; its backward pass
 //!   gives every tracked input its gradient.
 //! - [`MetricLossBackend`]: the backend operation behind them.
 //!
@@ -62,9 +63,12 @@ pub use backend::MetricLossBackend;
 pub use burn::backend::wgpu::{WgpuDevice, WgpuSetup};
 pub use call::{Family, Form, LossCall};
 pub use error::{Error, Result};
-pub use metric_loss::{Contrastive, Mining, Reduction, Siglip, Softmax, SoftmaxLoss, Triplet};
+pub use metric_loss::{
+    Contrastive, Mining, Reduction, Siglip, Softmax, SoftmaxLoss, Triplet, Weighting, WeightingLoss,
+};
 pub use ops::{
     contrastive, contrastive_against, contrastive_pairs, siglip, siglip_labelled, softmax,
-    softmax_against, softmax_pairs, softmax_pairs_labelled, triplet, triplet_explicit, Reference,
+    softmax_against, softmax_pairs, softmax_pairs_labelled, triplet, triplet_explicit, weighting,
+    Reference,
 };
 pub use setup::{gpu, init, init_setup};

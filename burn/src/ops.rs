@@ -4,7 +4,9 @@
 
 use burn::backend::Dispatch;
 use burn::tensor::{DType, Device, Int, IntDType, Tensor};
-use metric_loss::{Contrastive, Error as LossError, Siglip, Softmax, SoftmaxLoss, Triplet};
+use metric_loss::{
+    Contrastive, Error as LossError, Siglip, Softmax, SoftmaxLoss, Triplet, Weighting,
+};
 
 use crate::backend::MetricLossBackend;
 use crate::call::{Family, Form, LossCall};
@@ -162,6 +164,23 @@ pub fn softmax_against(
     run(
         call,
         [queries, reference.rows.clone(), reference.rows],
+        labels,
+    )
+}
+
+/// A pair-weighting loss of a labelled batch: Multi-Similarity (with or without its miner)
+/// or Circle ([`Weighting::multi_similarity`], [`Weighting::circle`]).
+pub fn weighting(
+    embeddings: Tensor<2>,
+    labels: Tensor<1, Int>,
+    loss: &Weighting,
+) -> Result<Tensor<1>> {
+    let [rows, dim] = side("embeddings", &embeddings)?;
+    same_len("labels", rows, &labels)?;
+    loss.batch_limit(rows, dim)?;
+    run(
+        call(Family::Weighting(*loss), Form::Batch),
+        [embeddings.clone(), embeddings.clone(), embeddings],
         labels,
     )
 }

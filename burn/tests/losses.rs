@@ -11,7 +11,8 @@ use common::{assert_pass, int_tensor, labels, outside, Rows};
 use metric_loss::testing::outside as judge;
 use metric_loss::testing::Rng;
 use metric_loss::{
-    Contrastive, Labels, Mining, ReferenceGrad, ReferenceSet, Siglip, Softmax, Triplet,
+    Contrastive, Labels, Mining, ReferenceGrad, ReferenceSet, Siglip, Softmax, Triplet, Weighting,
+    WeightingLoss,
 };
 use metric_loss_burn as ml;
 
@@ -248,6 +249,53 @@ fn siglip_with_extra_rows_and_labels() {
             }
         }
     }
+}
+
+#[test]
+fn multi_similarity_and_circle() {
+    let mut rng = Rng::new(7);
+    let x = Rows::scaled(&mut rng, 45, 13, 1.0);
+    let l = labels(&mut rng, 45, 7);
+    let ex = x.embeddings();
+    let hl = Labels::new(&l);
+    let ms = Weighting::multi_similarity();
+    let circle = Weighting::circle();
+    for (cfg, theirs) in [
+        (
+            ms,
+            (|t, l| burn_ref::multi_similarity(t, l, 2.0, 50.0, 0.5)) as fn(_, _) -> _,
+        ),
+        (circle, |t, l| burn_ref::circle(t, l, 0.4, 80.0)),
+    ] {
+        let t = x.tracked();
+        let ours = outside(
+            ml::weighting(t.clone(), int_tensor(&l), &cfg).unwrap(),
+            &[&t],
+        );
+        let t = x.tracked();
+        let theirs = outside(theirs(t.clone(), int_tensor(&l)), &[&t]);
+        for (who, out) in [("ours", &ours), ("burn", &theirs)] {
+            assert_pass(who, &judge::weighting_batch(&cfg, &ex, &hl, out).unwrap());
+        }
+    }
+    // With the miner: against the reference alone (plain burn has no miner).
+    let mined = Weighting::new(WeightingLoss::MultiSimilarity {
+        alpha: 2.0,
+        beta: 50.0,
+        base: 0.5,
+        epsilon: Some(0.1),
+    })
+    .unwrap();
+    let mined = metric_loss::testing::weighting::clear_of_ties(mined, &ex, &hl);
+    let t = x.tracked();
+    let ours = outside(
+        ml::weighting(t.clone(), int_tensor(&l), &mined).unwrap(),
+        &[&t],
+    );
+    assert_pass(
+        "ours",
+        &judge::weighting_batch(&mined, &ex, &hl, &ours).unwrap(),
+    );
 }
 
 #[test]

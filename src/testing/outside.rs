@@ -9,7 +9,6 @@ use crate::options::{Gradient, Grads, LossOutput, ReferenceSet};
 use crate::tolerance::Verdict;
 use crate::{
     Contrastive, Embeddings, Labels, Result, Siglip, SiglipOutput, Softmax, Triplet, Weighting,
-    WeightingOutput,
 };
 
 /// A loss and one gradient per differentiable input (row-major, the input's shape),
@@ -195,13 +194,13 @@ pub fn siglip_pairs(
     Ok(siglip_output(cfg, a, b, labels, out.adopt(&r, a.dim())))
 }
 
-/// Multi-Similarity or Circle: a whole output computed elsewhere (the device-resident
-/// path's, its counts the host path's) against the reference.
-pub fn weighting_output(
+/// Multi-Similarity or Circle, a labelled batch: a loss and dL/dX computed elsewhere.
+pub fn weighting_batch(
     cfg: &Weighting,
     x: &Embeddings<'_>,
     labels: &Labels,
-    out: WeightingOutput,
-) -> Verdict {
-    cfg.batch_verdict(x, labels, |_| out)
+    out: &Outside,
+) -> Result<Verdict> {
+    let r = cfg.batch_cpu(x, labels, Grads::Compute)?;
+    Ok(cfg.batch_verdict(x, labels, |_| out.adopt(&r, x.dim())))
 }

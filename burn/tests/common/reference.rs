@@ -238,3 +238,55 @@ pub fn matched(n: usize, m: usize, device: &burn::tensor::Device) -> Tensor<2, B
         .pad((0, m - n, 0, 0), 0.0)
         .equal_elem(1.0)
 }
+
+/// log(1 + Σ_j exp(z_ij)) over the kept entries of each row (`keep`), [n, 1]: an extra zero
+/// logit, the others masked to −1e30.
+fn log1p_sum_exp(z: Tensor<2>, keep: Tensor<2, Bool>) -> Tensor<2> {
+    let n = z.dims()[0];
+    let zero = Tensor::<2>::zeros([n, 1], &z.device());
+    logsumexp(Tensor::cat(
+        vec![z.mask_fill(keep.bool_not(), -1e30), zero],
+        1,
+    ))
+}
+
+/// Multi-Similarity without the miner: mean over anchors of (1/α)·log(1 + Σ_P e^(−α(s−λ)))
+/// + (1/β)·log(1 + Σ_N e^(β(s−λ))).
+pub fn multi_similarity(
+    x: Tensor<2>,
+    labels: Tensor<1, Int>,
+    a: f64,
+    b: f64,
+    base: f64,
+) -> Tensor<1> {
+    let n = x.dims()[0];
+    let xn = normalize(x);
+    let s = xn.clone().matmul(xn.transpose());
+    let same = same(labels.clone(), labels);
+    let pos = same.clone().bool_and(eye(n, &s.device()).bool_not());
+    let lp = log1p_sum_exp((s.clone() - base) * (-a), pos) / a;
+    let ln = log1p_sum_exp((s - base) * b, same.bool_not()) / b;
+    (lp + ln).mean().reshape([1])
+}
+
+/// Circle: softplus(LSE_P u + LSE_N v) over the anchors with both, their mean; the weights
+/// [·]₊ detached.
+pub fn circle(x: Tensor<2>, labels: Tensor<1, Int>, m: f64, g: f64) -> Tensor<1> {
+    let n = x.dims()[0];
+    let xn = normalize(x);
+    let s = xn.clone().matmul(xn.transpose());
+    let w = s.clone().detach();
+    let same = same(labels.clone(), labels);
+    let pos = same.clone().bool_and(eye(n, &s.device()).bool_not());
+    let neg = same.bool_not();
+    let u = relu(w.clone().neg() + (1.0 + m)) * (s.clone() - (1.0 - m)) * (-g);
+    let v = relu(w + m) * (s - m) * g;
+    let lse = |z: Tensor<2>, keep: Tensor<2, Bool>| logsumexp(z.mask_fill(keep.bool_not(), -1e30));
+    let both = pos
+        .clone()
+        .any_dim(1)
+        .bool_and(neg.clone().any_dim(1))
+        .float();
+    let terms = burn::tensor::activation::softplus(lse(u, pos) + lse(v, neg), 1.0) * both.clone();
+    terms.sum() / both.sum()
+}

@@ -124,10 +124,12 @@ impl BenchArgs {
             return Err(Failure::usage("--tune applies to --device gpu"));
         }
         let refuse = |why: &str| Err(Failure::usage(why));
-        if (softmax.is_some() || self.views()) && self.mode != ModeArg::Batch {
+        let batch_only = softmax.is_some()
+            || self.views()
+            || matches!(self.loss(), LossName::MultiSimilarity | LossName::Circle);
+        if batch_only && self.mode != ModeArg::Batch {
             return refuse(
-                "--mode applies to contrastive and triplet; ntxent, supcon, clip, infonce and \
-                 siglip run in-batch",
+                "--mode applies to contrastive and triplet; the other losses run in-batch",
             );
         }
         if softmax.is_none() && self.temperature.is_some() {

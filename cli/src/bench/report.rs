@@ -37,7 +37,9 @@ fn rate(
         (Workload::Softmax { b: Some(_), .. } | Workload::Siglip { .. }, _) => {
             ("pairs", b * b, 6.0 * b * b * d, "6·B²·D")
         }
-        (Workload::Softmax { .. }, _) => ("pairs", b * (b - 1.0), 6.0 * b * b * d, "6·B²·D"),
+        (Workload::Softmax { .. } | Workload::Weighting { .. }, _) => {
+            ("pairs", b * (b - 1.0), 6.0 * b * b * d, "6·B²·D")
+        }
         (Workload::Contrastive { .. }, ModeArg::Batch) => {
             ("pairs", b * (b - 1.0) / 2.0, 6.0 * b * b * d, "6·B²·D")
         }
@@ -58,6 +60,8 @@ fn rate(
 /// contrastive one sweep with gradient (mean-nonzero adds a forward sweep over i < j);
 /// NT-Xent three (statistics, positives, gradient; two when no row has two positives),
 /// SupCon two, CLIP two per direction; SigLIP one per direction (A's with the terms);
+/// Multi-Similarity and Circle a log-sum-exp sweep and a gradient sweep (the miner adds its
+/// bounds' sweep);
 /// mined triplets one distance sweep (the chosen terms' gradients add O(B·D)). Explicit rows
 /// are bandwidth-bound; their rule is the model's.
 fn kernel_flops(work: &Workload<'_>, mode: ModeArg, b: f64, d: f64) -> (f64, &'static str) {
@@ -74,6 +78,7 @@ fn kernel_flops(work: &Workload<'_>, mode: ModeArg, b: f64, d: f64) -> (f64, &'s
             }
         }
         (Workload::Siglip { .. }, _) => (8.0 * pairs, "8·N²·D"),
+        (Workload::Weighting { .. }, _) => (6.0 * pairs, "6·B²·D"),
         (Workload::Softmax { cfg, labels, .. }, _) => match cfg.loss {
             // No row with two positives (SimCLR's views): no positives' sweep.
             SoftmaxLoss::NtXent if labels.largest_class() <= 2 => (6.0 * pairs, "6·B²·D"),
@@ -152,10 +157,12 @@ fn names(work: &Workload<'_>, mode: ModeArg) -> (&'static str, String, String) {
                 Config::Contrastive(c) => ("contrastive", format!("margin {}", c.margin)),
                 Config::Triplet(_) => ("triplet", String::new()),
                 Config::Siglip(_) => ("siglip", String::new()),
+                Config::Weighting(w) => (w.name(), String::new()),
             };
             let mode = format!("against {} detached reference rows", reference.rows());
             (name, mode, setting)
         }
+        Workload::Weighting { cfg, .. } => (cfg.name(), "batch".into(), cfg.case_name()),
         Workload::Siglip { cfg, .. } => (
             "siglip",
             "two views".into(),
@@ -218,7 +225,10 @@ pub(crate) fn print(
     let adapter = gpu.as_ref().map(|g| g.adapter().name.clone());
     let peak_bytes = gpu.as_ref().map(|g| g.workspace_bytes().1);
     // Losses without a hinge: every term counts, none is "active".
-    let softmax = matches!(work, Workload::Softmax { .. } | Workload::Siglip { .. });
+    let softmax = matches!(
+        work,
+        Workload::Softmax { .. } | Workload::Siglip { .. } | Workload::Weighting { .. }
+    );
     let (loss_name, mode, setting) = names(work, args.mode);
     out!(
         "adapter:          {}",

@@ -4,7 +4,7 @@
 use metric_loss::testing::Rng;
 use metric_loss::{
     Contrastive, Embeddings, Gpu, Grads, Labels, Mining, ReferenceGrad, ReferenceSet, Siglip,
-    Softmax, SoftmaxLoss, Triplet,
+    Softmax, SoftmaxLoss, Triplet, Weighting,
 };
 
 use super::{BenchArgs, ModeArg};
@@ -116,6 +116,7 @@ pub(crate) enum Config {
     Triplet(Triplet),
     Softmax(Softmax),
     Siglip(Siglip),
+    Weighting(Weighting),
 }
 
 impl Config {
@@ -130,6 +131,7 @@ impl Config {
             Config::Softmax(s) if s.loss.takes_views() => s.pairs_limit(rows, dim)?,
             Config::Softmax(s) => s.batch_limit(rows, dim)?,
             Config::Siglip(s) => s.pairs_limit(rows, rows, dim)?,
+            Config::Weighting(w) => w.batch_limit(rows, dim)?,
         };
         if limit < 1.0 {
             return Err(Failure::usage(format!(
@@ -159,6 +161,8 @@ impl Config {
             LossName::Clip => softmax(SoftmaxLoss::Clip)?,
             LossName::Infonce => softmax(SoftmaxLoss::InfoNce { symmetric: false })?,
             LossName::Siglip => Config::Siglip(Siglip::default()),
+            LossName::MultiSimilarity => Config::Weighting(Weighting::multi_similarity()),
+            LossName::Circle => Config::Weighting(Weighting::circle()),
         })
     }
 }
@@ -182,6 +186,12 @@ pub(crate) enum Workload<'a> {
         x: Embeddings<'a>,
         labels: &'a Labels,
         b: Option<Embeddings<'a>>,
+    },
+    /// Multi-Similarity or Circle on a labelled batch.
+    Weighting {
+        cfg: Weighting,
+        x: Embeddings<'a>,
+        labels: &'a Labels,
     },
     /// SigLIP: A (x) against B.
     Siglip {
@@ -214,9 +224,9 @@ impl<'a> Workload<'a> {
             match cfg {
                 Config::Softmax(s) => s.validate_against(&x, &set, labels)?,
                 Config::Contrastive(c) => c.validate_against(&x, &set, labels)?,
-                Config::Triplet(_) | Config::Siglip(_) => {
+                Config::Triplet(_) | Config::Siglip(_) | Config::Weighting(_) => {
                     return Err(Failure::usage(
-                        "--reference-rows does not apply to triplet or siglip",
+                        "--reference-rows applies to contrastive, ntxent and supcon",
                     ))
                 }
             }
@@ -228,6 +238,10 @@ impl<'a> Workload<'a> {
             });
         }
         let work = match cfg {
+            Config::Weighting(cfg) => {
+                cfg.validate_batch(&x, labels)?;
+                Workload::Weighting { cfg, x, labels }
+            }
             Config::Siglip(cfg) => {
                 let b = other(0)?;
                 cfg.validate_pairs(&x, &b)?;
@@ -321,8 +335,15 @@ impl<'a> Workload<'a> {
                         };
                         (out.terms(), out.active_terms().unwrap_or(0))
                     }
-                    (Config::Triplet(_) | Config::Siglip(_), _) => (0, 0),
+                    (Config::Triplet(_) | Config::Siglip(_) | Config::Weighting(_), _) => (0, 0),
                 }
+            }
+            Workload::Weighting { cfg, x, labels } => {
+                let out = match gpu {
+                    Some(gpu) => cfg.batch(gpu, x, labels, g)?,
+                    None => cfg.batch_cpu(x, labels, g)?,
+                };
+                (out.terms(), out.terms())
             }
             Workload::Siglip { cfg, x, b } => {
                 let out = match gpu {

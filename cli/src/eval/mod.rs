@@ -10,6 +10,7 @@ mod contrastive;
 mod siglip;
 mod softmax;
 mod triplet;
+mod weighting;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ pub(crate) enum LossName {
     Clip,
     Infonce,
     Siglip,
+    MultiSimilarity,
+    Circle,
 }
 
 impl LossName {
@@ -43,6 +46,8 @@ impl LossName {
             LossName::Clip => "clip",
             LossName::Infonce => "infonce",
             LossName::Siglip => "siglip",
+            LossName::MultiSimilarity => "multi-similarity",
+            LossName::Circle => "circle",
         }
     }
 }
@@ -213,10 +218,33 @@ pub(crate) struct TripletFlags {
     pub soft: bool,
 }
 
+/// The options of the pair-weighting losses (Multi-Similarity, Circle; Circle's m is
+/// --margin).
+#[derive(Args)]
+pub(crate) struct WeightingFlags {
+    /// multi-similarity: α, the positives' weight (default 2).
+    #[arg(long, allow_hyphen_values = true)]
+    pub alpha: Option<f64>,
+    /// multi-similarity: β, the negatives' weight (default 50).
+    #[arg(long, allow_hyphen_values = true)]
+    pub beta: Option<f64>,
+    /// multi-similarity: λ, the shift of both exponents (default 0.5).
+    #[arg(long, allow_hyphen_values = true)]
+    pub base: Option<f64>,
+    /// multi-similarity: mine the pairs first with PML's MultiSimilarityMiner(ε) (its
+    /// default is 0.1); without it every pair counts.
+    #[arg(long, allow_hyphen_values = true)]
+    pub epsilon: Option<f64>,
+    /// circle: γ, the scale (default 80).
+    #[arg(long, allow_hyphen_values = true)]
+    pub gamma: Option<f64>,
+}
+
 /// The options of the margin losses.
 #[derive(Args)]
 pub(crate) struct MarginFlags {
-    /// Margin m (default 1; contrastive: the dissimilar margin).
+    /// Margin m (default 1; contrastive: the dissimilar margin; circle: its relaxation m,
+    /// default 0.4).
     #[arg(long, allow_hyphen_values = true)]
     pub margin: Option<f64>,
     /// Contrastive: positive margin p (default 0).
@@ -271,6 +299,8 @@ pub(crate) struct EvalArgs {
     pub triplet: TripletFlags,
     #[command(flatten)]
     pub margin: MarginFlags,
+    #[command(flatten)]
+    pub weighting: WeightingFlags,
     /// ntxent, supcon, clip: the temperature τ (default 0.07; supcon 0.1); >= 1e-4.
     #[arg(long, allow_hyphen_values = true)]
     pub temperature: Option<f64>,
@@ -304,7 +334,7 @@ const MARGIN: [&str; 4] = ["margin", "distance", "reduction", "normalize"];
 
 /// Which loss takes which flag (clap's ids, the flag without `--`, `_` for `-`), beside
 /// `--loss` and `--device`, which all take.
-pub(crate) const TAKES: [(LossName, &[&[&str]]); 7] = [
+pub(crate) const TAKES: [(LossName, &[&[&str]]); 9] = [
     (
         LossName::Contrastive,
         &[
@@ -364,6 +394,22 @@ pub(crate) const TAKES: [(LossName, &[&[&str]]); 7] = [
             "labels_a",
             "labels_b",
         ]],
+    ),
+    (
+        LossName::MultiSimilarity,
+        &[&[
+            "embeddings",
+            "labels",
+            "grad",
+            "alpha",
+            "beta",
+            "base",
+            "epsilon",
+        ]],
+    ),
+    (
+        LossName::Circle,
+        &[&["embeddings", "labels", "grad", "margin", "gamma"]],
     ),
 ];
 
@@ -533,5 +579,6 @@ pub(crate) fn run(args: EvalArgs, m: &ArgMatches) -> Result<ExitCode, Failure> {
             },
         ),
         LossName::Siglip => siglip::run(&args),
+        LossName::MultiSimilarity | LossName::Circle => weighting::run(&args, args.loss),
     }
 }
