@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Softmax half of benches/gpu.sh: metric-loss's NT-Xent, CLIP and SigLIP against PyTorch.
+"""Second half of benches/gpu.sh: metric-loss's NT-Xent, CLIP, SigLIP, Multi-Similarity and
+Circle against PyTorch.
 
 For each batch size B (D = 128 by default, tau = 0.07): Gaussian rows, L2-normalised.
 NT-Xent takes two views of B/2 samples (labels i mod B/2, SimCLR's setting); CLIP two
@@ -14,7 +15,9 @@ warm-up) of
     S = A_n B_n^T / tau, float32;
   * SigLIP as open_clip's SigLipLoss (t' = ln 10, b = -10, both leaf tensors with
     gradients, as in training; the features normalised by F.normalize), float32, two
-    independent B x D views.
+    independent B x D views;
+  * Multi-Similarity and Circle as pytorch-metric-learning's MultiSimilarityLoss() and
+    CircleLoss() (PML's defaults), float32, labels uniform over B/8 classes (as `bench`).
 Each PyTorch measurement runs in a child process, so that one running out of memory
 (CUDA OOM, or on the CPU an address-space cap of --max-cpu-gb) is reported as OOM with the
 rest of the table intact; its peak memory is torch.cuda.max_memory_allocated() on a GPU and
@@ -40,6 +43,11 @@ def inputs(b, d, seed):
     x = rng.standard_normal((b, d)).astype(np.float32)
     x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     return x
+
+
+def class_labels(b):
+    """Labels uniform over B/8 classes (seeded by B)."""
+    return np.random.default_rng(b + 7).integers(0, max(b // 8, 1), b).astype(np.int64)
 
 
 def child(args):
@@ -77,6 +85,17 @@ def child(args):
 
             fn = NTXentLoss(temperature=t)
             labels = torch.arange(b, device=device) % ((b + 1) // 2)
+
+            def run():
+                x.grad = None
+                loss = fn(x, labels)
+                loss.backward()
+                box["loss"] = loss.item()
+        elif args.child in ("multi-similarity", "circle"):
+            from pytorch_metric_learning.losses import CircleLoss, MultiSimilarityLoss
+
+            fn = MultiSimilarityLoss() if args.child == "multi-similarity" else CircleLoss()
+            labels = torch.tensor(class_labels(b), device=device)
 
             def run():
                 x.grad = None
@@ -135,13 +154,14 @@ def torch_run(loss, b, args):
 
 def ml_run(exe, loss, b, args):
     with tempfile.TemporaryDirectory() as tmp:
-        common = ["--temperature", str(args.temperature)] if loss != "siglip" else []
-        if loss == "ntxent":
+        common = ["--temperature", str(args.temperature)] if loss in ("ntxent", "clip") else []
+        if loss in ("ntxent", "multi-similarity", "circle"):
             xp, lp = os.path.join(tmp, "x.npy"), os.path.join(tmp, "l.npy")
             np.save(xp, inputs(b, args.dim, seed=b))
-            np.save(lp, (np.arange(b) % ((b + 1) // 2)).astype(np.int64))
+            two_views = (np.arange(b) % ((b + 1) // 2)).astype(np.int64)
+            np.save(lp, two_views if loss == "ntxent" else class_labels(b))
             bench = ["--embeddings", xp, "--labels", lp]
-            ev = ["eval", "--loss", "ntxent", "--embeddings", xp, "--labels", lp, *common]
+            ev = ["eval", "--loss", loss, "--embeddings", xp, "--labels", lp, *common]
         else:
             ap, bp = os.path.join(tmp, "a.npy"), os.path.join(tmp, "b.npy")
             np.save(ap, inputs(b, args.dim, seed=b))
@@ -173,7 +193,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--exe", default="target/release/metric-loss")
     ap.add_argument("--softmax-batches", default="1024,2048,4096,16384,65536")
-    ap.add_argument("--softmax-losses", default="ntxent,clip,siglip")
+    ap.add_argument("--softmax-losses", default="ntxent,clip,siglip,multi-similarity,circle")
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--temperature", type=float, default=0.07)
@@ -188,7 +208,7 @@ def main():
         return child(args)
     print(f"softmax: D={args.dim}, tau {args.temperature}; PyTorch float32 in a child process "
           f"per cell (CPU cap {args.max_cpu_gb:g} GB)")
-    print(f"{'B':>7} {'loss':>6} | {'ml e2e s':>10} {'ml kern s':>10} {'%probe':>7} "
+    print(f"{'B':>7} {'loss':>16} | {'ml e2e s':>10} {'ml kern s':>10} {'%probe':>7} "
           f"{'ml MB':>9} | {'PML s':>10} {'torch s':>10} {'torch MB':>9} | {'ml/torch':>8} | "
           f"ml loss / torch loss")
     for b in [int(v) for v in args.softmax_batches.split(",")]:
@@ -204,7 +224,7 @@ def main():
                 pct = f" ({frac:.1%} of FP32 peak)"
             losses = (f"{value:.6f} / {tr['loss']:.6f}"
                       if value is not None and tr.get("loss") is not None else "-")
-            print(f"{b:>7} {loss:>6} | {fmt(ml.get('median_s'))} {fmt(kern if kern else 'n/a')} "
+            print(f"{b:>7} {loss:>16} | {fmt(ml.get('median_s'))} {fmt(kern if kern else 'n/a')} "
                   f"{probe(ml)} {mb(ml.get('peak_device_bytes'))} | "
                   f"{fmt(pml['s']) if pml else fmt('-')} {fmt(tr['s'])} {mb(tr.get('peak'))} | "
                   f"{ratio(ml.get('median_s'), tr['s'])} | {losses}{pct}", flush=True)

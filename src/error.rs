@@ -89,6 +89,23 @@ pub enum Error {
         /// The largest magnitude the call accepted.
         limit: f64,
     },
+    /// A class id is not a row of the class weights: on the host path found before the call
+    /// runs (the first such query named), on the device path counted on the device and
+    /// reported when the loss is read (the number of such queries, whose terms were left
+    /// out).
+    #[error(
+        "class labels: {queries} quer{ies} with a label of no class (the {classes} rows of the          class weights are classes 0 .. {classes} - 1){first}",
+        ies = if *queries == 1 { "y" } else { "ies" },
+        first = first.map_or(String::new(), |(row, label)| format!("; the first is row {row}, label {label}"))
+    )]
+    ClassOutOfRange {
+        /// How many queries have such a label.
+        queries: u64,
+        /// The rows of the class weights.
+        classes: u64,
+        /// The first such query's row and label (host path).
+        first: Option<(usize, u32)>,
+    },
     /// A [`crate::device::DeviceLoss`] was read after a later device-resident call on the
     /// same `Gpu` (from this thread or another) had overwritten its buffers.
     #[error(

@@ -68,6 +68,7 @@ pub use engine::{
 pub use error::{Error, Result};
 pub use input::{Embeddings, Labels, MAX_ABS_VALUE};
 pub use losses::contrastive::{Contrastive, ContrastiveCounts, ContrastiveOutput};
+pub use losses::proxy::{Proxy, ProxyCounts, ProxyLoss, ProxyOutput};
 pub use losses::sigmoid::{Siglip, SiglipCounts, SiglipOutput};
 pub use losses::softmax::{Softmax, SoftmaxCounts, SoftmaxLoss, SoftmaxOutput, MIN_TEMPERATURE};
 pub use losses::triplet::{Mining, Triplet, TripletCounts, TripletOutput, TripletTerm};

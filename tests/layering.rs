@@ -204,7 +204,14 @@ fn the_measurements_files_form_layers_and_know_no_loss() {
 
 #[test]
 fn every_family_stands_alone_and_its_files_form_layers() {
-    let families = ["contrastive", "triplet", "softmax", "sigmoid", "weighting"];
+    let families = [
+        "contrastive",
+        "triplet",
+        "softmax",
+        "sigmoid",
+        "weighting",
+        "proxy",
+    ];
     for family in families {
         let graph = sibling_graph(&format!("losses/{family}"));
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

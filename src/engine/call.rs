@@ -129,6 +129,11 @@ pub(crate) trait LossCall {
     fn has_grad_bias(&self, _want: bool) -> bool {
         false
     }
+    /// The class-proxy losses: the device-resident result counts the queries whose label
+    /// names no class (word 3), and `classes` is that number of classes.
+    fn class_check(&self) -> Option<u64> {
+        None
+    }
     /// Whether input side `k` gets a gradient when gradients are wanted (a detached
     /// reference set does not).
     fn side_has_grad(&self, _k: usize) -> bool {
@@ -262,7 +267,7 @@ pub(crate) fn run_device<L: LossCall>(
         });
         let arrays = match classes {
             DeviceClasses::None => 0,
-            DeviceClasses::PerSide(_) => 2,
+            DeviceClasses::PerSide(_) | DeviceClasses::LabelsThenIota(_) => 2,
             _ => 1,
         };
         let class_bufs: Vec<RowBuf> = CLASSES[..arrays]
@@ -292,6 +297,7 @@ pub(crate) fn run_device<L: LossCall>(
             call: rec.next_device_call(),
             temperature: call.has_grad_temperature(want),
             bias: call.has_grad_bias(want),
+            classes: call.class_check(),
         })
     })
 }

@@ -104,6 +104,9 @@ pub(crate) enum DeviceClasses<'a> {
     Iota,
     /// The caller's u32 values for each of two sides (queries', references').
     PerSide([DeviceLabels<'a>; 2]),
+    /// The caller's u32 values for the first side, the row indices for the second (the
+    /// class-proxy losses: the queries' labels, and W's rows as classes 0..C).
+    LabelsThenIota(DeviceLabels<'a>),
 }
 
 /// The loss of a device-resident call, on the device: a small buffer of f32 values
@@ -125,6 +128,9 @@ pub struct DeviceLoss {
     pub(crate) temperature: bool,
     /// SigLIP: dL/db is word 6.
     pub(crate) bias: bool,
+    /// The class-proxy losses: word 3 counts the queries whose label names none of this
+    /// many classes.
+    pub(crate) classes: Option<u64>,
 }
 
 impl DeviceLoss {
@@ -162,6 +168,13 @@ impl DeviceLoss {
                 row: index / self.dim,
                 column: index % self.dim,
                 limit: self.limit,
+            });
+        }
+        if let (Some(classes), queries @ 1..) = (self.classes, words[1 + 3]) {
+            return Err(Error::ClassOutOfRange {
+                queries: u64::from(queries),
+                classes,
+                first: None,
             });
         }
         let value = |w: usize| f64::from(f32::from_bits(words[1 + w]));
@@ -466,6 +479,9 @@ pub(crate) fn gather(
         (DeviceClasses::Iota, [ids]) => vec![(None, ids, plan)],
         (DeviceClasses::PerSide([a, b]), [ia, ib]) => {
             vec![(Some(a), ia, &sides[0].plan), (Some(b), ib, &sides[1].plan)]
+        }
+        (DeviceClasses::LabelsThenIota(a), [ia, ib]) => {
+            vec![(Some(a), ia, &sides[0].plan), (None, ib, &sides[1].plan)]
         }
         _ => Vec::new(),
     };

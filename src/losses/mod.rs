@@ -4,6 +4,7 @@
 //! `tolerance.rs` (the tolerance rule's scales) and `limit.rs` (the magnitude limit).
 
 pub mod contrastive;
+pub mod proxy;
 pub mod sigmoid;
 pub mod softmax;
 pub mod triplet;
@@ -99,7 +100,7 @@ batch_loss!(softmax::Softmax, softmax::SoftmaxCounts);
 batch_loss!(weighting::Weighting, weighting::WeightingCounts);
 
 /// Every module's table of entry points: the engine's and each family's.
-pub(crate) static TABLES: [&Table; 15] = [
+pub(crate) static TABLES: [&Table; 17] = [
     &crate::engine::sides::TABLE,
     &crate::engine::resident::TABLE,
     &crate::engine::probe::TABLE,
@@ -114,6 +115,8 @@ pub(crate) static TABLES: [&Table; 15] = [
     &sigmoid::ROWS_TABLE,
     &weighting::TABLE,
     &weighting::ROWS_TABLE,
+    &proxy::TABLE,
+    &proxy::ROWS_TABLE,
     &crate::measure::TABLE,
 ];
 

@@ -5,6 +5,7 @@
 
 pub mod fuzz;
 pub mod outside;
+pub mod proxy;
 pub mod siglip;
 pub mod softmax;
 pub mod triplet;
@@ -14,6 +15,7 @@ pub use crate::losses::contrastive::reference as contrastive_reference;
 pub use crate::losses::contrastive::tolerance::{
     against_distances, batch_distances, loss_scale, pair_distances,
 };
+pub use crate::losses::proxy::reference as proxy_reference;
 pub use crate::losses::sigmoid::reference as siglip_reference;
 pub use crate::losses::softmax::reference as softmax_reference;
 pub use crate::losses::triplet::reference as triplet_reference;
