@@ -77,7 +77,7 @@ fn many_classes_on_a_small_device() {
         Embeddings::new(&x, n, dim).unwrap(),
         Embeddings::new(&w, c, dim).unwrap(),
     );
-    assert!(((n * c * 4) as u64) > small.limits().max_storage_buffer_binding_size as u64);
+    assert!((n * c * 4) as u64 > small.limits().max_storage_buffer_binding_size);
     for cfg in [Proxy::arcface(), Proxy::cosface()] {
         common::assert_report(&cfg.batch_check(&small, &xe, &classes, &we).unwrap());
     }
