@@ -94,9 +94,10 @@ pub enum Error {
     /// reported when the loss is read (the number of such queries, whose terms were left
     /// out).
     #[error(
-        "class labels: {queries} quer{ies} with a label of no class (the {classes} rows of the          class weights are classes 0 .. {classes} - 1){first}",
+        "class indices: {queries} quer{ies} with an index of no class (the {classes} rows of \
+         the class weights are classes 0 .. {classes} - 1){first}",
         ies = if *queries == 1 { "y" } else { "ies" },
-        first = first.map_or(String::new(), |(row, label)| format!("; the first is row {row}, label {label}"))
+        first = first.map_or(String::new(), |(row, label)| format!("; the first is row {row}, index {label}"))
     )]
     ClassOutOfRange {
         /// How many queries have such a label.

@@ -54,6 +54,9 @@ pub(crate) fn run(args: CheckArgs) -> Result<ExitCode, Failure> {
     reports.extend(metric_loss::testing::weighting::run_grid(
         &gpu, batch, dim, seed,
     )?);
+    reports.extend(metric_loss::testing::proxy::run_grid(
+        &gpu, batch, dim, seed,
+    )?);
     let mut failed = 0;
     for r in &reports {
         let verdict = if r.pass() { "PASS" } else { "FAIL" };

@@ -99,7 +99,8 @@ impl From<metric_loss::Error> for Failure {
             | E::TooLargeForLoss { .. }
             | E::InvalidOption { .. }
             | E::OptionConflict { .. }
-            | E::LimitExceeded { .. } => Failure::usage(e.to_string()),
+            | E::LimitExceeded { .. }
+            | E::ClassOutOfRange { .. } => Failure::usage(e.to_string()),
             other => Failure::runtime(other.to_string()),
         }
     }

@@ -87,6 +87,10 @@ pub(crate) struct BenchArgs {
     /// Margin m (default 1.5 for contrastive, 1 for triplet).
     #[arg(long)]
     margin: Option<f32>,
+    /// arcface, cosface: the number of classes C (the class weights are C generated unit
+    /// rows, each row's class uniform below C).
+    #[arg(long)]
+    classes: Option<usize>,
     /// ntxent, supcon, clip: the temperature (default 0.07; supcon 0.1); infonce: 1/scale
     /// (default 0.05, scale 20; as many keys as anchors, no reverse term).
     #[arg(long)]
@@ -124,8 +128,19 @@ impl BenchArgs {
             return Err(Failure::usage("--tune applies to --device gpu"));
         }
         let refuse = |why: &str| Err(Failure::usage(why));
+        let proxy = matches!(self.loss(), LossName::Arcface | LossName::Cosface);
+        if proxy != self.classes.is_some() {
+            return refuse("--classes goes with --loss arcface and cosface, and they need it");
+        }
+        if proxy && (self.embeddings.is_some() || self.reference_rows.is_some()) {
+            return refuse("--loss arcface and cosface run on generated rows and classes");
+        }
+        if self.classes == Some(0) {
+            return refuse("--classes must be at least 1");
+        }
         let batch_only = softmax.is_some()
             || self.views()
+            || proxy
             || matches!(self.loss(), LossName::MultiSimilarity | LossName::Circle);
         if batch_only && self.mode != ModeArg::Batch {
             return refuse(
@@ -229,7 +244,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
         ));
     }
     crate::io::host_sizes(b, d, 1 + workload::Inputs::sides(&args))?;
-    if let Some(m) = args.reference_rows {
+    if let Some(m) = args.reference_rows.or(args.classes) {
         crate::io::host_sizes(m, d, 1)?;
     }
     cfg.check_size(args.mode, b, d)?;

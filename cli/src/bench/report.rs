@@ -37,6 +37,10 @@ fn rate(
         (Workload::Softmax { b: Some(_), .. } | Workload::Siglip { .. }, _) => {
             ("pairs", b * b, 6.0 * b * b * d, "6·B²·D")
         }
+        (Workload::Proxy { weights, .. }, _) => {
+            let c = weights.rows() as f64;
+            ("pairs", b * c, 6.0 * b * c * d, "6·B·C·D")
+        }
         (Workload::Softmax { .. } | Workload::Weighting { .. }, _) => {
             ("pairs", b * (b - 1.0), 6.0 * b * b * d, "6·B²·D")
         }
@@ -79,6 +83,8 @@ fn kernel_flops(work: &Workload<'_>, mode: ModeArg, b: f64, d: f64) -> (f64, &'s
         }
         (Workload::Siglip { .. }, _) => (8.0 * pairs, "8·N²·D"),
         (Workload::Weighting { .. }, _) => (6.0 * pairs, "6·B²·D"),
+        // The log-sum-exps (2), the queries' gradient (4) and W's (4).
+        (Workload::Proxy { weights, .. }, _) => (10.0 * b * weights.rows() as f64 * d, "10·B·C·D"),
         (Workload::Softmax { cfg, labels, .. }, _) => match cfg.loss {
             // No row with two positives (SimCLR's views): no positives' sweep.
             SoftmaxLoss::NtXent if labels.largest_class() <= 2 => (6.0 * pairs, "6·B²·D"),
@@ -158,11 +164,17 @@ fn names(work: &Workload<'_>, mode: ModeArg) -> (&'static str, String, String) {
                 Config::Triplet(_) => ("triplet", String::new()),
                 Config::Siglip(_) => ("siglip", String::new()),
                 Config::Weighting(w) => (w.name(), String::new()),
+                Config::Proxy(p) => (p.name(), String::new()),
             };
             let mode = format!("against {} detached reference rows", reference.rows());
             (name, mode, setting)
         }
         Workload::Weighting { cfg, .. } => (cfg.name(), "batch".into(), cfg.case_name()),
+        Workload::Proxy { cfg, weights, .. } => (
+            cfg.name(),
+            format!("against {} classes", weights.rows()),
+            cfg.case_name(),
+        ),
         Workload::Siglip { cfg, .. } => (
             "siglip",
             "two views".into(),
@@ -227,7 +239,10 @@ pub(crate) fn print(
     // Losses without a hinge: every term counts, none is "active".
     let softmax = matches!(
         work,
-        Workload::Softmax { .. } | Workload::Siglip { .. } | Workload::Weighting { .. }
+        Workload::Softmax { .. }
+            | Workload::Siglip { .. }
+            | Workload::Weighting { .. }
+            | Workload::Proxy { .. }
     );
     let (loss_name, mode, setting) = names(work, args.mode);
     out!(

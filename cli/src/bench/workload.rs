@@ -3,8 +3,8 @@
 
 use metric_loss::testing::Rng;
 use metric_loss::{
-    Contrastive, Embeddings, Gpu, Grads, Labels, Mining, ReferenceGrad, ReferenceSet, Siglip,
-    Softmax, SoftmaxLoss, Triplet, Weighting,
+    Contrastive, Embeddings, Gpu, Grads, Labels, Mining, Proxy, ReferenceGrad, ReferenceSet,
+    Siglip, Softmax, SoftmaxLoss, Triplet, Weighting,
 };
 
 use super::{BenchArgs, ModeArg};
@@ -20,8 +20,11 @@ pub(crate) struct Inputs {
     /// Labels of the rows (with reference rows: the queries', then the references').
     labels: Labels,
     similar: Vec<bool>,
-    /// Generated reference rows (`--reference-rows`) and their count.
+    /// Generated reference rows (`--reference-rows`; arcface, cosface: the class weights,
+    /// `--classes` rows) and their count.
     pub reference: Option<(Vec<f32>, usize)>,
+    /// arcface, cosface: each row's class index, uniform below `--classes`.
+    classes: Vec<u32>,
 }
 
 impl Inputs {
@@ -50,6 +53,7 @@ impl Inputs {
             others: Vec::new(),
             labels,
             reference: None,
+            classes: Vec::new(),
         }))
     }
 
@@ -64,7 +68,13 @@ impl Inputs {
             .map(|_| rng.unit_rows(b, d))
             .collect();
         let classes = (b / 8).max(1) as u64;
-        let reference = args.reference_rows.map(|m| (rng.unit_rows(m, d), m));
+        let reference = args
+            .reference_rows
+            .or(args.classes)
+            .map(|m| (rng.unit_rows(m, d), m));
+        let indices = args.classes.map_or(Vec::new(), |c| {
+            (0..b).map(|_| rng.below(c as u64) as u32).collect()
+        });
         let labels = if let Some((_, m)) = &reference {
             Labels::new(
                 &(0..b + m)
@@ -93,6 +103,7 @@ impl Inputs {
             labels,
             similar,
             reference,
+            classes: indices,
         }
     }
 
@@ -117,6 +128,7 @@ pub(crate) enum Config {
     Softmax(Softmax),
     Siglip(Siglip),
     Weighting(Weighting),
+    Proxy(Proxy),
 }
 
 impl Config {
@@ -132,6 +144,7 @@ impl Config {
             Config::Softmax(s) => s.batch_limit(rows, dim)?,
             Config::Siglip(s) => s.pairs_limit(rows, rows, dim)?,
             Config::Weighting(w) => w.batch_limit(rows, dim)?,
+            Config::Proxy(p) => p.batch_limit(rows, rows, dim)?,
         };
         if limit < 1.0 {
             return Err(Failure::usage(format!(
@@ -163,6 +176,8 @@ impl Config {
             LossName::Siglip => Config::Siglip(Siglip::default()),
             LossName::MultiSimilarity => Config::Weighting(Weighting::multi_similarity()),
             LossName::Circle => Config::Weighting(Weighting::circle()),
+            LossName::Arcface => Config::Proxy(Proxy::arcface()),
+            LossName::Cosface => Config::Proxy(Proxy::cosface()),
         })
     }
 }
@@ -186,6 +201,13 @@ pub(crate) enum Workload<'a> {
         x: Embeddings<'a>,
         labels: &'a Labels,
         b: Option<Embeddings<'a>>,
+    },
+    /// ArcFace or CosFace: the rows (x) against the class weights.
+    Proxy {
+        cfg: Proxy,
+        x: Embeddings<'a>,
+        classes: &'a [u32],
+        weights: Embeddings<'a>,
     },
     /// Multi-Similarity or Circle on a labelled batch.
     Weighting {
@@ -219,12 +241,24 @@ impl<'a> Workload<'a> {
         let x = inp.view(&inp.x, "embeddings")?;
         let other = |k: usize| inp.view(&inp.others[k], "other");
         let (labels, similar) = (&inp.labels, inp.similar.as_slice());
+        if let (Config::Proxy(cfg), Some(weights)) = (cfg, inp.reference_rows()?) {
+            cfg.validate_batch(&x, &inp.classes, &weights)?;
+            return Ok(Workload::Proxy {
+                cfg,
+                x,
+                classes: &inp.classes,
+                weights,
+            });
+        }
         if let Some(reference) = inp.reference_rows()? {
             let set = detached(&reference);
             match cfg {
                 Config::Softmax(s) => s.validate_against(&x, &set, labels)?,
                 Config::Contrastive(c) => c.validate_against(&x, &set, labels)?,
-                Config::Triplet(_) | Config::Siglip(_) | Config::Weighting(_) => {
+                Config::Triplet(_)
+                | Config::Siglip(_)
+                | Config::Weighting(_)
+                | Config::Proxy(_) => {
                     return Err(Failure::usage(
                         "--reference-rows applies to contrastive, ntxent and supcon",
                     ))
@@ -238,6 +272,9 @@ impl<'a> Workload<'a> {
             });
         }
         let work = match cfg {
+            Config::Proxy(_) => {
+                return Err(Failure::usage("--loss arcface and cosface need --classes"))
+            }
             Config::Weighting(cfg) => {
                 cfg.validate_batch(&x, labels)?;
                 Workload::Weighting { cfg, x, labels }
@@ -335,8 +372,21 @@ impl<'a> Workload<'a> {
                         };
                         (out.terms(), out.active_terms().unwrap_or(0))
                     }
-                    (Config::Triplet(_) | Config::Siglip(_) | Config::Weighting(_), _) => (0, 0),
+                    (Config::Triplet(_) | Config::Siglip(_) | Config::Weighting(_), _)
+                    | (Config::Proxy(_), _) => (0, 0),
                 }
+            }
+            Workload::Proxy {
+                cfg,
+                x,
+                classes,
+                weights,
+            } => {
+                let out = match gpu {
+                    Some(gpu) => cfg.batch(gpu, x, classes, weights, g)?,
+                    None => cfg.batch_cpu(x, classes, weights, g)?,
+                };
+                (out.terms(), out.terms())
             }
             Workload::Weighting { cfg, x, labels } => {
                 let out = match gpu {

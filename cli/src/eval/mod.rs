@@ -7,6 +7,7 @@
 //! table of which loss takes which flag ([`TAKES`]).
 
 mod contrastive;
+mod proxy;
 mod siglip;
 mod softmax;
 mod triplet;
@@ -34,6 +35,8 @@ pub(crate) enum LossName {
     Siglip,
     MultiSimilarity,
     Circle,
+    Arcface,
+    Cosface,
 }
 
 impl LossName {
@@ -48,6 +51,8 @@ impl LossName {
             LossName::Siglip => "siglip",
             LossName::MultiSimilarity => "multi-similarity",
             LossName::Circle => "circle",
+            LossName::Arcface => "arcface",
+            LossName::Cosface => "cosface",
         }
     }
 }
@@ -244,7 +249,7 @@ pub(crate) struct WeightingFlags {
 #[derive(Args)]
 pub(crate) struct MarginFlags {
     /// Margin m (default 1; contrastive: the dissimilar margin; circle: its relaxation m,
-    /// default 0.4).
+    /// default 0.4; arcface: degrees, default 28.6; cosface: default 0.35).
     #[arg(long, allow_hyphen_values = true)]
     pub margin: Option<f64>,
     /// Contrastive: positive margin p (default 0).
@@ -305,8 +310,15 @@ pub(crate) struct EvalArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub temperature: Option<f64>,
     /// infonce: the logit scale, 1/τ (default 20, sentence-transformers'); > 0, <= 1e4.
+    /// arcface, cosface: the scale s (default 64).
     #[arg(long, allow_hyphen_values = true)]
     pub scale: Option<f64>,
+    /// arcface, cosface: the class weights (C×D .npy, row j class j's; PML's W transposed).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// arcface, cosface: write dL/dW here (float32 .npy, C×D).
+    #[arg(long)]
+    pub grad_weights: Option<PathBuf>,
     /// infonce: add the reverse term over the anchors for each of the first N keys
     /// (MultipleNegativesSymmetricRankingLoss).
     #[arg(long)]
@@ -334,7 +346,7 @@ const MARGIN: [&str; 4] = ["margin", "distance", "reduction", "normalize"];
 
 /// Which loss takes which flag (clap's ids, the flag without `--`, `_` for `-`), beside
 /// `--loss` and `--device`, which all take.
-pub(crate) const TAKES: [(LossName, &[&[&str]]); 9] = [
+pub(crate) const TAKES: [(LossName, &[&[&str]]); 11] = [
     (
         LossName::Contrastive,
         &[
@@ -411,6 +423,18 @@ pub(crate) const TAKES: [(LossName, &[&[&str]]); 9] = [
         LossName::Circle,
         &[&["embeddings", "labels", "grad", "margin", "gamma"]],
     ),
+    (LossName::Arcface, &[&PROXY]),
+    (LossName::Cosface, &[&PROXY]),
+];
+
+const PROXY: [&str; 7] = [
+    "embeddings",
+    "labels",
+    "grad",
+    "weights",
+    "grad_weights",
+    "margin",
+    "scale",
 ];
 
 fn takes(loss: LossName, id: &str) -> bool {
@@ -580,5 +604,6 @@ pub(crate) fn run(args: EvalArgs, m: &ArgMatches) -> Result<ExitCode, Failure> {
         ),
         LossName::Siglip => siglip::run(&args),
         LossName::MultiSimilarity | LossName::Circle => weighting::run(&args, args.loss),
+        LossName::Arcface | LossName::Cosface => proxy::run(&args, args.loss),
     }
 }
