@@ -17,7 +17,10 @@ warm-up) of
     gradients, as in training; the features normalised by F.normalize), float32, two
     independent B x D views;
   * Multi-Similarity and Circle as pytorch-metric-learning's MultiSimilarityLoss() and
-    CircleLoss() (PML's defaults), float32, labels uniform over B/8 classes (as `bench`).
+    CircleLoss() (PML's defaults), float32, labels uniform over B/8 classes (as `bench`);
+  * ArcFace and CosFace as PML's ArcFaceLoss(num_classes=C, embedding_size=D) and
+    CosFaceLoss(...) (PML's defaults; its W a parameter with a gradient), float32, B queries
+    against --classes C unit-row class weights, class indices uniform below C.
 Each PyTorch measurement runs in a child process, so that one running out of memory
 (CUDA OOM, or on the CPU an address-space cap of --max-cpu-gb) is reported as OOM with the
 rest of the table intact; its peak memory is torch.cuda.max_memory_allocated() on a GPU and
@@ -48,6 +51,11 @@ def inputs(b, d, seed):
 def class_labels(b):
     """Labels uniform over B/8 classes (seeded by B)."""
     return np.random.default_rng(b + 7).integers(0, max(b // 8, 1), b).astype(np.int64)
+
+
+def class_indices(b, classes):
+    """Class indices uniform below `classes` (seeded by B)."""
+    return np.random.default_rng(b + 3).integers(0, classes, b).astype(np.int64)
 
 
 def child(args):
@@ -102,6 +110,19 @@ def child(args):
                 loss = fn(x, labels)
                 loss.backward()
                 box["loss"] = loss.item()
+        elif args.child in ("arcface", "cosface"):
+            from pytorch_metric_learning.losses import ArcFaceLoss, CosFaceLoss
+
+            cls = ArcFaceLoss if args.child == "arcface" else CosFaceLoss
+            fn = cls(num_classes=args.classes, embedding_size=d).to(device)
+            fn.W.data = torch.tensor(inputs(args.classes, d, seed=b + 2).T.copy(), device=device)
+            labels = torch.tensor(class_indices(b, args.classes), device=device)
+
+            def run():
+                x.grad = fn.W.grad = None
+                loss = fn(x, labels)
+                loss.backward()
+                box["loss"] = loss.item()
         elif args.child == "siglip":
             from compare_siglip import open_clip_siglip
 
@@ -143,7 +164,8 @@ def child(args):
 def torch_run(loss, b, args):
     cmd = [sys.executable, os.path.abspath(__file__), "--child", loss, "--b", str(b),
            "--dim", str(args.dim), "--repeat", str(args.repeat), "--temperature",
-           str(args.temperature), "--cpu-cap-gb", str(args.max_cpu_gb)]
+           str(args.temperature), "--cpu-cap-gb", str(args.max_cpu_gb), "--classes",
+           str(args.classes)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         tail = out.stderr.strip().splitlines()[-1:] or ["killed"]
@@ -155,7 +177,14 @@ def torch_run(loss, b, args):
 def ml_run(exe, loss, b, args):
     with tempfile.TemporaryDirectory() as tmp:
         common = ["--temperature", str(args.temperature)] if loss in ("ntxent", "clip") else []
-        if loss in ("ntxent", "multi-similarity", "circle"):
+        if loss in ("arcface", "cosface"):
+            xp, lp, wp = (os.path.join(tmp, f) for f in ("x.npy", "l.npy", "w.npy"))
+            np.save(xp, inputs(b, args.dim, seed=b))
+            np.save(lp, class_indices(b, args.classes))
+            np.save(wp, inputs(args.classes, args.dim, seed=b + 2))
+            bench = ["--batch", str(b), "--dim", str(args.dim), "--classes", str(args.classes)]
+            ev = ["eval", "--loss", loss, "--embeddings", xp, "--labels", lp, "--weights", wp]
+        elif loss in ("ntxent", "multi-similarity", "circle"):
             xp, lp = os.path.join(tmp, "x.npy"), os.path.join(tmp, "l.npy")
             np.save(xp, inputs(b, args.dim, seed=b))
             two_views = (np.arange(b) % ((b + 1) // 2)).astype(np.int64)
@@ -193,7 +222,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--exe", default="target/release/metric-loss")
     ap.add_argument("--softmax-batches", default="1024,2048,4096,16384,65536")
-    ap.add_argument("--softmax-losses", default="ntxent,clip,siglip,multi-similarity,circle")
+    ap.add_argument("--softmax-losses",
+                    default="ntxent,clip,siglip,multi-similarity,circle,arcface,cosface")
+    ap.add_argument("--classes", type=int, default=100000)
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--temperature", type=float, default=0.07)

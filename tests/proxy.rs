@@ -310,3 +310,25 @@ fn input_errors() {
         );
     }
 }
+
+#[test]
+fn column_windows_stay_within_the_loop_budget() {
+    // lavapipe silently ended sweeps of more than 65,536 columns (register rows) and of
+    // about 1,900 at D = 512 (staged tiles) before the plan capped its windows: both sizes
+    // here went wrong then.
+    let Some(gpu) = common::gpu() else { return };
+    for (n, c, dim) in [(64, 70_000, 16), (64, 3_000, 512)] {
+        let mut rng = Rng::new(c as u64);
+        let (x, w) = (rng.normals(n * dim), rng.normals(c * dim));
+        let classes = class_indices(&mut rng, n, c);
+        let (xe, we) = (
+            Embeddings::new(&x, n, dim).unwrap(),
+            Embeddings::new(&w, c, dim).unwrap(),
+        );
+        let mut v = Proxy::cosface()
+            .batch_check(gpu, &xe, &classes, &we)
+            .unwrap();
+        v.name = format!("C={c} D={dim} {}", v.name);
+        common::assert_report(&v);
+    }
+}

@@ -2,7 +2,7 @@
 //! and which of them want a gradient. It crosses burn's dispatch (and, under fusion, waits
 //! in the fused stream) as an ordinary argument of the backend operation.
 
-use metric_loss::{Contrastive, Siglip, Softmax, Triplet, Weighting};
+use metric_loss::{Contrastive, Proxy, Siglip, Softmax, Triplet, Weighting};
 
 /// A loss with its options.
 #[derive(Clone, Copy, Debug)]
@@ -17,6 +17,8 @@ pub enum Family {
     Siglip(Siglip),
     /// [`Weighting`]: Multi-Similarity, Circle.
     Weighting(Weighting),
+    /// [`Proxy`]: ArcFace, CosFace.
+    Proxy(Proxy),
 }
 
 /// How the loss's inputs are laid out. Sides are the float inputs in order (`a`, `b`, `c`);
@@ -45,6 +47,9 @@ pub enum Form {
     },
     /// Explicit triplets: anchors a, positives b, negatives c.
     Explicit,
+    /// Queries (a) against class weights (b, one row per class): labels are the queries'
+    /// class indices.
+    Classes,
 }
 
 impl Form {
@@ -71,13 +76,13 @@ pub struct LossCall {
 
 impl LossCall {
     /// The sides whose gradients a call computes when `tracked` are: a batch's rows, each
-    /// side of queries against references on its own, and every side of matched rows
+    /// side of queries against references (or class weights) on its own, and every side of matched rows
     /// (pairs, triplets) when any is tracked (their kernels write all of them or none).
     pub fn gradient_sides(form: Form, tracked: [bool; 3]) -> [bool; 3] {
         let sides = form.sides();
         let own: [bool; 3] = std::array::from_fn(|i| i < sides && tracked[i]);
         match form {
-            Form::Batch | Form::Against { .. } => own,
+            Form::Batch | Form::Against { .. } | Form::Classes => own,
             _ if own.contains(&true) => std::array::from_fn(|i| i < sides),
             _ => own,
         }

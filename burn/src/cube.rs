@@ -154,6 +154,15 @@ fn record<'b>(
             let reference = reference(rows[1], labels_at(split), queries_at, grads[1]);
             l.against_device(gpu, rows[0], labels_at(0), reference, grads[0], target)
         }
+        (Family::Proxy(l), Form::Classes) => l.batch_device(
+            gpu,
+            rows[0],
+            labels_at(0),
+            rows[1],
+            grads[0],
+            grads[1],
+            target,
+        ),
         (Family::Triplet(l), Form::Explicit) => {
             let g = all(grads).map(|g| [g[0], g[1], g[2]]);
             l.explicit_device(gpu, rows[0], rows[1], rows[2], g, target)

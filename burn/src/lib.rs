@@ -2,8 +2,8 @@
 //!
 //! metric-loss's losses as autodiff operations of [burn](https://burn.dev) 0.22 on its wgpu
 //! backend (with or without fusion): contrastive, triplet (mined or explicit), the
-//! softmax losses (NT-Xent, SupCon, CLIP, InfoNCE), SigLIP, Multi-Similarity and Circle,
-//! in-batch, on matched rows, or queries
+//! softmax losses (NT-Xent, SupCon, CLIP, InfoNCE), SigLIP, Multi-Similarity, Circle,
+//! ArcFace and CosFace, in-batch, on matched rows, against class weights, or queries
 //! against reference rows. burn and metric-loss share one `wgpu::Device`: a loss reads the
 //! embeddings' buffer where burn wrote it and writes dL/dX into a burn tensor's buffer, with
 //! no copy through the host and no B×B tensor.
@@ -26,7 +26,8 @@
 //!   wgpu runtime and metric-loss on one device; [`gpu`] gives metric-loss's side of it.
 //! - The losses: [`contrastive`], [`contrastive_pairs`], [`contrastive_against`],
 //!   [`softmax`], [`softmax_pairs`], [`softmax_pairs_labelled`], [`softmax_against`],
-//!   [`siglip`], [`siglip_labelled`], [`weighting`], [`triplet`], [`triplet_explicit`]. Each returns a `[1]` loss tensor; its backward pass
+//!   [`siglip`], [`siglip_labelled`], [`weighting`], [`proxy`], [`triplet`],
+//!   [`triplet_explicit`]. Each returns a `[1]` loss tensor; its backward pass
 //!   gives every tracked input its gradient.
 //! - [`MetricLossBackend`]: the backend operation behind them.
 //!
@@ -39,6 +40,9 @@
 //! # Limits
 //! - Inputs are f32 (`[rows, dim]`); labels are integers that fit in 32 bits (wider ones are
 //!   cast on the device).
+//! - ArcFace's and CosFace's class indices are not checked against the class weights' rows
+//!   on this path either (that too needs a read back): an index ≥ C leaves its query's term
+//!   out.
 //! - Values are not checked for NaN or for metric-loss's magnitude limit on this path (that
 //!   needs a read back): a NaN gives a NaN loss, as in any burn operation.
 //! - A failure of the device itself (lost, out of memory) panics, as burn's own operations
@@ -67,7 +71,7 @@ pub use metric_loss::{
     Contrastive, Mining, Reduction, Siglip, Softmax, SoftmaxLoss, Triplet, Weighting, WeightingLoss,
 };
 pub use ops::{
-    contrastive, contrastive_against, contrastive_pairs, siglip, siglip_labelled, softmax,
+    contrastive, contrastive_against, contrastive_pairs, proxy, siglip, siglip_labelled, softmax,
     softmax_against, softmax_pairs, softmax_pairs_labelled, triplet, triplet_explicit, weighting,
     Reference,
 };

@@ -5,7 +5,7 @@
 use burn::backend::Dispatch;
 use burn::tensor::{DType, Device, Int, IntDType, Tensor};
 use metric_loss::{
-    Contrastive, Error as LossError, Siglip, Softmax, SoftmaxLoss, Triplet, Weighting,
+    Contrastive, Error as LossError, Proxy, Siglip, Softmax, SoftmaxLoss, Triplet, Weighting,
 };
 
 use crate::backend::MetricLossBackend;
@@ -182,6 +182,30 @@ pub fn weighting(
         call(Family::Weighting(*loss), Form::Batch),
         [embeddings.clone(), embeddings.clone(), embeddings],
         labels,
+    )
+}
+
+/// ArcFace or CosFace ([`Proxy::arcface`], [`Proxy::cosface`]) of `embeddings` `[B, D]` with
+/// their class indices `classes` (0 .. C − 1) against the class weights `weights` `[C, D]`
+/// (row j class j's): differentiable in both. The indices are not checked on the device
+/// (that needs a read back): one ≥ C leaves its query's term out.
+pub fn proxy(
+    embeddings: Tensor<2>,
+    classes: Tensor<1, Int>,
+    weights: Tensor<2>,
+    loss: &Proxy,
+) -> Result<Tensor<1>> {
+    let [rows, dim] = side("embeddings", &embeddings)?;
+    let [c, wdim] = side("weights", &weights)?;
+    if wdim != dim {
+        return Err(shape("columns of the class weights", dim, wdim));
+    }
+    same_len("classes", rows, &classes)?;
+    loss.batch_limit(rows, c, dim)?;
+    run(
+        call(Family::Proxy(*loss), Form::Classes),
+        [embeddings, weights.clone(), weights],
+        classes,
     )
 }
 

@@ -299,6 +299,38 @@ fn multi_similarity_and_circle() {
 }
 
 #[test]
+fn arcface_and_cosface() {
+    let mut rng = Rng::new(8);
+    let (n, c, dim) = (45, 300, 13);
+    let x = Rows::scaled(&mut rng, n, dim, 1.0);
+    let w = Rows::scaled(&mut rng, c, dim, 1.0);
+    let classes = metric_loss::testing::proxy::class_indices(&mut rng, n, c);
+    let ids: Vec<i64> = classes.iter().map(|&v| i64::from(v)).collect();
+    let (ex, ew) = (x.embeddings(), w.embeddings());
+    for cfg in [Proxy::arcface(), Proxy::cosface()] {
+        let (arc, m) = match cfg.loss {
+            metric_loss::ProxyLoss::ArcFace { margin_degrees } => {
+                (true, f64::from(margin_degrees).to_radians())
+            }
+            metric_loss::ProxyLoss::CosFace { margin } => (false, f64::from(margin)),
+        };
+        let s = f64::from(cfg.scale);
+        let (tx, tw) = (x.tracked(), w.tracked());
+        let ours = ml::proxy(tx.clone(), int_tensor(&ids), tw.clone(), &cfg).unwrap();
+        let ours = outside(ours, &[&tx, &tw]);
+        let (tx, tw) = (x.tracked(), w.tracked());
+        let theirs = burn_ref::proxy(tx.clone(), int_tensor(&ids), tw.clone(), arc, m, s);
+        let theirs = outside(theirs, &[&tx, &tw]);
+        for (who, out) in [("ours", &ours), ("burn", &theirs)] {
+            assert_pass(
+                who,
+                &judge::proxy_batch(&cfg, &ex, &classes, &ew, out).unwrap(),
+            );
+        }
+    }
+}
+
+#[test]
 fn nt_xent_against_a_tracked_reference() {
     let mut rng = Rng::new(6);
     let (q, r) = (

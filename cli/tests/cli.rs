@@ -392,10 +392,11 @@ fn check_passes_on_a_small_grid() {
     let out = cli(&["check", "--batch", "9", "--dim", "3", "--seed", "5"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    // 72 contrastive cases, 48 explicit-triplet, 36 mined-triplet and 60 softmax cases (12
-    // at each of 5 temperatures).
-    assert!(stdout.contains("236 passed, 0 failed"), "{stdout}");
-    assert_eq!(stdout.matches("PASS").count(), 236);
+    // 72 contrastive cases, 48 explicit-triplet, 36 mined-triplet, 60 softmax (12 at each
+    // of 5 temperatures), 16 SigLIP (4 at each of 4 settings), 30 Multi-Similarity and
+    // Circle (5 batches at 6 settings) and 12 ArcFace and CosFace (3 inputs at 4 settings).
+    assert!(stdout.contains("294 passed, 0 failed"), "{stdout}");
+    assert_eq!(stdout.matches("PASS").count(), 294);
 }
 
 #[test]

@@ -16,6 +16,23 @@ pub(crate) const ROW_GROUP: u64 = 64;
 /// Bytes of the widest per-row state a family keeps (partials, statistics).
 pub(crate) const ROW_STATE_BYTES: u64 = 32;
 
+/// Half the loop iterations lavapipe (Mesa's software Vulkan) runs per invocation and
+/// dispatch: it silently ends a loop after about 65,535, leaving the rest of a sweep's
+/// columns out. Measured on the class-proxy losses' gradient sweep (one window of C
+/// columns): the register-row shape went wrong past 65,536 columns; the staged shape
+/// between 2,688 and 3,264 at D = 128 and between 832 and 960 at D = 512.
+pub(crate) const LOOP_BUDGET: u64 = 32_768;
+
+/// The most rows a window may hold so that a pair-engine sweep of one column window stays
+/// within [`LOOP_BUDGET`] on either shape: the register-row shape loops once a column, the
+/// staged shape about (2.5·D + 64)/16 times (each 16-column tile's K-loop over the padded
+/// D, the map, and the gradient's chunks; fitted to the measurements above), so
+/// 16·budget/(2.5·D + 64) columns: 4,992 at D = 16, 1,344 at D = 128, 384 at D = 512. On
+/// other devices the extra windows cost a dispatch each, nothing per pair.
+fn loop_window(dim4: u64) -> u64 {
+    (LOOP_BUDGET * 16 / (10 * dim4 + 64)).max(64)
+}
+
 /// How the rows of one call are laid out and split.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Plan {
@@ -84,7 +101,11 @@ impl Plan {
                 hint: "use a device with larger limits",
             });
         }
-        let window_rows = (binding / widest).min(groups * ROW_GROUP) / 64 * 64;
+        let window_rows = (binding / widest)
+            .min(groups * ROW_GROUP)
+            .min(loop_window(dim4))
+            / 64
+            * 64;
         let max_rows = u64::from(u32::MAX) - 2 * window_rows;
         if rows > max_rows {
             return Err(Error::LimitExceeded {

@@ -8,7 +8,8 @@ use crate::losses::triplet::Mode;
 use crate::options::{Gradient, Grads, LossOutput, ReferenceSet};
 use crate::tolerance::Verdict;
 use crate::{
-    Contrastive, Embeddings, Labels, Result, Siglip, SiglipOutput, Softmax, Triplet, Weighting,
+    Contrastive, Embeddings, Labels, Proxy, Result, Siglip, SiglipOutput, Softmax, Triplet,
+    Weighting,
 };
 
 /// A loss and one gradient per differentiable input (row-major, the input's shape),
@@ -203,4 +204,16 @@ pub fn weighting_batch(
 ) -> Result<Verdict> {
     let r = cfg.batch_cpu(x, labels, Grads::Compute)?;
     Ok(cfg.batch_verdict(x, labels, |_| out.adopt(&r, x.dim())))
+}
+
+/// ArcFace or CosFace: a loss, dL/dX and dL/dW computed elsewhere.
+pub fn proxy_batch(
+    cfg: &Proxy,
+    x: &Embeddings<'_>,
+    classes: &[u32],
+    weights: &Embeddings<'_>,
+    out: &Outside,
+) -> Result<Verdict> {
+    let r = cfg.batch_cpu(x, classes, weights, Grads::Compute)?;
+    Ok(cfg.batch_verdict(x, classes, weights, |_| out.adopt(&r, x.dim())))
 }

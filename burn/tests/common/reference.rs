@@ -290,3 +290,33 @@ pub fn circle(x: Tensor<2>, labels: Tensor<1, Int>, m: f64, g: f64) -> Tensor<1>
     let terms = burn::tensor::activation::softplus(lse(u, pos) + lse(v, neg), 1.0) * both.clone();
     terms.sum() / both.sum()
 }
+
+/// ArcFace (`arc`: m in radians, PML's continuation past θ = π − m) or CosFace: the mean
+/// over queries of log Σ_j e^(z_ij) − z_iy, z = s·cos with the target's cosine ψ-modified.
+pub fn proxy(
+    x: Tensor<2>,
+    classes: Tensor<1, Int>,
+    w: Tensor<2>,
+    arc: bool,
+    m: f64,
+    s: f64,
+) -> Tensor<1> {
+    let (n, c) = (x.dims()[0], w.dims()[0]);
+    let cos = normalize(x).matmul(normalize(w).transpose());
+    let all = Tensor::<1, Int>::arange(0..c as i64, &cos.device());
+    let own = same(classes, all);
+    let psi = if arc {
+        let on_arc = cos.clone().greater_equal_elem(-m.cos());
+        let sin = (cos.clone().powi_scalar(2).neg() + 1.0)
+            .clamp_min(0.0)
+            .sqrt();
+        let arc_value = cos.clone() * m.cos() - sin * m.sin();
+        let beyond = cos.clone() - m * m.sin();
+        beyond.mask_where(on_arc, arc_value)
+    } else {
+        cos.clone() - m
+    };
+    let z = cos.mask_where(own.clone(), psi) * s;
+    let target = z.clone().mask_fill(own.bool_not(), 0.0).sum_dim(1);
+    ((logsumexp(z) - target).sum() / n as f64).reshape([1])
+}
