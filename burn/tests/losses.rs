@@ -11,8 +11,8 @@ use common::{assert_pass, int_tensor, labels, outside, Rows};
 use metric_loss::testing::outside as judge;
 use metric_loss::testing::Rng;
 use metric_loss::{
-    Contrastive, Labels, Mining, ReferenceGrad, ReferenceSet, Siglip, Softmax, Triplet, Weighting,
-    WeightingLoss,
+    Contrastive, Labels, Mining, Proxy, ReferenceGrad, ReferenceSet, Siglip, Softmax, Triplet,
+    Weighting, WeightingLoss,
 };
 use metric_loss_burn as ml;
 
