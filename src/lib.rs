@@ -1,8 +1,9 @@
 //! # metric-loss
 //!
 //! Metric-learning losses with gradients — contrastive, triplet (explicit or mined:
-//! all, batch-hard, semi-hard) and softmax-contrastive (NT-Xent, SupCon, CLIP, with dL/dτ)
-//! — and the measurements around them (k-NN, retrieval metrics, margin statistics),
+//! all, batch-hard, semi-hard), softmax-contrastive (NT-Xent, SupCon, CLIP, InfoNCE, with
+//! dL/dτ), SigLIP (with dL/dt′ and dL/db), Multi-Similarity and Circle, and ArcFace and
+//! CosFace over class weights — and the measurements around them (k-NN, retrieval metrics, margin statistics),
 //! computed by WGSL compute kernels through [`wgpu`] on any GPU (Vulkan, Metal, DX12) or
 //! on Mesa's software Vulkan driver. In-batch losses tile the pair space: no B×B buffer
 //! exists, so any batch whose rows fit in device memory runs. Every loss has an f64 CPU
@@ -24,15 +25,17 @@
 //! ```
 //!
 //! # What is here
-//! - The losses: [`Contrastive`], [`Triplet`], [`Softmax`]. Each has the same calls: a
-//!   labelled `batch` and a mode of matched rows (`pairs`, or `explicit` triplets), each on
-//!   host slices, as the f64 CPU reference (`*_cpu`), on the caller's own device buffers
-//!   (`*_device`, see [`device`]) and as a GPU-versus-CPU [`tolerance::Verdict`]
-//!   (`*_check`); `validate_*` checks an input without a device. [`BatchLoss`] is the
-//!   `batch` calls as a trait, for code that switches losses.
+//! - The losses: [`Contrastive`], [`Triplet`], [`Softmax`], [`Siglip`], [`Weighting`]
+//!   (Multi-Similarity, Circle) and [`Proxy`] (ArcFace, CosFace). Each has the same calls:
+//!   a labelled `batch` (SigLIP: `pairs` of two views; the proxies: a batch against class
+//!   weights) and, where the family has one, a mode of matched rows (`pairs`, or
+//!   `explicit` triplets), each on host slices, as the f64 CPU reference (`*_cpu`), on the
+//!   caller's own device buffers (`*_device`, see [`device`]) and as a GPU-versus-CPU
+//!   [`tolerance::Verdict`] (`*_check`); `validate_*` checks an input without a device.
+//!   [`BatchLoss`] is the labelled-batch calls as a trait, for code that switches losses.
 //! - The inputs: [`Embeddings`] (validated rows), [`Labels`] (any integers, remapped).
 //! - The outputs: [`LossOutput`] with the loss, the family's [`Counts`], one [`Gradient`]
-//!   per input and dL/dτ.
+//!   per input and the scalar gradients (dL/dτ; SigLIP's dL/dt′ and dL/db).
 //! - The device: [`Gpu`] ([`Gpu::new`], or [`Gpu::from_device`] to share a framework's
 //!   wgpu 30 device, re-exported as [`wgpu`]); the pair engine's shape for it,
 //!   [`EngineConfig`] (chosen from the adapter, or [`GpuOptions::engine`] /
@@ -68,11 +71,13 @@ pub use engine::{
 pub use error::{Error, Result};
 pub use input::{Embeddings, Labels, MAX_ABS_VALUE};
 pub use losses::contrastive::{Contrastive, ContrastiveCounts, ContrastiveOutput};
-pub use losses::proxy::{Proxy, ProxyCounts, ProxyLoss, ProxyOutput};
-pub use losses::sigmoid::{Siglip, SiglipCounts, SiglipOutput};
+pub use losses::proxy::{Proxy, ProxyCounts, ProxyLoss, ProxyOutput, SIN_FLOOR};
+pub use losses::sigmoid::{Siglip, SiglipCounts, SiglipOutput, MAX_BIAS, MAX_LOGIT_SCALE};
 pub use losses::softmax::{Softmax, SoftmaxCounts, SoftmaxLoss, SoftmaxOutput, MIN_TEMPERATURE};
 pub use losses::triplet::{Mining, Triplet, TripletCounts, TripletOutput, TripletTerm};
-pub use losses::weighting::{Weighting, WeightingCounts, WeightingLoss, WeightingOutput};
+pub use losses::weighting::{
+    Weighting, WeightingCounts, WeightingLoss, WeightingOutput, CIRCLE_FLOOR,
+};
 pub use losses::BatchLoss;
 pub use options::{
     Counts, Distance, Gradient, Grads, Hinge, LossOutput, Reduction, ReferenceGrad, ReferenceSet,

@@ -187,7 +187,8 @@ pub(crate) fn run_host<L: LossCall>(
     let counts: Vec<u64> = inputs.iter().map(|e| e.rows() as u64).collect();
     let (rows, dim) = (counts[0], inputs[0].dim() as u64);
     let longest = counts.iter().copied().max().unwrap_or(rows);
-    let plan = Plan::new(gpu.limits(), longest, dim, call.whole_row_bytes())?;
+    let columns = gpu.sweep_columns(dim);
+    let plan = Plan::new(gpu.limits(), longest, dim, call.whole_row_bytes(), columns)?;
     let want = grads == Grads::Compute;
     let data: Vec<_> = inputs.iter().map(|e| sides::padded(e)).collect();
     let partial = std::mem::size_of::<L::Partial>() as u64;
@@ -258,7 +259,8 @@ pub(crate) fn run_device<L: LossCall>(
     let counts: Vec<u64> = inputs.iter().map(|x| x.rows as u64).collect();
     let dim = inputs[0].dim as u64;
     let longest = counts.iter().copied().max().unwrap_or(0);
-    let plan = Plan::new(gpu.limits(), longest, dim, call.whole_row_bytes())?;
+    let columns = gpu.sweep_columns(dim);
+    let plan = Plan::new(gpu.limits(), longest, dim, call.whole_row_bytes(), columns)?;
     let want = grads.iter().any(Option::is_some);
     gpu.execute_device(L::DURING, target, |rec| {
         rec.reserve(&plan);

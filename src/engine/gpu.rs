@@ -9,6 +9,7 @@ use super::config::{EngineConfig, ENGINE_ENV};
 use super::errors::classify;
 use super::kernel;
 use super::kernel::Bound;
+use super::plan;
 use super::recorder::{self, Recorder, State};
 use super::rows::RowShape;
 use super::workspace::Allocations;
@@ -300,6 +301,17 @@ impl Gpu {
     /// The device's limits.
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
+    }
+
+    /// The most columns one pair-engine sweep may visit in a dispatch for rows of `dim`
+    /// values, on the shape this `Gpu` runs them in (see [`plan::LOOP_BUDGET`]): what a
+    /// [`Plan`](plan::Plan)'s windows are capped at.
+    pub(crate) fn sweep_columns(&self, dim: u64) -> u64 {
+        let dim4 = dim.div_ceil(4);
+        match RowShape::for_dim4(self.engine, self.lanes, dim4, true) {
+            RowShape::Registers(_) => plan::REGISTER_COLUMNS,
+            RowShape::Staged { .. } => plan::staged_columns(dim4),
+        }
     }
 
     /// The adapter's features (what `metric-loss info` reports; the device requests only

@@ -23,13 +23,14 @@ pub(crate) const ROW_STATE_BYTES: u64 = 32;
 /// between 2,688 and 3,264 at D = 128 and between 832 and 960 at D = 512.
 pub(crate) const LOOP_BUDGET: u64 = 32_768;
 
-/// The most rows a window may hold so that a pair-engine sweep of one column window stays
-/// within [`LOOP_BUDGET`] on either shape: the register-row shape loops once a column, the
-/// staged shape about (2.5·D + 64)/16 times (each 16-column tile's K-loop over the padded
-/// D, the map, and the gradient's chunks; fitted to the measurements above), so
-/// 16·budget/(2.5·D + 64) columns: 4,992 at D = 16, 1,344 at D = 128, 384 at D = 512. On
-/// other devices the extra windows cost a dispatch each, nothing per pair.
-fn loop_window(dim4: u64) -> u64 {
+/// The most columns a register-row sweep visits in one dispatch: it loops once a column.
+pub(crate) const REGISTER_COLUMNS: u64 = LOOP_BUDGET;
+
+/// The most columns a staged sweep of rows of `dim4` vec4s visits in one dispatch: it loops
+/// about (2.5·D + 64)/16 times a column (each 16-column tile's K-loop over the padded D, the
+/// map, and the gradient's chunks; fitted to the measurements above), so
+/// 16·budget/(2.5·D + 64): 4,992 at D = 16, 1,344 at D = 128, 384 at D = 512.
+pub(crate) fn staged_columns(dim4: u64) -> u64 {
     (LOOP_BUDGET * 16 / (10 * dim4 + 64)).max(64)
 }
 
@@ -58,11 +59,27 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// Plans `rows` rows of `dim` values under `limits`. `whole_row_bytes`: bytes per row of
+    /// Plans `rows` rows of `dim` values under `limits`, windows of at most `max_columns`
+    /// rows (what one sweep of the pair engine's shape may visit in a dispatch:
+    /// [`REGISTER_COLUMNS`], [`staged_columns`]; on other devices than lavapipe the extra
+    /// windows cost a dispatch each, nothing per pair). `whole_row_bytes`: bytes per row of
     /// row-indexed buffers that are bound whole rather than in windows (their capacity must
     /// still fit one buffer); 0 if none.
-    pub fn new(limits: &wgpu::Limits, rows: u64, dim: u64, whole_row_bytes: u64) -> Result<Self> {
-        Self::with_state(limits, rows, dim, whole_row_bytes, ROW_STATE_BYTES)
+    pub fn new(
+        limits: &wgpu::Limits,
+        rows: u64,
+        dim: u64,
+        whole_row_bytes: u64,
+        max_columns: u64,
+    ) -> Result<Self> {
+        Self::with_state(
+            limits,
+            rows,
+            dim,
+            whole_row_bytes,
+            ROW_STATE_BYTES,
+            max_columns,
+        )
     }
 
     /// [`Plan::new`] for a call whose per-row state bound in windows is `state_bytes` a row
@@ -73,6 +90,7 @@ impl Plan {
         dim: u64,
         whole_row_bytes: u64,
         state_bytes: u64,
+        max_columns: u64,
     ) -> Result<Self> {
         let dim4 = dim.div_ceil(4);
         let row_bytes = dim4 * 16;
@@ -103,7 +121,7 @@ impl Plan {
         }
         let window_rows = (binding / widest)
             .min(groups * ROW_GROUP)
-            .min(loop_window(dim4))
+            .min(max_columns.max(64))
             / 64
             * 64;
         let max_rows = u64::from(u32::MAX) - 2 * window_rows;

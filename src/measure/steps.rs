@@ -141,7 +141,8 @@ fn run(
     let counts: Vec<u64> = inputs.iter().map(|e| e.rows() as u64).collect();
     let longest = counts.iter().copied().max().unwrap_or(0);
     let dim = sweep.rows.dim() as u64;
-    let plan = Plan::with_state(gpu.limits(), longest, dim, 0, state_bytes)?;
+    let columns = gpu.sweep_columns(dim);
+    let plan = Plan::with_state(gpu.limits(), longest, dim, 0, state_bytes, columns)?;
     let data: Vec<_> = inputs.iter().map(|e| sides::padded(e)).collect();
     let cols = *counts.last().unwrap_or(&0) as f64;
     let work = 3.0 * counts[0] as f64 * cols * dim as f64;

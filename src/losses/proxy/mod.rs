@@ -329,7 +329,7 @@ impl Proxy {
     }
 
     /// Runs [`Proxy::batch`] and [`Proxy::batch_cpu`] with gradients and compares them
-    /// under the crate's tolerance rule ([`tolerance`]).
+    /// under the crate's tolerance rule ([`crate::tolerance`]).
     pub fn batch_check(
         &self,
         gpu: &Gpu,

@@ -233,7 +233,7 @@ impl Siglip {
 
     /// Runs [`Siglip::pairs`] and [`Siglip::pairs_cpu`] with gradients and compares them
     /// (loss, both gradients, dL/dt′, dL/db, counts) under the crate's tolerance rule
-    /// ([`tolerance`]).
+    /// ([`crate::tolerance`]).
     pub fn pairs_check(
         &self,
         gpu: &Gpu,

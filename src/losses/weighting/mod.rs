@@ -308,7 +308,7 @@ impl Weighting {
     }
 
     /// Runs [`Weighting::batch`] and [`Weighting::batch_cpu`] with gradients and compares
-    /// them (loss, gradient, counts) under the crate's tolerance rule ([`tolerance`]).
+    /// them (loss, gradient, counts) under the crate's tolerance rule ([`crate::tolerance`]).
     pub fn batch_check(&self, gpu: &Gpu, x: &Embeddings<'_>, labels: &Labels) -> Result<Verdict> {
         let g = self.batch(gpu, x, labels, Grads::Compute)?;
         Ok(self.batch_verdict(x, labels, |_| g))
