@@ -6,7 +6,7 @@ use std::mem::size_of;
 
 use super::kernels::{self as k, ProxyParams, ProxyPartial, ProxyStats};
 use super::{Proxy, ProxyCounts};
-use crate::engine::call::{Build, Built, LossCall, Path, Reduced};
+use crate::engine::call::{Build, Built, LossCall, Path, Reduced, Sweep};
 use crate::engine::kernel::Step;
 use crate::engine::plan::Plan;
 use crate::error::Result;
@@ -38,7 +38,6 @@ impl LossCall for Call {
     fn steps(&self, b: &mut Build<'_, '_>) -> Result<Built> {
         let plan = b.plan;
         let count: Vec<u64> = b.sides.iter().map(|s| s.plan.rows).collect();
-        let classes = [b.classes_of(0)?.clone(), b.classes_of(1)?.clone()];
         let partials = b
             .rec
             .rows("partials", size_of::<ProxyPartial>() as u64, false);
@@ -59,28 +58,20 @@ impl LossCall for Call {
         };
         let shape = b.rec.row_shape(plan.dim4, true);
         // Every (row window, column window) of side a's rows against side o's.
-        let sweep = |kernel: &'static k::K,
-                     (a, o): (usize, usize),
-                     bind: &dyn Fn(Step, u64, u64) -> Step| {
-            let (rp, cp) = (plan.for_rows(count[a]), plan.for_rows(count[o]));
-            let mut steps = Vec::new();
-            for r in 0..rp.windows {
-                for c in 0..cp.windows {
-                    let s = Step::new(kernel, params(r, c, c > 0, (a, o)), rp.row_blocks(r))
-                        .shaped(shape)
-                        .bind(k::ROWS, b.sides[a].rows().win(r))
-                        .bind(k::COLS, b.sides[o].rows().win(c))
-                        .bind(k::ROW_CLASS, classes[a].win(r))
-                        .bind(k::COL_CLASS, classes[o].win(c));
-                    steps.push(bind(s, r, c));
-                }
-            }
-            steps
+        let sweep = |kernel: &'static k::K, (a, o), bind: &dyn Fn(Step, u64, u64) -> Step| {
+            let sweep = Sweep {
+                kernel,
+                slots: &k::SWEEP,
+                shape,
+                sides: (a, o),
+                rows: count[a],
+            };
+            b.sweep(&sweep, &|r, c| params(r, c, c > 0, (a, o)), bind)
         };
         let queries = plan.for_rows(count[0]);
         let mut steps = sweep(&k::ROWS_LSE, (0, 1), &|s, r, _| {
             s.bind(k::STATS, stats.win(r))
-        });
+        })?;
         for r in 0..queries.windows {
             steps.push(
                 Step::new(
@@ -103,7 +94,7 @@ impl LossCall for Call {
                     s.bind(k::ROW_COEFS, coefs.win(q(r, c)))
                         .bind(k::COL_COEFS, coefs.win(q(r, c)))
                         .bind(k::GRAD, g.win(r))
-                }));
+                })?);
             }
         }
         if matches!(b.path, Path::Device) {

@@ -6,7 +6,7 @@ use std::mem::size_of;
 
 use super::kernels::{self as k, SigmoidParams, SigmoidPartial};
 use super::{Siglip, SiglipCounts};
-use crate::engine::call::{Build, Built, LossCall, Path, Reduced};
+use crate::engine::call::{Build, Built, LossCall, Path, Reduced, Sweep};
 use crate::engine::kernel::Step;
 use crate::engine::plan::Plan;
 use crate::error::Result;
@@ -34,7 +34,6 @@ impl LossCall for Call {
     fn steps(&self, b: &mut Build<'_, '_>) -> Result<Built> {
         let plan = b.plan;
         let count: Vec<u64> = b.sides.iter().map(|s| s.plan.rows).collect();
-        let classes = [b.classes_of(0)?.clone(), b.classes_of(1)?.clone()];
         let partials = b
             .rec
             .rows("partials", size_of::<SigmoidPartial>() as u64, false);
@@ -63,27 +62,27 @@ impl LossCall for Call {
         // A against B (the terms, and dL/dA), then with gradients B against A (dL/dB).
         let orientations: &[(usize, usize)] = if b.want { &[(0, 1), (1, 0)] } else { &[(0, 1)] };
         for &(a, o) in orientations {
-            let kernel = if b.want {
-                &k::ROWS_GRAD
-            } else {
-                &k::ROWS_TERMS
+            let sweep = Sweep {
+                kernel: if b.want {
+                    &k::ROWS_GRAD
+                } else {
+                    &k::ROWS_TERMS
+                },
+                slots: &k::SWEEP,
+                shape,
+                sides: (a, o),
+                rows: count[a],
             };
-            let (rp, cp) = (plan.for_rows(count[a]), plan.for_rows(count[o]));
-            for r in 0..rp.windows {
-                for c in 0..cp.windows {
-                    let s = Step::new(kernel, params(r, c, c > 0, (a, o)), rp.row_blocks(r))
-                        .shaped(shape)
-                        .bind(k::ROWS, b.sides[a].rows().win(r))
-                        .bind(k::COLS, b.sides[o].rows().win(c))
-                        .bind(k::ROW_CLASS, classes[a].win(r))
-                        .bind(k::COL_CLASS, classes[o].win(c))
-                        .bind(k::PARTIALS, partials.win(r));
-                    steps.push(match &b.sides[a].grad {
-                        Some(g) if b.want => s.bind(k::GRAD, g.win(r)),
-                        _ => s,
-                    });
-                }
-            }
+            let grad = b.sides[a].grad.as_ref().filter(|_| b.want);
+            steps.extend(
+                b.sweep(&sweep, &|r, c| params(r, c, c > 0, (a, o)), &|s, r, _| {
+                    let s = s.bind(k::PARTIALS, partials.win(r));
+                    match grad {
+                        Some(g) => s.bind(k::GRAD, g.win(r)),
+                        None => s,
+                    }
+                })?,
+            );
         }
         if matches!(b.path, Path::Device) {
             let loss = b.loss();

@@ -5,7 +5,7 @@ use std::mem::size_of;
 
 use super::kernels::{self as k, SoftmaxParams, SoftmaxPartial, SoftmaxStats};
 use super::{Softmax, SoftmaxCounts, SoftmaxLoss};
-use crate::engine::call::{Build, Built, LossCall, Path, Reduced};
+use crate::engine::call::{Build, Built, LossCall, Path, Reduced, Sweep};
 use crate::engine::kernel::Step;
 use crate::engine::plan::Plan;
 use crate::error::Result;
@@ -124,9 +124,6 @@ impl LossCall for Call {
             }
             _ => false,
         };
-        let classes: Vec<_> = (0..b.sides.len())
-            .map(|k| b.classes_of(k).cloned())
-            .collect::<Result<_>>()?;
         let partials = b.rec.rows("partials", PARTIAL, false);
         const STATS_ROLES: [&str; 2] = ["stats_a", "stats_b"];
         let stats: Vec<_> = (0..b.sides.len())
@@ -176,6 +173,7 @@ impl LossCall for Call {
                 count[a].min(count[o])
             }
         };
+        let loss = b.loss();
         // Every (row window, column window) of the given orientations on the pair engine,
         // with what `bind` adds for (row side, column side, r, c).
         let shape = b.rec.row_shape(plan.dim4, true);
@@ -183,22 +181,21 @@ impl LossCall for Call {
                      which: &[(usize, usize)],
                      rows: &dyn Fn((usize, usize)) -> u64,
                      bind: &dyn Fn(Step, usize, usize, u64, u64) -> Step,
-                     steps: &mut Vec<Step>| {
+                     steps: &mut Vec<Step>|
+         -> Result<()> {
             for &(a, o) in which {
-                let (rp, cp) = (plan.for_rows(rows((a, o))), plan.for_rows(count[o]));
-                for r in 0..rp.windows {
-                    for c in 0..cp.windows {
-                        let p = params(r, c, c > 0, (a, o), rp.rows);
-                        let s = Step::new(kernel, p, rp.row_blocks(r))
-                            .shaped(shape)
-                            .bind(k::ROWS, b.sides[a].rows().win(r))
-                            .bind(k::COLS, b.sides[o].rows().win(c))
-                            .bind(k::ROW_CLASS, classes[a].win(r))
-                            .bind(k::COL_CLASS, classes[o].win(c));
-                        steps.push(bind(s, a, o, r, c));
-                    }
-                }
+                let n = rows((a, o));
+                let sweep = Sweep {
+                    kernel,
+                    slots: &k::SWEEP,
+                    shape,
+                    sides: (a, o),
+                    rows: n,
+                };
+                let params = |r, c| params(r, c, c > 0, (a, o), n);
+                steps.extend(b.sweep(&sweep, &params, &|s, r, c| bind(s, a, o, r, c))?);
             }
+            Ok(())
         };
         let own_stats = |s: Step, a: usize, _o, r, _c| s.bind(k::STATS, stats[a].win(r));
         // One dispatch per row window of the given orientations' row sides.
@@ -225,7 +222,6 @@ impl LossCall for Call {
             .copied()
             .filter(|&(a, _)| b.sides[a].grad.is_some())
             .collect();
-        let loss = b.loss();
         let mut steps = Vec::new();
         sweep(
             &k::ROWS_STATS,
@@ -233,7 +229,7 @@ impl LossCall for Call {
             &stat_rows,
             &own_stats,
             &mut steps,
-        );
+        )?;
         if cfg.loss == SoftmaxLoss::NtXent && !single {
             sweep(
                 &k::ROWS_POSITIVES,
@@ -241,7 +237,7 @@ impl LossCall for Call {
                 &full,
                 &own_stats,
                 &mut steps,
-            );
+            )?;
         }
         if scale.is_none() {
             let count_step = |r, side: (usize, usize)| {
@@ -275,7 +271,7 @@ impl LossCall for Call {
                     None => s,
                 }
             };
-            sweep(&k::ROWS_GRAD, &grad_sides, &full, &grad, &mut steps);
+            sweep(&k::ROWS_GRAD, &grad_sides, &full, &grad, &mut steps)?;
         }
         if scale.is_none() {
             let reduce = |r, side: (usize, usize)| {

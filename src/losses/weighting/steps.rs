@@ -6,7 +6,7 @@ use std::mem::size_of;
 
 use super::kernels::{self as k, WeightingParams, WeightingPartial, WeightingStats};
 use super::{Weighting, WeightingCounts};
-use crate::engine::call::{Build, Built, LossCall, Path, Reduced};
+use crate::engine::call::{Build, Built, LossCall, Path, Reduced, Sweep};
 use crate::engine::kernel::Step;
 use crate::engine::plan::Plan;
 use crate::error::Result;
@@ -35,7 +35,6 @@ impl LossCall for Call {
         let plan = b.plan;
         let rows = b.sides[0].plan.rows;
         let windows = plan.for_rows(rows).windows;
-        let classes = b.classes()?.clone();
         let partials = b
             .rec
             .rows("partials", size_of::<WeightingPartial>() as u64, false);
@@ -56,25 +55,16 @@ impl LossCall for Call {
             ..cfg
         };
         let shape = b.rec.row_shape(plan.dim4, true);
-        let x = b.sides[0].rows();
+        // Every (row window, column window) of the batch against itself.
         let sweep = |kernel: &'static k::K, bind: &dyn Fn(Step, u64, u64) -> Step| {
-            let mut steps = Vec::new();
-            for r in 0..windows {
-                for c in 0..windows {
-                    let s = Step::new(
-                        kernel,
-                        params(r, c, c > 0),
-                        plan.for_rows(rows).row_blocks(r),
-                    )
-                    .shaped(shape)
-                    .bind(k::ROWS, x.win(r))
-                    .bind(k::COLS, x.win(c))
-                    .bind(k::ROW_CLASS, classes.win(r))
-                    .bind(k::COL_CLASS, classes.win(c));
-                    steps.push(bind(s, r, c));
-                }
-            }
-            steps
+            let sweep = Sweep {
+                kernel,
+                slots: &k::SWEEP,
+                shape,
+                sides: (0, 0),
+                rows,
+            };
+            b.sweep(&sweep, &|r, c| params(r, c, c > 0), bind)
         };
         let own_stats = |s: Step, r: u64, _c| s.bind(k::STATS, stats.win(r));
         // One dispatch of `kernel` per row window, `groups(r)` workgroups, with what `bind`
@@ -89,9 +79,9 @@ impl LossCall for Call {
         let one = |_| 1;
         let mut steps = Vec::new();
         if self.cfg.mines() {
-            steps.extend(sweep(&k::ROWS_BOUNDS, &own_stats));
+            steps.extend(sweep(&k::ROWS_BOUNDS, &own_stats)?);
         }
-        steps.extend(sweep(&k::ROWS_LSE, &own_stats));
+        steps.extend(sweep(&k::ROWS_LSE, &own_stats)?);
         steps.extend(per_window(&k::COUNT, &one, &|s, r| {
             s.bind(k::STATS, stats.win(r)).bind(k::DEV, dev.clone())
         }));
@@ -107,7 +97,7 @@ impl LossCall for Call {
                     .bind(k::COL_COEFS, coefs.win(c))
                     .bind(k::GRAD, g.win(r))
                     .bind(k::TOTALS, dev.clone())
-            }));
+            })?);
         }
         if matches!(b.path, Path::Device) {
             steps.extend(per_window(&k::LOSS, &one, &|s, r| {
