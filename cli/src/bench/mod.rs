@@ -3,8 +3,11 @@
 //! Inputs follow the project's benchmark rules: Gaussian rows, L2-normalised, `normalize`
 //! off, margin 1.5 for contrastive (most dissimilar pairs sit inside it) and 1 for triplet,
 //! labels uniform over B/8 classes (pairs: y uniform over 0/1). NT-Xent and SupCon take two
-//! views of B/2 samples (labels i mod B/2, SimCLR's setting); CLIP two independent B×D
-//! views. Every pair's term is evaluated whatever the data.
+//! views of B/2 samples (labels i mod B/2, SimCLR's setting); CLIP, InfoNCE and SigLIP
+//! (t′ = ln 10, b = −10) two independent B×D views; Multi-Similarity and Circle (PML's
+//! defaults) a batch with labels uniform over B/8 classes; ArcFace and CosFace (PML's
+//! defaults) B rows against `--classes` C unit-row class weights, class indices uniform
+//! below C. Every pair's term is evaluated whatever the data.
 //!
 //! `mod.rs` checks the arguments, `workload.rs` builds the inputs and the call,
 //! [`time`] runs it, `report.rs` prints what was measured.
