@@ -300,6 +300,7 @@ impl Proxy {
         let iota: Vec<u32> = (0..weights.rows() as u32).collect();
         let call = Call {
             cfg: *self,
+            queries: x.rows() as u64,
             classes: weights.rows() as u64,
         };
         run_host(gpu, &call, &[x, weights], &[classes, &iota], grads)
@@ -378,6 +379,7 @@ impl Proxy {
         let limit = self.batch_limit(x.rows, weights.rows, x.dim)?;
         let call = Call {
             cfg: *self,
+            queries: x.rows as u64,
             classes: weights.rows as u64,
         };
         let classes = DeviceClasses::LabelsThenIota(labels);

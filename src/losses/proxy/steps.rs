@@ -15,6 +15,8 @@ use crate::error::Result;
 /// indices as class ids).
 pub(crate) struct Call {
     pub cfg: Proxy,
+    /// B, the queries.
+    pub queries: u64,
     /// C, W's rows.
     pub classes: u64,
 }
@@ -30,9 +32,9 @@ impl LossCall for Call {
     }
 
     fn work(&self, plan: &Plan, want: bool) -> f64 {
-        // B·C pairs are at most (longest side)²; the plan does not keep both counts.
-        let sweeps = if want { 5.0 } else { 1.0 };
-        sweeps * 2.0 * (plan.rows as f64).powi(2) * plan.dim as f64
+        // The log-sum-exps (2 per pair and dimension), with gradients both sides' (4 each).
+        let per_pair = if want { 10.0 } else { 2.0 };
+        per_pair * self.queries as f64 * self.classes as f64 * plan.dim as f64
     }
 
     fn steps(&self, b: &mut Build<'_, '_>) -> Result<Built> {
