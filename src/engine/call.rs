@@ -9,7 +9,7 @@
 use bytemuck::Pod;
 
 use super::gpu::Gpu;
-use super::kernel::{Bound, Kernel, Slot, Step};
+use super::kernel::{self, Bound, Kernel, Step};
 use super::plan::Plan;
 use super::recorder::{Recorder, RowBuf};
 use super::resident::{self, DeviceClasses, DeviceLoss};
@@ -95,20 +95,10 @@ impl<C> Reduced<C> {
     }
 }
 
-/// The four bindings every pair-engine sweep of two sides takes (slots 1–4 of each
-/// family's shader): the row window's rows, the column window's, and their class ids.
-pub(crate) struct SweepSlots {
-    pub rows: Slot,
-    pub cols: Slot,
-    pub row_class: Slot,
-    pub col_class: Slot,
-}
-
 /// One sweep of side `a`'s rows against side `o`'s on the pair engine (see
 /// [`Build::sweep`]).
-pub(crate) struct Sweep<'k, P: Pod> {
+pub(crate) struct Sweep<P: Pod> {
     pub kernel: &'static Kernel<P>,
-    pub slots: &'k SweepSlots,
     pub shape: RowShape,
     /// (row side, column side).
     pub sides: (usize, usize),
@@ -118,11 +108,11 @@ pub(crate) struct Sweep<'k, P: Pod> {
 
 impl Build<'_, '_> {
     /// A step of the sweep for every (row window r, column window c), c inner: its
-    /// parameters `params(r, c)`, the sides' rows and class ids bound at the sweep's slots,
-    /// then what `bind(step, r, c)` adds.
+    /// parameters `params(r, c)`, the sides' rows and class ids bound at the pair engine's
+    /// slots ([`kernel::ROWS`] and the others), then what `bind(step, r, c)` adds.
     pub fn sweep<P: Pod>(
         &self,
-        sweep: &Sweep<'_, P>,
+        sweep: &Sweep<P>,
         params: &dyn Fn(u64, u64) -> P,
         bind: &dyn Fn(Step, u64, u64) -> Step,
     ) -> Result<Vec<Step>> {
@@ -132,16 +122,15 @@ impl Build<'_, '_> {
             self.plan.for_rows(sweep.rows),
             self.plan.for_rows(self.sides[o].plan.rows),
         );
-        let s = sweep.slots;
         let mut steps = Vec::new();
         for r in 0..rp.windows {
             for c in 0..cp.windows {
                 let step = Step::new(sweep.kernel, params(r, c), rp.row_blocks(r))
                     .shaped(sweep.shape)
-                    .bind(s.rows, self.sides[a].rows().win(r))
-                    .bind(s.cols, self.sides[o].rows().win(c))
-                    .bind(s.row_class, ca.win(r))
-                    .bind(s.col_class, co.win(c));
+                    .bind(kernel::ROWS, self.sides[a].rows().win(r))
+                    .bind(kernel::COLS, self.sides[o].rows().win(c))
+                    .bind(kernel::ROW_CLASS, ca.win(r))
+                    .bind(kernel::COL_CLASS, co.win(c));
                 steps.push(bind(step, r, c));
             }
         }

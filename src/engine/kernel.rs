@@ -49,6 +49,14 @@ impl Slot {
     }
 }
 
+/// The pair engine's bindings, the same number and name in every module on it: the row
+/// window's rows, the column window's, and their class ids (the last two where the module
+/// has class ids).
+pub(crate) const ROWS: Slot = Slot::read(1, "rows");
+pub(crate) const COLS: Slot = Slot::read(2, "cols");
+pub(crate) const ROW_CLASS: Slot = Slot::read(3, "row_class");
+pub(crate) const COL_CLASS: Slot = Slot::read(4, "col_class");
+
 /// Binding 0 of every module: the dispatch's uniform parameters.
 pub(crate) const PARAMS: Slot = Slot {
     binding: 0,

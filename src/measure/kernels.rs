@@ -103,8 +103,7 @@ pub(crate) struct KnnEntry {
 }
 mirrored!(KnnEntry, "KnnEntry", [key, index]);
 
-pub(crate) const ROWS: Slot = Slot::read(1, "rows");
-pub(crate) const COLS: Slot = Slot::read(2, "cols");
+pub(crate) use crate::engine::kernel::{COLS, ROWS};
 pub(crate) const KNN: Slot = Slot::read_write(3, "knn");
 pub(crate) const ROW_CLASS: Slot = Slot::read(4, "row_class");
 pub(crate) const COL_CLASS: Slot = Slot::read(5, "col_class");

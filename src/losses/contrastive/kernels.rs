@@ -108,10 +108,7 @@ mirrored!(
     [sim_sum, sim_carry, dis_sum, dis_carry, sim_pairs, dis_pairs, sim_active, dis_active]
 );
 
-pub(crate) const ROWS: Slot = Slot::read(1, "rows");
-pub(crate) const COLS: Slot = Slot::read(2, "cols");
-pub(crate) const ROW_CLASS: Slot = Slot::read(3, "row_class");
-pub(crate) const COL_CLASS: Slot = Slot::read(4, "col_class");
+pub(crate) use crate::engine::kernel::{COLS, COL_CLASS, ROWS, ROW_CLASS};
 pub(crate) const PARTIALS: Slot = Slot::read_write(5, "partials");
 pub(crate) const SCALES: Slot = Slot::read_write(6, "scales");
 pub(crate) const GRAD: Slot = Slot::read_write(7, "grad");

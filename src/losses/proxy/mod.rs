@@ -161,7 +161,8 @@ impl Proxy {
         Ok(())
     }
 
-    /// m in the kernels' unit (ArcFace: radians), in f64.
+    /// m in the kernels' unit (ArcFace: radians), in f64; also the margin's largest shift
+    /// of a cosine, |ψ(c) − c| ≤ m.
     fn margin(&self) -> f64 {
         match self.loss {
             ProxyLoss::ArcFace { margin_degrees } => f64::from(margin_degrees).to_radians(),
@@ -217,11 +218,6 @@ impl Proxy {
             }
             ProxyLoss::CosFace { .. } => 1.0,
         }
-    }
-
-    /// The margin's largest shift of a cosine, |ψ(c) − c| ≤ m.
-    pub(crate) fn margin_shift(&self) -> f64 {
-        self.margin()
     }
 
     /// The options as the kernels' parameters for `queries` queries (the sizes left at 0).

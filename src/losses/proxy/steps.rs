@@ -63,7 +63,6 @@ impl LossCall for Call {
         let sweep = |kernel: &'static k::K, (a, o), bind: &dyn Fn(Step, u64, u64) -> Step| {
             let sweep = Sweep {
                 kernel,
-                slots: &k::SWEEP,
                 shape,
                 sides: (a, o),
                 rows: count[a],

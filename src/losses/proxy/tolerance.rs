@@ -39,7 +39,7 @@ pub fn verdict(
     let dim = sides[0].dim();
     let (n, c) = (sides[0].rows() as u64, sides[1].rows() as u64);
     let s = f64::from(cfg.scale);
-    let t = 2.0 * s * (1.0 + cfg.margin_shift()) + (c as f64 + 1.0).ln();
+    let t = 2.0 * s * (1.0 + cfg.margin()) + (c as f64 + 1.0).ln();
     let a = mass.logit_slope;
     let loss = compare(
         &[gpu.loss],

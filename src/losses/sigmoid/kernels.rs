@@ -3,7 +3,6 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::engine::call::SweepSlots;
 #[cfg(test)]
 use crate::engine::kernel::Layout;
 use crate::engine::kernel::{mirrored, Kernel, Slot, Table};
@@ -110,17 +109,7 @@ mirrored!(
     [loss, grad_scale, grad_bias, positives]
 );
 
-pub(crate) const ROWS: Slot = Slot::read(1, "rows");
-pub(crate) const COLS: Slot = Slot::read(2, "cols");
-pub(crate) const ROW_CLASS: Slot = Slot::read(3, "row_class");
-pub(crate) const COL_CLASS: Slot = Slot::read(4, "col_class");
-/// The sweeps' four pair bindings.
-pub(crate) const SWEEP: SweepSlots = SweepSlots {
-    rows: ROWS,
-    cols: COLS,
-    row_class: ROW_CLASS,
-    col_class: COL_CLASS,
-};
+pub(crate) use crate::engine::kernel::{COLS, COL_CLASS, ROWS, ROW_CLASS};
 pub(crate) const PARTIALS: Slot = Slot::read_write(5, "partials");
 pub(crate) const GRAD: Slot = Slot::read_write(6, "grad");
 pub(crate) const DEV: Slot = Slot::read_write(7, "dev");

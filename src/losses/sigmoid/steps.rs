@@ -68,7 +68,6 @@ impl LossCall for Call {
                 } else {
                     &k::ROWS_TERMS
                 },
-                slots: &k::SWEEP,
                 shape,
                 sides: (a, o),
                 rows: count[a],

@@ -3,7 +3,6 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::engine::call::SweepSlots;
 #[cfg(test)]
 use crate::engine::kernel::Layout;
 use crate::engine::kernel::{mirrored, Kernel, Slot, Table};
@@ -148,17 +147,7 @@ mirrored!(
     [loss, loss_b, grad_tau, terms]
 );
 
-pub(crate) const ROWS: Slot = Slot::read(1, "rows");
-pub(crate) const COLS: Slot = Slot::read(2, "cols");
-pub(crate) const ROW_CLASS: Slot = Slot::read(3, "row_class");
-pub(crate) const COL_CLASS: Slot = Slot::read(4, "col_class");
-/// The sweeps' four pair bindings.
-pub(crate) const SWEEP: SweepSlots = SweepSlots {
-    rows: ROWS,
-    cols: COLS,
-    row_class: ROW_CLASS,
-    col_class: COL_CLASS,
-};
+pub(crate) use crate::engine::kernel::{COLS, COL_CLASS, ROWS, ROW_CLASS};
 pub(crate) const STATS: Slot = Slot::read_write(5, "stats");
 pub(crate) const ROW_COEFS: Slot = Slot::read(6, "row_coefs");
 pub(crate) const COL_COEFS: Slot = Slot::read(7, "col_coefs");

@@ -187,7 +187,6 @@ impl LossCall for Call {
                 let n = rows((a, o));
                 let sweep = Sweep {
                     kernel,
-                    slots: &k::SWEEP,
                     shape,
                     sides: (a, o),
                     rows: n,

@@ -135,8 +135,7 @@ mirrored!(
     [sum, carry, terms_lo, terms_hi, active_lo, active_hi, nonzero, _pad]
 );
 
-pub(crate) const ROWS: Slot = Slot::read(1, "rows");
-pub(crate) const COLS: Slot = Slot::read(2, "cols");
+pub(crate) use crate::engine::kernel::{COLS, ROWS};
 pub(crate) const NEGS: Slot = Slot::read(3, "negs");
 pub(crate) const CLASSES: Slot = Slot::read(4, "classes");
 pub(crate) const PARTIALS: Slot = Slot::read_write(5, "partials");

@@ -59,7 +59,6 @@ impl LossCall for Call {
         let sweep = |kernel: &'static k::K, bind: &dyn Fn(Step, u64, u64) -> Step| {
             let sweep = Sweep {
                 kernel,
-                slots: &k::SWEEP,
                 shape,
                 sides: (0, 0),
                 rows,
