@@ -11,7 +11,8 @@
 //   4 storage, read  grad    workspace gradient of the window (dim4 vec4s a row)
 //   5 storage, rw    dst     caller gradient (f32), from the bound offset
 //   6 storage, rw    flags   [0]: the least global value index outside the input domain
-//                            (0xffffffff: none), by atomicMin (an integer: deterministic)
+//                            (0xffffffff: none), by atomicMin (an integer: deterministic);
+//                            [1..3]: half.wgsl's f16 gradient overflow, per side
 
 // Keep in sync with `DeviceParams` in src/engine/resident.rs.
 struct DeviceParams {
@@ -25,8 +26,8 @@ struct DeviceParams {
     accumulate: u32,
     scale: f32,
     max_abs: f32, // the call's magnitude limit: 1e15 (the domain) or less (src/limit.rs)
-    _pad1: u32,
-    _pad2: u32,
+    flag: u32,    // half.wgsl's scatter: the flags word of a gradient beyond f16's range
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: DeviceParams;
@@ -76,12 +77,14 @@ fn device_gather_ids(@builtin(global_invocation_id) gid: vec3<u32>) {
     ids[local] = src[params.first + local];
 }
 
-// The domain flag to "none", first thing in a call: on the GPU timeline, so that a call
+// The flags to "none", first thing in a call: on the GPU timeline, so that a call
 // recorded into an encoder is not disturbed by others before its submit.
 @compute @workgroup_size(1)
 fn device_reset() {
     _ = params.rows; // every kernel binds its parameters at binding 0
-    atomicStore(&flags[0], 0xffffffffu);
+    for (var k = 0u; k < 4u; k++) {
+        atomicStore(&flags[k], 0xffffffffu);
+    }
 }
 
 // Class ids = global row indices (CLIP: row i of A matches row i of B).

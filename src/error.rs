@@ -89,6 +89,36 @@ pub enum Error {
         /// The largest magnitude the call accepted.
         limit: f64,
     },
+    /// A gradient written in f16 (an f16 input's host gradient, or a [`crate::DeviceGrad`]
+    /// of f16) has a value beyond f16's range (65504): on the host path found before the
+    /// result is returned, on the device path flagged there (the value written is ±65504)
+    /// and reported when the loss is read.
+    #[error(
+        "the gradient of {what} has a value beyond f16's range (65504) at row {row}, column \
+         {column}; ask for f32 gradients (Grads::ComputeF32, an f32 DeviceGrad) or lower the \
+         gradient's scale"
+    )]
+    GradientOverflow {
+        /// Which input's gradient.
+        what: &'static str,
+        /// Row of the first such value.
+        row: u64,
+        /// Its column.
+        column: u64,
+    },
+    /// The call needs a feature the adapter or device does not have: f16 inputs or
+    /// gradients need `SHADER_F16`. Nothing is converted silently in its place.
+    #[error(
+        "{needed_for} need{s} the adapter feature {feature}, which this device does not have; \
+         pass f32 values instead",
+        s = if needed_for.ends_with('s') { "" } else { "s" }
+    )]
+    MissingFeature {
+        /// The wgpu feature, e.g. `"SHADER_F16"`.
+        feature: &'static str,
+        /// What needs it, e.g. `"f16 inputs"`.
+        needed_for: &'static str,
+    },
     /// A class id is not a row of the class weights: on the host path found before the call
     /// runs (the first such query named), on the device path counted on the device and
     /// reported when the loss is read (the number of such queries, whose terms were left

@@ -2,6 +2,8 @@
 //! caller's own device buffers for the device-resident calls ([`DeviceRows`],
 //! [`DeviceLabels`], [`DeviceGrad`], [`Target`]; layout in [`crate::device`]).
 
+use std::borrow::Cow;
+
 use crate::error::{Error, Result};
 
 /// Largest magnitude an input value may have. Squared distances of values this large stay
@@ -9,21 +11,79 @@ use crate::error::{Error, Result};
 /// terms and large sums narrow it per call ([`crate::Error::TooLargeForLoss`]).
 pub const MAX_ABS_VALUE: f64 = 1e15;
 
-/// A row-major `rows × dim` matrix of f32 embeddings whose values are all in the input
-/// domain (finite, `|x| <= 1e15`).
+/// The format of an input's values, or of a gradient written for one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// IEEE binary32.
+    #[default]
+    F32,
+    /// IEEE binary16 ([`half::f16`]): read where the adapter has `SHADER_F16`, widened to
+    /// f32 exactly, computed in f32 ([`crate::Error::MissingFeature`] elsewhere).
+    F16,
+}
+
+impl Precision {
+    /// Bytes per value.
+    pub fn bytes(self) -> u64 {
+        match self {
+            Self::F32 => 4,
+            Self::F16 => 2,
+        }
+    }
+
+    /// The format's name, as `.npy` files and messages spell it (`f32`, `f16`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+        }
+    }
+}
+
+/// An input's values as the caller holds them.
+#[derive(Clone, Copy, Debug)]
+pub enum Values<'a> {
+    /// f32 values.
+    F32(&'a [f32]),
+    /// f16 values.
+    F16(&'a [half::f16]),
+}
+
+impl Values<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Self::F32(v) => v.len(),
+            Self::F16(v) => v.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> f32 {
+        match self {
+            Self::F32(v) => v[i],
+            Self::F16(v) => v[i].to_f32(),
+        }
+    }
+}
+
+/// A row-major `rows × dim` matrix of f32 or f16 embeddings whose values are all in the
+/// input domain (finite, `|x| <= 1e15`).
 ///
 /// ```
-/// use metric_loss::Embeddings;
+/// use metric_loss::{half::f16, Embeddings, Precision};
 /// let data = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0];
 /// let x = Embeddings::new(&data, 3, 2)?;
 /// assert_eq!((x.rows(), x.dim()), (3, 2));
-/// assert_eq!(x.row(1), Some(&[2.0, 3.0][..]));
+/// assert_eq!(x.row(1).as_deref(), Some(&[2.0, 3.0][..]));
 /// assert!(Embeddings::new(&[f32::NAN], 1, 1).is_err());
+/// let halves: Vec<f16> = data.iter().map(|&v| f16::from_f32(v)).collect();
+/// let h = Embeddings::new_f16(&halves, 3, 2)?;
+/// assert_eq!(h.precision(), Precision::F16);
+/// assert_eq!(h.data(), x.data()); // widened exactly
 /// # Ok::<(), metric_loss::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct Embeddings<'a> {
-    data: &'a [f32],
+    values: Values<'a>,
     rows: usize,
     dim: usize,
     what: &'static str,
@@ -38,6 +98,27 @@ impl<'a> Embeddings<'a> {
 
     /// [`Embeddings::new`] with the name errors give the input (e.g. `"anchor"`).
     pub fn named(what: &'static str, data: &'a [f32], rows: usize, dim: usize) -> Result<Self> {
+        Self::checked(what, Values::F32(data), rows, dim)
+    }
+
+    /// f16 embeddings: every loss reads them where the adapter has `SHADER_F16`, widens
+    /// them to f32 exactly on the device and computes in f32; gradients come back rounded
+    /// to f16 unless [`crate::Grads::ComputeF32`] asks for f32.
+    pub fn new_f16(data: &'a [half::f16], rows: usize, dim: usize) -> Result<Self> {
+        Self::named_f16("embeddings", data, rows, dim)
+    }
+
+    /// [`Embeddings::new_f16`] with the name errors give the input.
+    pub fn named_f16(
+        what: &'static str,
+        data: &'a [half::f16],
+        rows: usize,
+        dim: usize,
+    ) -> Result<Self> {
+        Self::checked(what, Values::F16(data), rows, dim)
+    }
+
+    fn checked(what: &'static str, values: Values<'a>, rows: usize, dim: usize) -> Result<Self> {
         if rows == 0 {
             return Err(Error::EmptyInput { what });
         }
@@ -50,27 +131,28 @@ impl<'a> Embeddings<'a> {
             limit: usize::MAX as u128,
             hint: crate::error::SMALLER_BATCH,
         })?;
-        if data.len() != expected {
+        if values.len() != expected {
             return Err(Error::ShapeMismatch {
                 what,
                 expected,
-                got: data.len(),
+                got: values.len(),
             });
         }
         let mut max = 0.0f32;
-        for (index, v) in data.iter().enumerate() {
+        for index in 0..expected {
+            let v = values.get(index);
             if !v.is_finite() || f64::from(v.abs()) > MAX_ABS_VALUE {
                 return Err(Error::OutOfDomain {
                     what,
                     row: index / dim,
                     column: index % dim,
-                    value: f64::from(*v),
+                    value: f64::from(v),
                 });
             }
             max = max.max(v.abs());
         }
         Ok(Self {
-            data,
+            values,
             rows,
             dim,
             what,
@@ -89,9 +171,25 @@ impl<'a> Embeddings<'a> {
         self.max_abs
     }
 
-    /// The values, row-major.
-    pub fn data(&self) -> &'a [f32] {
-        self.data
+    /// The values as given.
+    pub fn values(&self) -> Values<'a> {
+        self.values
+    }
+
+    /// The values' format.
+    pub fn precision(&self) -> Precision {
+        match self.values {
+            Values::F32(_) => Precision::F32,
+            Values::F16(_) => Precision::F16,
+        }
+    }
+
+    /// The values, row-major, as f32 (borrowed, or f16 values widened exactly).
+    pub fn data(&self) -> Cow<'a, [f32]> {
+        match self.values {
+            Values::F32(v) => Cow::Borrowed(v),
+            Values::F16(v) => Cow::Owned(v.iter().map(|h| h.to_f32()).collect()),
+        }
     }
 
     /// Number of rows.
@@ -104,9 +202,13 @@ impl<'a> Embeddings<'a> {
         self.dim
     }
 
-    /// Row `i`, or `None` past the last row.
-    pub fn row(&self, i: usize) -> Option<&'a [f32]> {
-        (i < self.rows).then(|| &self.data[i * self.dim..(i + 1) * self.dim])
+    /// Row `i` as f32, or `None` past the last row.
+    pub fn row(&self, i: usize) -> Option<Cow<'a, [f32]>> {
+        let range = i * self.dim..(i + 1) * self.dim;
+        (i < self.rows).then(|| match self.values {
+            Values::F32(v) => Cow::Borrowed(&v[range]),
+            Values::F16(v) => Cow::Owned(v[range].iter().map(|h| h.to_f32()).collect()),
+        })
     }
 
     /// The same rows under another name (each loss names its inputs in errors).
@@ -208,10 +310,12 @@ pub struct DeviceRows<'a> {
     pub dim: usize,
     /// Values from one row's start to the next (≥ `dim`).
     pub stride: usize,
+    /// The values' format (f16 needs `SHADER_F16`: [`crate::Error::MissingFeature`]).
+    pub precision: Precision,
 }
 
 impl<'a> DeviceRows<'a> {
-    /// Densely packed rows from the start of `buffer` (offset 0, stride `dim`).
+    /// Densely packed f32 rows from the start of `buffer` (offset 0, stride `dim`).
     pub fn new(buffer: &'a wgpu::Buffer, rows: usize, dim: usize) -> Self {
         Self {
             buffer,
@@ -219,7 +323,14 @@ impl<'a> DeviceRows<'a> {
             rows,
             dim,
             stride: dim,
+            precision: Precision::F32,
         }
+    }
+
+    /// The same layout with values of format `p`.
+    pub fn precision(mut self, p: Precision) -> Self {
+        self.precision = p;
+        self
     }
 }
 
@@ -270,6 +381,9 @@ pub struct DeviceGrad<'a> {
     pub scale: f32,
     /// Add into the buffer's values instead of overwriting them.
     pub accumulate: bool,
+    /// The format the gradient is written in: f32, or f16 (rounded; a value beyond f16's
+    /// range, 65504, is an error when the loss is read: [`crate::Error::GradientOverflow`]).
+    pub precision: Precision,
 }
 
 impl<'a> DeviceGrad<'a> {
@@ -281,6 +395,7 @@ impl<'a> DeviceGrad<'a> {
             stride: dim,
             scale: 1.0,
             accumulate: false,
+            precision: Precision::F32,
         }
     }
 
@@ -293,6 +408,12 @@ impl<'a> DeviceGrad<'a> {
     /// Adds into the buffer instead of overwriting it.
     pub fn accumulate(mut self, on: bool) -> Self {
         self.accumulate = on;
+        self
+    }
+
+    /// Writes the gradient in format `p`.
+    pub fn precision(mut self, p: Precision) -> Self {
+        self.precision = p;
         self
     }
 }

@@ -69,7 +69,9 @@ pub use engine::{
     AdapterSummary, Allocations, EngineConfig, Gpu, GpuOptions, Peak, DEFAULT_TIMEOUT, ENGINE_ENV,
 };
 pub use error::{Error, Result};
-pub use input::{Embeddings, Labels, MAX_ABS_VALUE};
+/// The wgpu this crate runs on (30): depend on it through this re-export, or on `wgpu = "30"`.
+pub use half;
+pub use input::{Embeddings, Labels, Precision, Values, MAX_ABS_VALUE};
 pub use losses::contrastive::{Contrastive, ContrastiveCounts, ContrastiveOutput};
 pub use losses::proxy::{Proxy, ProxyCounts, ProxyLoss, ProxyOutput, SIN_FLOOR};
 pub use losses::sigmoid::{Siglip, SiglipCounts, SiglipOutput, MAX_BIAS, MAX_LOGIT_SCALE};
@@ -82,5 +84,4 @@ pub use losses::BatchLoss;
 pub use options::{
     Counts, Distance, Gradient, Grads, Hinge, LossOutput, Reduction, ReferenceGrad, ReferenceSet,
 };
-/// The wgpu this crate runs on (30): depend on it through this re-export, or on `wgpu = "30"`.
 pub use wgpu;

@@ -2,7 +2,7 @@
 //! are computed, and the output of a call.
 
 use crate::error::{Error, Result};
-use crate::input::MAX_ABS_VALUE;
+use crate::input::{Precision, MAX_ABS_VALUE};
 
 /// Distance between two rows u, v.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -119,8 +119,18 @@ impl Reduction {
 pub enum Grads {
     /// Loss and counts only: the backward kernels are not run.
     Skip,
-    /// Loss, counts and the gradient of every differentiable input.
+    /// Loss, counts and the gradient of every differentiable input, in that input's
+    /// precision (an f16 input's gradient rounded to f16: see [`Gradient::precision`]).
     Compute,
+    /// As `Compute`, with every gradient in f32 whatever its input's precision.
+    ComputeF32,
+}
+
+impl Grads {
+    /// Whether gradients are computed.
+    pub fn wanted(self) -> bool {
+        self != Self::Skip
+    }
 }
 
 /// Whether a reference set's rows get their gradient (see [`ReferenceSet`]).
@@ -233,16 +243,67 @@ pub trait Counts: Copy + std::fmt::Debug + PartialEq {
 }
 
 /// A gradient, row-major with the shape of the input it belongs to.
+///
+/// An f16 input's gradient (unless [`Grads::ComputeF32`]) is in f16: each value is an f16
+/// number (the f32 gradient rounded to nearest), held as the f32 of the same value;
+/// [`Gradient::to_f16`] gives them as `half::f16`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Gradient {
     values: Vec<f32>,
     dim: usize,
+    precision: Precision,
 }
 
 impl Gradient {
-    /// Row-major `values` of `dim` values a row.
+    /// Row-major f32 `values` of `dim` values a row.
     pub fn new(values: Vec<f32>, dim: usize) -> Self {
-        Self { values, dim }
+        Self {
+            values,
+            dim,
+            precision: Precision::F32,
+        }
+    }
+
+    /// `values` rounded to `precision` (to nearest, ties to even). A value beyond f16's
+    /// range (65504) is an error, [`crate::Error::GradientOverflow`] (of input `what`),
+    /// not an infinity.
+    pub fn rounded(
+        what: &'static str,
+        mut values: Vec<f32>,
+        dim: usize,
+        precision: Precision,
+    ) -> Result<Self> {
+        if precision == Precision::F16 {
+            for (index, v) in values.iter_mut().enumerate() {
+                let h = half::f16::from_f32(*v);
+                if h.is_infinite() {
+                    return Err(Error::GradientOverflow {
+                        what,
+                        row: (index / dim.max(1)) as u64,
+                        column: (index % dim.max(1)) as u64,
+                    });
+                }
+                *v = h.to_f32();
+            }
+        }
+        Ok(Self {
+            values,
+            dim,
+            precision,
+        })
+    }
+
+    /// The format the values were written in.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The values as f16 (exact when [`Gradient::precision`] is f16, else rounded).
+    pub fn to_f16(&self) -> Vec<half::f16> {
+        self.values
+            .iter()
+            .map(|&v| half::f16::from_f32(v))
+            .collect()
     }
 
     /// The values, row-major.

@@ -177,7 +177,7 @@ pub fn add_scaled(dst: &mut [f64], c: f64, src: &[f64]) {
 
 /// The values in f64.
 pub fn widen(x: &Embeddings<'_>) -> Vec<f64> {
-    widen_f32(x.data())
+    widen_f32(&x.data())
 }
 
 /// f32 values (a gradient, a loss's inputs) as f64.

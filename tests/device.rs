@@ -7,7 +7,8 @@ mod common;
 use metric_loss::device::{DeviceGrad, DeviceLabels, DeviceRows, Target};
 use metric_loss::testing::{self as check, Rng};
 use metric_loss::{
-    wgpu, Contrastive, Distance, Embeddings, Error, Gpu, Gradient, Grads, Labels, Reduction,
+    wgpu, Contrastive, Distance, Embeddings, Error, Gpu, Gradient, Grads, Labels, Precision,
+    Reduction,
 };
 
 /// A device of the caller's own, shared with metric-loss (`limits`: None for the adapter's).
@@ -89,6 +90,7 @@ fn device_run(
         rows: c.rows,
         dim: c.dim,
         stride: c.dim + 3,
+        precision: Precision::F32,
     };
     let g = DeviceGrad {
         buffer: &gb,
@@ -96,6 +98,7 @@ fn device_run(
         stride: c.dim + 1,
         scale,
         accumulate,
+        precision: Precision::F32,
     };
     let loss = if encoder {
         let mut enc = device.create_command_encoder(&Default::default());
@@ -367,6 +370,7 @@ fn softmax_losses_match_the_host_path() {
         rows: c.rows,
         dim: c.dim,
         stride: c.dim + 2,
+        precision: Precision::F32,
     };
     let rows_y = DeviceRows::new(&yb, c.rows, c.dim);
     for loss in [SoftmaxLoss::NtXent, SoftmaxLoss::SupCon, SoftmaxLoss::Clip] {
@@ -445,6 +449,7 @@ fn infonce_with_more_keys_matches_the_host_path() {
         rows: n,
         dim,
         stride: dim + 1,
+        precision: Precision::F32,
     };
     let rows_k = DeviceRows::new(&kb, m, dim);
     for cfg in [Softmax::infonce(false), Softmax::infonce(true)] {
@@ -602,6 +607,7 @@ fn triplet_losses_match_the_host_path() {
             rows,
             dim,
             stride: dim + 1,
+            precision: Precision::F32,
         }
     }
     let check = |what: &str, host: &metric_loss::TripletOutput, loss: f64, grads: &[Vec<f32>]| {

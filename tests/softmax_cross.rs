@@ -5,11 +5,12 @@
 mod common;
 
 use metric_loss::testing::softmax::run_grid;
+use metric_loss::Precision;
 
 #[test]
 fn grid_matches_reference() {
     let Some(gpu) = common::gpu() else { return };
-    for r in run_grid(gpu, 40, 7, 1).unwrap() {
+    for r in run_grid(gpu, 40, 7, 1, Precision::F32).unwrap() {
         println!("{} {:e} {}", r.name, r.max_rel(), r.pass());
         common::assert_report(&r);
     }

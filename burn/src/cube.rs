@@ -13,7 +13,7 @@ use burn::backend::CubeDevice;
 use burn::cubecl::wgpu::{AutoCompiler, WgpuServer};
 use burn::tensor::{DType, Shape};
 use metric_loss::device::{DeviceGrad, DeviceLabels, DeviceReference, DeviceRows, Target};
-use metric_loss::Gpu;
+use metric_loss::{Gpu, Precision};
 
 use crate::backend::MetricLossBackend;
 use crate::call::{output_shapes, Family, Form, LossCall};
@@ -209,6 +209,8 @@ fn rows_of<'b>(t: &CubeTensor, r: &'b WgpuResource) -> DeviceRows<'b> {
         rows,
         dim,
         stride: if rows > 1 { t.meta.strides()[0] } else { dim },
+        // The operations take f32 tensors (the backend's float element).
+        precision: Precision::F32,
     }
 }
 

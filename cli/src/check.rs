@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use metric_loss::Gpu;
+use metric_loss::{Gpu, Precision};
 
 use crate::Failure;
 
@@ -19,10 +19,18 @@ pub(crate) struct CheckArgs {
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// The inputs' format: f32, or f16 (rounded from the same draws; needs SHADER_F16).
+    #[arg(long, default_value = "f32", value_parser = crate::parse_precision)]
+    precision: Precision,
 }
 
 pub(crate) fn run(args: CheckArgs) -> Result<ExitCode, Failure> {
-    let CheckArgs { batch, dim, seed } = args;
+    let CheckArgs {
+        batch,
+        dim,
+        seed,
+        precision,
+    } = args;
     if batch == 0 || dim == 0 {
         return Err(Failure::usage("--batch and --dim must be at least 1"));
     }
@@ -30,9 +38,10 @@ pub(crate) fn run(args: CheckArgs) -> Result<ExitCode, Failure> {
     crate::io::host_sizes(batch, dim, 9)?;
     let gpu = Gpu::new()?;
     out!(
-        "adapter: {} ({}), batch {batch}, dim {dim}, seed {seed}",
+        "adapter: {} ({}), batch {batch}, dim {dim}, seed {seed}, {} inputs",
         gpu.adapter().name,
-        gpu.adapter().backend
+        gpu.adapter().backend,
+        precision.name()
     );
     out!(
         "{:<66} {:>11} {:>11} {:>6}",
@@ -41,22 +50,7 @@ pub(crate) fn run(args: CheckArgs) -> Result<ExitCode, Failure> {
         "max rel err",
         ""
     );
-    let mut reports = metric_loss::testing::run_grid(&gpu, batch, dim, seed)?;
-    reports.extend(metric_loss::testing::triplet::run_grid(
-        &gpu, batch, dim, seed,
-    )?);
-    reports.extend(metric_loss::testing::softmax::run_grid(
-        &gpu, batch, dim, seed,
-    )?);
-    reports.extend(metric_loss::testing::siglip::run_grid(
-        &gpu, batch, dim, seed,
-    )?);
-    reports.extend(metric_loss::testing::weighting::run_grid(
-        &gpu, batch, dim, seed,
-    )?);
-    reports.extend(metric_loss::testing::proxy::run_grid(
-        &gpu, batch, dim, seed,
-    )?);
+    let reports = metric_loss::testing::all_grids(&gpu, batch, dim, seed, precision)?;
     let mut failed = 0;
     for r in &reports {
         let verdict = if r.pass() { "PASS" } else { "FAIL" };

@@ -4,22 +4,29 @@
 
 use std::path::{Path, PathBuf};
 
-use metric_loss::{Embeddings, Gradient, Labels};
+use metric_loss::half::f16;
+use metric_loss::{Embeddings, Gradient, Labels, Precision};
 
 use crate::npy::{self, NpyArray};
 use crate::Failure;
 
 /// An embeddings matrix read from a file.
 pub(crate) struct Matrix {
+    /// The values as f32 (a float16 file's widened exactly).
     pub data: Vec<f32>,
+    /// A float16 file's values, which the library is given as they are.
+    pub halves: Option<Vec<f16>>,
     pub rows: usize,
     pub dim: usize,
 }
 
 impl Matrix {
-    /// The validated view the library takes, named as the flag.
+    /// The validated view the library takes (f16 for a float16 file), named as the flag.
     pub fn view(&self, what: &'static str) -> Result<Embeddings<'_>, Failure> {
-        Ok(Embeddings::named(what, &self.data, self.rows, self.dim)?)
+        Ok(match &self.halves {
+            Some(h) => Embeddings::named_f16(what, h, self.rows, self.dim)?,
+            None => Embeddings::named(what, &self.data, self.rows, self.dim)?,
+        })
     }
 
     /// `--flag` must have this matrix's rows and dimension.
@@ -63,7 +70,16 @@ pub(crate) fn matrix(flag: &'static str, path: &Path) -> Result<Matrix, Failure>
         }
         other => Failure::from(other),
     })?;
-    Ok(Matrix { data, rows, dim })
+    let halves = matches!(arr.dtype, npy::Dtype::F16)
+        .then(|| arr.to_f16())
+        .transpose()
+        .map_err(|e| Failure::usage(format!("--{flag} {}: {e}", path.display())))?;
+    Ok(Matrix {
+        data,
+        halves,
+        rows,
+        dim,
+    })
 }
 
 fn vector(flag: &str, path: &Path) -> Result<NpyArray, Failure> {
@@ -216,12 +232,16 @@ impl Outputs {
         Ok(out)
     }
 
-    /// Writes `data[k]` (float32 `.npy`, rows × dim) for every requested output k, then
-    /// moves them all into place; on a failure none is moved.
+    /// Writes `data[k]` (`.npy`, rows × dim, float16 for a gradient in f16, else float32)
+    /// for every requested output k, then moves them all into place; on a failure none is
+    /// moved.
     pub fn commit(self, data: &[Gradient]) -> Result<(), Failure> {
         let encoded: Vec<Vec<u8>> = data
             .iter()
-            .map(|g| npy::to_bytes_f32(&[g.rows(), g.dim()], g))
+            .map(|g| match g.precision() {
+                Precision::F16 => npy::to_bytes_f16(&[g.rows(), g.dim()], &g.to_f16()),
+                Precision::F32 => npy::to_bytes_f32(&[g.rows(), g.dim()], g),
+            })
             .collect();
         self.commit_encoded(&encoded)
     }

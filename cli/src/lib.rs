@@ -165,3 +165,12 @@ fn parse_failure(e: clap::Error) -> ExitCode {
         }
     }
 }
+
+/// `--precision f32|f16`.
+pub(crate) fn parse_precision(s: &str) -> Result<metric_loss::Precision, String> {
+    match s {
+        "f32" => Ok(metric_loss::Precision::F32),
+        "f16" => Ok(metric_loss::Precision::F16),
+        _ => Err(format!("'{s}' is not a precision (f32 or f16)")),
+    }
+}

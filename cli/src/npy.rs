@@ -16,6 +16,8 @@
 use std::io::Read;
 use std::path::Path;
 
+use metric_loss::half::f16;
+
 /// What went wrong reading an `.npy` file.
 #[derive(Debug, thiserror::Error)]
 pub enum NpyError {
@@ -67,6 +69,8 @@ pub enum Dtype {
     Int(u8),
     /// Unsigned integer of this many bytes.
     UInt(u8),
+    /// float16.
+    F16,
     /// float32.
     F32,
     /// float64.
@@ -86,6 +90,7 @@ impl Dtype {
             Dtype::UInt(2) => "uint16",
             Dtype::UInt(4) => "uint32",
             Dtype::UInt(_) => "uint64",
+            Dtype::F16 => "float16",
             Dtype::F32 => "float32",
             Dtype::F64 => "float64",
         }
@@ -95,6 +100,7 @@ impl Dtype {
         match self {
             Dtype::Bool => 1,
             Dtype::Int(n) | Dtype::UInt(n) => n as usize,
+            Dtype::F16 => 2,
             Dtype::F32 => 4,
             Dtype::F64 => 8,
         }
@@ -126,17 +132,33 @@ impl NpyArray {
         self.data.chunks_exact(self.dtype.size())
     }
 
-    /// The values as f32 (from float32, or float64 rounded to nearest).
+    /// The values as f32 (from float32, float16 widened exactly, or float64 rounded to
+    /// nearest).
     pub fn to_f32(&self) -> Result<Vec<f32>, NpyError> {
         match self.dtype {
             Dtype::F32 => Ok(self
                 .elems()
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect()),
+            Dtype::F16 => Ok(self.to_f16()?.iter().map(|h| h.to_f32()).collect()),
             Dtype::F64 => Ok(self.to_f64_raw().into_iter().map(|v| v as f32).collect()),
             other => Err(NpyError::WrongDtype {
                 dtype: other.name(),
-                wanted: "float32 or float64",
+                wanted: "float16, float32 or float64",
+            }),
+        }
+    }
+
+    /// The values of a float16 array.
+    pub fn to_f16(&self) -> Result<Vec<f16>, NpyError> {
+        match self.dtype {
+            Dtype::F16 => Ok(self
+                .elems()
+                .map(|b| f16::from_le_bytes([b[0], b[1]]))
+                .collect()),
+            other => Err(NpyError::WrongDtype {
+                dtype: other.name(),
+                wanted: "float16",
             }),
         }
     }
@@ -151,10 +173,10 @@ impl NpyArray {
     pub fn to_f64(&self) -> Result<Vec<f64>, NpyError> {
         match self.dtype {
             Dtype::F64 => Ok(self.to_f64_raw()),
-            Dtype::F32 => Ok(self.to_f32()?.into_iter().map(f64::from).collect()),
+            Dtype::F16 | Dtype::F32 => Ok(self.to_f32()?.into_iter().map(f64::from).collect()),
             other => Err(NpyError::WrongDtype {
                 dtype: other.name(),
-                wanted: "float32 or float64",
+                wanted: "float16, float32 or float64",
             }),
         }
     }
@@ -191,7 +213,7 @@ impl NpyArray {
     /// The values as f64 whatever the dtype (integers and bools converted exactly up to 2⁵³).
     pub fn to_f64_any(&self) -> Result<Vec<f64>, NpyError> {
         match self.dtype {
-            Dtype::F32 | Dtype::F64 => self.to_f64(),
+            Dtype::F16 | Dtype::F32 | Dtype::F64 => self.to_f64(),
             Dtype::Bool => Ok(self
                 .data
                 .iter()
@@ -380,6 +402,7 @@ fn parse_descr(d: &str) -> Result<(Dtype, bool), NpyError> {
         ('b', 1) => Dtype::Bool,
         ('i', 1 | 2 | 4 | 8) => Dtype::Int(size),
         ('u', 1 | 2 | 4 | 8) => Dtype::UInt(size),
+        ('f', 2) => Dtype::F16,
         ('f', 4) => Dtype::F32,
         ('f', 8) => Dtype::F64,
         _ => return Err(unsupported()),
@@ -407,6 +430,11 @@ fn parse_shape(s: &str) -> Result<Vec<usize>, NpyError> {
 /// Encodes a little-endian f32 array of `shape` as `.npy` (format 1.0).
 pub fn to_bytes_f32(shape: &[usize], data: &[f32]) -> Vec<u8> {
     encode("<f4", shape, data.iter().flat_map(|v| v.to_le_bytes()))
+}
+
+/// Encodes a little-endian f16 array of `shape` as `.npy` (format 1.0).
+pub fn to_bytes_f16(shape: &[usize], data: &[f16]) -> Vec<u8> {
+    encode("<f2", shape, data.iter().flat_map(|v| v.to_le_bytes()))
 }
 
 /// Encodes a little-endian i64 array of `shape` as `.npy` (format 1.0).

@@ -319,7 +319,7 @@ impl LossKind {
         queue: &Queue,
     ) -> Result<(f64, Vec<f32>), metric_loss::Error> {
         let n = ids.len();
-        let keys: Vec<f32> = [x.data(), &queue.rows].concat();
+        let keys: Vec<f32> = [&x.data()[..], &queue.rows].concat();
         let r = Embeddings::named("keys", &keys, n + queue.labels.len(), EMBED)?;
         let set = ReferenceSet::new(&r, ReferenceGrad::Returned).with_queries_at(0);
         let all: Vec<i64> = ids

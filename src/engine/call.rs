@@ -6,6 +6,8 @@
 //! class ids, the normalisation stages before and after its own steps, the scatter of the
 //! gradients into the caller's buffers, and the read back.
 
+use std::borrow::Cow;
+
 use bytemuck::Pod;
 
 use super::gpu::Gpu;
@@ -16,7 +18,7 @@ use super::resident::{self, DeviceClasses, DeviceLoss};
 use super::rows::RowShape;
 use super::sides::{self, Side};
 use crate::error::{Error, Result};
-use crate::input::{DeviceGrad, DeviceRows, Embeddings, Target};
+use crate::input::{DeviceGrad, DeviceRows, Embeddings, Precision, Target, Values};
 use crate::options::{Gradient, Grads, LossOutput};
 
 /// Where dL/dterm comes from.
@@ -187,23 +189,72 @@ pub(crate) trait LossCall {
 /// The workspace roles of the class id arrays (one shared, or one per side).
 const CLASSES: [&str; 2] = ["classes", "classes_b"];
 
+/// The workspace roles of the host path's f16 uploads, one per side.
+const HALVES: [&str; 3] = ["a_half", "b_half", "n_half"];
+
+/// A side's rows as the host path uploads them, zero-padded to whole vec4s.
+pub(crate) enum Upload<'a> {
+    /// Written into the side's raw rows.
+    F32(Cow<'a, [f32]>),
+    /// Written into a workspace buffer of their own and widened by the f16 gather.
+    F16(Cow<'a, [half::f16]>),
+}
+
+/// The uploads of `inputs`; f16 inputs need `SHADER_F16` ([`Error::MissingFeature`]).
+pub(crate) fn uploads<'a>(gpu: &Gpu, inputs: &[&Embeddings<'a>]) -> Result<Vec<Upload<'a>>> {
+    if inputs.iter().any(|e| e.precision() == Precision::F16) {
+        gpu.require_f16("f16 inputs")?;
+    }
+    Ok(inputs
+        .iter()
+        .map(|e| match e.values() {
+            Values::F32(v) => Upload::F32(sides::padded(v, e.dim())),
+            Values::F16(v) => Upload::F16(sides::padded(v, e.dim())),
+        })
+        .collect())
+}
+
 /// The host path's inputs on the device: reserves the plan's rows, writes each side's
 /// zero-padded rows (`data`, one per side) and the class ids (none, one array for every
 /// side, or one for each of the first two). Side k gets a gradient when `want_grad(k)`.
+/// Returns the sides, the class id arrays and the steps that widen f16 sides.
 pub(crate) fn upload(
     rec: &mut Recorder<'_>,
     plan: &Plan,
-    data: &[std::borrow::Cow<'_, [f32]>],
+    data: &[Upload<'_>],
     stages: usize,
     classes: &[&[u32]],
     want_grad: impl Fn(usize) -> bool,
-) -> (Vec<Side>, Vec<RowBuf>) {
-    let dim4 = (plan.dim4 * 4) as usize;
-    let counts: Vec<u64> = data.iter().map(|d| (d.len() / dim4) as u64).collect();
+) -> Result<(Vec<Side>, Vec<RowBuf>, Vec<Step>)> {
+    let dim4 = plan.dim4 * 4;
+    let counts: Vec<u64> = data
+        .iter()
+        .map(|d| match d {
+            Upload::F32(v) => v.len() as u64 / dim4,
+            Upload::F16(v) => v.len() as u64 / dim4,
+        })
+        .collect();
     rec.reserve(plan);
     let sides = sides::alloc(rec, plan, &counts, stages, want_grad);
-    for (side, d) in sides.iter().zip(data) {
-        rec.write(&side.raw().whole(), bytemuck::cast_slice(d));
+    let mut widen = Vec::new();
+    for (k, (side, d)) in sides.iter().zip(data).enumerate() {
+        match d {
+            Upload::F32(v) => rec.write(&side.raw().whole(), bytemuck::cast_slice(v)),
+            Upload::F16(v) => {
+                let half = rec.rows(HALVES[k], dim4 * 2, true);
+                rec.write(&half.whole(), bytemuck::cast_slice(v));
+                let src = resident::Source {
+                    whole: half.whole(),
+                    offset: 0,
+                    dim: plan.dim,
+                    stride: dim4,
+                    precision: Precision::F16,
+                };
+                // Validated on the host: the flags are not read.
+                let (flags, _) = resident::flags(rec);
+                widen.extend(resident::gather_rows(rec, side, &src, &flags, f64::MAX)?);
+            }
+        }
     }
     let class_bufs = classes
         .iter()
@@ -214,7 +265,7 @@ pub(crate) fn upload(
             b
         })
         .collect();
-    (sides, class_bufs)
+    Ok((sides, class_bufs, widen))
 }
 
 /// Runs `call` on host slices: uploads the inputs (and `classes`: none, one array for every
@@ -232,13 +283,13 @@ pub(crate) fn run_host<L: LossCall>(
     let longest = counts.iter().copied().max().unwrap_or(rows);
     let columns = gpu.sweep_columns(dim);
     let plan = Plan::new(gpu.limits(), longest, dim, call.whole_row_bytes(), columns)?;
-    let want = grads == Grads::Compute;
-    let data: Vec<_> = inputs.iter().map(|e| sides::padded(e)).collect();
+    let want = grads.wanted();
+    let data = uploads(gpu, inputs)?;
     let partial = std::mem::size_of::<L::Partial>() as u64;
     let ((), bytes) = gpu.execute(L::DURING, call.work(&plan, want), |rec| {
-        let (sides, class_bufs) = upload(rec, &plan, &data, call.stages(), classes, |k| {
+        let (sides, class_bufs, widen) = upload(rec, &plan, &data, call.stages(), classes, |k| {
             want && call.side_has_grad(k)
-        });
+        })?;
         let built = call.steps(&mut Build {
             rec,
             plan: &plan,
@@ -247,7 +298,8 @@ pub(crate) fn run_host<L: LossCall>(
             path: Path::Host(classes.first().copied()),
             want,
         })?;
-        let mut steps = sides::forward(&sides);
+        let mut steps = widen;
+        steps.extend(sides::forward(&sides));
         steps.extend(built.steps);
         steps.extend(sides::backward(&sides));
         rec.record(&steps)?;
@@ -264,7 +316,7 @@ pub(crate) fn run_host<L: LossCall>(
         .iter()
         .enumerate()
         .filter(|&(k, _)| want && call.side_has_grad(k))
-        .map(|(_, &n)| {
+        .map(|(k, &n)| {
             let (c, tail) = rest.split_at((n * plan.row_bytes) as usize);
             rest = tail;
             let padded: &[f32] = bytemuck::cast_slice(c);
@@ -273,9 +325,13 @@ pub(crate) fn run_host<L: LossCall>(
                 .flat_map(|r| &r[..dim as usize])
                 .copied()
                 .collect();
-            Gradient::new(values, dim as usize)
+            let precision = match grads {
+                Grads::ComputeF32 => Precision::F32,
+                _ => inputs[k].precision(),
+            };
+            Gradient::rounded(inputs[k].what(), values, dim as usize, precision)
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let partials: Vec<L::Partial> = bytemuck::pod_collect_to_vec(partials);
     let r = call.reduce(&partials, want);
     Ok(LossOutput {
@@ -305,6 +361,14 @@ pub(crate) fn run_device<L: LossCall>(
     let columns = gpu.sweep_columns(dim);
     let plan = Plan::new(gpu.limits(), longest, dim, call.whole_row_bytes(), columns)?;
     let want = grads.iter().any(Option::is_some);
+    let f16 = inputs.iter().any(|x| x.precision == Precision::F16)
+        || grads
+            .iter()
+            .flatten()
+            .any(|g| g.precision == Precision::F16);
+    if f16 {
+        gpu.require_f16("f16 inputs and gradients")?;
+    }
     gpu.execute_device(L::DURING, target, |rec| {
         rec.reserve(&plan);
         let sides = sides::alloc(rec, &plan, &counts, call.stages(), |k| {
@@ -332,7 +396,7 @@ pub(crate) fn run_device<L: LossCall>(
         steps.extend(sides::forward(&sides));
         steps.extend(built.steps);
         steps.extend(sides::backward(&sides));
-        steps.extend(resident::scatter(rec, &plan, &sides, grads)?);
+        steps.extend(resident::scatter(rec, &plan, &sides, grads, &flags)?);
         rec.record(&steps)?;
         Ok(DeviceLoss {
             loss: device_loss(rec),

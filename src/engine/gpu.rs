@@ -169,9 +169,11 @@ impl Gpu {
         };
         let limits = options.limits.unwrap_or_else(|| adapter.limits());
         // Timestamps give kernel-only times in benchmarks; subgroups serve the register-row
-        // engine's column broadcasts. Nothing else is needed.
-        let features =
-            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
+        // engine's column broadcasts; SHADER_F16 reads f16 inputs. None is required.
+        let features = adapter.features()
+            & (wgpu::Features::TIMESTAMP_QUERY
+                | wgpu::Features::SUBGROUP
+                | wgpu::Features::SHADER_F16);
         let (device, queue) =
             pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
                 label: Some("metric-loss"),
@@ -199,7 +201,7 @@ impl Gpu {
     /// wgpu 30, the version this crate re-exports as [`crate::wgpu`].
     ///
     /// No features are required (`TIMESTAMP_QUERY` is used for [`Gpu::set_profiling`] when
-    /// the device has it). The kernels fit WebGPU's default limits (at most 8 storage
+    /// the device has it; f16 inputs and gradients need `SHADER_F16`). The kernels fit WebGPU's default limits (at most 8 storage
     /// buffers per stage, 13.5 KiB of workgroup memory, 64 invocations per workgroup; a device
     /// below that is a [`Error::LimitExceeded`] here, not a failure later);
     /// `max_storage_buffer_binding_size`, `max_buffer_size` and
@@ -323,6 +325,25 @@ impl Gpu {
     /// The underlying device, for callers that share it.
     pub fn device(&self) -> &wgpu::Device {
         &self.device
+    }
+
+    /// Whether the device reads and writes f16 values (`SHADER_F16`: [`Gpu::new`] requests
+    /// it where the adapter has it; a device from [`Gpu::from_device`] has what its
+    /// creator asked for).
+    pub fn supports_f16(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SHADER_F16)
+    }
+
+    /// [`Error::MissingFeature`] unless the device has `SHADER_F16`.
+    pub(crate) fn require_f16(&self, needed_for: &'static str) -> Result<()> {
+        if self.supports_f16() {
+            Ok(())
+        } else {
+            Err(Error::MissingFeature {
+                feature: "SHADER_F16",
+                needed_for,
+            })
+        }
     }
 
     /// The device's queue, for callers that share it.

@@ -15,7 +15,7 @@ use super::recorder::{Recorder, RowBuf};
 use super::shader::Module;
 use super::sides::Side;
 use crate::error::{Error, Result};
-use crate::input::{DeviceGrad, DeviceLabels, DeviceRows};
+use crate::input::{DeviceGrad, DeviceLabels, DeviceRows, Precision};
 
 pub(crate) static MODULE: Module = Module {
     file: "device.wgsl",
@@ -44,8 +44,9 @@ pub(crate) struct DeviceParams {
     pub scale: f32,
     /// Gathers flag values beyond this magnitude (the call's limit, at most 1e15).
     pub max_abs: f32,
-    pub _pad1: u32,
-    pub _pad2: u32,
+    /// An f16 scatter's flags word (1 + the side).
+    pub flag: u32,
+    pub _pad: u32,
 }
 mirrored!(
     DeviceParams,
@@ -61,8 +62,8 @@ mirrored!(
         accumulate,
         scale,
         max_abs,
-        _pad1,
-        _pad2
+        flag,
+        _pad
     ]
 );
 
@@ -80,6 +81,23 @@ static RESET: Kernel<DeviceParams> = Kernel::new(&MODULE, "device_reset", &[FLAG
 static IOTA: Kernel<DeviceParams> = Kernel::new(&MODULE, "device_iota", &[IDS]);
 static SCATTER: Kernel<DeviceParams> = Kernel::new(&MODULE, "device_scatter_grad", &[GRAD, DST]);
 
+/// The f16 forms of the gather and the scatter: a module of their own, built only where the
+/// device has `SHADER_F16`.
+pub(crate) static HALF_MODULE: Module = Module {
+    file: "half.wgsl",
+    source: include_str!("../../shaders/half.wgsl"),
+    includes: &[],
+    maps: &[],
+    grad: GradLayout::None,
+    staged: false,
+    base: None,
+};
+
+static HALF_GATHER: Kernel<DeviceParams> =
+    Kernel::new(&HALF_MODULE, "half_gather_rows", &[SRC, ROWS, FLAGS]);
+static HALF_SCATTER: Kernel<DeviceParams> =
+    Kernel::new(&HALF_MODULE, "half_scatter_grad", &[GRAD, DST, FLAGS]);
+
 pub(crate) static TABLE: Table = Table {
     #[cfg(test)]
     module: &MODULE,
@@ -93,6 +111,17 @@ pub(crate) static TABLE: Table = Table {
     #[cfg(test)]
     structs: &[Layout::of::<DeviceParams>()],
 };
+
+pub(crate) static HALF_TABLE: Table = Table {
+    #[cfg(test)]
+    module: &HALF_MODULE,
+    kernels: &[&HALF_GATHER.info, &HALF_SCATTER.info],
+    #[cfg(test)]
+    structs: &[Layout::of::<DeviceParams>()],
+};
+
+/// What an f16 gradient's overflow flag (flags word 1 + k) calls side k's input.
+const SIDE_NAMES: [&str; 3] = ["the first input", "the second input", "the third input"];
 
 /// Where a device-resident call's class ids come from.
 pub(crate) enum DeviceClasses<'a> {
@@ -143,7 +172,9 @@ impl DeviceLoss {
     /// Reads the loss back (waits for the work; after the caller has submitted its
     /// encoder). Fails with [`Error::DeviceInputOutOfDomain`] when an embedding value was
     /// NaN, infinite or beyond the call's limit (1e15, or less where the loss's f32
-    /// intermediates need it at this size: [`Error::TooLargeForLoss`]), and with
+    /// intermediates need it at this size: [`Error::TooLargeForLoss`]), with
+    /// [`Error::GradientOverflow`] when an f16 gradient had a value beyond f16's range, and
+    /// with
     /// [`Error::StaleDeviceLoss`] after a later device-resident call on this `Gpu`.
     pub fn read(&self, gpu: &Gpu) -> Result<f64> {
         Ok(self.read_all(gpu)?.0)
@@ -159,10 +190,10 @@ impl DeviceLoss {
     /// The loss, dL/dτ (softmax) or dL/dt′ (SigLIP), and SigLIP's dL/db (f32 words 0, 5
     /// and 6), each scalar gradient where the call computed it; see [`DeviceLoss::read`].
     pub fn read_scalars(&self, gpu: &Gpu) -> Result<(f64, Option<f64>, Option<f64>)> {
-        let bytes = gpu.read_device(self.call, &[(&self.flags, 4), (&self.loss, 28)])?;
-        let words: &[u32] = bytemuck::cast_slice(&bytes);
-        if words[0] != u32::MAX {
-            let index = u64::from(words[0]);
+        let bytes = gpu.read_device(self.call, &[(&self.flags, 16), (&self.loss, 28)])?;
+        let (flags, words): (&[u32], &[u32]) = bytemuck::cast_slice(&bytes).split_at(4);
+        if flags[0] != u32::MAX {
+            let index = u64::from(flags[0]);
             return Err(Error::DeviceInputOutOfDomain {
                 what: "embeddings",
                 row: index / self.dim,
@@ -170,14 +201,22 @@ impl DeviceLoss {
                 limit: self.limit,
             });
         }
-        if let (Some(classes), queries @ 1..) = (self.classes, words[1 + 3]) {
+        if let Some(k) = (1..4).find(|&k| flags[k] != u32::MAX) {
+            let index = u64::from(flags[k]);
+            return Err(Error::GradientOverflow {
+                what: SIDE_NAMES[k - 1],
+                row: index / self.dim,
+                column: index % self.dim,
+            });
+        }
+        if let (Some(classes), queries @ 1..) = (self.classes, words[3]) {
             return Err(Error::ClassOutOfRange {
                 queries: u64::from(queries),
                 classes,
                 first: None,
             });
         }
-        let value = |w: usize| f64::from(f32::from_bits(words[1 + w]));
+        let value = |w: usize| f64::from(f32::from_bits(words[w]));
         Ok((
             value(0),
             self.temperature.then(|| value(5)),
@@ -240,13 +279,21 @@ fn check_offset(what: &'static str, offset: u64) -> Result<()> {
     }
 }
 
-/// The bytes `rows` rows of `dim` values `stride` apart need from the buffer's start.
-fn rows_end(offset: u64, rows: usize, dim: usize, stride: usize) -> Option<u64> {
-    (rows as u64 - 1)
+/// The bytes `rows` rows of `dim` values `stride` apart need from the buffer's start (f16:
+/// up to the next multiple of 4, the unit storage bindings are sized in).
+fn rows_end(
+    offset: u64,
+    rows: usize,
+    dim: usize,
+    stride: usize,
+    precision: Precision,
+) -> Option<u64> {
+    let end = (rows as u64 - 1)
         .checked_mul(stride as u64)?
         .checked_add(dim as u64)?
-        .checked_mul(4)?
-        .checked_add(offset)
+        .checked_mul(precision.bytes())?
+        .checked_add(offset)?;
+    Some(end.div_ceil(4) * 4)
 }
 
 /// Checks a row layout: offset alignment, stride, usage and that every row lies inside the
@@ -254,10 +301,8 @@ fn rows_end(offset: u64, rows: usize, dim: usize, stride: usize) -> Option<u64> 
 fn check_rows(
     what: &'static str,
     buffer: &wgpu::Buffer,
-    offset: u64,
-    rows: usize,
-    dim: usize,
-    stride: usize,
+    (offset, rows, dim, stride): (u64, usize, usize, usize),
+    precision: Precision,
 ) -> Result<()> {
     check_storage(what, buffer)?;
     check_offset(what, offset)?;
@@ -267,12 +312,13 @@ fn check_rows(
             format!("stride {stride} is less than dim {dim}"),
         ));
     }
-    match rows_end(offset, rows, dim, stride) {
+    let p = precision.name();
+    match rows_end(offset, rows, dim, stride, precision) {
         Some(end) if end <= buffer.size() => Ok(()),
         Some(end) => Err(invalid(
             what,
             format!(
-                "{rows} rows of {dim} values with stride {stride} from byte {offset} need \
+                "{rows} rows of {dim} {p} values with stride {stride} from byte {offset} need \
                  {end} bytes, but it has {}",
                 buffer.size()
             ),
@@ -328,9 +374,15 @@ pub(crate) fn check_side(
             hint: crate::error::SMALLER_BATCH,
         });
     }
-    check_rows(what, x.buffer, x.offset, x.rows, x.dim, x.stride)?;
+    check_rows(
+        what,
+        x.buffer,
+        (x.offset, x.rows, x.dim, x.stride),
+        x.precision,
+    )?;
     if let Some(g) = grad {
-        check_rows("gradient", g.buffer, g.offset, x.rows, x.dim, g.stride)?;
+        let layout = (g.offset, x.rows, x.dim, g.stride);
+        check_rows("gradient", g.buffer, layout, g.precision)?;
         if !g.scale.is_finite() {
             return Err(Error::InvalidOption {
                 name: "gradient scale",
@@ -371,47 +423,78 @@ pub(crate) fn same_shape(
     }
 }
 
-/// The window `w` of a caller's row layout as a binding: from the largest aligned offset at
-/// or below its first row, and the index of that row's first value in the binding.
-fn window(
-    rec: &mut Recorder<'_>,
-    plan: &Plan,
-    w: u64,
-    buffer: &wgpu::Buffer,
-    offset: u64,
-    dim: u64,
-    stride: u64,
-) -> Result<(Bound, u32)> {
-    let align = u64::from(rec.limits().min_storage_buffer_offset_alignment).max(4);
-    let start = offset + 4 * plan.start(w) * stride;
-    let end = start + 4 * ((plan.rows_in(w) - 1) * stride + dim);
-    let base = start / align * align;
-    let size = (end - base).div_ceil(4) * 4;
-    let limit = rec
-        .limits()
-        .max_storage_buffer_binding_size
-        .min(rec.limits().max_buffer_size);
-    if size > limit {
-        return Err(Error::LimitExceeded {
-            what: "one window of a caller's rows in one storage binding (bytes)".into(),
-            needed: u128::from(size),
-            limit: u128::from(limit),
-            hint: crate::error::SMALLER_DIM,
-        });
-    }
-    Ok((
-        rec.external(buffer, base, size),
-        ((start - base) / 4) as u32,
-    ))
+/// A row layout in a buffer: a caller's, or the host path's f16 upload in the workspace.
+pub(crate) struct Source {
+    /// The whole buffer.
+    pub whole: Bound,
+    /// Byte offset of row 0.
+    pub offset: u64,
+    pub dim: u64,
+    /// Values between row starts.
+    pub stride: u64,
+    pub precision: Precision,
 }
 
-/// A caller's row layout (`dim` values a row, `stride` apart), its gradient's scale and
+impl Source {
+    /// A caller's rows.
+    fn rows(rec: &mut Recorder<'_>, x: &DeviceRows<'_>) -> Self {
+        Self {
+            whole: rec.external(x.buffer, 0, x.buffer.size()),
+            offset: x.offset,
+            dim: x.dim as u64,
+            stride: x.stride as u64,
+            precision: x.precision,
+        }
+    }
+
+    /// A caller's u32 labels.
+    fn labels(rec: &mut Recorder<'_>, l: &DeviceLabels<'_>) -> Self {
+        Self {
+            whole: rec.external(l.buffer, 0, l.buffer.size()),
+            offset: l.offset,
+            dim: 1,
+            stride: 1,
+            precision: Precision::F32,
+        }
+    }
+
+    /// Window `w` of the layout as a binding: from the largest aligned offset at or below
+    /// its first row, and the index of that row's first value in the binding.
+    fn window(&self, rec: &Recorder<'_>, plan: &Plan, w: u64) -> Result<(Bound, u32)> {
+        let bytes = self.precision.bytes();
+        let align = u64::from(rec.limits().min_storage_buffer_offset_alignment).max(4);
+        let start = self.offset + bytes * plan.start(w) * self.stride;
+        let end = start + bytes * ((plan.rows_in(w) - 1) * self.stride + self.dim);
+        let base = start / align * align;
+        let size = (end - base).div_ceil(4) * 4;
+        let limit = rec
+            .limits()
+            .max_storage_buffer_binding_size
+            .min(rec.limits().max_buffer_size);
+        if size > limit {
+            return Err(Error::LimitExceeded {
+                what: "one window of a caller's rows in one storage binding (bytes)".into(),
+                needed: u128::from(size),
+                limit: u128::from(limit),
+                hint: crate::error::SMALLER_DIM,
+            });
+        }
+        Ok((
+            self.whole.window(base, size),
+            ((start - base) / bytes) as u32,
+        ))
+    }
+}
+
+/// A row layout's parameters: `dim` values a row, `stride` apart; its gradient's scale and
 /// accumulation, and the magnitude the gather flags.
 struct Caller<'g> {
     dim: u64,
     stride: u64,
     grad: Option<&'g DeviceGrad<'g>>,
     max_abs: f64,
+    /// The flags word of an f16 gradient's overflow.
+    flag: u32,
 }
 
 impl Caller<'_> {
@@ -428,6 +511,7 @@ impl Caller<'_> {
             accumulate: u32::from(self.grad.is_some_and(|g| g.accumulate)),
             scale: self.grad.map_or(1.0, |g| g.scale),
             max_abs: self.max_abs as f32,
+            flag: self.flag,
             ..Default::default()
         }
     }
@@ -438,12 +522,56 @@ const IDS_ONLY: Caller<'static> = Caller {
     stride: 1,
     grad: None,
     max_abs: 0.0,
+    flag: 0,
 };
 
-/// The first steps of a device-resident call: reset the domain flag (on the GPU timeline: a
+/// The flags of a call (the domain's, and each side's f16 gradient overflow), and the step
+/// that resets them to "none".
+pub(crate) fn flags(rec: &mut Recorder<'_>) -> (Bound, Step) {
+    let flags = rec.small("device_flags", 16);
+    let reset = Step::new(&RESET, DeviceParams::default(), 1).bind(FLAGS, flags.clone());
+    (flags, reset)
+}
+
+/// Steps that gather `src`'s rows into `side`'s raw rows (f32 or f16, widened), flagging
+/// values beyond `limit`.
+pub(crate) fn gather_rows(
+    rec: &Recorder<'_>,
+    side: &Side,
+    src: &Source,
+    flags: &Bound,
+    limit: f64,
+) -> Result<Vec<Step>> {
+    let c = Caller {
+        dim: src.dim,
+        stride: src.stride,
+        grad: None,
+        max_abs: limit,
+        flag: 0,
+    };
+    let kernel = match src.precision {
+        Precision::F32 => &GATHER_ROWS,
+        Precision::F16 => &HALF_GATHER,
+    };
+    // The side's own rows (a call's sides may differ in length).
+    let plan = &side.plan;
+    (0..plan.windows)
+        .map(|w| {
+            let (bound, first) = src.window(rec, plan, w)?;
+            Ok(
+                Step::new(kernel, c.params(plan, w, first), plan.row_groups(w))
+                    .bind(SRC, bound)
+                    .bind(ROWS, side.raw().win(w))
+                    .bind(FLAGS, flags.clone()),
+            )
+        })
+        .collect()
+}
+
+/// The first steps of a device-resident call: reset the flags (on the GPU timeline: a
 /// queue write would land at the caller's next submit, after any later call's), then gather
 /// every input side's rows from the caller's buffers, flagging values beyond `limit` (the
-/// loss's magnitude limit, at most 1e15), then the class ids. Returns them and the flag.
+/// loss's magnitude limit, at most 1e15), then the class ids. Returns them and the flags.
 pub(crate) fn gather(
     rec: &mut Recorder<'_>,
     plan: &Plan,
@@ -452,26 +580,11 @@ pub(crate) fn gather(
     classes: (&DeviceClasses<'_>, &[RowBuf]),
     limit: f64,
 ) -> Result<(Vec<Step>, Bound)> {
-    let flags = rec.small("device_flags", 16);
-    let mut steps = vec![Step::new(&RESET, DeviceParams::default(), 1).bind(FLAGS, flags.clone())];
+    let (flags, reset) = flags(rec);
+    let mut steps = vec![reset];
     for (side, x) in sides.iter().zip(inputs) {
-        let c = Caller {
-            dim: x.dim as u64,
-            stride: x.stride as u64,
-            grad: None,
-            max_abs: limit,
-        };
-        // The side's own rows (a call's sides may differ in length).
-        let plan = &side.plan;
-        for w in 0..plan.windows {
-            let (src, first) = window(rec, plan, w, x.buffer, x.offset, c.dim, c.stride)?;
-            steps.push(
-                Step::new(&GATHER_ROWS, c.params(plan, w, first), plan.row_groups(w))
-                    .bind(SRC, src)
-                    .bind(ROWS, side.raw().win(w))
-                    .bind(FLAGS, flags.clone()),
-            );
-        }
+        let src = Source::rows(rec, x);
+        steps.extend(gather_rows(rec, side, &src, &flags, limit)?);
     }
     // (labels, buffer, the rows they cover) of each class id array; Iota has no labels.
     let arrays: Vec<(Option<&DeviceLabels<'_>>, &RowBuf, &Plan)> = match (classes.0, classes.1) {
@@ -486,17 +599,18 @@ pub(crate) fn gather(
         _ => Vec::new(),
     };
     for (labels, ids, plan) in arrays {
+        let src = labels.map(|l| Source::labels(rec, l));
         for w in 0..plan.windows {
-            match labels {
-                Some(l) => {
-                    let (src, first) = window(rec, plan, w, l.buffer, l.offset, 1, 1)?;
+            match &src {
+                Some(src) => {
+                    let (bound, first) = src.window(rec, plan, w)?;
                     steps.push(
                         Step::new(
                             &GATHER_IDS,
                             IDS_ONLY.params(plan, w, first),
                             plan.row_groups(w),
                         )
-                        .bind(SRC, src)
+                        .bind(SRC, bound)
                         .bind(IDS, ids.win(w)),
                     );
                 }
@@ -511,15 +625,16 @@ pub(crate) fn gather(
 }
 
 /// Steps that write `scale · gradient` of every side that has one into the caller's
-/// buffers (after the normalisation's backward pass).
+/// buffers (after the normalisation's backward pass), in each buffer's precision.
 pub(crate) fn scatter(
     rec: &mut Recorder<'_>,
     plan: &Plan,
     sides: &[Side],
     grads: &[Option<DeviceGrad<'_>>],
+    flags: &Bound,
 ) -> Result<Vec<Step>> {
     let mut steps = Vec::new();
-    for (side, g) in sides.iter().zip(grads) {
+    for (k, (side, g)) in sides.iter().zip(grads).enumerate() {
         let (Some(g), Some(grad)) = (g, &side.grad) else {
             continue;
         };
@@ -528,15 +643,26 @@ pub(crate) fn scatter(
             stride: g.stride as u64,
             grad: Some(g),
             max_abs: 0.0,
+            flag: 1 + k as u32,
+        };
+        let dst = Source {
+            whole: rec.external(g.buffer, 0, g.buffer.size()),
+            offset: g.offset,
+            dim: c.dim,
+            stride: c.stride,
+            precision: g.precision,
         };
         let plan = &side.plan;
         for w in 0..plan.windows {
-            let (dst, first) = window(rec, plan, w, g.buffer, g.offset, c.dim, c.stride)?;
-            steps.push(
-                Step::new(&SCATTER, c.params(plan, w, first), plan.row_groups(w))
-                    .bind(GRAD, grad.win(w))
-                    .bind(DST, dst),
-            );
+            let (bound, first) = dst.window(rec, plan, w)?;
+            let step = match g.precision {
+                Precision::F32 => Step::new(&SCATTER, c.params(plan, w, first), plan.row_groups(w)),
+                Precision::F16 => {
+                    Step::new(&HALF_SCATTER, c.params(plan, w, first), plan.row_groups(w))
+                        .bind(FLAGS, flags.clone())
+                }
+            };
+            steps.push(step.bind(GRAD, grad.win(w)).bind(DST, bound));
         }
     }
     Ok(steps)

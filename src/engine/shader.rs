@@ -64,6 +64,12 @@ snippet!(ROW_ENGINE, "common/rows.wgsl");
 snippet!(STAGED_ENGINE, "common/staged.wgsl");
 
 impl Module {
+    /// Whether the module reads or writes f16 values (it enables WGSL's `f16`): it is built
+    /// only on devices with `SHADER_F16`.
+    pub fn half(&self) -> bool {
+        self.source.starts_with("enable f16;")
+    }
+
     /// Whether this module holds pair-engine kernels (assembled per [`RowShape`]).
     pub fn rows(&self) -> bool {
         !self.maps.is_empty()

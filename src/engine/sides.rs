@@ -13,7 +13,6 @@ use super::kernel::{mirrored, Kernel, Slot, Step, Table};
 use super::plan::Plan;
 use super::recorder::{Recorder, RowBuf};
 use super::shader::Module;
-use crate::input::Embeddings;
 
 pub(crate) static MODULE: Module = Module {
     file: "normalize.wgsl",
@@ -91,14 +90,15 @@ impl Side {
     }
 }
 
-/// Rows zero-padded to a multiple of 4 values (borrowed when already a multiple).
-pub(crate) fn padded<'a>(e: &Embeddings<'a>) -> Cow<'a, [f32]> {
-    let (dim, dim4) = (e.dim(), e.dim().div_ceil(4) * 4);
+/// Rows of `dim` values zero-padded to a multiple of 4 values (borrowed when already a
+/// multiple).
+pub(crate) fn padded<T: Copy + Default>(data: &[T], dim: usize) -> Cow<'_, [T]> {
+    let dim4 = dim.div_ceil(4) * 4;
     if dim == dim4 {
-        return Cow::Borrowed(e.data());
+        return Cow::Borrowed(data);
     }
-    let mut out = vec![0.0f32; e.rows() * dim4];
-    for (dst, src) in out.chunks_exact_mut(dim4).zip(e.data().chunks_exact(dim)) {
+    let mut out = vec![T::default(); data.len() / dim * dim4];
+    for (dst, src) in out.chunks_exact_mut(dim4).zip(data.chunks_exact(dim)) {
         dst[..dim].copy_from_slice(src);
     }
     Cow::Owned(out)

@@ -100,9 +100,10 @@ batch_loss!(softmax::Softmax, softmax::SoftmaxCounts);
 batch_loss!(weighting::Weighting, weighting::WeightingCounts);
 
 /// Every module's table of entry points: the engine's and each family's.
-pub(crate) static TABLES: [&Table; 17] = [
+pub(crate) static TABLES: [&Table; 18] = [
     &crate::engine::sides::TABLE,
     &crate::engine::resident::TABLE,
+    &crate::engine::resident::HALF_TABLE,
     &crate::engine::probe::TABLE,
     &contrastive::TABLE,
     &contrastive::ROWS_TABLE,
@@ -122,11 +123,14 @@ pub(crate) static TABLES: [&Table; 17] = [
 
 impl Gpu {
     /// Builds every kernel's pipeline now rather than at its first use, so that the first
-    /// training step (or a benchmark's first call) does not pay for shader compilation.
+    /// training step (or a benchmark's first call) does not pay for shader compilation (the
+    /// f16 gather and scatter only where the device has `SHADER_F16`).
     pub fn prepare(&self) -> Result<()> {
+        let f16 = self.supports_f16();
         let kernels: Vec<_> = TABLES
             .iter()
             .flat_map(|t| t.kernels.iter().copied())
+            .filter(|k| f16 || !k.module.half())
             .collect();
         self.prepare_kernels(&kernels)
     }
@@ -167,11 +171,14 @@ mod tests {
         let src = module.assemble(shape);
         let parsed = naga::front::wgsl::parse_str(&src)
             .unwrap_or_else(|e| panic!("{}: {}", module.file, e.emit_to_string(&src)));
-        let caps = if shape.is_some_and(|s| s.subgroups()) {
+        let mut caps = if shape.is_some_and(|s| s.subgroups()) {
             naga::valid::Capabilities::SUBGROUP
         } else {
             naga::valid::Capabilities::empty()
         };
+        if module.half() {
+            caps |= naga::valid::Capabilities::SHADER_FLOAT16;
+        }
         let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
             .validate(&parsed)
             .unwrap_or_else(|e| panic!("{} {shape:?}: {}", module.file, e.emit_to_string(&src)));

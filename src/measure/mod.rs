@@ -211,7 +211,7 @@ impl Knn {
 pub type Labelled<'a, 'b> = (&'b Embeddings<'a>, &'b [i64]);
 
 fn rows(x: &Embeddings<'_>, d: Distance) -> Rows {
-    Rows::new(x.data(), x.rows(), x.dim(), d)
+    Rows::new(&x.data(), x.rows(), x.dim(), d)
 }
 
 fn same_dim(a: &Embeddings<'_>, b: &Embeddings<'_>) -> Result<()> {

@@ -143,12 +143,13 @@ fn run(
     let dim = sweep.rows.dim() as u64;
     let columns = gpu.sweep_columns(dim);
     let plan = Plan::with_state(gpu.limits(), longest, dim, 0, state_bytes, columns)?;
-    let data: Vec<_> = inputs.iter().map(|e| sides::padded(e)).collect();
+    let data = call::uploads(gpu, &inputs)?;
     let cols = *counts.last().unwrap_or(&0) as f64;
     let work = 3.0 * counts[0] as f64 * cols * dim as f64;
     let stages = sweep.distance.normalize_stages(false);
     let ((), bytes) = gpu.execute(during, work, |rec| {
-        let (sides, class_bufs) = call::upload(rec, &plan, &data, stages, classes, |_| false);
+        let (sides, class_bufs, widen) =
+            call::upload(rec, &plan, &data, stages, classes, |_| false)?;
         let ctx = Ctx {
             plan: &plan,
             sides: &sides,
@@ -156,7 +157,8 @@ fn run(
             distance: sweep.distance,
             pairing: sweep.pairing,
         };
-        let mut steps = sides::forward(&sides);
+        let mut steps = widen;
+        steps.extend(sides::forward(&sides));
         steps.extend(body(rec, &ctx, &class_bufs)?);
         rec.record(&steps)
     })?;

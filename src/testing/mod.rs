@@ -27,7 +27,8 @@ pub use crate::tolerance::scales::{
 
 use crate::tolerance::{Tolerance, Verdict, F32_ROUNDOFF};
 use crate::{
-    Contrastive, ContrastiveOutput, Distance, Embeddings, Gpu, Hinge, Labels, Reduction, Result,
+    Contrastive, ContrastiveOutput, Distance, Embeddings, Gpu, Hinge, Labels, Precision, Reduction,
+    Result,
 };
 
 /// [`Contrastive::batch_check`]'s comparison of given outputs (e.g. of the device-resident
@@ -73,6 +74,49 @@ pub fn contrastive_loss_tolerance(
     spread: &Spread,
 ) -> Tolerance {
     Tolerance::new(dim, pairs, loss_scale(cfg, d_max, pairs, spread))
+}
+
+/// A grid's input in the grid's precision: an f16 grid rounds its values to f16 (to
+/// nearest) before anything is derived from them, so every decision the grid keeps clear of
+/// rounding is cleared on the values the GPU reads, and the f64 reference reads the same.
+#[derive(Clone, Debug)]
+pub struct Held {
+    values: Vec<f32>,
+    halves: Option<Vec<half::f16>>,
+}
+
+impl Held {
+    /// `values`, rounded to f16 when `precision` is f16.
+    pub fn new(values: Vec<f32>, precision: Precision) -> Self {
+        match precision {
+            Precision::F32 => Self {
+                values,
+                halves: None,
+            },
+            Precision::F16 => {
+                let halves: Vec<half::f16> =
+                    values.iter().map(|&v| half::f16::from_f32(v)).collect();
+                Self {
+                    values: halves.iter().map(|h| h.to_f32()).collect(),
+                    halves: Some(halves),
+                }
+            }
+        }
+    }
+
+    /// The values (f16 grids: the rounded values, exactly).
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+
+    /// The first `rows` rows of `dim` values as embeddings of the grid's precision.
+    pub fn view(&self, rows: usize, dim: usize) -> Result<Embeddings<'_>> {
+        let n = (rows * dim).min(self.values.len());
+        match &self.halves {
+            None => Embeddings::new(&self.values[..n], rows, dim),
+            Some(h) => Embeddings::new_f16(&h[..n], rows, dim),
+        }
+    }
 }
 
 /// A small seeded generator (SplitMix64), so checks need no dependency and repeat exactly.
@@ -171,16 +215,22 @@ pub fn clear_margins(cfg: &mut Contrastive, distances: &[f64], dim: usize, pos: 
 }
 
 /// Every combination of mode, distance, hinge, reduction and normalize on seeded Gaussian
-/// input of `rows × dim`, GPU against CPU. Margins are placed clear of kinks.
-pub fn run_grid(gpu: &Gpu, rows: usize, dim: usize, seed: u64) -> Result<Vec<Verdict>> {
+/// input of `rows × dim` in `precision`, GPU against CPU. Margins are placed clear of kinks.
+pub fn run_grid(
+    gpu: &Gpu,
+    rows: usize,
+    dim: usize,
+    seed: u64,
+    precision: Precision,
+) -> Result<Vec<Verdict>> {
     let mut rng = Rng::new(seed);
-    let x = rng.normals(rows * dim);
-    let b = rng.normals(rows * dim);
+    let x = Held::new(rng.normals(rows * dim), precision);
+    let b = Held::new(rng.normals(rows * dim), precision);
     let classes = (rows / 4).max(2) as u64;
     let labels: Vec<i64> = (0..rows).map(|_| rng.below(classes) as i64).collect();
     let similar: Vec<bool> = (0..rows).map(|_| rng.below(2) == 0).collect();
-    let x = Embeddings::new(&x, rows, dim)?;
-    let b = Embeddings::named("b", &b, rows, dim)?;
+    let x = x.view(rows, dim)?;
+    let b = b.view(rows, dim)?.as_input("b");
     let labels = Labels::new(&labels);
     let mut reports = Vec::new();
     for batch in [false, true] {
@@ -201,6 +251,23 @@ pub fn run_grid(gpu: &Gpu, rows: usize, dim: usize, seed: u64) -> Result<Vec<Ver
         }
     }
     Ok(reports)
+}
+
+/// Every family's grid (what `metric-loss check` runs), inputs in `precision`.
+pub fn all_grids(
+    gpu: &Gpu,
+    rows: usize,
+    dim: usize,
+    seed: u64,
+    precision: Precision,
+) -> Result<Vec<Verdict>> {
+    let mut out = run_grid(gpu, rows, dim, seed, precision)?;
+    out.extend(triplet::run_grid(gpu, rows, dim, seed, precision)?);
+    out.extend(softmax::run_grid(gpu, rows, dim, seed, precision)?);
+    out.extend(siglip::run_grid(gpu, rows, dim, seed, precision)?);
+    out.extend(weighting::run_grid(gpu, rows, dim, seed, precision)?);
+    out.extend(proxy::run_grid(gpu, rows, dim, seed, precision)?);
+    Ok(out)
 }
 
 /// Every combination of distance, hinge, reduction and normalize (36), default margins.

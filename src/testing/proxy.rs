@@ -1,10 +1,10 @@
 //! The class-proxy losses' case grid behind `metric-loss check`, and inputs clear of
 //! ArcFace's branch.
 
-use super::Rng;
+use super::{Held, Rng};
 use crate::reference::{dot, normalize, row, widen};
 use crate::tolerance::Verdict;
-use crate::{Embeddings, Gpu, Proxy, ProxyLoss, Result};
+use crate::{Embeddings, Gpu, Precision, Proxy, ProxyLoss, Result};
 
 /// The settings every grid runs: PML's defaults for both losses, and smaller margins and
 /// scales (the tolerance grows with s: a small s checks the tightest).
@@ -52,25 +52,33 @@ pub fn class_indices(rng: &mut Rng, rows: usize, classes: usize) -> Vec<u32> {
 /// ArcFace and CosFace at every setting of [`settings`] on seeded Gaussian queries of
 /// `rows × dim` against `rows / 2 + 3` classes (random class indices; queries on their
 /// class's weights, c = 1; queries opposite them, c = −1, past ArcFace's branch): GPU
-/// against CPU.
-pub fn run_grid(gpu: &Gpu, rows: usize, dim: usize, seed: u64) -> Result<Vec<Verdict>> {
+/// against CPU; queries and weights in `precision`.
+pub fn run_grid(
+    gpu: &Gpu,
+    rows: usize,
+    dim: usize,
+    seed: u64,
+    precision: Precision,
+) -> Result<Vec<Verdict>> {
     let mut rng = Rng::new(seed);
     let c = rows / 2 + 3;
-    let x = rng.normals(rows * dim);
-    let w = rng.normals(c * dim);
+    let x = Held::new(rng.normals(rows * dim), precision);
+    let w = Held::new(rng.normals(c * dim), precision);
     let classes = class_indices(&mut rng, rows, c);
     // Each query its class's weights, scaled; then their negation.
     let on: Vec<f32> = classes
         .iter()
         .flat_map(|&y| {
-            w[y as usize * dim..(y as usize + 1) * dim]
+            w.values()[y as usize * dim..(y as usize + 1) * dim]
                 .iter()
                 .map(|v| 2.0 * v)
         })
         .collect();
     let opposite: Vec<f32> = on.iter().map(|v| -v).collect();
-    let we = Embeddings::new(&w, c, dim)?;
-    let inputs: [(&str, &[f32]); 3] = [
+    let we = w.view(c, dim)?;
+    // Doubling and negating f16 values is exact: these stay the grid's values.
+    let (on, opposite) = (Held::new(on, precision), Held::new(opposite, precision));
+    let inputs: [(&str, &Held); 3] = [
         ("random", &x),
         ("on their class", &on),
         ("opposite their class", &opposite),
@@ -78,7 +86,7 @@ pub fn run_grid(gpu: &Gpu, rows: usize, dim: usize, seed: u64) -> Result<Vec<Ver
     let mut out = Vec::new();
     for cfg in settings() {
         for (what, data) in inputs {
-            let xe = Embeddings::new(data, rows, dim)?;
+            let xe = data.view(rows, dim)?;
             let mut v = cfg.batch_check(gpu, &xe, &classes, &we)?;
             v.name = format!("{} {what}", v.name);
             out.push(v);

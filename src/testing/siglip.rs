@@ -1,8 +1,8 @@
 //! SigLIP's case grid behind `metric-loss check`.
 
-use super::Rng;
+use super::{Held, Rng};
 use crate::tolerance::Verdict;
-use crate::{Embeddings, Gpu, Labels, Result, Siglip};
+use crate::{Gpu, Labels, Precision, Result, Siglip};
 
 /// (t′, b) every grid runs: the paper's initialisation (ln 10, −10), a trained model's
 /// (t ≈ 112, b ≈ −16.5), no scale and no bias, and the largest scale accepted.
@@ -16,16 +16,19 @@ pub const SETTINGS: [(f32, f32); 4] = [
 /// SigLIP on two independent views, on a view against itself (every pair's similarity as
 /// large as a positive's), on the views against B with twice A's rows (extra negatives),
 /// and with labels (several positives a row), at every setting of [`SETTINGS`], on seeded
-/// Gaussian input of `rows × dim`: GPU against CPU.
-pub fn run_grid(gpu: &Gpu, rows: usize, dim: usize, seed: u64) -> Result<Vec<Verdict>> {
+/// Gaussian input of `rows × dim` in `precision`: GPU against CPU.
+pub fn run_grid(
+    gpu: &Gpu,
+    rows: usize,
+    dim: usize,
+    seed: u64,
+    precision: Precision,
+) -> Result<Vec<Verdict>> {
     let mut rng = Rng::new(seed);
-    let a = rng.normals(rows * dim);
-    let b = rng.normals(2 * rows * dim);
-    let (ae, be) = (
-        Embeddings::new(&a, rows, dim)?,
-        Embeddings::new(&b[..rows * dim], rows, dim)?,
-    );
-    let wide = Embeddings::new(&b, 2 * rows, dim)?;
+    let a = Held::new(rng.normals(rows * dim), precision);
+    let b = Held::new(rng.normals(2 * rows * dim), precision);
+    let (ae, be) = (a.view(rows, dim)?, b.view(rows, dim)?);
+    let wide = b.view(2 * rows, dim)?;
     let classes = (rows / 4).max(2) as u64;
     let labels: Vec<i64> = (0..3 * rows).map(|_| rng.below(classes) as i64).collect();
     let labels = Labels::new(&labels);

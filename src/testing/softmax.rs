@@ -3,9 +3,11 @@
 
 pub use crate::losses::softmax::tolerance::{grad_scale, verdict};
 
-use super::Rng;
+use super::{Held, Rng};
 use crate::tolerance::Verdict;
-use crate::{Embeddings, Gpu, Labels, ReferenceGrad, ReferenceSet, Result, Softmax, SoftmaxLoss};
+use crate::{
+    Embeddings, Gpu, Labels, Precision, ReferenceGrad, ReferenceSet, Result, Softmax, SoftmaxLoss,
+};
 
 /// The temperatures every grid runs: the defaults, a warm one, a cold one and the smallest
 /// the crate accepts ([`crate::MIN_TEMPERATURE`]).
@@ -16,11 +18,18 @@ pub const TEMPERATURES: [f32; 5] = [0.07, 0.1, 0.5, 0.01, 1e-4];
 /// batch followed by the other, its gradient returned), CLIP on paired views, and InfoNCE
 /// on anchors against twice as many keys (labelled, with and without the reverse term), at
 /// every temperature of [`TEMPERATURES`], on seeded Gaussian input of `rows × dim`: GPU
-/// against CPU.
-pub fn run_grid(gpu: &Gpu, rows: usize, dim: usize, seed: u64) -> Result<Vec<Verdict>> {
+/// against CPU; every input in `precision`.
+pub fn run_grid(
+    gpu: &Gpu,
+    rows: usize,
+    dim: usize,
+    seed: u64,
+    precision: Precision,
+) -> Result<Vec<Verdict>> {
     let mut rng = Rng::new(seed);
-    let x = rng.normals(rows * dim);
-    let b = rng.normals(rows * dim);
+    let x = Held::new(rng.normals(rows * dim), precision);
+    let b = Held::new(rng.normals(rows * dim), precision);
+    let (x, b) = (x.values().to_vec(), b.values().to_vec());
     // Duplicate rows: the second half repeats the first.
     let mut dup = x.clone();
     let half = rows / 2 * dim;
@@ -31,9 +40,16 @@ pub fn run_grid(gpu: &Gpu, rows: usize, dim: usize, seed: u64) -> Result<Vec<Ver
     let one: Vec<i64> = vec![3; rows];
     let distinct: Vec<i64> = (0..rows as i64).collect();
     let dup_labels: Vec<i64> = (0..rows).map(|i| (i % (rows / 2).max(1)) as i64).collect();
-    let xe = Embeddings::new(&x, rows, dim)?;
-    let be = Embeddings::new(&b, rows, dim)?;
-    let de = Embeddings::new(&dup, rows, dim)?;
+    let (xh, bh, dh) = (
+        Held::new(x.clone(), precision),
+        Held::new(b.clone(), precision),
+        Held::new(dup, precision),
+    );
+    let (xe, be, de) = (
+        xh.view(rows, dim)?,
+        bh.view(rows, dim)?,
+        dh.view(rows, dim)?,
+    );
     let batches: [(&str, &Embeddings<'_>, &[i64]); 5] = [
         ("random classes", &xe, &random),
         ("two views", &xe, &views),
@@ -43,8 +59,8 @@ pub fn run_grid(gpu: &Gpu, rows: usize, dim: usize, seed: u64) -> Result<Vec<Ver
     ];
     // Keys and references: the batch followed by the other rows; labels of the queries (or
     // anchors) and then of those rows.
-    let keys: Vec<f32> = [x.clone(), b.clone()].concat();
-    let ke = Embeddings::new(&keys, 2 * rows, dim)?;
+    let keys = Held::new([x, b].concat(), precision);
+    let ke = keys.view(2 * rows, dim)?;
     let both = Labels::new(&[random.clone(), random.clone(), random.clone()].concat());
     let with_other = Labels::new(&[random.clone(), random.clone()].concat());
     let mut out = Vec::new();

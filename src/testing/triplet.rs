@@ -7,13 +7,13 @@
 //! that close to 0. Random cases are therefore drawn until every such gap is wider than
 //! [`decision_band`]; the margin is then placed clear of every hinge point.
 
-use super::{clear_margin, median, Rng};
+use super::{clear_margin, median, Held, Rng};
 pub use crate::losses::triplet::mined_terms;
 use crate::losses::triplet::Mode;
 use crate::reference::{distance, prepare, row, widen};
 use crate::tolerance::{Verdict, F32_ROUNDOFF};
 use crate::{
-    Distance, Embeddings, Gpu, Labels, Mining, Reduction, ReferenceSet, Result, Triplet,
+    Distance, Embeddings, Gpu, Labels, Mining, Precision, Reduction, ReferenceSet, Result, Triplet,
     TripletOutput, TripletTerm,
 };
 
@@ -219,19 +219,27 @@ pub fn make_clear(cfg: &mut Triplet, dec: &Decisions, wanted: f64, band: f64) ->
 }
 
 /// Every option of explicit triplets, and every mining rule with its reductions, on seeded
-/// Gaussian input of `rows × dim` (rows/4 classes), GPU against CPU. Inputs are redrawn until
-/// their decisions are clear of rounding (at most 200 draws per case).
-pub fn run_grid(gpu: &Gpu, rows: usize, dim: usize, seed: u64) -> Result<Vec<Verdict>> {
+/// Gaussian input of `rows × dim` (rows/4 classes) in `precision`, GPU against CPU. Inputs
+/// are redrawn until their decisions are clear of rounding (at most 200 draws per case).
+pub fn run_grid(
+    gpu: &Gpu,
+    rows: usize,
+    dim: usize,
+    seed: u64,
+    precision: Precision,
+) -> Result<Vec<Verdict>> {
     let mut reports = Vec::new();
     let mut rng = Rng::new(seed);
     for base in explicit_grid() {
         let mut draw = 0;
         loop {
             draw += 1;
-            let data: Vec<Vec<f32>> = (0..3).map(|_| rng.normals(rows * dim)).collect();
+            let data: Vec<Held> = (0..3)
+                .map(|_| Held::new(rng.normals(rows * dim), precision))
+                .collect();
             let e: Vec<Embeddings<'_>> = data
                 .iter()
-                .map(|d| Embeddings::new(d, rows, dim))
+                .map(|d| d.view(rows, dim))
                 .collect::<Result<_>>()?;
             let dec = explicit_decisions(&base, &e[0], &e[1], &e[2]);
             let band = decision_band(dim, dec.d_max);
@@ -254,10 +262,10 @@ pub fn run_grid(gpu: &Gpu, rows: usize, dim: usize, seed: u64) -> Result<Vec<Ver
         let mut draw = 0;
         loop {
             draw += 1;
-            let data = rng.normals(rows * dim);
+            let data = Held::new(rng.normals(rows * dim), precision);
             let labels: Vec<i64> = (0..rows).map(|_| rng.below(classes) as i64).collect();
             let labels = Labels::new(&labels);
-            let x = Embeddings::new(&data, rows, dim)?;
+            let x = data.view(rows, dim)?;
             let dec = mined_decisions(&base, &x, labels.ids());
             let band = decision_band(dim, dec.d_max);
             let mut cfg = base;

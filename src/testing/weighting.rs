@@ -1,10 +1,10 @@
 //! The pair-weighting losses' case grid behind `metric-loss check`, and inputs clear of
 //! their decisions.
 
-use super::Rng;
+use super::{Held, Rng};
 use crate::reference::{dot, normalize, row, widen};
 use crate::tolerance::Verdict;
-use crate::{Embeddings, Gpu, Labels, Result, Weighting, WeightingLoss};
+use crate::{Embeddings, Gpu, Labels, Precision, Result, Weighting, WeightingLoss};
 
 /// How far the miner's comparisons must be from a tie, in similarity: far beyond an f32
 /// similarity's rounding (D·u), so that the GPU and the reference keep the same pairs.
@@ -99,10 +99,18 @@ pub fn settings() -> [Weighting; 6] {
 
 /// Multi-Similarity and Circle on labelled batches (random classes, two views, one class,
 /// all distinct, duplicate rows) at every setting of [`settings`], on seeded Gaussian input
-/// of `rows × dim`: GPU against CPU.
-pub fn run_grid(gpu: &Gpu, rows: usize, dim: usize, seed: u64) -> Result<Vec<Verdict>> {
+/// of `rows × dim` in `precision`: GPU against CPU.
+pub fn run_grid(
+    gpu: &Gpu,
+    rows: usize,
+    dim: usize,
+    seed: u64,
+    precision: Precision,
+) -> Result<Vec<Verdict>> {
     let mut rng = Rng::new(seed);
-    let x = rng.normals(rows * dim);
+    let x = Held::new(rng.normals(rows * dim), precision)
+        .values()
+        .to_vec();
     let mut dup = x.clone();
     let half = rows / 2 * dim;
     dup.copy_within(0..half, half);
@@ -112,8 +120,8 @@ pub fn run_grid(gpu: &Gpu, rows: usize, dim: usize, seed: u64) -> Result<Vec<Ver
     let one: Vec<i64> = vec![3; rows];
     let distinct: Vec<i64> = (0..rows as i64).collect();
     let dup_labels: Vec<i64> = (0..rows).map(|i| (i % (rows / 2).max(1)) as i64).collect();
-    let xe = Embeddings::new(&x, rows, dim)?;
-    let de = Embeddings::new(&dup, rows, dim)?;
+    let (xh, dh) = (Held::new(x, precision), Held::new(dup, precision));
+    let (xe, de) = (xh.view(rows, dim)?, dh.view(rows, dim)?);
     let batches: [(&str, &Embeddings<'_>, &[i64]); 5] = [
         ("random classes", &xe, &random),
         ("two views", &xe, &views),

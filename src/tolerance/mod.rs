@@ -27,10 +27,30 @@
 //! by the logit error D·u/τ. F is f32's smallest normal value 2⁻¹²⁶ ≈ 1.2e-38, below which
 //! f32 has no relative precision (subnormals, or zero where the GPU flushes them), times the
 //! largest factor applied to a value after it may have underflowed.
+//!
+//! # f16 inputs and gradients
+//! An f16 input is widened to f32 exactly, so against the f64 reference of the same f16
+//! values the rule above holds unchanged: the GPU computes in f32 from the same numbers.
+//! Two terms are added where f16 enters:
+//!
+//! - **Output rounding.** A gradient written in f16 gains `u₁₆'·|r| + 2⁻²⁴` with
+//!   u₁₆' = 2⁻¹⁰, one f16 ulp relative to the value: WGSL converts f32 to f16 to either
+//!   neighbour (the host path rounds to nearest, within half of that), and below f16's
+//!   smallest normal 2⁻¹⁴ the spacing is the subnormal step 2⁻²⁴ ([`Tolerance::rounded_to`]).
+//! - **Input quantisation.** The result from f16 inputs x̃ differs from the result of the
+//!   values the caller rounded, x, by the rounding itself: x̃ = x(1 + δ) with |δ| ≤
+//!   u₁₆ = 2⁻¹¹ (or |x̃ − x| ≤ 2⁻²⁵ below 2⁻¹⁴), so to first order (Taylor)
+//!   `|L(x̃) − L(x)| ≤ Σ_k (u₁₆·|x_k| + 2⁻²⁵)·|∂L/∂x_k|`
+//!   ([`quantisation`]). The remainder is second order in u₁₆; the check doubles the term
+//!   to cover it. The bound holds where no discrete decision (an active hinge, a mined or
+//!   hardest pair, a non-zero count) changes between x and x̃: those may jump, as they do
+//!   for any rounding of the inputs. The gradients' own quantisation error needs the
+//!   Hessian and is not bounded here.
 
 pub(crate) mod scales;
 
-use crate::options::LossOutput;
+use crate::input::{Embeddings, Precision};
+use crate::options::{Gradient, LossOutput};
 use crate::reference::widen_f32;
 
 /// The smallest normal f32, 2⁻¹²⁶: below it values are subnormal, or flushed to zero (GPUs
@@ -40,6 +60,14 @@ pub const F32_UNDERFLOW: f64 = 1.175_494_350_822_287_5e-38;
 /// f32 unit roundoff, 2⁻²⁴.
 pub const F32_ROUNDOFF: f64 = 5.960_464_477_539_063e-8;
 
+/// f16 unit roundoff, 2⁻¹¹: rounding to nearest moves a normal f16 value by at most this
+/// much relative to it.
+pub const F16_ROUNDOFF: f64 = 4.882_812_5e-4;
+
+/// The spacing of f16's subnormals, 2⁻²⁴: below 2⁻¹⁴ rounding is absolute, by at most half
+/// of this to nearest, and by up to this to either neighbour.
+pub const F16_SUBNORMAL: f64 = 5.960_464_477_539_063e-8;
+
 /// The tolerance of one output (see the module docs).
 #[derive(Clone, Copy, Debug)]
 pub struct Tolerance {
@@ -48,8 +76,12 @@ pub struct Tolerance {
     /// The output's scale S.
     pub scale: f64,
     /// The absolute floor: f32's underflow threshold times the largest factor applied to a
-    /// value after it may have underflowed ([`F32_UNDERFLOW`] unless set).
+    /// value after it may have underflowed ([`F32_UNDERFLOW`] unless set), plus an f16
+    /// output's subnormal step.
     pub floor: f64,
+    /// The output's own rounding relative to its value: 0 in f32 (covered above), one f16
+    /// ulp (2⁻¹⁰) for a gradient written in f16.
+    pub rounding: f64,
 }
 
 impl Tolerance {
@@ -59,21 +91,63 @@ impl Tolerance {
             length: dim as f64 + reduction_len as f64,
             scale,
             floor: F32_UNDERFLOW,
+            rounding: 0.0,
         }
+    }
+
+    /// The same rule for an output written in `precision`: f16 adds one f16 ulp of the
+    /// value and the subnormal step (see the module docs).
+    pub fn rounded_to(mut self, precision: Precision) -> Self {
+        if precision == Precision::F16 {
+            self.rounding = 2.0 * F16_ROUNDOFF;
+            self.floor += F16_SUBNORMAL;
+        }
+        self
     }
 
     /// The same rule with the underflow floor multiplied by `gain`, the largest factor an
     /// underflowed intermediate is multiplied by on its way to the output (softmax: a weight
     /// exp(z − lse) times 1/(τ·‖x‖)).
     pub fn with_underflow_gain(mut self, gain: f64) -> Self {
-        self.floor = F32_UNDERFLOW * gain.max(1.0);
+        self.floor += F32_UNDERFLOW * (gain.max(1.0) - 1.0);
         self
     }
 
     /// The largest allowed |g − r| for reference value `r`.
     pub fn bound(&self, r: f64) -> f64 {
-        8.0 * F32_ROUNDOFF * self.length * (r.abs() + self.scale) + self.floor
+        8.0 * F32_ROUNDOFF * self.length * (r.abs() + self.scale)
+            + self.rounding * r.abs()
+            + self.floor
     }
+}
+
+/// The input quantisation term of the module docs: the first-order change of a loss whose
+/// gradients at `inputs` are `grads` (the reference's, one per input, in order) when every
+/// value is rounded to f16, `Σ_k (2⁻¹¹·|x_k| + 2⁻²⁵)·|∂L/∂x_k|`.
+pub fn quantisation(inputs: &[&Embeddings<'_>], grads: &[Gradient]) -> f64 {
+    inputs
+        .iter()
+        .zip(grads)
+        .map(|(x, g)| {
+            x.data()
+                .iter()
+                .zip(g.values())
+                .map(|(&v, &d)| {
+                    (F16_ROUNDOFF * f64::from(v.abs()) + F16_SUBNORMAL / 2.0) * f64::from(d.abs())
+                })
+                .sum::<f64>()
+        })
+        .sum()
+}
+
+/// Compares a GPU gradient with the reference's under `tol`, in the precision the GPU wrote
+/// it ([`Tolerance::rounded_to`]).
+pub(crate) fn compare_grad(gpu: &Gradient, reference: &Gradient, tol: Tolerance) -> Comparison {
+    compare(
+        &widen_f32(gpu),
+        &widen_f32(reference),
+        tol.rounded_to(gpu.precision()),
+    )
 }
 
 /// The outcome of comparing one output array.
@@ -194,13 +268,7 @@ pub(crate) fn verdict<C: PartialEq>(
         .grads
         .iter()
         .zip(&reference.grads)
-        .map(|(g, r)| {
-            compare(
-                &widen_f32(g),
-                &widen_f32(r),
-                Tolerance::new(dim, reduction_len, scale),
-            )
-        })
+        .map(|(g, r)| compare_grad(g, r, Tolerance::new(dim, reduction_len, scale)))
         .collect::<Vec<_>>();
     let grads_present = gpu.grads.len() == reference.grads.len();
     Verdict {

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use metric_loss::{Contrastive, Grads, Hinge, Labels, Reduction};
+use metric_loss::{Contrastive, Hinge, Labels, Reduction};
 
 use super::{head, margin_value, Against, EvalArgs, HingeArg};
 use crate::io::{self, Matrix, Outputs};
@@ -116,11 +116,7 @@ pub(super) fn run(args: &EvalArgs) -> Result<ExitCode, Failure> {
         &args.pairs.grad_b,
         &args.reference.grad_reference,
     ];
-    let want = if asked.iter().any(|p| p.is_some()) {
-        Grads::Compute
-    } else {
-        Grads::Skip
-    };
+    let want = args.grads(asked.iter().any(|p| p.is_some()));
     // All input is valid: only now open the device.
     let gpu = args.device.open()?;
     let out = match &input {

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, ValueEnum};
-use metric_loss::{Distance, Gpu, Reduction, ReferenceGrad, ReferenceSet};
+use metric_loss::{Distance, Gpu, Grads, Reduction, ReferenceGrad, ReferenceSet};
 
 use crate::io;
 use crate::Failure;
@@ -147,7 +147,7 @@ pub(crate) struct BatchFlags {
     /// Batch mode: integer class labels (B .npy).
     #[arg(long)]
     pub labels: Option<PathBuf>,
-    /// Batch mode: write dL/dX here (float32 .npy).
+    /// Batch mode: write dL/dX here (.npy: float16 for float16 inputs, else float32).
     #[arg(long)]
     pub grad: Option<PathBuf>,
 }
@@ -163,7 +163,8 @@ pub(crate) struct ReferenceFlags {
     /// contrastive, ntxent, supcon: the reference rows' integer labels (M .npy).
     #[arg(long)]
     pub reference_labels: Option<PathBuf>,
-    /// contrastive, ntxent, supcon with --reference: write dL/dR here (float32 .npy);
+    /// contrastive, ntxent, supcon with --reference: write dL/dR here (.npy,
+    /// float16 for float16 inputs, else float32);
     /// without it the reference is detached.
     #[arg(long)]
     pub grad_reference: Option<PathBuf>,
@@ -183,10 +184,10 @@ pub(crate) struct PairFlags {
     /// Contrastive pair mode: 1 similar, 0 dissimilar (N .npy).
     #[arg(long)]
     pub y: Option<PathBuf>,
-    /// Pair mode: write dL/dA here (float32 .npy).
+    /// Pair mode: write dL/dA here (.npy: float16 for float16 inputs, else float32).
     #[arg(long)]
     pub grad_a: Option<PathBuf>,
-    /// Pair mode: write dL/dB here (float32 .npy).
+    /// Pair mode: write dL/dB here (.npy: float16 for float16 inputs, else float32).
     #[arg(long)]
     pub grad_b: Option<PathBuf>,
 }
@@ -203,13 +204,13 @@ pub(crate) struct TripletFlags {
     /// Triplet: negatives (N×D .npy).
     #[arg(long)]
     pub negative: Option<PathBuf>,
-    /// Triplet: write dL/dA here (float32 .npy).
+    /// Triplet: write dL/dA here (.npy: float16 for float16 inputs, else float32).
     #[arg(long)]
     pub grad_anchor: Option<PathBuf>,
-    /// Triplet: write dL/dP here (float32 .npy).
+    /// Triplet: write dL/dP here (.npy: float16 for float16 inputs, else float32).
     #[arg(long)]
     pub grad_positive: Option<PathBuf>,
-    /// Triplet: write dL/dN here (float32 .npy).
+    /// Triplet: write dL/dN here (.npy: float16 for float16 inputs, else float32).
     #[arg(long)]
     pub grad_negative: Option<PathBuf>,
     /// Triplet: form triplets from --embeddings and --labels.
@@ -294,6 +295,10 @@ pub(crate) struct EvalArgs {
     /// Where the loss runs.
     #[arg(long, value_enum, default_value = "gpu")]
     pub device: DeviceArg,
+    /// Write every gradient as float32, also for float16 inputs (whose gradients are
+    /// float16 by default).
+    #[arg(long)]
+    pub grad_f32: bool,
     #[command(flatten)]
     pub batch: BatchFlags,
     #[command(flatten)]
@@ -316,7 +321,8 @@ pub(crate) struct EvalArgs {
     /// arcface, cosface: the class weights (C×D .npy, row j class j's; PML's W transposed).
     #[arg(long)]
     pub weights: Option<PathBuf>,
-    /// arcface, cosface: write dL/dW here (float32 .npy, C×D).
+    /// arcface, cosface: write dL/dW here (C×D .npy, float16 for float16
+    /// weights, else float32).
     #[arg(long)]
     pub grad_weights: Option<PathBuf>,
     /// infonce: add the reverse term over the anchors for each of the first N keys
@@ -338,6 +344,18 @@ pub(crate) struct EvalArgs {
     /// siglip: the logit bias b (default −10); |b| <= 1e4.
     #[arg(long, allow_hyphen_values = true)]
     pub bias: Option<f64>,
+}
+
+impl EvalArgs {
+    /// The gradients wanted when any gradient output is asked for: in the inputs'
+    /// precision, or f32 with --grad-f32.
+    pub(crate) fn grads(&self, asked: bool) -> Grads {
+        match (asked, self.grad_f32) {
+            (false, _) => Grads::Skip,
+            (true, false) => Grads::Compute,
+            (true, true) => Grads::ComputeF32,
+        }
+    }
 }
 
 const BATCH: [&str; 3] = ["embeddings", "labels", "grad"];
@@ -453,7 +471,7 @@ fn refuse_others(m: &ArgMatches, loss: LossName) -> Result<(), Failure> {
     for arg in command.get_arguments() {
         let id = arg.get_id().as_str();
         let given = m.value_source(id) == Some(ValueSource::CommandLine);
-        if !given || id == "loss" || id == "device" || takes(loss, id) {
+        if !given || ["loss", "device", "grad_f32"].contains(&id) || takes(loss, id) {
             continue;
         }
         let others: Vec<&str> = TAKES

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use metric_loss::{Grads, Proxy, ProxyLoss};
+use metric_loss::{Proxy, ProxyLoss};
 
 use super::{head, EvalArgs, LossName};
 use crate::io::{self, Outputs};
@@ -62,11 +62,7 @@ pub(super) fn run(args: &EvalArgs, loss: LossName) -> Result<ExitCode, Failure> 
     let outputs = Outputs::prepare(&[("grad", &bt.grad), ("grad-weights", &args.grad_weights)])?;
     // All input is valid: only now open the device.
     let gpu = args.device.open()?;
-    let want = if bt.grad.is_some() || args.grad_weights.is_some() {
-        Grads::Compute
-    } else {
-        Grads::Skip
-    };
+    let want = args.grads(bt.grad.is_some() || args.grad_weights.is_some());
     let out = match &gpu {
         Some(g) => cfg.batch(g, &ex, &classes, &ew, want)?,
         None => cfg.batch_cpu(&ex, &classes, &ew, want)?,

@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use metric_loss::{Grads, Siglip};
+use metric_loss::Siglip;
 
 use super::{head, view_labels, EvalArgs};
 use crate::io::{self, Outputs};
@@ -42,7 +42,7 @@ pub(super) fn run(args: &EvalArgs) -> Result<ExitCode, Failure> {
     let outputs = Outputs::prepare(&[("grad-a", &p.grad_a), ("grad-b", &p.grad_b)])?;
     // All input is valid: only now open the device.
     let gpu = args.device.open()?;
-    let want = Grads::Compute;
+    let want = args.grads(true);
     let out = match (&gpu, &labels) {
         (Some(g), Some(l)) => cfg.pairs_labelled(g, &ea, &eb, l, want)?,
         (Some(g), None) => cfg.pairs(g, &ea, &eb, want)?,

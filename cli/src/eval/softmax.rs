@@ -7,7 +7,7 @@
 
 use std::process::ExitCode;
 
-use metric_loss::{Grads, Labels, Softmax, SoftmaxLoss};
+use metric_loss::{Labels, Softmax, SoftmaxLoss};
 
 use super::{head, view_labels, Against, EvalArgs};
 use crate::io::{self, Matrix, Outputs};
@@ -124,7 +124,7 @@ pub(super) fn run(args: &EvalArgs, loss: SoftmaxLoss) -> Result<ExitCode, Failur
     } = Eval::from_args(args, loss)?;
     // All input is valid: only now open the device.
     let gpu = args.device.open()?;
-    let want = Grads::Compute;
+    let want = args.grads(true);
     let out = match &input {
         Input::Batch { x, labels } => {
             let ex = x.view("embeddings")?;

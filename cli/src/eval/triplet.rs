@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use metric_loss::{Grads, Labels, Mining, Reduction, Triplet, TripletTerm};
+use metric_loss::{Labels, Mining, Reduction, Triplet, TripletTerm};
 
 use super::{head, margin_value, Against, EvalArgs};
 use crate::io::{self, Matrix, Outputs};
@@ -145,11 +145,7 @@ pub(super) fn run(args: &EvalArgs) -> Result<ExitCode, Failure> {
         &args.batch.grad,
         &args.reference.grad_reference,
     ];
-    let want = if wanted.iter().any(|p| p.is_some()) {
-        Grads::Compute
-    } else {
-        Grads::Skip
-    };
+    let want = args.grads(wanted.iter().any(|p| p.is_some()));
     // All input is valid: only now open the device.
     let gpu = args.device.open()?;
     let (out, mining, reduction) = match &input {

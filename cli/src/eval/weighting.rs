@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use metric_loss::{Grads, Weighting, WeightingLoss};
+use metric_loss::{Weighting, WeightingLoss};
 
 use super::{head, EvalArgs, LossName};
 use crate::io::{self, Outputs};
@@ -55,11 +55,7 @@ pub(super) fn run(args: &EvalArgs, loss: LossName) -> Result<ExitCode, Failure> 
     let outputs = Outputs::prepare(&[("grad", &bt.grad)])?;
     // All input is valid: only now open the device.
     let gpu = args.device.open()?;
-    let want = if bt.grad.is_some() {
-        Grads::Compute
-    } else {
-        Grads::Skip
-    };
+    let want = args.grads(bt.grad.is_some());
     let out = match &gpu {
         Some(g) => cfg.batch(g, &ex, &labels, want)?,
         None => cfg.batch_cpu(&ex, &labels, want)?,

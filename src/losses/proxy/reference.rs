@@ -88,7 +88,7 @@ pub fn batch_with_mass(
     let loss = loss * inv_b;
     let r = match grads {
         Grads::Skip => Reference::loss_only(loss, counts),
-        Grads::Compute => Reference {
+        Grads::Compute | Grads::ComputeF32 => Reference {
             loss,
             counts,
             grads: vec![

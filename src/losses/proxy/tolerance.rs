@@ -19,9 +19,9 @@
 use super::reference::Mass;
 use super::{Proxy, ProxyOutput};
 use crate::input::Embeddings;
-use crate::reference::{widen_f32, NORM_EPS};
+use crate::reference::NORM_EPS;
 use crate::tolerance::scales;
-use crate::tolerance::{compare, Tolerance, Verdict};
+use crate::tolerance::{compare, compare_grad, Tolerance, Verdict};
 
 fn share(dim: usize, len: u64) -> f64 {
     dim as f64 / (dim as f64 + len as f64)
@@ -68,7 +68,7 @@ pub fn verdict(
                 .fold(0.0, f64::max);
             let gain = a / scales::min_norm(x).max(NORM_EPS);
             let tol = Tolerance::new(dim, len, scale).with_underflow_gain(gain);
-            compare(&widen_f32(g), &widen_f32(r), tol)
+            compare_grad(g, r, tol)
         })
         .collect();
     Verdict {

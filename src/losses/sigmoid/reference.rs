@@ -77,7 +77,7 @@ pub fn pairs_with_mass(
     let loss = loss * inv_n;
     let r = match grads {
         Grads::Skip => Reference::loss_only(loss, counts),
-        Grads::Compute => Reference {
+        Grads::Compute | Grads::ComputeF32 => Reference {
             loss,
             counts,
             grads: vec![

@@ -16,9 +16,9 @@
 use super::reference::Mass;
 use super::{Siglip, SiglipOutput};
 use crate::input::Embeddings;
-use crate::reference::{widen_f32, NORM_EPS};
+use crate::reference::NORM_EPS;
 use crate::tolerance::scales;
-use crate::tolerance::{compare, Tolerance, Verdict};
+use crate::tolerance::{compare, compare_grad, Tolerance, Verdict};
 
 /// The gradient scale S of one input from its rows and their masses.
 pub fn grad_scale(c: f64, x: &Embeddings<'_>, mass: &[f64]) -> f64 {
@@ -66,7 +66,7 @@ pub fn verdict(
             // A weight that underflowed is multiplied by up to t/min‖x‖ afterwards.
             let gain = t / scales::min_norm(x).max(NORM_EPS);
             let tol = Tolerance::new(dim, len, grad_scale(c, x, rows_mass));
-            compare(&widen_f32(g), &widen_f32(r), tol.with_underflow_gain(gain))
+            compare_grad(g, r, tol.with_underflow_gain(gain))
         })
         .collect();
     let scalars = [

@@ -56,7 +56,7 @@ pub fn batch_with_mass(
         queries_at: Some(0),
     };
     let (mut r, [mut mass, mr]) = against_with_mass(&queries, x, x, dim, grads);
-    if grads == Grads::Compute {
+    if grads.wanted() {
         let gr = r.grads.pop().unwrap_or_default();
         for (g, v) in r.grads[0].iter_mut().zip(gr) {
             *g += v;

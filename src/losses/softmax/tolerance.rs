@@ -16,9 +16,9 @@
 
 use super::{Softmax, SoftmaxOutput};
 use crate::input::Embeddings;
-use crate::reference::{widen_f32, NORM_EPS};
+use crate::reference::NORM_EPS;
 use crate::tolerance::scales;
-use crate::tolerance::{compare, Tolerance, Verdict};
+use crate::tolerance::{compare, compare_grad, Tolerance, Verdict};
 
 fn amplification(tau: f64) -> f64 {
     1.0 + 1.0 / tau
@@ -72,7 +72,7 @@ pub fn verdict(
             let min_norm = scales::min_norm(x);
             let gain = amp / (tau * min_norm.max(NORM_EPS));
             let tol = Tolerance::new(dim, rows as u64, grad_scale(tau, x, m));
-            compare(&widen_f32(g), &widen_f32(r), tol.with_underflow_gain(gain))
+            compare_grad(g, r, tol.with_underflow_gain(gain))
         })
         .collect();
     let tau_tol = Tolerance::new(dim, rows as u64, 2.0 * amp * amp / tau);

@@ -177,7 +177,7 @@ pub fn batch_with_mass(
     let mut mass = Mass::default();
     let r = match grads {
         Grads::Skip => Reference::loss_only(loss, counts),
-        Grads::Compute => {
+        Grads::Compute | Grads::ComputeF32 => {
             let mut g = vec![0.0; xn.len()];
             mass.coefs = vec![0.0; n];
             mass.weights = vec![0.0; n];

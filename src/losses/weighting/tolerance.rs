@@ -21,9 +21,9 @@
 use super::reference::Mass;
 use super::{Weighting, WeightingLoss, WeightingOutput};
 use crate::input::Embeddings;
-use crate::reference::{widen_f32, NORM_EPS};
+use crate::reference::NORM_EPS;
 use crate::tolerance::scales;
-use crate::tolerance::{compare, Tolerance, Verdict};
+use crate::tolerance::{compare, compare_grad, Tolerance, Verdict};
 
 /// A: a logit's slope in the similarity.
 fn logit_slope(cfg: &Weighting) -> f64 {
@@ -97,7 +97,7 @@ pub fn verdict(
         .zip(&reference.grads)
         .map(|(g, r)| {
             let tol = Tolerance::new(dim, len, grad_scale).with_underflow_gain(gain);
-            compare(&widen_f32(g), &widen_f32(r), tol)
+            compare_grad(g, r, tol)
         })
         .collect();
     Verdict {
