@@ -10,7 +10,9 @@
 //!   in the input domain (finite, |x| ≤ 1e15) and within the call's magnitude limit (see
 //!   [`crate::Error::TooLargeForLoss`]; taken at the most terms the labels could form): the
 //!   device checks them, and [`DeviceLoss::read`] reports the first one outside. At most 2³²
-//!   values per input.
+//!   values per input. With [`Precision::F16`](crate::Precision) (needs `SHADER_F16`), rows
+//!   of f16 values at byte `offset + 2·r·stride`, the buffer holding their bytes rounded up to
+//!   a multiple of 4; they are widened to f32 exactly as they are gathered.
 //! - Labels ([`DeviceLabels`]): one u32 per row from byte `offset` (a multiple of 4). For a
 //!   batch, class ids: rows with equal ids are in one class, whatever the values
 //!   ([`crate::Labels::ids`] gives dense ids for host labels, and
@@ -18,7 +20,10 @@
 //!   pairs, pair labels: 0 dissimilar, anything else similar. `STORAGE` usage.
 //! - Gradient ([`DeviceGrad`]): the embeddings' layout with its own `offset` and `stride`;
 //!   `scale · dL/dX` overwrites the `dim` values of each row or is added to them
-//!   (`accumulate`). `STORAGE` usage. Values between rows are left alone.
+//!   (`accumulate`). `STORAGE` usage. Values between rows are left alone. Its own
+//!   `precision`: an f16 gradient is rounded once (after the f32 sum when accumulating); a
+//!   value beyond f16's range is written as ±65504 and reported by [`DeviceLoss::read`]
+//!   ([`crate::Error::GradientOverflow`]).
 //!
 //! Layout problems are [`crate::Error::InvalidBuffer`] errors, found before anything is
 //! recorded. [`Gpu::read_f32`](crate::Gpu::read_f32) reads a buffer back (after the work

@@ -33,7 +33,10 @@
 //!   caller's own device buffers (`*_device`, see [`device`]) and as a GPU-versus-CPU
 //!   [`tolerance::Verdict`] (`*_check`); `validate_*` checks an input without a device.
 //!   [`BatchLoss`] is the labelled-batch calls as a trait, for code that switches losses.
-//! - The inputs: [`Embeddings`] (validated rows), [`Labels`] (any integers, remapped).
+//! - The inputs: [`Embeddings`] (validated rows of f32, or of [`half::f16`] with
+//!   [`Embeddings::new_f16`] where the device has `SHADER_F16`: computed in f32, the
+//!   gradient rounded to f16 unless [`Grads::ComputeF32`]), [`Labels`] (any integers,
+//!   remapped).
 //! - The outputs: [`LossOutput`] with the loss, the family's [`Counts`], one [`Gradient`]
 //!   per input and the scalar gradients (dL/dτ; SigLIP's dL/dt′ and dL/db).
 //! - The device: [`Gpu`] ([`Gpu::new`], or [`Gpu::from_device`] to share a framework's

@@ -470,3 +470,58 @@ fn the_quantisation_term_bounds_rounding_the_inputs() {
         assert!(q < 2.0 * F16_ROUNDOFF.sqrt() * unrounded.abs().max(1.0));
     }
 }
+
+/// On the device path f16 rows cost metric-loss no memory: they are gathered into the same
+/// f32 workspace rows as f32 rows are (the caller's buffers are half the size). On the host
+/// path the f16 upload has a buffer of its own, 2 bytes a value.
+#[test]
+fn f16_rows_add_no_workspace_on_the_device_path() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let (rows, dim) = (256, 32);
+    let mut rng = Rng::new(11);
+    let (h, w) = drawn(&mut rng, rows, dim);
+    let labels: Vec<u32> = (0..rows as u32).map(|i| i % 16).collect();
+    let held = |precision: Precision| {
+        let gpu = Gpu::new().unwrap();
+        let bytes: &[u8] = match precision {
+            Precision::F16 => bytemuck::cast_slice(&h),
+            Precision::F32 => bytemuck::cast_slice(&w),
+        };
+        let x = gpu.storage_buffer("x", bytes);
+        let l = gpu.storage_buffer("l", bytemuck::cast_slice(&labels));
+        let g = gpu.storage_buffer("g", &vec![0u8; rows * dim * precision.bytes() as usize]);
+        Softmax::supcon()
+            .batch_device(
+                &gpu,
+                DeviceRows::new(&x, rows, dim).precision(precision),
+                DeviceLabels::new(&l),
+                Some(DeviceGrad::new(&g, dim).precision(precision)),
+                Target::Submit,
+            )
+            .unwrap()
+            .read(&gpu)
+            .unwrap();
+        let device = gpu.workspace_bytes().1;
+        let x16 = Embeddings::new_f16(&h, rows, dim).unwrap();
+        let x32 = Embeddings::new(&w, rows, dim).unwrap();
+        let x = if precision == Precision::F16 {
+            x16
+        } else {
+            x32
+        };
+        let ids = Labels::new(&labels.iter().map(|&v| i64::from(v)).collect::<Vec<_>>());
+        Softmax::supcon()
+            .batch(&gpu, &x, &ids, Grads::Compute)
+            .unwrap();
+        (device, gpu.workspace_bytes().1)
+    };
+    let (d32, h32) = held(Precision::F32);
+    let (d16, h16) = held(Precision::F16);
+    assert_eq!(d16, d32);
+    assert!(
+        h16 >= h32 && h16 <= h32 + 2 * (rows * dim) as u64 + 4096,
+        "{h16} vs {h32}"
+    );
+}

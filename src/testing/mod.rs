@@ -111,10 +111,15 @@ impl Held {
 
     /// The first `rows` rows of `dim` values as embeddings of the grid's precision.
     pub fn view(&self, rows: usize, dim: usize) -> Result<Embeddings<'_>> {
+        self.named("embeddings", rows, dim)
+    }
+
+    /// [`Held::view`] under the name errors give the input.
+    pub fn named(&self, what: &'static str, rows: usize, dim: usize) -> Result<Embeddings<'_>> {
         let n = (rows * dim).min(self.values.len());
         match &self.halves {
-            None => Embeddings::new(&self.values[..n], rows, dim),
-            Some(h) => Embeddings::new_f16(&h[..n], rows, dim),
+            None => Embeddings::named(what, &self.values[..n], rows, dim),
+            Some(h) => Embeddings::named_f16(what, &h[..n], rows, dim),
         }
     }
 }

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
-use metric_loss::{EngineConfig, Gpu, SoftmaxLoss};
+use metric_loss::{EngineConfig, Gpu, Precision, SoftmaxLoss};
 
 use crate::eval::{DeviceArg, LossName, MiningArg};
 use crate::Failure;
@@ -98,6 +98,10 @@ pub(crate) struct BenchArgs {
     /// (default 0.05, scale 20; as many keys as anchors, no reverse term).
     #[arg(long)]
     temperature: Option<f32>,
+    /// The rows' format: f32, or f16 (the same rows rounded; needs SHADER_F16; a float16
+    /// --embeddings file is f16 either way).
+    #[arg(long, default_value = "f32", value_parser = crate::parse_precision)]
+    precision: Precision,
 }
 
 impl BenchArgs {

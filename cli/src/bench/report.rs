@@ -229,10 +229,12 @@ pub(crate) fn print(
     let (bf, df) = (b as f64, d as f64);
     let (unit, units, model_flops, flops_rule) = rate(work, args.mode, bf, df, t.counts.0);
     let sides = Inputs::sides(args);
-    // Explicit rows move every input in and every gradient out, the pair labels in (pairs)
-    // and the 32-byte partials out.
+    // Explicit rows move every input in (2 or 4 bytes a value) and every gradient out (f32:
+    // the host path reads the f32 gradient back), the pair labels in (pairs) and the
+    // 32-byte partials out.
     let label_bytes = if sides == 1 { 4.0 } else { 0.0 };
-    let bytes_moved = 4.0 * bf * (2.0 * sides as f64 + 2.0) * df + (32.0 + label_bytes) * bf;
+    let value_bytes = inputs.precision.bytes() as f64 + 4.0;
+    let bytes_moved = value_bytes * bf * (sides as f64 + 1.0) * df + (32.0 + label_bytes) * bf;
     let active = t.counts.1 as f64 / (t.counts.0.max(1)) as f64;
     let adapter = gpu.as_ref().map(|g| g.adapter().name.clone());
     let peak_bytes = gpu.as_ref().map(|g| g.workspace_bytes().1);
@@ -254,7 +256,10 @@ pub(crate) fn print(
     } else {
         "N"
     };
-    out!("loss:             {loss_name}, {mode}, {rows}={b}, D={d}, {setting}");
+    out!(
+        "loss:             {loss_name}, {mode}, {rows}={b}, D={d}, {setting}, {} rows",
+        inputs.precision.name()
+    );
     out!(
         "median per call:  {median:.6} s over {} calls (forward + backward, upload and readback)",
         args.repeat
@@ -302,6 +307,7 @@ pub(crate) fn print(
             "adapter": adapter,
             "batch": b,
             "dim": d,
+            "precision": inputs.precision.name(),
             "repeat": args.repeat,
             "median_s": median,
             "kernel_s": kernel_s,
