@@ -89,10 +89,10 @@ pub enum Error {
         /// The largest magnitude the call accepted.
         limit: f64,
     },
-    /// A gradient written in f16 (an f16 input's host gradient, or a [`crate::DeviceGrad`]
-    /// of f16) has a value beyond f16's range (65504): on the host path found before the
-    /// result is returned, on the device path flagged there (the value written is ±65504)
-    /// and reported when the loss is read.
+    /// A gradient written in f16 (an f16 input's host gradient, or an f16
+    /// [`crate::device::DeviceGrad`]) has a value beyond f16's range (65504): on the host
+    /// path found before the result is returned, on the device path flagged there (the value
+    /// written is ±65504) and reported when the loss is read.
     #[error(
         "the gradient of {what} has a value beyond f16's range (65504) at row {row}, column \
          {column}; ask for f32 gradients (Grads::ComputeF32, an f32 DeviceGrad) or lower the \
