@@ -6,7 +6,7 @@
 
 mod common;
 
-use metric_loss::device::{DeviceGrad, DeviceLabels, DeviceRows, Target};
+use metric_loss::device::{DeviceGrad, DeviceLabels, DeviceQueue, DeviceRows, Target};
 use metric_loss::half::f16;
 use metric_loss::testing::{self as check, Rng};
 use metric_loss::tolerance::{quantisation, F16_ROUNDOFF};
@@ -524,4 +524,24 @@ fn f16_rows_add_no_workspace_on_the_device_path() {
         h16 >= h32 && h16 <= h32 + 2 * (rows * dim) as u64 + 4096,
         "{h16} vs {h32}"
     );
+}
+
+/// A queue of keys holds f32 rows: an f16 push is refused by name (f16 queries still run
+/// against it).
+#[test]
+fn a_queue_refuses_f16_pushes() {
+    let Some(gpu) = common::gpu() else { return };
+    let mut queue = DeviceQueue::new(gpu, 16, 4).unwrap();
+    let rows = gpu.storage_buffer("x", &[0u8; 64]);
+    let ids = gpu.storage_buffer("l", &[0u8; 32]);
+    let e = queue
+        .push(
+            gpu,
+            DeviceRows::new(&rows, 8, 4).precision(Precision::F16),
+            DeviceLabels::new(&ids),
+            Target::Submit,
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::InvalidBuffer { .. }), "{e}");
+    assert!(e.to_string().contains("f32 rows"), "{e}");
 }

@@ -4,7 +4,7 @@
 
 use super::gpu::Gpu;
 use crate::error::{Error, Result};
-use crate::input::{DeviceLabels, DeviceReference, DeviceRows, Target};
+use crate::input::{DeviceLabels, DeviceReference, DeviceRows, Precision, Target};
 
 /// A queue of at most `capacity` rows of `dim` f32 values and their u32 class ids, in two
 /// buffers of its own (`STORAGE | COPY_DST | COPY_SRC`) allocated once.
@@ -71,8 +71,10 @@ impl DeviceQueue {
         })
     }
 
-    /// Copies `rows` (contiguous: stride = dim, the queue's dim; the buffer needs
-    /// `COPY_SRC`) and their class ids `labels` (`COPY_SRC`) in as the newest rows.
+    /// Copies `rows` (f32, contiguous: stride = dim, the queue's dim; the buffer needs
+    /// `COPY_SRC`) and their class ids `labels` (`COPY_SRC`) in as the newest rows. f16 rows
+    /// are an [`Error::InvalidBuffer`]: the queue holds f32 rows (f16 queries may still run
+    /// against it).
     pub fn push(
         &mut self,
         gpu: &Gpu,
@@ -88,6 +90,10 @@ impl DeviceQueue {
         };
         if rows.dim != self.dim || rows.stride != self.dim {
             return bad("pushed rows", "the queue's dim, contiguous (stride = dim)");
+        }
+        if rows.precision != Precision::F32 {
+            // Pushes are buffer copies into f32 slots; f16 batches still query the queue.
+            return bad("pushed rows", "the queue holds f32 rows: push f32 rows");
         }
         for (what, b, offset) in [
             ("pushed rows", rows.buffer, rows.offset),
