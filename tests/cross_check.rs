@@ -5,7 +5,7 @@ mod common;
 
 use common::{cross_batch, cross_pairs, gpu, labels, normals};
 use metric_loss::testing::{self as check, clear_margins, median};
-use metric_loss::{Contrastive, Distance, Embeddings, Hinge, Labels, Precision, Reduction};
+use metric_loss::{Contrastive, Distance, Embeddings, Hinge, Labels, Reduction};
 
 // The sizes, plus the 32-row tile's neighbours.
 const SIZES: [usize; 13] = [1, 2, 3, 15, 16, 17, 31, 32, 33, 63, 64, 65, 257];
@@ -70,7 +70,7 @@ fn pair_sizes_and_dims_rotating_options() {
 fn every_option_in_both_modes() {
     let Some(gpu) = gpu() else { return };
     for (rows, dim, seed) in [(17, 5, 1), (65, 3, 2)] {
-        let reports = check::run_grid(gpu, rows, dim, seed, Precision::F32).unwrap();
+        let reports = check::run_grid(gpu, &check::Grid::new(rows, dim, seed)).unwrap();
         assert_eq!(reports.len(), 72);
         for r in &reports {
             common::assert_report(r);

@@ -373,7 +373,8 @@ fn a_device_without_shader_f16_refuses_f16_by_name() {
 #[test]
 fn every_grid_passes_in_f16() {
     let Some(gpu) = common::gpu() else { return };
-    let reports = check::all_grids(gpu, 64, 16, 0, Precision::F16).unwrap();
+    let reports =
+        check::all_grids(gpu, &check::Grid::new(64, 16, 0).precision(Precision::F16)).unwrap();
     reports.iter().for_each(common::assert_report);
     assert!(reports.len() > 250);
 }

@@ -5,12 +5,12 @@
 mod common;
 
 use metric_loss::testing::softmax::run_grid;
-use metric_loss::Precision;
+use metric_loss::testing::Grid;
 
 #[test]
 fn grid_matches_reference() {
     let Some(gpu) = common::gpu() else { return };
-    for r in run_grid(gpu, 40, 7, 1, Precision::F32).unwrap() {
+    for r in run_grid(gpu, &Grid::new(40, 7, 1)).unwrap() {
         println!("{} {:e} {}", r.name, r.max_rel(), r.pass());
         common::assert_report(&r);
     }

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
+use metric_loss::testing::Grid;
 use metric_loss::{Gpu, Precision};
 
 use crate::Failure;
@@ -50,7 +51,8 @@ pub(crate) fn run(args: CheckArgs) -> Result<ExitCode, Failure> {
         "max rel err",
         ""
     );
-    let reports = metric_loss::testing::all_grids(&gpu, batch, dim, seed, precision)?;
+    let reports =
+        metric_loss::testing::all_grids(&gpu, &Grid::new(batch, dim, seed).precision(precision))?;
     let mut failed = 0;
     for r in &reports {
         let verdict = if r.pass() { "PASS" } else { "FAIL" };

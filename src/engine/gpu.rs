@@ -201,9 +201,10 @@ impl Gpu {
     /// wgpu 30, the version this crate re-exports as [`crate::wgpu`].
     ///
     /// No features are required (`TIMESTAMP_QUERY` is used for [`Gpu::set_profiling`] when
-    /// the device has it; f16 inputs and gradients need `SHADER_F16`). The kernels fit WebGPU's default limits (at most 8 storage
-    /// buffers per stage, 13.5 KiB of workgroup memory, 64 invocations per workgroup; a device
-    /// below that is a [`Error::LimitExceeded`] here, not a failure later);
+    /// the device has it; f16 inputs and gradients need `SHADER_F16`). The kernels fit
+    /// WebGPU's default limits (at most 8 storage buffers per stage, 13.5 KiB of workgroup
+    /// memory, 64 invocations per workgroup; a device below that is a
+    /// [`Error::LimitExceeded`] here, not a failure later);
     /// `max_storage_buffer_binding_size`, `max_buffer_size` and
     /// `max_compute_workgroups_per_dimension` bound the largest batch, so request the
     /// adapter's limits (`adapter.limits()`) for the largest batches.

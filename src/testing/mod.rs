@@ -76,6 +76,37 @@ pub fn contrastive_loss_tolerance(
     Tolerance::new(dim, pairs, loss_scale(cfg, d_max, pairs, spread))
 }
 
+/// The size, seed and input precision a case grid runs at.
+#[derive(Clone, Copy, Debug)]
+pub struct Grid {
+    /// Rows per case.
+    pub rows: usize,
+    /// The dimension.
+    pub dim: usize,
+    /// The seed of the random inputs.
+    pub seed: u64,
+    /// The inputs' precision.
+    pub precision: Precision,
+}
+
+impl Grid {
+    /// `rows × dim` f32 inputs drawn from `seed`.
+    pub fn new(rows: usize, dim: usize, seed: u64) -> Self {
+        Self {
+            rows,
+            dim,
+            seed,
+            precision: Precision::F32,
+        }
+    }
+
+    /// The same grid with inputs in `precision`.
+    pub fn precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+}
+
 /// A grid's input in the grid's precision: an f16 grid rounds its values to f16 (to
 /// nearest) before anything is derived from them, so every decision the grid keeps clear of
 /// rounding is cleared on the values the GPU reads, and the f64 reference reads the same.
@@ -220,14 +251,15 @@ pub fn clear_margins(cfg: &mut Contrastive, distances: &[f64], dim: usize, pos: 
 }
 
 /// Every combination of mode, distance, hinge, reduction and normalize on seeded Gaussian
-/// input of `rows × dim` in `precision`, GPU against CPU. Margins are placed clear of kinks.
-pub fn run_grid(
-    gpu: &Gpu,
-    rows: usize,
-    dim: usize,
-    seed: u64,
-    precision: Precision,
-) -> Result<Vec<Verdict>> {
+/// input of `rows × dim` in the grid's precision, GPU against CPU. Margins are placed clear
+/// of kinks.
+pub fn run_grid(gpu: &Gpu, grid: &Grid) -> Result<Vec<Verdict>> {
+    let Grid {
+        rows,
+        dim,
+        seed,
+        precision,
+    } = *grid;
     let mut rng = Rng::new(seed);
     let x = Held::new(rng.normals(rows * dim), precision);
     let b = Held::new(rng.normals(rows * dim), precision);
@@ -258,20 +290,14 @@ pub fn run_grid(
     Ok(reports)
 }
 
-/// Every family's grid (what `metric-loss check` runs), inputs in `precision`.
-pub fn all_grids(
-    gpu: &Gpu,
-    rows: usize,
-    dim: usize,
-    seed: u64,
-    precision: Precision,
-) -> Result<Vec<Verdict>> {
-    let mut out = run_grid(gpu, rows, dim, seed, precision)?;
-    out.extend(triplet::run_grid(gpu, rows, dim, seed, precision)?);
-    out.extend(softmax::run_grid(gpu, rows, dim, seed, precision)?);
-    out.extend(siglip::run_grid(gpu, rows, dim, seed, precision)?);
-    out.extend(weighting::run_grid(gpu, rows, dim, seed, precision)?);
-    out.extend(proxy::run_grid(gpu, rows, dim, seed, precision)?);
+/// Every family's grid (what `metric-loss check` runs), inputs in the grid's precision.
+pub fn all_grids(gpu: &Gpu, grid: &Grid) -> Result<Vec<Verdict>> {
+    let mut out = run_grid(gpu, grid)?;
+    out.extend(triplet::run_grid(gpu, grid)?);
+    out.extend(softmax::run_grid(gpu, grid)?);
+    out.extend(siglip::run_grid(gpu, grid)?);
+    out.extend(weighting::run_grid(gpu, grid)?);
+    out.extend(proxy::run_grid(gpu, grid)?);
     Ok(out)
 }
 

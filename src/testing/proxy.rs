@@ -1,10 +1,10 @@
 //! The class-proxy losses' case grid behind `metric-loss check`, and inputs clear of
 //! ArcFace's branch.
 
-use super::{Held, Rng};
+use super::{Grid, Held, Rng};
 use crate::reference::{dot, normalize, row, widen};
 use crate::tolerance::Verdict;
-use crate::{Embeddings, Gpu, Precision, Proxy, ProxyLoss, Result};
+use crate::{Embeddings, Gpu, Proxy, ProxyLoss, Result};
 
 /// The settings every grid runs: PML's defaults for both losses, and smaller margins and
 /// scales (the tolerance grows with s: a small s checks the tightest).
@@ -52,14 +52,14 @@ pub fn class_indices(rng: &mut Rng, rows: usize, classes: usize) -> Vec<u32> {
 /// ArcFace and CosFace at every setting of [`settings`] on seeded Gaussian queries of
 /// `rows × dim` against `rows / 2 + 3` classes (random class indices; queries on their
 /// class's weights, c = 1; queries opposite them, c = −1, past ArcFace's branch): GPU
-/// against CPU; queries and weights in `precision`.
-pub fn run_grid(
-    gpu: &Gpu,
-    rows: usize,
-    dim: usize,
-    seed: u64,
-    precision: Precision,
-) -> Result<Vec<Verdict>> {
+/// against CPU; queries and weights in the grid's precision.
+pub fn run_grid(gpu: &Gpu, grid: &Grid) -> Result<Vec<Verdict>> {
+    let Grid {
+        rows,
+        dim,
+        seed,
+        precision,
+    } = *grid;
     let mut rng = Rng::new(seed);
     let c = rows / 2 + 3;
     let x = Held::new(rng.normals(rows * dim), precision);

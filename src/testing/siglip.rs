@@ -1,8 +1,8 @@
 //! SigLIP's case grid behind `metric-loss check`.
 
-use super::{Held, Rng};
+use super::{Grid, Held, Rng};
 use crate::tolerance::Verdict;
-use crate::{Gpu, Labels, Precision, Result, Siglip};
+use crate::{Gpu, Labels, Result, Siglip};
 
 /// (t′, b) every grid runs: the paper's initialisation (ln 10, −10), a trained model's
 /// (t ≈ 112, b ≈ −16.5), no scale and no bias, and the largest scale accepted.
@@ -16,14 +16,14 @@ pub const SETTINGS: [(f32, f32); 4] = [
 /// SigLIP on two independent views, on a view against itself (every pair's similarity as
 /// large as a positive's), on the views against B with twice A's rows (extra negatives),
 /// and with labels (several positives a row), at every setting of [`SETTINGS`], on seeded
-/// Gaussian input of `rows × dim` in `precision`: GPU against CPU.
-pub fn run_grid(
-    gpu: &Gpu,
-    rows: usize,
-    dim: usize,
-    seed: u64,
-    precision: Precision,
-) -> Result<Vec<Verdict>> {
+/// Gaussian input of `rows × dim` in the grid's precision: GPU against CPU.
+pub fn run_grid(gpu: &Gpu, grid: &Grid) -> Result<Vec<Verdict>> {
+    let Grid {
+        rows,
+        dim,
+        seed,
+        precision,
+    } = *grid;
     let mut rng = Rng::new(seed);
     let a = Held::new(rng.normals(rows * dim), precision);
     let b = Held::new(rng.normals(2 * rows * dim), precision);

@@ -3,11 +3,9 @@
 
 pub use crate::losses::softmax::tolerance::{grad_scale, verdict};
 
-use super::{Held, Rng};
+use super::{Grid, Held, Rng};
 use crate::tolerance::Verdict;
-use crate::{
-    Embeddings, Gpu, Labels, Precision, ReferenceGrad, ReferenceSet, Result, Softmax, SoftmaxLoss,
-};
+use crate::{Embeddings, Gpu, Labels, ReferenceGrad, ReferenceSet, Result, Softmax, SoftmaxLoss};
 
 /// The temperatures every grid runs: the defaults, a warm one, a cold one and the smallest
 /// the crate accepts ([`crate::MIN_TEMPERATURE`]).
@@ -18,14 +16,14 @@ pub const TEMPERATURES: [f32; 5] = [0.07, 0.1, 0.5, 0.01, 1e-4];
 /// batch followed by the other, its gradient returned), CLIP on paired views, and InfoNCE
 /// on anchors against twice as many keys (labelled, with and without the reverse term), at
 /// every temperature of [`TEMPERATURES`], on seeded Gaussian input of `rows × dim`: GPU
-/// against CPU; every input in `precision`.
-pub fn run_grid(
-    gpu: &Gpu,
-    rows: usize,
-    dim: usize,
-    seed: u64,
-    precision: Precision,
-) -> Result<Vec<Verdict>> {
+/// against CPU; every input in the grid's precision.
+pub fn run_grid(gpu: &Gpu, grid: &Grid) -> Result<Vec<Verdict>> {
+    let Grid {
+        rows,
+        dim,
+        seed,
+        precision,
+    } = *grid;
     let mut rng = Rng::new(seed);
     let x = Held::new(rng.normals(rows * dim), precision);
     let b = Held::new(rng.normals(rows * dim), precision);

@@ -7,13 +7,13 @@
 //! that close to 0. Random cases are therefore drawn until every such gap is wider than
 //! [`decision_band`]; the margin is then placed clear of every hinge point.
 
-use super::{clear_margin, median, Held, Rng};
+use super::{clear_margin, median, Grid, Held, Rng};
 pub use crate::losses::triplet::mined_terms;
 use crate::losses::triplet::Mode;
 use crate::reference::{distance, prepare, row, widen};
 use crate::tolerance::{Verdict, F32_ROUNDOFF};
 use crate::{
-    Distance, Embeddings, Gpu, Labels, Mining, Precision, Reduction, ReferenceSet, Result, Triplet,
+    Distance, Embeddings, Gpu, Labels, Mining, Reduction, ReferenceSet, Result, Triplet,
     TripletOutput, TripletTerm,
 };
 
@@ -219,15 +219,16 @@ pub fn make_clear(cfg: &mut Triplet, dec: &Decisions, wanted: f64, band: f64) ->
 }
 
 /// Every option of explicit triplets, and every mining rule with its reductions, on seeded
-/// Gaussian input of `rows × dim` (rows/4 classes) in `precision`, GPU against CPU. Inputs
-/// are redrawn until their decisions are clear of rounding (at most 200 draws per case).
-pub fn run_grid(
-    gpu: &Gpu,
-    rows: usize,
-    dim: usize,
-    seed: u64,
-    precision: Precision,
-) -> Result<Vec<Verdict>> {
+/// Gaussian input of `rows × dim` (rows/4 classes) in the grid's precision, GPU against
+/// CPU. Inputs are redrawn until their decisions are clear of rounding (at most 200 draws
+/// per case).
+pub fn run_grid(gpu: &Gpu, grid: &Grid) -> Result<Vec<Verdict>> {
+    let Grid {
+        rows,
+        dim,
+        seed,
+        precision,
+    } = *grid;
     let mut reports = Vec::new();
     let mut rng = Rng::new(seed);
     for base in explicit_grid() {

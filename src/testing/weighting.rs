@@ -1,10 +1,10 @@
 //! The pair-weighting losses' case grid behind `metric-loss check`, and inputs clear of
 //! their decisions.
 
-use super::{Held, Rng};
+use super::{Grid, Held, Rng};
 use crate::reference::{dot, normalize, row, widen};
 use crate::tolerance::Verdict;
-use crate::{Embeddings, Gpu, Labels, Precision, Result, Weighting, WeightingLoss};
+use crate::{Embeddings, Gpu, Labels, Result, Weighting, WeightingLoss};
 
 /// How far the miner's comparisons must be from a tie, in similarity: far beyond an f32
 /// similarity's rounding (D·u), so that the GPU and the reference keep the same pairs.
@@ -99,14 +99,14 @@ pub fn settings() -> [Weighting; 6] {
 
 /// Multi-Similarity and Circle on labelled batches (random classes, two views, one class,
 /// all distinct, duplicate rows) at every setting of [`settings`], on seeded Gaussian input
-/// of `rows × dim` in `precision`: GPU against CPU.
-pub fn run_grid(
-    gpu: &Gpu,
-    rows: usize,
-    dim: usize,
-    seed: u64,
-    precision: Precision,
-) -> Result<Vec<Verdict>> {
+/// of `rows × dim` in the grid's precision: GPU against CPU.
+pub fn run_grid(gpu: &Gpu, grid: &Grid) -> Result<Vec<Verdict>> {
+    let Grid {
+        rows,
+        dim,
+        seed,
+        precision,
+    } = *grid;
     let mut rng = Rng::new(seed);
     let x = Held::new(rng.normals(rows * dim), precision)
         .values()
