@@ -12,7 +12,7 @@ use super::kernel::Layout;
 use super::kernel::{mirrored, Kernel, Slot, Step, Table};
 use super::plan::Plan;
 use super::recorder::{Recorder, RowBuf};
-use super::shader::Module;
+use super::shader::{self, Module};
 use super::sides::Side;
 use crate::error::{Error, Result};
 use crate::input::{DeviceGrad, DeviceLabels, DeviceRows, Precision};
@@ -20,14 +20,14 @@ use crate::input::{DeviceGrad, DeviceLabels, DeviceRows, Precision};
 pub(crate) static MODULE: Module = Module {
     file: "device.wgsl",
     source: include_str!("../../shaders/device.wgsl"),
-    includes: &[],
+    includes: &[&shader::TRANSFER],
     maps: &[],
     grad: GradLayout::None,
     staged: false,
     base: None,
 };
 
-/// Keep in sync with `DeviceParams` in shaders/device.wgsl.
+/// Keep in sync with `DeviceParams` in shaders/common/transfer.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub(crate) struct DeviceParams {
@@ -86,7 +86,7 @@ static SCATTER: Kernel<DeviceParams> = Kernel::new(&MODULE, "device_scatter_grad
 pub(crate) static HALF_MODULE: Module = Module {
     file: "half.wgsl",
     source: include_str!("../../shaders/half.wgsl"),
-    includes: &[],
+    includes: &[&shader::TRANSFER],
     maps: &[],
     grad: GradLayout::None,
     staged: false,

@@ -56,6 +56,7 @@ macro_rules! snippet {
 }
 
 snippet!(DISTANCE, "common/distance.wgsl");
+snippet!(TRANSFER, "common/transfer.wgsl");
 snippet!(HINGE, "common/hinge.wgsl");
 snippet!(REDUCE, "common/reduce.wgsl");
 snippet!(SMOOTH, "common/smooth.wgsl");
@@ -123,8 +124,18 @@ impl Module {
         out
     }
 
-    /// The base module's sources, then the snippets, then this file.
+    /// This file's `enable` directives (WGSL wants them before every declaration), the base
+    /// module's sources, then the snippets, then the rest of this file.
     fn push_sources(&self, out: &mut String) {
+        let body = self.source.trim_start();
+        let directives = body
+            .lines()
+            .take_while(|l| l.starts_with("enable "))
+            .map(|l| l.len() + 1)
+            .sum::<usize>()
+            .min(body.len());
+        out.push_str(&body[..directives]);
+        let body = &body[directives..];
         if let Some(base) = self.base {
             base.push_sources(out);
             out.push('\n');
@@ -135,6 +146,6 @@ impl Module {
             out.push('\n');
         }
         out.push_str(&format!("// ---- {} ----\n", self.file));
-        out.push_str(self.source);
+        out.push_str(body);
     }
 }

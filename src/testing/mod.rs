@@ -254,13 +254,8 @@ pub fn clear_margins(cfg: &mut Contrastive, distances: &[f64], dim: usize, pos: 
 /// input of `rows × dim` in the grid's precision, GPU against CPU. Margins are placed clear
 /// of kinks.
 pub fn run_grid(gpu: &Gpu, grid: &Grid) -> Result<Vec<Verdict>> {
-    let Grid {
-        rows,
-        dim,
-        seed,
-        precision,
-    } = *grid;
-    let mut rng = Rng::new(seed);
+    let (rows, dim, precision) = (grid.rows, grid.dim, grid.precision);
+    let mut rng = Rng::new(grid.seed);
     let x = Held::new(rng.normals(rows * dim), precision);
     let b = Held::new(rng.normals(rows * dim), precision);
     let classes = (rows / 4).max(2) as u64;

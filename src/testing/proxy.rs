@@ -54,13 +54,8 @@ pub fn class_indices(rng: &mut Rng, rows: usize, classes: usize) -> Vec<u32> {
 /// class's weights, c = 1; queries opposite them, c = −1, past ArcFace's branch): GPU
 /// against CPU; queries and weights in the grid's precision.
 pub fn run_grid(gpu: &Gpu, grid: &Grid) -> Result<Vec<Verdict>> {
-    let Grid {
-        rows,
-        dim,
-        seed,
-        precision,
-    } = *grid;
-    let mut rng = Rng::new(seed);
+    let (rows, dim, precision) = (grid.rows, grid.dim, grid.precision);
+    let mut rng = Rng::new(grid.seed);
     let c = rows / 2 + 3;
     let x = Held::new(rng.normals(rows * dim), precision);
     let w = Held::new(rng.normals(c * dim), precision);

@@ -18,13 +18,8 @@ pub const SETTINGS: [(f32, f32); 4] = [
 /// and with labels (several positives a row), at every setting of [`SETTINGS`], on seeded
 /// Gaussian input of `rows × dim` in the grid's precision: GPU against CPU.
 pub fn run_grid(gpu: &Gpu, grid: &Grid) -> Result<Vec<Verdict>> {
-    let Grid {
-        rows,
-        dim,
-        seed,
-        precision,
-    } = *grid;
-    let mut rng = Rng::new(seed);
+    let (rows, dim, precision) = (grid.rows, grid.dim, grid.precision);
+    let mut rng = Rng::new(grid.seed);
     let a = Held::new(rng.normals(rows * dim), precision);
     let b = Held::new(rng.normals(2 * rows * dim), precision);
     let (ae, be) = (a.view(rows, dim)?, b.view(rows, dim)?);

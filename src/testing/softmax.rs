@@ -18,13 +18,8 @@ pub const TEMPERATURES: [f32; 5] = [0.07, 0.1, 0.5, 0.01, 1e-4];
 /// every temperature of [`TEMPERATURES`], on seeded Gaussian input of `rows × dim`: GPU
 /// against CPU; every input in the grid's precision.
 pub fn run_grid(gpu: &Gpu, grid: &Grid) -> Result<Vec<Verdict>> {
-    let Grid {
-        rows,
-        dim,
-        seed,
-        precision,
-    } = *grid;
-    let mut rng = Rng::new(seed);
+    let (rows, dim, precision) = (grid.rows, grid.dim, grid.precision);
+    let mut rng = Rng::new(grid.seed);
     let x = Held::new(rng.normals(rows * dim), precision);
     let b = Held::new(rng.normals(rows * dim), precision);
     let (x, b) = (x.values().to_vec(), b.values().to_vec());

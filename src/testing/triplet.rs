@@ -223,14 +223,9 @@ pub fn make_clear(cfg: &mut Triplet, dec: &Decisions, wanted: f64, band: f64) ->
 /// CPU. Inputs are redrawn until their decisions are clear of rounding (at most 200 draws
 /// per case).
 pub fn run_grid(gpu: &Gpu, grid: &Grid) -> Result<Vec<Verdict>> {
-    let Grid {
-        rows,
-        dim,
-        seed,
-        precision,
-    } = *grid;
+    let (rows, dim, precision) = (grid.rows, grid.dim, grid.precision);
     let mut reports = Vec::new();
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::new(grid.seed);
     for base in explicit_grid() {
         let mut draw = 0;
         loop {

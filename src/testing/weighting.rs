@@ -101,13 +101,8 @@ pub fn settings() -> [Weighting; 6] {
 /// all distinct, duplicate rows) at every setting of [`settings`], on seeded Gaussian input
 /// of `rows × dim` in the grid's precision: GPU against CPU.
 pub fn run_grid(gpu: &Gpu, grid: &Grid) -> Result<Vec<Verdict>> {
-    let Grid {
-        rows,
-        dim,
-        seed,
-        precision,
-    } = *grid;
-    let mut rng = Rng::new(seed);
+    let (rows, dim, precision) = (grid.rows, grid.dim, grid.precision);
+    let mut rng = Rng::new(grid.seed);
     let x = Held::new(rng.normals(rows * dim), precision)
         .values()
         .to_vec();
