@@ -546,3 +546,112 @@ fn a_queue_refuses_f16_pushes() {
     assert!(matches!(e, Error::InvalidBuffer { .. }), "{e}");
     assert!(e.to_string().contains("f32 rows"), "{e}");
 }
+
+/// `f16 gradient` within one f16 ulp of `f32 gradient`, value by value.
+fn within_an_ulp(g16: &[f16], g32: &[f32]) {
+    assert_eq!(g16.len(), g32.len());
+    for (i, (h, &v)) in g16.iter().zip(g32).enumerate() {
+        let g = h.to_f32();
+        assert!((g - v).abs() <= ulp16(v), "value {i}: {g} vs {v}");
+    }
+}
+
+/// A batch loss's device form on f16 rows with an f16 gradient: the loss of the widened f32
+/// rows to the bit, the gradient within one f16 ulp of theirs.
+fn device_same_as_widened<L: BatchLoss>(gpu: &Gpu, loss: &L, seed: u64) {
+    let (rows, dim) = (70, 6);
+    let mut rng = Rng::new(seed);
+    let (h, w) = drawn(&mut rng, rows, dim);
+    let ids: Vec<u32> = (0..rows).map(|_| rng.below(9) as u32).collect();
+    let lbuf = gpu.storage_buffer("l", bytemuck::cast_slice(&ids));
+    let (x16, x32) = (
+        gpu.storage_buffer("x16", bytemuck::cast_slice(&h)),
+        gpu.storage_buffer("x32", bytemuck::cast_slice(&w)),
+    );
+    let (g16, g32) = (
+        gpu.storage_buffer("g16", &vec![0u8; 2 * rows * dim]),
+        gpu.storage_buffer("g32", &vec![0u8; 4 * rows * dim]),
+    );
+    let run = |x: &wgpu::Buffer, g: &wgpu::Buffer, p: Precision| {
+        loss.batch_device(
+            gpu,
+            DeviceRows::new(x, rows, dim).precision(p),
+            DeviceLabels::new(&lbuf),
+            Some(DeviceGrad::new(g, dim).precision(p)),
+            Target::Submit,
+        )
+        .unwrap()
+        .read(gpu)
+        .unwrap()
+    };
+    let (a, b) = (
+        run(&x16, &g16, Precision::F16),
+        run(&x32, &g32, Precision::F32),
+    );
+    assert_eq!(a.to_bits(), b.to_bits());
+    let got: Vec<f16> = bytemuck::pod_collect_to_vec(&gpu.read_buffer(&g16).unwrap());
+    within_an_ulp(&got, &gpu.read_f32(&g32).unwrap());
+}
+
+#[test]
+fn every_family_reads_f16_device_buffers() {
+    let Some(gpu) = common::gpu() else { return };
+    device_same_as_widened(gpu, &Contrastive::default(), 12);
+    device_same_as_widened(gpu, &Triplet::default(), 13);
+    device_same_as_widened(gpu, &Softmax::ntxent(), 14);
+    device_same_as_widened(gpu, &Weighting::multi_similarity(), 15);
+    // SigLIP (two f16 views) and ArcFace (f16 queries and class weights), both gradients.
+    let (rows, dim, classes) = (70, 6, 40);
+    let mut rng = Rng::new(16);
+    let (ha, wa) = drawn(&mut rng, rows, dim);
+    let (hb, wb) = drawn(&mut rng, rows, dim); // ArcFace: the first `classes` rows
+    let buf = |name, bytes: &[u8]| gpu.storage_buffer(name, bytes);
+    let (a16, a32) = (
+        buf("a16", bytemuck::cast_slice(&ha)),
+        buf("a32", bytemuck::cast_slice(&wa)),
+    );
+    let (b16, b32) = (
+        buf("b16", bytemuck::cast_slice(&hb)),
+        buf("b32", bytemuck::cast_slice(&wb)),
+    );
+    let zeros = |n: usize, p: Precision| buf("g", &vec![0u8; n * dim * p.bytes() as usize]);
+    let ids: Vec<u32> = (0..rows)
+        .map(|_| rng.below(classes as u64) as u32)
+        .collect();
+    let lbuf = buf("ids", bytemuck::cast_slice(&ids));
+    for (name, n_b) in [("siglip", rows), ("arcface", classes)] {
+        let mut grads = Vec::new();
+        let mut losses = Vec::new();
+        for (p, a, b) in [(Precision::F16, &a16, &b16), (Precision::F32, &a32, &b32)] {
+            let (ga, gb) = (zeros(rows, p), zeros(n_b, p));
+            let ra = DeviceRows::new(a, rows, dim).precision(p);
+            let rb = DeviceRows::new(b, n_b, dim).precision(p);
+            let (da, db) = (
+                DeviceGrad::new(&ga, dim).precision(p),
+                DeviceGrad::new(&gb, dim).precision(p),
+            );
+            let out = match name {
+                "siglip" => {
+                    Siglip::default().pairs_device(gpu, ra, rb, Some([da, db]), Target::Submit)
+                }
+                _ => Proxy::arcface().batch_device(
+                    gpu,
+                    ra,
+                    DeviceLabels::new(&lbuf),
+                    rb,
+                    Some(da),
+                    Some(db),
+                    Target::Submit,
+                ),
+            };
+            losses.push(out.unwrap().read(gpu).unwrap());
+            grads.push((gpu.read_buffer(&ga).unwrap(), gpu.read_buffer(&gb).unwrap()));
+        }
+        assert_eq!(losses[0].to_bits(), losses[1].to_bits(), "{name}");
+        for (h, w) in [(&grads[0].0, &grads[1].0), (&grads[0].1, &grads[1].1)] {
+            let h: Vec<f16> = bytemuck::pod_collect_to_vec(h);
+            let w: Vec<f32> = bytemuck::pod_collect_to_vec(w);
+            within_an_ulp(&h, &w);
+        }
+    }
+}
