@@ -20,6 +20,8 @@ cases=(
     "--loss arcface --classes 4096 --batch 4096 --dim 128 --repeat 3"
     "--loss contrastive --batch 65536 --dim 16 --repeat 1 --warmup 0"
     "--loss ntxent --batch 65536 --dim 16 --repeat 1 --warmup 0"
+    "--loss contrastive --mode pairs --batch 65536 --dim 128 --repeat 3"
+    "--loss triplet --mode triplets --batch 65536 --dim 128 --repeat 3"
 )
 log=$(mktemp)
 trap 'rm -f "$log" "$log.time"' EXIT
