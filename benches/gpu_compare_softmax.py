@@ -18,9 +18,10 @@ warm-up) of
     independent B x D views;
   * Multi-Similarity and Circle as pytorch-metric-learning's MultiSimilarityLoss() and
     CircleLoss() (PML's defaults), float32, labels uniform over B/8 classes (as `bench`);
-  * ArcFace and CosFace as PML's ArcFaceLoss(num_classes=C, embedding_size=D) and
-    CosFaceLoss(...) (PML's defaults; its W a parameter with a gradient), float32, B queries
-    against --classes C unit-row class weights, class indices uniform below C.
+  * ArcFace, CosFace and sub-center ArcFace as PML's ArcFaceLoss(num_classes=C,
+    embedding_size=D), CosFaceLoss(...) and SubCenterArcFaceLoss(...) (PML's defaults, 3
+    sub-centres; its W a parameter with a gradient), float32, B queries against --classes C
+    unit-row class weights (C·3 rows with sub-centres), class indices uniform below C.
 Each PyTorch measurement runs in a child process, so that one running out of memory
 (CUDA OOM, or on the CPU an address-space cap of --max-cpu-gb) is reported as OOM with the
 rest of the table intact; its peak memory is torch.cuda.max_memory_allocated() on a GPU and
@@ -51,6 +52,11 @@ def inputs(b, d, seed):
 def class_labels(b):
     """Labels uniform over B/8 classes (seeded by B)."""
     return np.random.default_rng(b + 7).integers(0, max(b // 8, 1), b).astype(np.int64)
+
+
+def sub_centers(loss):
+    """W's rows a class: PML's SubCenterArcFaceLoss default, 3."""
+    return 3 if loss == "subcenter-arcface" else 1
 
 
 def class_indices(b, classes):
@@ -110,12 +116,15 @@ def child(args):
                 loss = fn(x, labels)
                 loss.backward()
                 box["loss"] = loss.item()
-        elif args.child in ("arcface", "cosface"):
-            from pytorch_metric_learning.losses import ArcFaceLoss, CosFaceLoss
+        elif args.child in ("arcface", "cosface", "subcenter-arcface"):
+            from pytorch_metric_learning.losses import (ArcFaceLoss, CosFaceLoss,
+                                                        SubCenterArcFaceLoss)
 
-            cls = ArcFaceLoss if args.child == "arcface" else CosFaceLoss
+            cls = {"arcface": ArcFaceLoss, "cosface": CosFaceLoss,
+                   "subcenter-arcface": SubCenterArcFaceLoss}[args.child]
             fn = cls(num_classes=args.classes, embedding_size=d).to(device)
-            fn.W.data = torch.tensor(inputs(args.classes, d, seed=b + 2).T.copy(), device=device)
+            rows = args.classes * sub_centers(args.child)
+            fn.W.data = torch.tensor(inputs(rows, d, seed=b + 2).T.copy(), device=device)
             labels = torch.tensor(class_indices(b, args.classes), device=device)
 
             def run():
@@ -177,11 +186,11 @@ def torch_run(loss, b, args):
 def ml_run(exe, loss, b, args):
     with tempfile.TemporaryDirectory() as tmp:
         common = ["--temperature", str(args.temperature)] if loss in ("ntxent", "clip") else []
-        if loss in ("arcface", "cosface"):
+        if loss in ("arcface", "cosface", "subcenter-arcface"):
             xp, lp, wp = (os.path.join(tmp, f) for f in ("x.npy", "l.npy", "w.npy"))
             np.save(xp, inputs(b, args.dim, seed=b))
             np.save(lp, class_indices(b, args.classes))
-            np.save(wp, inputs(args.classes, args.dim, seed=b + 2))
+            np.save(wp, inputs(args.classes * sub_centers(loss), args.dim, seed=b + 2))
             bench = ["--batch", str(b), "--dim", str(args.dim), "--classes", str(args.classes)]
             ev = ["eval", "--loss", loss, "--embeddings", xp, "--labels", lp, "--weights", wp]
         elif loss in ("ntxent", "multi-similarity", "circle"):
@@ -223,7 +232,8 @@ def main():
     ap.add_argument("--exe", default="target/release/metric-loss")
     ap.add_argument("--softmax-batches", default="1024,2048,4096,16384,65536")
     ap.add_argument("--softmax-losses",
-                    default="ntxent,clip,siglip,multi-similarity,circle,arcface,cosface")
+                    default="ntxent,clip,siglip,multi-similarity,circle,arcface,cosface,"
+                            "subcenter-arcface")
     ap.add_argument("--classes", type=int, default=100000)
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=3)

@@ -1,16 +1,18 @@
-// The class-proxy losses, ArcFace (Deng et al. 2019) and CosFace (Wang et al. 2018), as
-// pytorch-metric-learning computes them: queries X (B rows, labels y_i < C) against the class
-// weights W (C rows, one per class), both normalised by the host (normalize.wgsl), c_ij =
-// x̂_i·ŵ_j. Query i's logits are z_ij = s·c_ij for j ≠ y_i and z_iy = s·ψ(c_iy) for its
-// class:
+// The class-proxy losses, ArcFace (Deng et al. 2019), CosFace (Wang et al. 2018) and
+// sub-center ArcFace (Deng et al. 2020), as pytorch-metric-learning computes them: queries X
+// (B rows, labels y_i < C) against the class weights W (C·K rows, rows jK .. jK + K − 1
+// class j's sub-centres), both normalised by the host (normalize.wgsl), c_ij = max over
+// class j's sub-centres k of x̂_i·ŵ_jk (K = 1: x̂_i·ŵ_j). Query i's logits are z_ij = s·c_ij
+// for j ≠ y_i and z_iy = s·ψ(c_iy) for its class:
 //   arcface  ψ(c) = cos(θ + m) = c·cos m − sin θ·sin m while θ ≤ π − m (c ≥ −cos m), else
 //            c − m·sin m (PML's monotonic continuation); ψ′(c) = cos m + c·sin m / sin θ,
 //            sin θ = √((1 − c)(1 + c)) floored at SIN_FLOOR, else 1
 //   cosface  ψ(c) = c − m, ψ′ = 1
 // and L_i = log Σ_j e^(z_ij) − z_iy, the mean over the B queries. dL/dc_ij = (p_ij − [j = y_i])
-// · dz_ij/dc_ij / B, p the softmax of row i. Nothing B×C exists: the log-sum-exp runs online
-// over W's windows, and two gradient sweeps recompute c (queries against W for dL/dX, W
-// against the queries for dL/dW).
+// · dz_ij/dc_ij / B, p the softmax of row i, all of it to the winning sub-centre (the first
+// largest). Nothing B×C exists: the log-sum-exp runs online over W's windows, and two
+// gradient sweeps recompute c (queries against W for dL/dX, W against the queries for
+// dL/dW). The plan's windows hold whole classes (src/losses/proxy/steps.rs).
 // Stages (the host dispatches each sweep once per (row window, column window),
 // src/engine/plan.rs; its table of these entry points is src/losses/proxy/kernels.rs). The
 // sweeps are proxy_rows.wgsl's maps on the pair engine (that file includes this one).
@@ -26,7 +28,8 @@
 //   0 uniform        params     ProxyParams
 //   1 storage, read  rows       normalised rows of the row window
 //   2 storage, read  cols       normalised rows of the column window
-//   3 storage, read  row_class  class id per row of the row window (W's rows: their index)
+//   3 storage, read  row_class  class id per row of the row window (W's rows: their index,
+//                               class index·K + sub-centre)
 //   4 storage, read  col_class  class id per row of the column window
 //   5 storage, rw    stats      ProxyStats per query of the row window
 //   6 storage, read  row_coefs  proxy_rows_grad side 0: the row window's coefficients
@@ -59,12 +62,15 @@ struct ProxyParams {
     cos_m: f32,
     sin_m: f32,
     inv_b: f32,       // dL/dterm, 1/B
-    _pad0: u32,
+    sub_centers: u32, // K, W's rows per class
 }
 
 // Keep in sync with `Proxy::kernel_code` in src/losses/proxy/mod.rs.
 const LOSS_ARCFACE: u32 = 0u;
 const LOSS_COSFACE: u32 = 1u;
+
+// No class (a sub-centre sweep before its first column).
+const NO_CLASS: u32 = 0xffffffffu;
 
 // Keep in sync with `SIN_FLOOR` in src/losses/proxy/mod.rs.
 const SIN_FLOOR: f32 = 1e-4;

@@ -2,8 +2,9 @@
 //!
 //! Metric-learning losses with gradients — contrastive, triplet (explicit or mined:
 //! all, batch-hard, semi-hard), softmax-contrastive (NT-Xent, SupCon, CLIP, InfoNCE, with
-//! dL/dτ), SigLIP (with dL/dt′ and dL/db), Multi-Similarity and Circle, and ArcFace and
-//! CosFace over class weights — and the measurements around them (k-NN, retrieval metrics, margin statistics),
+//! dL/dτ), SigLIP (with dL/dt′ and dL/db), Multi-Similarity and Circle, and ArcFace,
+//! CosFace and sub-center ArcFace over class weights — and the measurements around them
+//! (k-NN, retrieval metrics, margin statistics),
 //! computed by WGSL compute kernels through [`wgpu`] on any GPU (Vulkan, Metal, DX12) or
 //! on Mesa's software Vulkan driver. In-batch losses tile the pair space: no B×B buffer
 //! exists, so any batch whose rows fit in device memory runs. Every loss has an f64 CPU
@@ -26,7 +27,8 @@
 //!
 //! # What is here
 //! - The losses: [`Contrastive`], [`Triplet`], [`Softmax`], [`Siglip`], [`Weighting`]
-//!   (Multi-Similarity, Circle) and [`Proxy`] (ArcFace, CosFace). Each has the same calls:
+//!   (Multi-Similarity, Circle) and [`Proxy`] (ArcFace, CosFace, sub-center ArcFace). Each
+//!   has the same calls:
 //!   a labelled `batch` (SigLIP: `pairs` of two views; the proxies: a batch against class
 //!   weights) and, where the family has one, a mode of matched rows (`pairs`, or
 //!   `explicit` triplets), each on host slices, as the f64 CPU reference (`*_cpu`), on the

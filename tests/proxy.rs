@@ -1,17 +1,19 @@
-//! ArcFace and CosFace: the GPU against the f64 reference under the tolerance rule at sizes
-//! around the engine's 128-row block and 16-column tiles, with many classes on a device
-//! whose bindings hold a small part of them, on every engine configuration; the
-//! reference's gradients against finite differences (both of ArcFace's branches); the
-//! definitions on hand-worked values; the device-resident path and its class check; and
-//! the input errors.
+//! ArcFace, CosFace and sub-center ArcFace: the GPU against the f64 reference under the
+//! tolerance rule at sizes around the engine's 128-row block and 16-column tiles, with many
+//! classes on a device whose bindings hold a small part of them, on every engine
+//! configuration; the reference's gradients against finite differences (both of ArcFace's
+//! branches, and sub-centres); the definitions on hand-worked values; the device-resident
+//! path and its class check; and the input errors.
 
 mod common;
 
 use metric_loss::device::{DeviceGrad, DeviceLabels, DeviceRows, Target};
-use metric_loss::testing::proxy::{branch_margin, class_indices, settings};
+use metric_loss::testing::proxy::{
+    branch_margin, class_indices, settings, tie_gap, tie_margin, Case,
+};
 use metric_loss::testing::proxy_reference::batch_with_mass;
 use metric_loss::testing::Rng;
-use metric_loss::{Embeddings, Error, Gpu, GpuOptions, Grads, Proxy, ProxyLoss};
+use metric_loss::{Embeddings, Error, Gpu, GpuOptions, Grads, Precision, Proxy, ProxyLoss};
 
 /// (queries, classes, dim) around the block and tile edges, classes fewer and many more.
 const SIZES: [(usize, usize, usize); 6] = [
@@ -25,19 +27,20 @@ const SIZES: [(usize, usize, usize); 6] = [
 
 fn check_sizes(gpu: &Gpu, sizes: &[(usize, usize, usize)], what: &str) {
     for (seed, &(n, c, dim)) in sizes.iter().enumerate() {
-        let mut rng = Rng::new(seed as u64 + 40);
-        let (x, w) = (rng.normals(n * dim), rng.normals(c * dim));
-        let classes = class_indices(&mut rng, n, c);
-        let (xe, we) = (
-            Embeddings::new(&x, n, dim).unwrap(),
-            Embeddings::new(&w, c, dim).unwrap(),
-        );
         for cfg in settings() {
+            let k = cfg.sub_centers as usize;
+            let case = Case::new(&cfg, seed as u64 + 40, (n, c, dim), Precision::F32).unwrap();
+            let (xe, we, classes) = (
+                case.x.view(n, dim).unwrap(),
+                case.w.view(c * k, dim).unwrap(),
+                &case.classes,
+            );
             assert!(
-                branch_margin(&cfg, &xe, &classes, &we) > 1e-4,
+                branch_margin(&cfg, &xe, classes, &we) > 1e-4,
                 "inputs on the branch"
             );
-            let mut v = cfg.batch_check(gpu, &xe, &classes, &we).unwrap();
+            assert!(tie_margin(&cfg, &xe, &we) >= tie_gap(dim));
+            let mut v = cfg.batch_check(gpu, &xe, classes, &we).unwrap();
             v.name = format!("{what} B={n} C={c} D={dim} {}", v.name);
             common::assert_report(&v);
         }
@@ -58,17 +61,22 @@ fn proxy_matches_on_every_engine() {
     }
 }
 
+/// A device like `gpu` whose storage bindings hold `rows` rows of 16 f32 values.
+fn binding_rows(gpu: &Gpu, rows: u64) -> Gpu {
+    let mut limits = gpu.limits().clone();
+    limits.max_storage_buffer_binding_size = rows * 16 * 4;
+    Gpu::with_options(GpuOptions {
+        limits: Some(limits),
+        ..GpuOptions::default()
+    })
+    .unwrap()
+}
+
 #[test]
 fn many_classes_on_a_small_device() {
     let Some(gpu) = common::gpu() else { return };
     // 20,000 classes: B×C×4 bytes is 5.6 MB; the bindings hold 64 rows (4 KiB).
-    let mut limits = gpu.limits().clone();
-    limits.max_storage_buffer_binding_size = 64 * 16 * 4;
-    let small = Gpu::with_options(GpuOptions {
-        limits: Some(limits),
-        ..GpuOptions::default()
-    })
-    .unwrap();
+    let small = binding_rows(gpu, 64);
     let (n, c, dim) = (70, 20_000, 16);
     let mut rng = Rng::new(7);
     let (x, w) = (rng.normals(n * dim), rng.normals(c * dim));
@@ -81,24 +89,36 @@ fn many_classes_on_a_small_device() {
     for cfg in [Proxy::arcface(), Proxy::cosface()] {
         common::assert_report(&cfg.batch_check(&small, &xe, &classes, &we).unwrap());
     }
+    // Sub-centres: windows of whole classes (192 rows for K = 3) over 60,000 rows of W.
+    let small = binding_rows(gpu, 192);
+    let cfg = Proxy::subcenter_arcface();
+    let case = Case::new(&cfg, 8, (n, c, dim), Precision::F32).unwrap();
+    let (xe, we) = (
+        case.x.view(n, dim).unwrap(),
+        case.w.view(3 * c, dim).unwrap(),
+    );
+    common::assert_report(&cfg.batch_check(&small, &xe, &case.classes, &we).unwrap());
+    // A window too short for a whole class: a typed error, not a split class.
+    let cfg = cfg.with_sub_centers(5).unwrap();
+    let w5 = common::normals(9, 5 * 10 * dim);
+    let we5 = Embeddings::new(&w5, 50, dim).unwrap();
+    let x5 = Embeddings::new(&case.x.values()[..10 * dim], 10, dim).unwrap();
+    let r = cfg.batch(&small, &x5, &[0; 10], &we5, Grads::Skip);
+    assert!(matches!(r, Err(Error::LimitExceeded { .. })), "{r:?}");
 }
 
 #[test]
 fn deterministic() {
     let Some(gpu) = common::gpu() else { return };
-    let mut rng = Rng::new(3);
     let (n, c, dim) = (100, 300, 20);
-    let (x, w) = (rng.normals(n * dim), rng.normals(c * dim));
-    let classes = class_indices(&mut rng, n, c);
-    let (xe, we) = (
-        Embeddings::new(&x, n, dim).unwrap(),
-        Embeddings::new(&w, c, dim).unwrap(),
-    );
     for cfg in settings() {
-        let a = cfg.batch(gpu, &xe, &classes, &we, Grads::Compute).unwrap();
-        let b = cfg.batch(gpu, &xe, &classes, &we, Grads::Compute).unwrap();
+        let case = Case::new(&cfg, 3, (n, c, dim), Precision::F32).unwrap();
+        let (classes, xe) = (&case.classes, case.x.view(n, dim).unwrap());
+        let we = case.w.view(c * cfg.sub_centers as usize, dim).unwrap();
+        let a = cfg.batch(gpu, &xe, classes, &we, Grads::Compute).unwrap();
+        let b = cfg.batch(gpu, &xe, classes, &we, Grads::Compute).unwrap();
         assert_eq!(common::bits(&a), common::bits(&b));
-        let skip = cfg.batch(gpu, &xe, &classes, &we, Grads::Skip).unwrap();
+        let skip = cfg.batch(gpu, &xe, classes, &we, Grads::Skip).unwrap();
         assert_eq!(skip.loss.to_bits(), a.loss.to_bits());
     }
 }
@@ -114,27 +134,49 @@ fn reference_gradients_match_finite_differences() {
     for k in 0..dim {
         x[4 * dim + k] = -w[dim + k] + 0.1 * x[4 * dim + k];
     }
+    check_finite_differences(
+        &x,
+        &w,
+        &classes,
+        dim,
+        &[
+            Proxy::arcface(),
+            Proxy::new(
+                ProxyLoss::ArcFace {
+                    margin_degrees: 60.0,
+                },
+                3.0,
+            )
+            .unwrap(),
+            Proxy::cosface(),
+        ],
+    );
+    // Sub-centres: 3 a class, every winner clear of its siblings (the max is smooth there).
+    let cfgs = [
+        Proxy::subcenter_arcface(),
+        Proxy::new(ProxyLoss::CosFace { margin: 0.2 }, 2.0)
+            .unwrap()
+            .with_sub_centers(3)
+            .unwrap(),
+    ];
+    let case = Case::new(&cfgs[0], 10, (n, c, dim), Precision::F32).unwrap();
+    let x: Vec<f64> = case.x.values().iter().map(|&v| f64::from(v)).collect();
+    let w: Vec<f64> = case.w.values().iter().map(|&v| f64::from(v)).collect();
+    check_finite_differences(&x, &w, &case.classes, dim, &cfgs);
+}
+
+fn check_finite_differences(x: &[f64], w: &[f64], classes: &[u32], dim: usize, cfgs: &[Proxy]) {
     let h = 1e-6;
-    for cfg in [
-        Proxy::arcface(),
-        Proxy::new(
-            ProxyLoss::ArcFace {
-                margin_degrees: 60.0,
-            },
-            3.0,
-        )
-        .unwrap(),
-        Proxy::cosface(),
-    ] {
-        let (r, _) = batch_with_mass(&cfg, &x, &classes, &w, dim, Grads::Compute);
+    for &cfg in cfgs {
+        let (r, _) = batch_with_mass(&cfg, x, classes, w, dim, Grads::Compute);
         let loss = |x: &[f64], w: &[f64]| {
-            batch_with_mass(&cfg, x, &classes, w, dim, Grads::Skip)
+            batch_with_mass(&cfg, x, classes, w, dim, Grads::Skip)
                 .0
                 .loss
         };
         for (side, grad) in r.grads.iter().enumerate() {
             for k in 0..grad.len() {
-                let (mut p, mut q) = ([x.clone(), w.clone()], [x.clone(), w.clone()]);
+                let (mut p, mut q) = ([x.to_vec(), w.to_vec()], [x.to_vec(), w.to_vec()]);
                 p[side][k] += h;
                 q[side][k] -= h;
                 let fd = (loss(&p[0], &p[1]) - loss(&q[0], &q[1])) / (2.0 * h);
@@ -331,4 +373,137 @@ fn column_windows_stay_within_the_loop_budget() {
         v.name = format!("C={c} D={dim} {}", v.name);
         common::assert_report(&v);
     }
+    // Sub-centres add their recomputed cosines to every column's loop count: 3,000 rows of
+    // W at D = 512 run in windows of one 192-row class block.
+    let cfg = Proxy::subcenter_arcface();
+    let (n, c, dim) = (64, 1_000, 512);
+    let case = Case::new(&cfg, 5, (n, c, dim), Precision::F32).unwrap();
+    let (xe, we) = (
+        case.x.view(n, dim).unwrap(),
+        case.w.view(3 * c, dim).unwrap(),
+    );
+    common::assert_report(&cfg.batch_check(gpu, &xe, &case.classes, &we).unwrap());
+}
+
+#[test]
+fn sub_centres_by_hand() {
+    // x = e1 against class 0's sub-centres (e2, e1) and class 1's (−e1, (e1 + e2)/√2), s = 1,
+    // CosFace m = 0.35, class 0: its cosine is 1 (sub-centre 1), class 1's is 1/√2
+    // (sub-centre 1): L = log(e^0.65 + e^(1/√2)) − 0.65, and only W's rows 1 and 3 get a
+    // gradient.
+    let r2 = std::f32::consts::FRAC_1_SQRT_2;
+    let x = [1.0f32, 0.0];
+    let w = [0.0f32, 1.0, 1.0, 0.0, -1.0, 0.0, r2, r2];
+    let (xe, we) = (
+        Embeddings::new(&x, 1, 2).unwrap(),
+        Embeddings::new(&w, 4, 2).unwrap(),
+    );
+    let cfg = Proxy::new(ProxyLoss::CosFace { margin: 0.35 }, 1.0)
+        .unwrap()
+        .with_sub_centers(2)
+        .unwrap();
+    let r = cfg.batch_cpu(&xe, &[0], &we, Grads::Compute).unwrap();
+    let z0 = 1.0 - f64::from(0.35f32);
+    let z1 = f64::from(r2) * f64::from(r2) * 2.0f64.sqrt();
+    let want = (z0.exp() + z1.exp()).ln() - z0;
+    assert!((r.loss - want).abs() < 1e-7, "{} vs {want}", r.loss);
+    let gw = r.grads[1].values();
+    assert_eq!(&gw[0..2], &[0.0, 0.0]);
+    assert_eq!(&gw[4..6], &[0.0, 0.0]);
+    assert!(gw[2..4].iter().chain(&gw[6..8]).any(|&v| v != 0.0));
+    if let Some(gpu) = common::gpu() {
+        common::assert_report(&cfg.batch_check(gpu, &xe, &[0], &we).unwrap());
+        let g = cfg.batch(gpu, &xe, &[0], &we, Grads::Compute).unwrap();
+        let gw = g.grads[1].values();
+        assert_eq!((&gw[0..2], &gw[4..6]), (&[0.0, 0.0][..], &[0.0, 0.0][..]));
+    }
+}
+
+#[test]
+fn sub_centres_on_the_device_and_their_errors() {
+    let (n, c, dim) = (70, 150, 10);
+    let cfg = Proxy::subcenter_arcface();
+    let case = Case::new(&cfg, 22, (n, c, dim), Precision::F32).unwrap();
+    let (xe, we) = (
+        case.x.view(n, dim).unwrap(),
+        case.w.view(3 * c, dim).unwrap(),
+    );
+    // W's rows a multiple of K; K in 1 ..= 64; class indices below C, not C·K.
+    let short = case.w.view(3 * c - 1, dim).unwrap();
+    assert!(matches!(
+        cfg.batch_cpu(&xe, &case.classes, &short, Grads::Skip),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    for k in [0, 65] {
+        assert!(matches!(
+            cfg.with_sub_centers(k),
+            Err(Error::InvalidOption {
+                name: "sub-centers",
+                ..
+            })
+        ));
+    }
+    let mut past = case.classes.clone();
+    past[5] = c as u32;
+    assert!(matches!(
+        cfg.batch_cpu(&xe, &past, &we, Grads::Skip),
+        Err(Error::ClassOutOfRange {
+            queries: 1,
+            classes: 150,
+            ..
+        })
+    ));
+    let Some(gpu) = common::gpu() else { return };
+    let xb = gpu.storage_buffer("caller", bytemuck::cast_slice(case.x.values()));
+    let wb = gpu.storage_buffer("caller", bytemuck::cast_slice(case.w.values()));
+    let gx = gpu.storage_buffer("caller", &vec![0u8; n * dim * 4]);
+    let gw = gpu.storage_buffer("caller", &vec![0u8; 3 * c * dim * 4]);
+    for (labels, out_of_range) in [(&case.classes, 0), (&past, 1)] {
+        let lb = gpu.storage_buffer("caller", bytemuck::cast_slice(labels));
+        let d = cfg
+            .batch_device(
+                gpu,
+                DeviceRows::new(&xb, n, dim),
+                DeviceLabels::new(&lb),
+                DeviceRows::new(&wb, 3 * c, dim),
+                Some(DeviceGrad::new(&gx, dim)),
+                Some(DeviceGrad::new(&gw, dim)),
+                Target::Submit,
+            )
+            .unwrap();
+        if out_of_range > 0 {
+            assert!(matches!(
+                d.read(gpu),
+                Err(Error::ClassOutOfRange {
+                    queries: 1,
+                    classes: 150,
+                    first: None
+                })
+            ));
+            continue;
+        }
+        let loss = d.read(gpu).unwrap();
+        let host = cfg.batch(gpu, &xe, labels, &we, Grads::Compute).unwrap();
+        assert!(
+            (loss - host.loss).abs() <= 1e-5 * host.loss,
+            "{loss} vs {}",
+            host.loss
+        );
+        assert_eq!(gpu.read_f32(&gx).unwrap(), host.grads[0].values());
+        assert_eq!(gpu.read_f32(&gw).unwrap(), host.grads[1].values());
+    }
+    let wrong = DeviceRows::new(&wb, 3 * c - 1, dim);
+    let lb = gpu.storage_buffer("caller", bytemuck::cast_slice(&case.classes));
+    assert!(matches!(
+        cfg.batch_device(
+            gpu,
+            DeviceRows::new(&xb, n, dim),
+            DeviceLabels::new(&lb),
+            wrong,
+            None,
+            None,
+            Target::Submit
+        ),
+        Err(Error::ShapeMismatch { .. })
+    ));
 }

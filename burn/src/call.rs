@@ -17,7 +17,7 @@ pub enum Family {
     Siglip(Siglip),
     /// [`Weighting`]: Multi-Similarity, Circle.
     Weighting(Weighting),
-    /// [`Proxy`]: ArcFace, CosFace.
+    /// [`Proxy`]: ArcFace, CosFace, sub-center ArcFace.
     Proxy(Proxy),
 }
 

@@ -3,10 +3,10 @@
 //! metric-loss's losses as autodiff operations of [burn](https://burn.dev) 0.22 on its wgpu
 //! backend (with or without fusion): contrastive, triplet (mined or explicit), the
 //! softmax losses (NT-Xent, SupCon, CLIP, InfoNCE), SigLIP, Multi-Similarity, Circle,
-//! ArcFace and CosFace, in-batch, on matched rows, against class weights, or queries
-//! against reference rows. burn and metric-loss share one `wgpu::Device`: a loss reads the
-//! embeddings' buffer where burn wrote it and writes dL/dX into a burn tensor's buffer, with
-//! no copy through the host and no B×B tensor.
+//! ArcFace, CosFace and sub-center ArcFace, in-batch, on matched rows, against class
+//! weights, or queries against reference rows. burn and metric-loss share one
+//! `wgpu::Device`: a loss reads the embeddings' buffer where burn wrote it and writes dL/dX
+//! into a burn tensor's buffer, with no copy through the host and no B×B tensor.
 //!
 //! ```no_run
 //! use burn::tensor::{Distribution, Int, Tensor};

@@ -185,10 +185,11 @@ pub fn weighting(
     )
 }
 
-/// ArcFace or CosFace ([`Proxy::arcface`], [`Proxy::cosface`]) of `embeddings` `[B, D]` with
-/// their class indices `classes` (0 .. C − 1) against the class weights `weights` `[C, D]`
-/// (row j class j's): differentiable in both. The indices are not checked on the device
-/// (that needs a read back): one ≥ C leaves its query's term out.
+/// ArcFace, CosFace or sub-center ArcFace ([`Proxy::arcface`], [`Proxy::cosface`],
+/// [`Proxy::subcenter_arcface`]) of `embeddings` `[B, D]` with their class indices `classes`
+/// (0 .. C − 1) against the class weights `weights` `[C·K, D]` (rows jK .. jK + K − 1 class
+/// j's, K = [`Proxy::sub_centers`]): differentiable in both. The indices are not checked on
+/// the device (that needs a read back): one ≥ C leaves its query's term out.
 pub fn proxy(
     embeddings: Tensor<2>,
     classes: Tensor<1, Int>,
@@ -201,6 +202,14 @@ pub fn proxy(
         return Err(shape("columns of the class weights", dim, wdim));
     }
     same_len("classes", rows, &classes)?;
+    let k = loss.sub_centers.max(1) as usize;
+    if c % k != 0 {
+        return Err(shape(
+            "rows of the class weights (whole classes of sub-centres)",
+            c.div_ceil(k) * k,
+            c,
+        ));
+    }
     loss.batch_limit(rows, c, dim)?;
     run(
         call(Family::Proxy(*loss), Form::Classes),

@@ -10,6 +10,7 @@ use common::reference as burn_ref;
 use common::{assert_pass, int_tensor, labels, outside, Rows};
 use metric_loss::testing::outside as judge;
 use metric_loss::testing::Rng;
+use metric_loss::Precision::F32;
 use metric_loss::{
     Contrastive, Labels, Mining, Proxy, ReferenceGrad, ReferenceSet, Siglip, Softmax, Triplet,
     Weighting, WeightingLoss,
@@ -299,15 +300,24 @@ fn multi_similarity_and_circle() {
 }
 
 #[test]
-fn arcface_and_cosface() {
-    let mut rng = Rng::new(8);
-    let (n, c, dim) = (45, 300, 13);
-    let x = Rows::scaled(&mut rng, n, dim, 1.0);
-    let w = Rows::scaled(&mut rng, c, dim, 1.0);
-    let classes = metric_loss::testing::proxy::class_indices(&mut rng, n, c);
-    let ids: Vec<i64> = classes.iter().map(|&v| i64::from(v)).collect();
-    let (ex, ew) = (x.embeddings(), w.embeddings());
-    for cfg in [Proxy::arcface(), Proxy::cosface()] {
+fn arcface_cosface_and_sub_centres() {
+    let (n, c, dim) = (45, 100, 13);
+    for cfg in [
+        Proxy::arcface(),
+        Proxy::cosface(),
+        Proxy::subcenter_arcface(),
+    ] {
+        let k = cfg.sub_centers as usize;
+        // Inputs whose sub-centre winners are clear of ties (the max is a decision).
+        let case = metric_loss::testing::proxy::Case::new(&cfg, 8, (n, c, dim), F32).unwrap();
+        let rows = |h: &metric_loss::testing::Held, rows| Rows {
+            host: h.values().to_vec(),
+            rows,
+            dim,
+        };
+        let (x, w, classes) = (rows(&case.x, n), rows(&case.w, c * k), &case.classes);
+        let ids: Vec<i64> = classes.iter().map(|&v| i64::from(v)).collect();
+        let (ex, ew) = (x.embeddings(), w.embeddings());
         let (arc, m) = match cfg.loss {
             metric_loss::ProxyLoss::ArcFace { margin_degrees } => {
                 (true, f64::from(margin_degrees).to_radians())
@@ -319,12 +329,12 @@ fn arcface_and_cosface() {
         let ours = ml::proxy(tx.clone(), int_tensor(&ids), tw.clone(), &cfg).unwrap();
         let ours = outside(ours, &[&tx, &tw]);
         let (tx, tw) = (x.tracked(), w.tracked());
-        let theirs = burn_ref::proxy(tx.clone(), int_tensor(&ids), tw.clone(), arc, m, s);
+        let theirs = burn_ref::proxy(tx.clone(), int_tensor(&ids), tw.clone(), (arc, m, s, k));
         let theirs = outside(theirs, &[&tx, &tw]);
         for (who, out) in [("ours", &ours), ("burn", &theirs)] {
             assert_pass(
                 who,
-                &judge::proxy_batch(&cfg, &ex, &classes, &ew, out).unwrap(),
+                &judge::proxy_batch(&cfg, &ex, classes, &ew, out).unwrap(),
             );
         }
     }

@@ -103,7 +103,9 @@ fn check_and_bench_run_in_f16() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("f16 inputs"), "{text}");
-    assert!(text.contains("294 passed, 0 failed"), "{text}");
+    // 303 cases less one: at D = 5 in f16, K = 5's queries opposite their class have two
+    // sub-centre cosines too close to call, and the grid leaves that case out.
+    assert!(text.contains("302 passed, 0 failed"), "{text}");
     let out = cli(&[
         "bench",
         "--loss",

@@ -12,7 +12,7 @@ use bytemuck::Pod;
 
 use super::gpu::Gpu;
 use super::kernel::{self, Bound, Kernel, Step};
-use super::plan::Plan;
+use super::plan::{self, Plan};
 use super::recorder::{Recorder, RowBuf};
 use super::resident::{self, DeviceClasses, DeviceLoss};
 use super::rows::RowShape;
@@ -160,6 +160,16 @@ pub(crate) trait LossCall {
     fn whole_row_bytes(&self) -> u64 {
         0
     }
+    /// Rows every window's length and start are a multiple of (besides 64): groups of rows
+    /// a family's kernels read together (sub-centre ArcFace's classes) stay in one window.
+    fn window_multiple(&self) -> u64 {
+        1
+    }
+    /// Loop iterations the family's map adds per column of a sweep, for rows of `dim4`
+    /// vec4s (they count against lavapipe's loop budget: the windows shrink to match).
+    fn extra_loops(&self, _dim4: u64) -> u64 {
+        0
+    }
     /// The call's model work in FLOPs (scales the automatic timeout).
     fn work(&self, plan: &Plan, want: bool) -> f64;
     /// The family's dispatches, between the normalisation and its backward pass.
@@ -281,8 +291,9 @@ pub(crate) fn run_host<L: LossCall>(
     let counts: Vec<u64> = inputs.iter().map(|e| e.rows() as u64).collect();
     let (rows, dim) = (counts[0], inputs[0].dim() as u64);
     let longest = counts.iter().copied().max().unwrap_or(rows);
-    let columns = gpu.sweep_columns(dim);
-    let plan = Plan::new(gpu.limits(), longest, dim, call.whole_row_bytes(), columns)?;
+    let columns = plan::with_extra_loops(gpu.sweep_columns(dim), call.extra_loops(dim.div_ceil(4)));
+    let plan = Plan::new(gpu.limits(), longest, dim, call.whole_row_bytes(), columns)?
+        .whole_groups(call.window_multiple())?;
     let want = grads.wanted();
     let data = uploads(gpu, inputs)?;
     let partial = std::mem::size_of::<L::Partial>() as u64;
@@ -358,8 +369,9 @@ pub(crate) fn run_device<L: LossCall>(
     let counts: Vec<u64> = inputs.iter().map(|x| x.rows as u64).collect();
     let dim = inputs[0].dim as u64;
     let longest = counts.iter().copied().max().unwrap_or(0);
-    let columns = gpu.sweep_columns(dim);
-    let plan = Plan::new(gpu.limits(), longest, dim, call.whole_row_bytes(), columns)?;
+    let columns = plan::with_extra_loops(gpu.sweep_columns(dim), call.extra_loops(dim.div_ceil(4)));
+    let plan = Plan::new(gpu.limits(), longest, dim, call.whole_row_bytes(), columns)?
+        .whole_groups(call.window_multiple())?;
     let want = grads.iter().any(Option::is_some);
     let f16 = inputs.iter().any(|x| x.precision == Precision::F16)
         || grads

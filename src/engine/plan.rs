@@ -34,6 +34,16 @@ pub(crate) fn staged_columns(dim4: u64) -> u64 {
     (LOOP_BUDGET * 16 / (10 * dim4 + 64)).max(64)
 }
 
+/// The most columns of a sweep whose shape allows `columns` when its map adds `extra` loop
+/// iterations a column (the budget is the invocation's, over every loop it runs).
+pub(crate) fn with_extra_loops(columns: u64, extra: u64) -> u64 {
+    if extra == 0 {
+        return columns;
+    }
+    let per_column = (LOOP_BUDGET / columns.max(1)).max(1) + extra;
+    (LOOP_BUDGET / per_column).max(64)
+}
+
 /// How the rows of one call are laid out and split.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Plan {
@@ -156,6 +166,34 @@ impl Plan {
         Ok(plan)
     }
 
+    /// The same plan with windows a multiple of `group` rows too (lcm(64, group)), so that
+    /// no window splits a group; [`Error::LimitExceeded`] when one such window is longer
+    /// than the planned one (a binding or a sweep's loop budget).
+    pub fn whole_groups(self, group: u64) -> Result<Self> {
+        if group <= 1 {
+            return Ok(self);
+        }
+        let unit = lcm(64, group);
+        if unit > self.window_rows {
+            return Err(Error::LimitExceeded {
+                what: format!(
+                    "windows of whole groups of {group} rows (rows per window, a multiple \
+                     of {unit})"
+                ),
+                needed: u128::from(unit),
+                limit: u128::from(self.window_rows),
+                hint: "use fewer sub-centres (a divisor of 64 is cheapest) or a smaller \
+                       dimension",
+            });
+        }
+        let window_rows = self.window_rows / unit * unit;
+        Ok(Self {
+            window_rows,
+            windows: self.rows.div_ceil(window_rows),
+            ..self
+        })
+    }
+
     /// `cap` rounded up to whole windows (or to 64 rows below one window).
     fn fit(&self, cap: u64) -> u64 {
         if cap > self.window_rows {
@@ -222,4 +260,14 @@ impl Plan {
     pub fn row_blocks(&self, w: u64) -> u64 {
         self.rows_in(w).div_ceil(super::rows::ROWS_PER_GROUP)
     }
+}
+
+fn lcm(a: u64, b: u64) -> u64 {
+    let gcd = |mut x: u64, mut y: u64| {
+        while y != 0 {
+            (x, y) = (y, x % y);
+        }
+        x
+    };
+    a / gcd(a, b) * b
 }

@@ -297,12 +297,15 @@ pub fn proxy(
     x: Tensor<2>,
     classes: Tensor<1, Int>,
     w: Tensor<2>,
-    arc: bool,
-    m: f64,
-    s: f64,
+    (arc, m, s, k): (bool, f64, f64, usize),
 ) -> Tensor<1> {
-    let (n, c) = (x.dims()[0], w.dims()[0]);
-    let cos = normalize(x).matmul(normalize(w).transpose());
+    let (n, c) = (x.dims()[0], w.dims()[0] / k);
+    // Each class's cosine the largest of its K sub-centres' (PML's view(-1, C, K).max(2)).
+    let cos = normalize(x)
+        .matmul(normalize(w).transpose())
+        .reshape([n, c, k])
+        .max_dim(2)
+        .reshape([n, c]);
     let all = Tensor::<1, Int>::arange(0..c as i64, &cos.device());
     let own = same(classes, all);
     let psi = if arc {

@@ -90,10 +90,13 @@ pub(crate) struct BenchArgs {
     /// Margin m (default 1.5 for contrastive, 1 for triplet).
     #[arg(long)]
     margin: Option<f32>,
-    /// arcface, cosface: the number of classes C (the class weights are C generated unit
-    /// rows, each row's class uniform below C).
+    /// arcface, cosface, subcenter-arcface: the number of classes C (the class weights are
+    /// C·K generated unit rows, each row's class uniform below C).
     #[arg(long)]
     classes: Option<usize>,
+    /// subcenter-arcface: K, sub-centres per class (default 3).
+    #[arg(long)]
+    sub_centers: Option<u32>,
     /// ntxent, supcon, clip: the temperature (default 0.07; supcon 0.1); infonce: 1/scale
     /// (default 0.05, scale 20; as many keys as anchors, no reverse term).
     #[arg(long)]
@@ -108,6 +111,20 @@ impl BenchArgs {
     /// The loss (`--loss` is required unless `--peak`, which returns before any loss).
     fn loss(&self) -> LossName {
         self.loss.unwrap_or(LossName::Contrastive)
+    }
+
+    /// K, the sub-centres a class (1 but for subcenter-arcface).
+    fn sub_centers(&self) -> u32 {
+        match self.loss() {
+            LossName::SubcenterArcface => self.sub_centers.unwrap_or(3),
+            _ => 1,
+        }
+    }
+
+    /// The class weights' rows, C·K (`--classes`).
+    fn class_rows(&self) -> Option<usize> {
+        self.classes
+            .map(|c| c.saturating_mul(self.sub_centers() as usize))
     }
 
     /// The softmax loss `--loss` names, if it names one.
@@ -135,12 +152,23 @@ impl BenchArgs {
             return Err(Failure::usage("--tune applies to --device gpu"));
         }
         let refuse = |why: &str| Err(Failure::usage(why));
-        let proxy = matches!(self.loss(), LossName::Arcface | LossName::Cosface);
+        let proxy = matches!(
+            self.loss(),
+            LossName::Arcface | LossName::Cosface | LossName::SubcenterArcface
+        );
         if proxy != self.classes.is_some() {
-            return refuse("--classes goes with --loss arcface and cosface, and they need it");
+            return refuse(
+                "--classes goes with --loss arcface, cosface and subcenter-arcface, and they \
+                 need it",
+            );
         }
         if proxy && (self.embeddings.is_some() || self.reference_rows.is_some()) {
-            return refuse("--loss arcface and cosface run on generated rows and classes");
+            return refuse(
+                "--loss arcface, cosface and subcenter-arcface run on generated rows and classes",
+            );
+        }
+        if self.sub_centers.is_some() && self.loss() != LossName::SubcenterArcface {
+            return refuse("--sub-centers applies to --loss subcenter-arcface");
         }
         if self.classes == Some(0) {
             return refuse("--classes must be at least 1");
@@ -251,7 +279,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<ExitCode, Failure> {
         ));
     }
     crate::io::host_sizes(b, d, 1 + workload::Inputs::sides(&args))?;
-    if let Some(m) = args.reference_rows.or(args.classes) {
+    if let Some(m) = args.reference_rows.or(args.class_rows()) {
         crate::io::host_sizes(m, d, 1)?;
     }
     cfg.check_size(args.mode, b, d)?;

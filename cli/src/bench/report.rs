@@ -37,9 +37,14 @@ fn rate(
         (Workload::Softmax { b: Some(_), .. } | Workload::Siglip { .. }, _) => {
             ("pairs", b * b, 6.0 * b * b * d, "6·B²·D")
         }
-        (Workload::Proxy { weights, .. }, _) => {
+        (Workload::Proxy { cfg, weights, .. }, _) => {
             let c = weights.rows() as f64;
-            ("pairs", b * c, 6.0 * b * c * d, "6·B·C·D")
+            let rule = if cfg.sub_centers > 1 {
+                "6·B·C·K·D"
+            } else {
+                "6·B·C·D"
+            };
+            ("pairs", b * c, 6.0 * b * c * d, rule)
         }
         (Workload::Softmax { .. } | Workload::Weighting { .. }, _) => {
             ("pairs", b * (b - 1.0), 6.0 * b * b * d, "6·B²·D")
@@ -84,7 +89,14 @@ fn kernel_flops(work: &Workload<'_>, mode: ModeArg, b: f64, d: f64) -> (f64, &'s
         (Workload::Siglip { .. }, _) => (8.0 * pairs, "8·N²·D"),
         (Workload::Weighting { .. }, _) => (6.0 * pairs, "6·B²·D"),
         // The log-sum-exps (2), the queries' gradient (4) and W's (4).
-        (Workload::Proxy { weights, .. }, _) => (10.0 * b * weights.rows() as f64 * d, "10·B·C·D"),
+        (Workload::Proxy { cfg, weights, .. }, _) => (
+            10.0 * b * weights.rows() as f64 * d,
+            if cfg.sub_centers > 1 {
+                "10·B·C·K·D"
+            } else {
+                "10·B·C·D"
+            },
+        ),
         (Workload::Softmax { cfg, labels, .. }, _) => match cfg.loss {
             // No row with two positives (SimCLR's views): no positives' sweep.
             SoftmaxLoss::NtXent if labels.largest_class() <= 2 => (6.0 * pairs, "6·B²·D"),
@@ -172,7 +184,13 @@ fn names(work: &Workload<'_>, mode: ModeArg) -> (&'static str, String, String) {
         Workload::Weighting { cfg, .. } => (cfg.name(), "batch".into(), cfg.case_name()),
         Workload::Proxy { cfg, weights, .. } => (
             cfg.name(),
-            format!("against {} classes", weights.rows()),
+            match cfg.sub_centers {
+                1 => format!("against {} classes", weights.rows()),
+                k => format!(
+                    "against {} classes × {k} sub-centres",
+                    cfg.classes_of(weights.rows())
+                ),
+            },
             cfg.case_name(),
         ),
         Workload::Siglip { cfg, .. } => (

@@ -79,7 +79,7 @@ impl Inputs {
         let classes = (b / 8).max(1) as u64;
         let reference = args
             .reference_rows
-            .or(args.classes)
+            .or(args.class_rows())
             .map(|m| (held(rng.unit_rows(m, d)), m));
         let indices = args.classes.map_or(Vec::new(), |c| {
             (0..b).map(|_| rng.below(c as u64) as u32).collect()
@@ -188,6 +188,9 @@ impl Config {
             LossName::Circle => Config::Weighting(Weighting::circle()),
             LossName::Arcface => Config::Proxy(Proxy::arcface()),
             LossName::Cosface => Config::Proxy(Proxy::cosface()),
+            LossName::SubcenterArcface => {
+                Config::Proxy(Proxy::subcenter_arcface().with_sub_centers(args.sub_centers())?)
+            }
         })
     }
 }
@@ -283,7 +286,9 @@ impl<'a> Workload<'a> {
         }
         let work = match cfg {
             Config::Proxy(_) => {
-                return Err(Failure::usage("--loss arcface and cosface need --classes"))
+                return Err(Failure::usage(
+                    "--loss arcface, cosface and subcenter-arcface need --classes",
+                ))
             }
             Config::Weighting(cfg) => {
                 cfg.validate_batch(&x, labels)?;

@@ -37,6 +37,7 @@ pub(crate) enum LossName {
     Circle,
     Arcface,
     Cosface,
+    SubcenterArcface,
 }
 
 impl LossName {
@@ -53,6 +54,7 @@ impl LossName {
             LossName::Circle => "circle",
             LossName::Arcface => "arcface",
             LossName::Cosface => "cosface",
+            LossName::SubcenterArcface => "subcenter-arcface",
         }
     }
 }
@@ -315,16 +317,20 @@ pub(crate) struct EvalArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub temperature: Option<f64>,
     /// infonce: the logit scale, 1/τ (default 20, sentence-transformers'); > 0, <= 1e4.
-    /// arcface, cosface: the scale s (default 64).
+    /// arcface, cosface, subcenter-arcface: the scale s (default 64).
     #[arg(long, allow_hyphen_values = true)]
     pub scale: Option<f64>,
-    /// arcface, cosface: the class weights (C×D .npy, row j class j's; PML's W transposed).
+    /// arcface, cosface: the class weights (C×D .npy, row j class j's; PML's W transposed);
+    /// subcenter-arcface: C·K×D, rows cK .. cK + K − 1 class c's sub-centres.
     #[arg(long)]
     pub weights: Option<PathBuf>,
-    /// arcface, cosface: write dL/dW here (C×D .npy, float16 for float16
-    /// weights, else float32).
+    /// arcface, cosface, subcenter-arcface: write dL/dW here (the weights' shape, float16
+    /// for float16 weights, else float32).
     #[arg(long)]
     pub grad_weights: Option<PathBuf>,
+    /// subcenter-arcface: K, sub-centres per class (default 3; 1 ..= 64).
+    #[arg(long)]
+    pub sub_centers: Option<u32>,
     /// infonce: add the reverse term over the anchors for each of the first N keys
     /// (MultipleNegativesSymmetricRankingLoss).
     #[arg(long)]
@@ -364,7 +370,7 @@ const MARGIN: [&str; 4] = ["margin", "distance", "reduction", "normalize"];
 
 /// Which loss takes which flag (clap's ids, the flag without `--`, `_` for `-`), beside
 /// `--loss` and `--device`, which all take.
-pub(crate) const TAKES: [(LossName, &[&[&str]]); 11] = [
+pub(crate) const TAKES: [(LossName, &[&[&str]]); 12] = [
     (
         LossName::Contrastive,
         &[
@@ -443,6 +449,7 @@ pub(crate) const TAKES: [(LossName, &[&[&str]]); 11] = [
     ),
     (LossName::Arcface, &[&PROXY]),
     (LossName::Cosface, &[&PROXY]),
+    (LossName::SubcenterArcface, &[&PROXY, &["sub_centers"]]),
 ];
 
 const PROXY: [&str; 7] = [
@@ -622,6 +629,8 @@ pub(crate) fn run(args: EvalArgs, m: &ArgMatches) -> Result<ExitCode, Failure> {
         ),
         LossName::Siglip => siglip::run(&args),
         LossName::MultiSimilarity | LossName::Circle => weighting::run(&args, args.loss),
-        LossName::Arcface | LossName::Cosface => proxy::run(&args, args.loss),
+        LossName::Arcface | LossName::Cosface | LossName::SubcenterArcface => {
+            proxy::run(&args, args.loss)
+        }
     }
 }

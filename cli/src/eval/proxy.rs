@@ -1,6 +1,7 @@
-//! `eval --loss arcface|cosface`: queries (--embeddings), their class indices (--labels,
-//! integers 0 .. C − 1, not remapped), the class weights (--weights, C×D), --margin and
-//! --scale; --grad writes dL/dX and --grad-weights dL/dW.
+//! `eval --loss arcface|cosface|subcenter-arcface`: queries (--embeddings), their class
+//! indices (--labels, integers 0 .. C − 1, not remapped), the class weights (--weights, C×D;
+//! subcenter-arcface C·K×D with --sub-centers K), --margin and --scale; --grad writes dL/dX
+//! and --grad-weights dL/dW.
 
 use std::process::ExitCode;
 
@@ -13,10 +14,10 @@ use crate::Failure;
 /// The options from the flags (PML's defaults where not given), checked by the library (a
 /// value beyond f32 fails its check as infinite).
 fn options(args: &EvalArgs, loss: LossName) -> Result<Proxy, Failure> {
-    let d = if loss == LossName::Arcface {
-        Proxy::arcface()
-    } else {
-        Proxy::cosface()
+    let d = match loss {
+        LossName::Arcface => Proxy::arcface(),
+        LossName::SubcenterArcface => Proxy::subcenter_arcface(),
+        _ => Proxy::cosface(),
     };
     let m = args.margin.margin.map(|v| v as f32);
     let loss = match d.loss {
@@ -28,7 +29,8 @@ fn options(args: &EvalArgs, loss: LossName) -> Result<Proxy, Failure> {
         },
     };
     let scale = args.scale.map_or(d.scale, |v| v as f32);
-    Ok(Proxy::new(loss, scale)?)
+    let k = args.sub_centers.unwrap_or(d.sub_centers);
+    Ok(Proxy::new(loss, scale)?.with_sub_centers(k)?)
 }
 
 pub(super) fn run(args: &EvalArgs, loss: LossName) -> Result<ExitCode, Failure> {
@@ -51,8 +53,8 @@ pub(super) fn run(args: &EvalArgs, loss: LossName) -> Result<ExitCode, Failure> 
             u32::try_from(v).map_err(|_| {
                 Failure::usage(format!(
                     "--labels: row {row} has class index {v}; class indices are 0 .. {} \
-                     (the rows of --weights)",
-                    w.rows
+                     (the classes of --weights)",
+                    cfg.classes_of(w.rows)
                 ))
             })
         })
@@ -75,7 +77,8 @@ pub(super) fn run(args: &EvalArgs, loss: LossName) -> Result<ExitCode, Failure> 
     };
     json.insert("margin".into(), f64::from(margin).into());
     json.insert("scale".into(), f64::from(cfg.scale).into());
-    json.insert("classes".into(), w.rows.into());
+    json.insert("classes".into(), cfg.classes_of(w.rows).into());
+    json.insert("sub_centers".into(), cfg.sub_centers.into());
     json.insert("terms".into(), out.counts.terms.into());
     out!("{}", serde_json::Value::Object(json));
     Ok(ExitCode::SUCCESS)

@@ -33,6 +33,10 @@ pub(crate) static ROWS_MODULE: Module = Module {
             name: "weights",
             grad: true,
         },
+        RowMap {
+            name: "centres",
+            grad: true,
+        },
     ],
     grad: GradLayout::Scalars,
     staged: true,
@@ -70,7 +74,8 @@ pub(crate) struct ProxyParams {
     pub sin_m: f32,
     /// dL/dterm, 1/B.
     pub inv_b: f32,
-    pub _pad0: u32,
+    /// K, W's rows per class.
+    pub sub_centers: u32,
 }
 mirrored!(
     ProxyParams,
@@ -91,7 +96,7 @@ mirrored!(
         cos_m,
         sin_m,
         inv_b,
-        _pad0
+        sub_centers
     ]
 );
 
@@ -136,11 +141,13 @@ pub(crate) static FINISH: K = K::new(&MODULE, "proxy_finish", &[STATS, PARTIALS,
 pub(crate) static LOSS: K = K::new(&MODULE, "proxy_loss", &[PARTIALS, DEV]);
 pub(crate) static ROWS_LSE: K = K::new(&ROWS_MODULE, "proxy_rows_lse", &LSE_SLOTS);
 pub(crate) static ROWS_GRAD: K = K::new(&ROWS_MODULE, "proxy_rows_grad", &GRAD_SLOTS);
+/// The gradient sweep with sub-centres (K > 1).
+pub(crate) static ROWS_CENTRES: K = K::new(&ROWS_MODULE, "proxy_rows_centres", &GRAD_SLOTS);
 
 pub(crate) static ROWS_TABLE: Table = Table {
     #[cfg(test)]
     module: &ROWS_MODULE,
-    kernels: &[&ROWS_LSE.info, &ROWS_GRAD.info],
+    kernels: &[&ROWS_LSE.info, &ROWS_GRAD.info, &ROWS_CENTRES.info],
     #[cfg(test)]
     structs: &[],
 };

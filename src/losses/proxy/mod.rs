@@ -1,5 +1,6 @@
-//! The class-proxy losses, ArcFace (Deng et al. 2019) and CosFace (Wang et al. 2018), as
-//! pytorch-metric-learning computes them: options and public calls.
+//! The class-proxy losses, ArcFace (Deng et al. 2019), CosFace (Wang et al. 2018) and
+//! sub-center ArcFace (Deng et al. 2020), as pytorch-metric-learning computes them: options
+//! and public calls.
 
 mod kernels;
 mod limit;
@@ -46,9 +47,16 @@ pub enum ProxyLoss {
     },
 }
 
-/// A class-proxy loss and its scale s. The class weights W (C × D, one row per class: PML's
-/// `W` is its transpose, D × C) are the reference set the queries are compared with, and
-/// get their gradient; nothing B×C exists, so C can be large (10⁶ classes are a 10⁶-row W).
+/// A class-proxy loss, its scale s and its sub-centres per class K. The class weights W
+/// (C·K × D: PML's `W` is its transpose) are the reference set the queries are compared
+/// with, and get their gradient; nothing B×C exists, so C can be large (10⁶ classes are a
+/// 10⁶-row W).
+///
+/// With K > 1 (sub-center ArcFace, PML's `SubCenterArcFaceLoss`), rows c·K .. c·K + K − 1 of
+/// W are class c's sub-centres (PML's `view(-1, C, K)` of the cosines) and c_ic, the cosine
+/// the logits use, is the largest of query i's cosines with them; its gradient goes to that
+/// sub-centre alone (the first of equal ones, as `torch.max`). Which sub-centre is largest
+/// is a decision: where two are within a cosine's rounding, the gradient may go to either.
 ///
 /// ```no_run
 /// use metric_loss::{Embeddings, Gpu, Grads, Proxy};
@@ -65,6 +73,11 @@ pub struct Proxy {
     pub loss: ProxyLoss,
     /// s: finite, > 0, ≤ 1e4. PML's default 64.
     pub scale: f32,
+    /// K, sub-centres per class: 1 ≤ K ≤ 64; 1 for ArcFace and CosFace, PML's
+    /// `SubCenterArcFaceLoss` default 3. W's windows hold whole classes (multiples of
+    /// lcm(64, K) rows), so a K the device's window cannot hold fails with
+    /// [`Error::LimitExceeded`].
+    pub sub_centers: u32,
 }
 
 /// Counts of a class-proxy call.
@@ -95,6 +108,7 @@ impl Proxy {
                 margin_degrees: 28.6,
             },
             scale: 64.0,
+            sub_centers: 1,
         }
     }
 
@@ -103,36 +117,80 @@ impl Proxy {
         Self {
             loss: ProxyLoss::CosFace { margin: 0.35 },
             scale: 64.0,
+            sub_centers: 1,
         }
     }
 
-    /// The loss and scale, checked.
+    /// Sub-center ArcFace with PML's defaults: m = 28.6°, s = 64, K = 3.
+    pub fn subcenter_arcface() -> Self {
+        Self {
+            sub_centers: 3,
+            ..Self::arcface()
+        }
+    }
+
+    /// The loss and scale with one sub-centre per class, checked.
     pub fn new(loss: ProxyLoss, scale: f32) -> Result<Self> {
-        let p = Self { loss, scale };
+        let p = Self {
+            loss,
+            scale,
+            sub_centers: 1,
+        };
         p.validate()?;
         Ok(p)
     }
 
-    /// The name the CLI uses: "arcface" or "cosface".
+    /// The same loss with `k` sub-centres per class, checked.
+    pub fn with_sub_centers(self, k: u32) -> Result<Self> {
+        let p = Self {
+            sub_centers: k,
+            ..self
+        };
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// The name the CLI uses: "arcface", "cosface", "subcenter-arcface" (K > 1), or
+    /// "subcenter-cosface" (K > 1; the library's own generalisation, not in PML).
     pub fn name(&self) -> &'static str {
-        match self.loss {
-            ProxyLoss::ArcFace { .. } => "arcface",
-            ProxyLoss::CosFace { .. } => "cosface",
+        match (self.loss, self.sub_centers > 1) {
+            (ProxyLoss::ArcFace { .. }, false) => "arcface",
+            (ProxyLoss::CosFace { .. }, false) => "cosface",
+            (ProxyLoss::ArcFace { .. }, true) => "subcenter-arcface",
+            (ProxyLoss::CosFace { .. }, true) => "subcenter-cosface",
         }
     }
 
     /// The loss and its options, for a verdict's name.
     pub fn case_name(&self) -> String {
+        let k = match self.sub_centers {
+            1 => String::new(),
+            k => format!(" K {k}"),
+        };
         match self.loss {
             ProxyLoss::ArcFace { margin_degrees } => {
-                format!("arcface m {margin_degrees}° s {}", self.scale)
+                format!("{} m {margin_degrees}° s {}{k}", self.name(), self.scale)
             }
-            ProxyLoss::CosFace { margin } => format!("cosface m {margin} s {}", self.scale),
+            ProxyLoss::CosFace { margin } => {
+                format!("{} m {margin} s {}{k}", self.name(), self.scale)
+            }
         }
     }
 
-    /// Checks the margin and the scale.
+    /// C, the classes of a W of `rows` rows.
+    pub fn classes_of(&self, rows: usize) -> usize {
+        rows / self.sub_centers.max(1) as usize
+    }
+
+    /// Checks the margin, the scale and the sub-centres.
     pub fn validate(&self) -> Result<()> {
+        if !(1..=64).contains(&self.sub_centers) {
+            return Err(Error::InvalidOption {
+                name: "sub-centers",
+                value: f64::from(self.sub_centers),
+                rule: "must be >= 1 and <= 64",
+            });
+        }
         let s = self.scale;
         if !(s.is_finite() && s > 0.0 && s <= 1e4) {
             return Err(Error::InvalidOption {
@@ -237,6 +295,7 @@ impl Proxy {
             } else {
                 (1.0 / queries as f64) as f32
             },
+            sub_centers: self.sub_centers,
             ..Default::default()
         }
     }
@@ -248,8 +307,9 @@ impl Proxy {
         self.magnitude_limit(dim, queries.max(classes))
     }
 
-    /// Everything [`Proxy::batch`] checks before it runs: options, shapes, every class index
-    /// a row of the weights (< C: [`Error::ClassOutOfRange`]) and the magnitude limit.
+    /// Everything [`Proxy::batch`] checks before it runs: options, shapes (W's rows a
+    /// multiple of K), every class index below C ([`Error::ClassOutOfRange`]) and the
+    /// magnitude limit.
     pub fn validate_batch(
         &self,
         x: &Embeddings<'_>,
@@ -258,7 +318,8 @@ impl Proxy {
     ) -> Result<()> {
         same_rows("class indices", x.rows(), classes.len())?;
         same_rows("columns of the class weights", x.dim(), weights.dim())?;
-        let c = weights.rows();
+        self.validate()?;
+        let c = self.whole_classes(weights.rows())?;
         let out: Vec<(usize, u32)> = classes
             .iter()
             .copied()
@@ -272,7 +333,7 @@ impl Proxy {
                 first: Some(first),
             });
         }
-        let limit = self.batch_limit(x.rows(), c, x.dim())?;
+        let limit = self.batch_limit(x.rows(), weights.rows(), x.dim())?;
         for (what, e) in [("embeddings", x), ("class weights", weights)] {
             crate::limit::check(&e.as_input(what), limit, || {
                 self.describe(x.rows(), c, x.dim())
@@ -281,9 +342,20 @@ impl Proxy {
         Ok(())
     }
 
+    /// C for a W of `rows` rows: [`Error::ShapeMismatch`] unless K divides them.
+    fn whole_classes(&self, rows: usize) -> Result<usize> {
+        let k = self.sub_centers.max(1) as usize;
+        same_rows(
+            "rows of the class weights (whole classes of sub-centres)",
+            rows.div_ceil(k) * k,
+            rows,
+        )?;
+        Ok(rows / k)
+    }
+
     /// The loss of the queries `x` with their class indices `classes` (one per query, each
-    /// < C) against the class weights `weights` (C × D, row j class j's). Gradients (with
-    /// [`Grads::Compute`]) are `[dL/dX, dL/dW]`.
+    /// < C) against the class weights `weights` (C·K × D, rows c·K .. c·K + K − 1 class
+    /// c's). Gradients (with [`Grads::Compute`]) are `[dL/dX, dL/dW]`.
     pub fn batch(
         &self,
         gpu: &Gpu,
@@ -297,7 +369,7 @@ impl Proxy {
         let call = Call {
             cfg: *self,
             queries: x.rows() as u64,
-            classes: weights.rows() as u64,
+            classes: self.classes_of(weights.rows()) as u64,
         };
         run_host(gpu, &call, &[x, weights], &[classes, &iota], grads)
     }
@@ -372,11 +444,13 @@ impl Proxy {
         resident::check_side("class weights", &weights, grad_weights.as_ref())?;
         same_rows("columns of the class weights", x.dim, weights.dim)?;
         resident::check_labels("class indices", &labels, x.rows)?;
+        self.validate()?;
+        self.whole_classes(weights.rows)?;
         let limit = self.batch_limit(x.rows, weights.rows, x.dim)?;
         let call = Call {
             cfg: *self,
             queries: x.rows as u64,
-            classes: weights.rows as u64,
+            classes: self.classes_of(weights.rows) as u64,
         };
         let classes = DeviceClasses::LabelsThenIota(labels);
         run_device(

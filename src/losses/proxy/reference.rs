@@ -1,5 +1,6 @@
-//! The f64 mirror of shaders/proxy.wgsl: every (query, class) logit from its definition, the
-//! log-sum-exp per query, the gradients of both sides through their normalisation.
+//! The f64 mirror of shaders/proxy.wgsl: every (query, class) logit from its definition (a
+//! class's cosine the largest of its sub-centres'), the log-sum-exp per query, the gradients
+//! of both sides through their normalisation.
 
 use super::{Proxy, ProxyCounts};
 use crate::options::Grads;
@@ -23,8 +24,8 @@ pub struct Mass {
     pub logit_slope: f64,
 }
 
-/// The loss of the queries `x` (with their `labels`) against the class weights `w` (one row
-/// per class) and, with gradients, `[dL/dX, dL/dW]`, and the masses.
+/// The loss of the queries `x` (with their `labels`) against the class weights `w` (K rows
+/// per class, `cfg.sub_centers`) and, with gradients, `[dL/dX, dL/dW]`, and the masses.
 pub fn batch_with_mass(
     cfg: &Proxy,
     x: &[f64],
@@ -35,21 +36,31 @@ pub fn batch_with_mass(
 ) -> (Reference, Mass) {
     let (xn, x_norms) = normalize(x, dim);
     let (wn, w_norms) = normalize(w, dim);
-    let (n, c) = (x_norms.len(), w_norms.len());
+    let (n, rows_w) = (x_norms.len(), w_norms.len());
+    let k = cfg.sub_centers.max(1) as usize;
+    let c = rows_w / k;
     let s = f64::from(cfg.scale);
     let inv_b = if n == 0 { 0.0 } else { 1.0 / n as f64 };
     let (mut gx, mut gw) = (vec![0.0; xn.len()], vec![0.0; wn.len()]);
     let mut mass = Mass {
-        plain: [vec![0.0; n], vec![0.0; c]],
-        amplified: [vec![0.0; n], vec![0.0; c]],
+        plain: [vec![0.0; n], vec![0.0; rows_w]],
+        amplified: [vec![0.0; n], vec![0.0; rows_w]],
         logit_slope: 0.0,
     };
     let mut loss = 0.0;
     for i in 0..n {
         let y = labels[i] as usize;
-        let cos: Vec<f64> = (0..c)
-            .map(|j| dot(row(&xn, i, dim), row(&wn, j, dim)))
-            .collect();
+        // Per class, its winning sub-centre (the first largest) and that cosine.
+        let (win, cos): (Vec<usize>, Vec<f64>) = (0..c)
+            .map(|j| {
+                (j * k..(j + 1) * k)
+                    .map(|r| (r, dot(row(&xn, i, dim), row(&wn, r, dim))))
+                    .fold(
+                        (j * k, f64::NEG_INFINITY),
+                        |b, t| if t.1 > b.1 { t } else { b },
+                    )
+            })
+            .unzip();
         let z = |j: usize| {
             if j == y {
                 s * cfg.with_margin(cos[j])
@@ -62,7 +73,7 @@ pub fn batch_with_mass(
         let slope = s * cfg.margin_slope(cos[y]);
         let amp = 2.0 * s.max(slope.abs());
         mass.logit_slope = mass.logit_slope.max(amp / 2.0);
-        for j in 0..c {
+        for (j, &wj) in win.iter().enumerate() {
             let p = (z(j) - lse).exp();
             let coef = if j == y {
                 (p - 1.0) * slope * inv_b
@@ -74,11 +85,11 @@ pub fn batch_with_mass(
             } else {
                 0.0
             };
-            for k in 0..dim {
-                gx[i * dim + k] += coef * wn[j * dim + k];
-                gw[j * dim + k] += coef * xn[i * dim + k];
+            for t in 0..dim {
+                gx[i * dim + t] += coef * wn[wj * dim + t];
+                gw[wj * dim + t] += coef * xn[i * dim + t];
             }
-            for (side, r) in [(0, i), (1, j)] {
+            for (side, r) in [(0, i), (1, wj)] {
                 mass.plain[side][r] += coef.abs();
                 mass.amplified[side][r] += coef.abs() * amp + curvature;
             }

@@ -12,12 +12,12 @@ use crate::engine::plan::Plan;
 use crate::error::Result;
 
 /// A validated call: the queries (side 0, with their labels) against W (side 1, its rows'
-/// indices as class ids).
+/// indices as ids: class id / K, sub-centre id % K).
 pub(crate) struct Call {
     pub cfg: Proxy,
     /// B, the queries.
     pub queries: u64,
-    /// C, W's rows.
+    /// C, the classes (W has C·K rows).
     pub classes: u64,
 }
 
@@ -32,9 +32,28 @@ impl LossCall for Call {
     }
 
     fn work(&self, plan: &Plan, want: bool) -> f64 {
-        // The log-sum-exps (2 per pair and dimension), with gradients both sides' (4 each).
-        let per_pair = if want { 10.0 } else { 2.0 };
-        per_pair * self.queries as f64 * self.classes as f64 * plan.dim as f64
+        // The log-sum-exps (2 per pair and dimension), with gradients both sides' (4 each);
+        // with sub-centres the gradient sweeps recompute the group's cosines (2·K per pair
+        // and dimension on W's side, 2 on the queries').
+        let k = f64::from(self.cfg.sub_centers);
+        let recompute = if k > 1.0 { 2.0 * k + 2.0 } else { 0.0 };
+        let per_pair = if want { 10.0 + recompute } else { 2.0 };
+        per_pair * self.queries as f64 * self.classes as f64 * k * plan.dim as f64
+    }
+
+    /// Sub-centres: W's side recomputes a class's K cosines every column, the queries' side
+    /// once a class (proxy_rows.wgsl's centre_winner: four sub-centres and four vec4s an
+    /// iteration), for both rows an invocation holds. Calibrated on lavapipe: the loops cost
+    /// more than their iteration counts (docs/testing.md, finding 15).
+    fn extra_loops(&self, dim4: u64) -> u64 {
+        match u64::from(self.cfg.sub_centers) {
+            1 => 0,
+            k => 2 * k.div_ceil(4) * (dim4 / 4 + 8),
+        }
+    }
+
+    fn window_multiple(&self) -> u64 {
+        u64::from(self.cfg.sub_centers)
     }
 
     fn steps(&self, b: &mut Build<'_, '_>) -> Result<Built> {
@@ -91,7 +110,11 @@ impl LossCall for Call {
             for (a, o) in [(0, 1), (1, 0)] {
                 let Some(g) = &b.sides[a].grad else { continue };
                 let q = |r, c| if a == 0 { r } else { c };
-                steps.extend(sweep(&k::ROWS_GRAD, (a, o), &|s, r, c| {
+                let kernel = match self.cfg.sub_centers {
+                    1 => &k::ROWS_GRAD,
+                    _ => &k::ROWS_CENTRES,
+                };
+                steps.extend(sweep(kernel, (a, o), &|s, r, c| {
                     s.bind(k::ROW_COEFS, coefs.win(q(r, c)))
                         .bind(k::COL_COEFS, coefs.win(q(r, c)))
                         .bind(k::GRAD, g.win(r))
