@@ -12,9 +12,14 @@
 //!   target's also |(p − 1)·s·ψ″|/B (ψ′ is recomputed from a rounded c), from the
 //!   reference ([`super::reference::Mass`]); L = C for the queries and B for W's rows.
 //!
-//! ArcFace's branch (θ ≤ π − m) is a decision: PML's continuation c − m·sin m does not meet
-//! cos(θ + m) at c = −cos m (neither in value nor in slope), so the tests keep every target
-//! cosine clear of it (`testing::proxy`).
+//! With K sub-centres a class, C above is W's C·K rows (the terms a sum may add, an upper
+//! bound: only the C winners add anything), and each W row's masses are its wins'.
+//!
+//! ArcFace's branch (θ ≤ π − m) and which sub-centre wins are decisions: PML's continuation
+//! c − m·sin m does not meet cos(θ + m) at c = −cos m (neither in value nor in slope), and
+//! the gradient jumps between sub-centres at a tie, so the tests keep every target cosine
+//! clear of the branch and every class's two largest sub-centre cosines apart
+//! (`testing::proxy`).
 
 use super::reference::Mass;
 use super::{Proxy, ProxyOutput};
