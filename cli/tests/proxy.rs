@@ -47,13 +47,7 @@ fn eval_by_hand() {
                 "--grad-weights",
                 gw.to_str().unwrap(),
             ];
-            let out = cli(&args);
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let line = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
+            let line = json_line(&args);
             let v: f64 = json_field(&line, "loss").parse().unwrap();
             assert!((v - want).abs() < 1e-6, "{line}: {want}");
             assert_eq!(json_field(&line, "classes"), "2");
@@ -167,7 +161,7 @@ fn sub_centres_by_hand() {
     let c1 = f64::from(r) * f64::from(r) * 2f64.sqrt();
     let want = (0.5f64.exp() + c1.exp()).ln() - 0.5;
     for device in devices() {
-        let out = cli(&[
+        let line = json_line(&[
             "eval",
             "--loss",
             "subcenter-arcface",
@@ -188,12 +182,6 @@ fn sub_centres_by_hand() {
             "--grad-weights",
             gw.to_str().unwrap(),
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let line = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
         let v: f64 = json_field(&line, "loss").parse().unwrap();
         assert!((v - want).abs() < 1e-6, "{line}: {want}");
         assert_eq!(json_field(&line, "classes"), "2");
@@ -205,9 +193,21 @@ fn sub_centres_by_hand() {
     }
 }
 
+/// The last stdout line of a run that must succeed (its stderr shown when it does not).
+fn json_line(args: &[&str]) -> String {
+    let out = cli(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout.lines().last().unwrap_or_default().to_string()
+}
+
 /// `bench --loss LOSS --batch 70 --dim 16 --classes C --json`: its JSON line.
 fn bench_line(loss: &str, classes: &str) -> String {
-    let out = cli(&[
+    json_line(&[
         "bench",
         "--loss",
         loss,
@@ -220,14 +220,7 @@ fn bench_line(loss: &str, classes: &str) -> String {
         "--repeat",
         "1",
         "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout.lines().last().unwrap().to_string()
+    ])
 }
 
 #[test]
